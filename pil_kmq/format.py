@@ -1,0 +1,207 @@
+"""KMQ byte layout: the header, extension chunks, constants and their validation.
+
+This module is the spec (``spec/kmq.md``) in code. It knows nothing of Pillow or k-means.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+# PNG-style signature: the high byte catches 7-bit transfers, CR LF / LF catch newline
+# translation, 0x1A stops `type` on DOS.
+MAGIC = b"\x89KMQ\r\n\x1a\n"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+
+HEADER_SIZE = 44
+CRC_SIZE = 4
+CHUNK_HEAD_SIZE = 8
+MAX_K = 65_536
+MAX_DIMENSION = 2**31 - 1
+MAX_PIXELS = 2**56  # keeps width * height * bits_per_index (+ padding) inside a u64
+MAX_BITS_PER_INDEX = 16
+
+# magic, version_major, version_minor, channels, bits_per_index, width, height, k,
+# index_coding, reserved, extension_length, index_stream_length (header_crc follows).
+_HEADER = struct.Struct(">8sBBBBIIIB3sIQ")
+_CRC = struct.Struct(">I")
+_CHUNK_HEAD = struct.Struct(">4sI")
+
+
+class IndexCoding(IntEnum):
+    """How the index stream is stored (header field ``index_coding``)."""
+
+    NONE = 0  # bit-packed indices, MSB first, no row padding
+
+
+class KmqError(OSError):
+    """A KMQ file is malformed, corrupt or of an unsupported version."""
+
+
+# Channel count -> Pillow mode of the decoded image (spec: "Channel layouts").
+CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def bits_for_k(k: int) -> int:
+    """ceil(log2 k): bits needed for an index in [0, k); 0 when k == 1."""
+    return (k - 1).bit_length()
+
+
+def raw_stream_length(width: int, height: int, bits_per_index: int) -> int:
+    """Bytes of an uncoded index stream: width*height indices, padded to a whole byte."""
+    return (width * height * bits_per_index + 7) // 8
+
+
+def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """CRC-32 (ISO-HDLC, as zlib and PNG) of data, continuing from value."""
+    return zlib.crc32(data, value)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed 44-byte header, field names as in the spec."""
+
+    width: int
+    height: int
+    channels: int
+    k: int
+    bits_per_index: int
+    index_coding: IndexCoding
+    index_stream_length: int
+    extension_length: int = 0
+    version_major: int = VERSION_MAJOR
+    version_minor: int = VERSION_MINOR
+
+    @property
+    def mode(self) -> str:
+        """Pillow mode of the decoded image."""
+        return CHANNEL_MODES[self.channels]
+
+    @property
+    def codebook_length(self) -> int:
+        """Bytes of the codebook: k entries of `channels` uint8 values."""
+        return self.k * self.channels
+
+    @property
+    def codebook_offset(self) -> int:
+        return HEADER_SIZE + self.extension_length
+
+    @property
+    def index_stream_offset(self) -> int:
+        return self.codebook_offset + self.codebook_length
+
+    @property
+    def file_length(self) -> int:
+        """Bytes of the whole file, file_crc included."""
+        return self.index_stream_offset + self.index_stream_length + CRC_SIZE
+
+    def pack(self) -> bytes:
+        """The header's 44 bytes, header_crc included."""
+        body = _HEADER.pack(
+            MAGIC,
+            self.version_major,
+            self.version_minor,
+            self.channels,
+            self.bits_per_index,
+            self.width,
+            self.height,
+            self.k,
+            self.index_coding,
+            b"\0\0\0",
+            self.extension_length,
+            self.index_stream_length,
+        )
+        return body + _CRC.pack(crc32(body))
+
+
+def new_header(
+    width: int, height: int, channels: int, k: int, index_coding: IndexCoding, index_stream_length: int
+) -> Header:
+    """A header for these fields, validated as a reader would validate it."""
+    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length)
+    validate_header(header)
+    return header
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse and validate the first 44 bytes of a file; raise KmqError naming the problem."""
+    if len(data) < HEADER_SIZE:
+        raise KmqError(f"truncated KMQ header: {len(data)} of {HEADER_SIZE} bytes")
+    fields = _HEADER.unpack_from(data)
+    magic, major, minor = fields[:3]
+    if magic != MAGIC:
+        raise KmqError("not a KMQ file (bad magic bytes)")
+    # Checked before the CRC: another major version may lay its header out differently.
+    if major != VERSION_MAJOR:
+        raise KmqError(f"unsupported KMQ major version {major} (this reader reads version {VERSION_MAJOR})")
+    (stored_crc,) = _CRC.unpack_from(data, _HEADER.size)
+    computed_crc = crc32(data[: _HEADER.size])
+    if stored_crc != computed_crc:
+        raise KmqError(f"KMQ header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})")
+    channels, bits, width, height, k, coding, reserved, ext_len, stream_len = fields[3:]
+    if reserved != b"\0\0\0":
+        raise KmqError("KMQ header reserved bytes 25-27 must be zero")
+    if coding not in IndexCoding._value2member_map_:
+        raise KmqError(f"unknown KMQ index_coding {coding}")
+    header = Header(width, height, channels, k, bits, IndexCoding(coding), stream_len, ext_len, major, minor)
+    validate_header(header)
+    return header
+
+
+def validate_header(header: Header) -> None:
+    """Check every header rule of the spec; raise KmqError naming the first broken one."""
+    if header.channels not in CHANNEL_MODES:
+        raise KmqError(f"KMQ channels must be 1 to 4, not {header.channels}")
+    for name in ("width", "height"):
+        value = getattr(header, name)
+        if not 1 <= value <= MAX_DIMENSION:
+            raise KmqError(f"KMQ {name} must be 1 to {MAX_DIMENSION}, not {value}")
+    if header.width * header.height > MAX_PIXELS:
+        raise KmqError(f"KMQ width x height must be at most 2**56, not {header.width * header.height}")
+    if not 1 <= header.k <= MAX_K:
+        raise KmqError(f"KMQ k must be 1 to {MAX_K}, not {header.k}")
+    if header.bits_per_index != bits_for_k(header.k):
+        raise KmqError(
+            f"KMQ bits_per_index is {header.bits_per_index} but k={header.k} needs {bits_for_k(header.k)}"
+        )
+    expected = raw_stream_length(header.width, header.height, header.bits_per_index)
+    if header.index_coding == IndexCoding.NONE and header.index_stream_length != expected:
+        raise KmqError(
+            f"KMQ index_stream_length is {header.index_stream_length} bytes but "
+            f"{header.width}x{header.height} at {header.bits_per_index} bits per index needs {expected}"
+        )
+
+
+def parse_extensions(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Split the extension area into (tag, payload) chunks; raise KmqError if they do not tile it."""
+    chunks = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < CHUNK_HEAD_SIZE:
+            raise KmqError(f"KMQ extension chunk header cut short at byte {offset} of the extension area")
+        tag, length = _CHUNK_HEAD.unpack_from(data, offset)
+        start = offset + CHUNK_HEAD_SIZE
+        if length > len(data) - start:
+            raise KmqError(f"KMQ extension chunk {tag!r} declares {length} bytes, only {len(data) - start} remain")
+        chunks.append((tag, bytes(data[start : start + length])))
+        offset = start + length
+    return chunks
+
+
+def pack_extension(tag: bytes, payload: bytes) -> bytes:
+    """One extension chunk: 4-byte tag, u32 length, payload."""
+    if len(tag) != 4:
+        raise ValueError(f"extension chunk tag must be 4 bytes, not {tag!r}")
+    return _CHUNK_HEAD.pack(tag, len(payload)) + payload
+
+
+def pack_crc(value: int) -> bytes:
+    """The 4-byte big-endian file_crc."""
+    return _CRC.pack(value)
+
+
+def unpack_crc(data: bytes) -> int:
+    return _CRC.unpack(data)[0]
