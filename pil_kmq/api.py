@@ -1,0 +1,152 @@
+"""The numpy API, mirroring the article: image -> (indices, codebook) -> file bytes -> image.
+
+The Pillow plugin and the CLI both go through these functions and option checks.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codec import decode_bytes, encode_parts
+from .format import CRC_SIZE, HEADER_SIZE, MAX_K, Header, IndexCoding
+from .quantize import Quantized, quantize
+
+DEFAULT_K = 16
+DEFAULT_SEED = 0
+MAX_SEED = 2**32 - 1  # what scikit-learn accepts as random_state
+COMPRESSIONS = {coding.name.lower(): coding for coding in IndexCoding}
+DEFAULT_COMPRESSION = "none"
+
+
+def check_k(k: object) -> int:
+    """Validate the `k` option: an int from 1 to 65,536."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= int(k) <= MAX_K:
+        raise ValueError(f"k must be an int from 1 to {MAX_K:,}, not {k!r}")
+    return int(k)
+
+
+def check_seed(seed: object) -> int:
+    """Validate the `seed` option: an int from 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be an int from 0 to {MAX_SEED}, not {seed!r}")
+    return int(seed)
+
+
+def check_compression(compression: object) -> IndexCoding:
+    """Validate the `compression` option: one of the names in COMPRESSIONS."""
+    if compression not in COMPRESSIONS:
+        names = ", ".join(repr(name) for name in COMPRESSIONS)
+        raise ValueError(f"compression must be one of {names}, not {compression!r}")
+    return COMPRESSIONS[compression]  # type: ignore[index]
+
+
+def _as_pixels(image: np.ndarray) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"image must be a uint8 array, not {array.dtype}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4 or 0 in array.shape:
+        raise ValueError(f"image must have shape (height, width) or (height, width, 1..4 channels), not {array.shape}")
+    return array
+
+
+def compress_image(image: np.ndarray, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Quantized:
+    """Cluster an (H, W) or (H, W, C) uint8 image into at most k colours.
+
+    Returns indices (H, W) uint16 and codebook (K, C) uint8, K <= k; every pixel's index is
+    its nearest codebook colour, and an image with <= k colours is kept exactly.
+    """
+    k, seed = check_k(k), check_seed(seed)
+    pixels = _as_pixels(image)
+    height, width, channels = pixels.shape
+    indices, codebook = quantize(pixels.reshape(-1, channels), k, seed)
+    return Quantized(indices.reshape(height, width), codebook)
+
+
+def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """codebook[indices]: (H, W, C) uint8, or (H, W) for a one-channel codebook."""
+    image = np.asarray(codebook, dtype=np.uint8)[np.asarray(indices)]
+    return image[:, :, 0] if image.shape[-1] == 1 else image
+
+
+def encode_kmq(indices: np.ndarray, codebook: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
+    """The bytes of a KMQ file holding these indices (H, W) and codebook (K, C)."""
+    indices, codebook = np.asarray(indices), np.asarray(codebook)
+    if indices.ndim != 2 or codebook.ndim != 2 or codebook.dtype != np.uint8:
+        raise ValueError("indices must be 2-D (height, width) and codebook 2-D uint8 (k, channels)")
+    if indices.size and int(indices.max()) >= len(codebook):
+        raise ValueError(f"indices must be below k={len(codebook)}, found {int(indices.max())}")
+    return b"".join(encode_parts(indices, codebook, check_compression(compression)))
+
+
+def decode_kmq(data: bytes) -> tuple[Header, Quantized]:
+    """Decode KMQ file bytes: the header and (indices (H, W), codebook (K, C)). Raises KmqError."""
+    return decode_bytes(data)
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """The article's size table for one KMQ file, in bits."""
+
+    header: Header
+
+    @property
+    def original_bits(self) -> int:
+        """The image at 8 bits per channel: W x H x 24 for RGB."""
+        return self.header.width * self.header.height * self.header.channels * 8
+
+    @property
+    def index_bits(self) -> int:
+        """W x H x bits_per_index for an uncoded stream, else the coded stream's bits."""
+        h = self.header
+        if h.index_coding == IndexCoding.NONE:
+            return h.width * h.height * h.bits_per_index
+        return h.index_stream_length * 8
+
+    @property
+    def codebook_bits(self) -> int:
+        return self.header.codebook_length * 8
+
+    @property
+    def payload_bits(self) -> int:
+        """Indices + codebook: the article's "compressed size"."""
+        return self.index_bits + self.codebook_bits
+
+    @property
+    def total_bits(self) -> int:
+        """The whole file."""
+        return self.header.file_length * 8
+
+    @property
+    def overhead_bits(self) -> int:
+        """Header, extensions, file_crc and the stream's padding bits."""
+        return self.total_bits - self.payload_bits
+
+    def rows(self) -> list[tuple[str, int]]:
+        h = self.header
+        c = h.channels
+        return [
+            (f"Original size ({h.width}x{h.height}x{8 * c})", self.original_bits),
+            (f"Indices ({h.width}x{h.height}x{h.bits_per_index})", self.index_bits),
+            (f"Codebook ({h.k}x{c}x8)", self.codebook_bits),
+            ("Indices + codebook", self.payload_bits),
+            (f"Header {HEADER_SIZE} B, extensions, CRC {CRC_SIZE} B, padding", self.overhead_bits),
+            ("File total", self.total_bits),
+        ]
+
+    def __str__(self) -> str:
+        lines = [f"{'Metric':<46} {'bits':>14} {'bytes':>12}"]
+        for name, bits in self.rows():
+            lines.append(f"{name:<46} {bits:>14,} {bits / 8:>12,.1f}")
+        lines.append(f"{'Compression ratio, indices + codebook':<46} {self.payload_bits / self.original_bits:>14.4f}")
+        lines.append(f"{'Compression ratio, file total':<46} {self.total_bits / self.original_bits:>14.4f}")
+        return "\n".join(lines)
+
+
+def size_report(header: Header) -> SizeReport:
+    """The size table (original, index, codebook, header bits, total, ratio) of a file."""
+    return SizeReport(header)
