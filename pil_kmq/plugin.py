@@ -1,0 +1,144 @@
+"""Pillow glue for KMQ: open, decode, save, encode, registration. Knows nothing of k-means.
+
+Reads top to bottom as data flows, like Pillow's own plugins (see QoiImagePlugin.py).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_compression, check_k, check_seed, compress_image
+from .codec import IndexStreamDecoder, encode_parts, read_prefix
+from .format import HEADER_SIZE, MAGIC, Header, KmqError, parse_header
+
+FORMAT = "KMQ"
+CODEC = "kmq"
+EXTENSION = ".kmq"
+MIME = "image/x-kmq"
+
+# Modes stored as they are, and modes converted without loss before storing.
+_NATIVE_MODES = {"L", "RGB"}
+_LOSSLESS_CONVERSIONS = {"1": "L"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_READ_BLOCK = 1 << 16
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix.startswith(MAGIC)
+
+
+class KmqImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "K-means quantized image"
+    kmq_header: Header
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        prefix = self.fp.read(HEADER_SIZE)
+        if not _accept(prefix):
+            raise SyntaxError("not a KMQ file")
+        header = parse_header(prefix)  # validated before its extension_length is trusted
+        try:
+            extension = ImageFile._safe_read(self.fp, header.extension_length)
+        except OSError as error:
+            raise KmqError(f"truncated KMQ file: its extension area should be {header.extension_length} bytes") from error
+        header, _chunks, prefix_crc = read_prefix(prefix + extension)
+        self.kmq_header = header
+        self._size = (header.width, header.height)
+        self._mode = header.mode
+        self.tile = [ImageFile._Tile(CODEC, (0, 0, *self._size), header.codebook_offset, (header, prefix_crc))]
+
+    def verify(self) -> None:
+        """Check lengths, padding, index range and file_crc without building the image."""
+        assert self.fp is not None
+        if self.tile:
+            _, _, offset, (header, prefix_crc) = self.tile[0]
+            stream = IndexStreamDecoder(header, prefix_crc)
+            self.fp.seek(offset)
+            while not stream.done:
+                block = self.fp.read(_READ_BLOCK)
+                if not block:
+                    raise KmqError(f"truncated KMQ file: it should be {header.file_length} bytes")
+                for _ in stream.feed(block):
+                    pass
+        super().verify()
+
+
+class KmqDecoder(ImageFile.PyDecoder):
+    """Push-mode decoder: takes the file in any chunks, fills rows as they complete."""
+
+    def init(self, args: tuple[Any, ...]) -> None:
+        header, prefix_crc = args
+        self._stream = IndexStreamDecoder(header, prefix_crc)
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        data = memoryview(buffer)  # type: ignore[arg-type]
+        for first, indices in self._stream.feed(data):
+            assert self._stream.codebook is not None
+            self._put_rows(first, self._stream.codebook[indices])
+        if self._stream.done:
+            return -1, 0
+        return len(data), 0
+
+    def _put_rows(self, first: int, pixels: np.ndarray) -> None:
+        assert self.im is not None
+        raw = Image._getdecoder(self.mode, "raw", self.mode)
+        x0, y0 = self.state.xoff, self.state.yoff + first
+        raw.setimage(self.im, (x0, y0, x0 + self.state.xsize, y0 + len(pixels)))
+        consumed, error = raw.decode(pixels.tobytes())
+        if consumed >= 0 or error != 0:
+            raise KmqError(f"cannot place decoded KMQ rows {first}..{first + len(pixels) - 1}")
+
+
+def _pixels_to_store(im: Image.Image) -> np.ndarray:
+    """The array KMQ stores for this image; ValueError naming the mode when that would lose data."""
+    mode = im.mode
+    if mode in _NATIVE_MODES:
+        return np.asarray(im)
+    if mode in _LOSSLESS_CONVERSIONS:
+        return np.asarray(im.convert(_LOSSLESS_CONVERSIONS[mode]))
+    if mode == "P":
+        if "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode):
+            raise ValueError("cannot save mode 'P' with transparency as KMQ yet: it would drop alpha; convert to 'RGB' first to drop it knowingly")
+        return np.asarray(im.convert("RGB"))
+    if mode in _ALPHA_MODES:
+        raise ValueError(f"cannot save mode {mode!r} as KMQ yet: it would drop alpha; convert to 'RGB' or 'L' first to drop it knowingly")
+    raise ValueError(f"cannot save mode {mode!r} as KMQ: KMQ stores 'RGB' and 'L' ('1' and 'P' are converted losslessly); convert the image first")
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    info = im.encoderinfo
+    # Every option is checked and all clustering done before the first byte is written.
+    k = check_k(info.get("k", DEFAULT_K))
+    seed = check_seed(info.get("seed", DEFAULT_SEED))
+    compression = info.get("compression", DEFAULT_COMPRESSION)
+    check_compression(compression)
+    quantized = compress_image(_pixels_to_store(im), k, seed)
+    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, compression))])
+
+
+class KmqEncoder(ImageFile.PyEncoder):
+    """Writes a quantized image, handed over in the tile's args, as one KMQ file."""
+
+    _pushes_fd = True
+
+    def init(self, args: tuple[Any, ...]) -> None:
+        self._quantized, self._compression = args
+
+    def encode(self, bufsize: int) -> tuple[int, int, bytes]:
+        indices, codebook = self._quantized
+        data = b"".join(encode_parts(indices, codebook, check_compression(self._compression)))
+        return len(data), 1, data
+
+
+def register() -> None:
+    """Register the KMQ format with Pillow; safe to call any number of times."""
+    Image.register_open(FORMAT, KmqImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+    Image.register_decoder(CODEC, KmqDecoder)
+    Image.register_encoder(CODEC, KmqEncoder)
