@@ -1,0 +1,5 @@
+"""`python -m pil_kmq`: the `kmq` command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""The `kmq` command line: encode, decode and inspect KMQ files.
+
+Errors print one line on stderr and exit non-zero; outputs are written to a temporary file
+beside the target and renamed into place, so an existing file is never left half written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from PIL import Image
+
+from . import __version__
+from .api import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_k, size_report
+from .format import HEADER_SIZE, MAGIC, Header, parse_header
+from .plugin import FORMAT, KmqImageFile
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+def _k_option(text: str) -> int:
+    try:
+        return check_k(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error) if text.strip().lstrip("-").isdigit() else f"k must be an int, not {text!r}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmq", description="K-means colour-quantized images (KMQ).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    encode = commands.add_parser("encode", help="encode an image (any format Pillow reads) as KMQ")
+    encode.add_argument("input", type=Path, help="image to encode")
+    encode.add_argument("output", type=Path, help="KMQ file to write")
+    encode.add_argument("-k", type=_k_option, default=DEFAULT_K, help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})")
+    encode.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed; same seed, same bytes (default {DEFAULT_SEED})")
+    encode.add_argument("--compression", choices=sorted(COMPRESSIONS), default=DEFAULT_COMPRESSION, help="index stream coding")
+    encode.add_argument("-q", "--quiet", action="store_true", help="do not print the size table")
+    encode.set_defaults(run=_encode)
+
+    decode = commands.add_parser("decode", help="decode a KMQ file to any format Pillow writes")
+    decode.add_argument("input", type=Path, help="KMQ file")
+    decode.add_argument("output", type=Path, help="image to write; its extension picks the format")
+    decode.set_defaults(run=_decode)
+
+    info = commands.add_parser("info", help="print header fields and the size table of KMQ files")
+    info.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    info.set_defaults(run=_info)
+    return parser
+
+
+@contextlib.contextmanager
+def _atomic_output(target: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside target, renamed onto it only if the block succeeds."""
+    directory = target.parent if str(target.parent) else Path(".")
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{target.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, _mode_for(target))
+        os.replace(handle.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    """Keep an existing file's permissions; give a new one what open() would (0o666 less umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except Image.UnidentifiedImageError:
+        raise CliError(f"{path}: not an image format Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise CliError(f"{path}: {error}") from None
+    return image
+
+
+def _encode(args: argparse.Namespace) -> None:
+    image = _open_image(args.input)
+    try:
+        with _atomic_output(args.output) as out:
+            image.save(out, FORMAT, k=args.k, seed=args.seed, compression=args.compression)
+    except ValueError as error:
+        raise CliError(f"{args.input}: {error}") from None
+    except OSError as error:
+        raise CliError(f"{args.output}: cannot write: {error}") from None
+    if not args.quiet:
+        with KmqImageFile(args.output) as written:
+            print(f"{args.input} -> {args.output}  k={written.kmq_header.k}")
+            print(size_report(written.kmq_header))
+
+
+def _decode(args: argparse.Namespace) -> None:
+    extension = args.output.suffix.lower()
+    output_format = Image.registered_extensions().get(extension)
+    if output_format is None or output_format not in Image.SAVE:
+        raise CliError(f"{args.output}: Pillow cannot write files with extension {extension or '(none)'!r}")
+    image = _open_image(args.input)
+    if image.format != FORMAT:
+        raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
+    try:
+        with _atomic_output(args.output) as out:
+            image.save(out, output_format)
+    except (OSError, ValueError) as error:
+        raise CliError(f"{args.output}: cannot write {output_format}: {error}") from None
+
+
+def _read_header(path: Path) -> tuple[Header, int]:
+    try:
+        with open(path, "rb") as file:
+            head = file.read(HEADER_SIZE)
+            if not head.startswith(MAGIC):
+                raise CliError(f"{path}: not a KMQ file")
+            return parse_header(head), os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as error:
+        raise CliError(f"{path}: {error}") from None
+
+
+def _info(args: argparse.Namespace) -> None:
+    failures = []
+    for path in args.files:
+        try:
+            header, file_size = _read_header(path)
+        except CliError as error:
+            print(f"kmq: error: {error}", file=sys.stderr)
+            failures.append(path)
+            continue
+        print(f"{path}: KMQ {header.version_major}.{header.version_minor}, {header.width}x{header.height} {header.mode}, "
+              f"k={header.k}, bits_per_index={header.bits_per_index}, index_coding={header.index_coding.name.lower()}, "
+              f"index_stream_length={header.index_stream_length}, file {file_size} bytes")
+        if file_size < header.file_length:
+            print(f"  warning: file is truncated, the header declares {header.file_length} bytes")
+        print(size_report(header))
+    if failures:
+        raise CliError(f"{len(failures)} of {len(args.files)} files could not be read")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `kmq` command; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except CliError as error:
+        print(f"kmq: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("kmq: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
