@@ -1,0 +1,114 @@
+"""The kmq command: encode, decode, info; one-line errors, atomic outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import SAMPLES
+from pil_kmq.cli import main
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pil_kmq", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_encode_prints_size_table_and_decode_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kmq, png = tmp_path / "ihc.kmq", tmp_path / "ihc.png"
+    assert main(["encode", str(SAMPLES / "ihc.png"), str(kmq), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "68,781" in out and "1,650,744" in out
+    assert main(["decode", str(kmq), str(png)]) == 0
+    with Image.open(png) as decoded, Image.open(kmq) as original:
+        assert decoded.format == "PNG"
+        assert decoded.tobytes() == original.tobytes()
+
+
+def test_decode_to_any_pillow_format(tmp_path: Path) -> None:
+    for extension, fmt in ((".bmp", "BMP"), (".tif", "TIFF"), (".webp", "WEBP")):
+        out = tmp_path / f"x{extension}"
+        assert main(["decode", str(SAMPLES / "kodim23-k16.kmq"), str(out)]) == 0
+        with Image.open(out) as image:
+            assert image.format == fmt
+
+
+def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
+    out = capsys.readouterr().out
+    assert "303x227 RGB, k=2, bits_per_index=1, index_coding=none" in out
+    assert "100x100 RGB, k=16, bits_per_index=4" in out
+    assert "40,000" in out
+
+
+def test_module_and_console_script_run() -> None:
+    result = run("info", SAMPLES / "kodim23-k1.kmq")
+    assert result.returncode == 0 and "k=1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "missing.png", "out.kmq"], "missing.png: no such file"),
+        (["decode", str(SAMPLES / "ihc.png"), "out.png"], "not a KMQ file"),
+        (["decode", str(SAMPLES / "kodim23-k16.kmq"), "out.nope"], "cannot write files with extension '.nope'"),
+        (["info", str(SAMPLES / "ihc.png")], "not a KMQ file"),
+        (["encode", str(SAMPLES / "regenerate.py"), "out.kmq"], "not an image format Pillow can read"),
+    ],
+)
+def test_errors_are_one_line_on_stderr_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pil_kmq", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[0] and lines[0].startswith("kmq: error:")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.kmq").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_bad_k_is_a_usage_error(tmp_path: Path) -> None:
+    for value in ("0", "70000", "sixteen"):
+        result = run("encode", SAMPLES / "ihc.png", tmp_path / "o.kmq", "-k", value)
+        assert result.returncode == 2 and "k must be an int" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_failed_encode_leaves_existing_output_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "keep.kmq"
+    out.write_bytes(b"precious")
+    rgba = tmp_path / "alpha.png"
+    Image.new("RGBA", (4, 4), (1, 2, 3, 128)).save(rgba)
+    result = run("encode", rgba, out)
+    assert result.returncode == 1 and "alpha" in result.stderr
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.png", "keep.kmq"]  # no temporary left
+
+
+def test_corrupt_input_to_decode_leaves_existing_output_untouched(tmp_path: Path) -> None:
+    data = bytearray((SAMPLES / "kodim23-k16.kmq").read_bytes())
+    data[2000] ^= 0xFF
+    (tmp_path / "bad.kmq").write_bytes(bytes(data))
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    result = run("decode", tmp_path / "bad.kmq", out)
+    assert result.returncode == 1 and "checksum mismatch" in result.stderr
+    assert out.read_bytes() == b"precious"
+
+
+def test_output_replaces_existing_file_keeping_its_permissions(tmp_path: Path) -> None:
+    out = tmp_path / "o.kmq"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o640)
+    assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 0
+    assert out.read_bytes().startswith(b"\x89KMQ")
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
+def test_info_reports_unreadable_files_and_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path / "nope.kmq"), str(SAMPLES / "kodim23-k1.kmq")]) == 1
+    captured = capsys.readouterr()
+    assert "k=1" in captured.out
+    assert "nope.kmq: no such file" in captured.err

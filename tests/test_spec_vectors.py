@@ -1,0 +1,73 @@
+"""The hex vectors of spec/kmq.md decode to the pixels the spec gives, and the writer reproduces them."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SPEC
+from pil_kmq import KmqError, decode_kmq, encode_kmq, reconstruct_image
+
+BLOCK = re.compile(r"^```(kmq-[a-z]+) (\S+)(.*?)\n(.*?)^```", re.M | re.S)
+
+
+def _hex(text: str) -> bytes:
+    return bytes.fromhex(" ".join(line.split("#")[0] for line in text.splitlines()))
+
+
+def _blocks(kind: str) -> dict[str, tuple[str, bytes]]:
+    found = {}
+    for match in BLOCK.finditer(SPEC.read_text(encoding="utf-8")):
+        if match.group(1) == kind:
+            found[match.group(2)] = (match.group(3).strip(), _hex(match.group(4)))
+    return found
+
+
+VECTORS = _blocks("kmq-vector")
+PIXELS = _blocks("kmq-pixels")
+INVALID = _blocks("kmq-invalid")
+
+
+def test_spec_has_the_vectors_it_promises() -> None:
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C"}
+    assert set(INVALID) == {"D", "E"}
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_spec_vector_decodes_to_its_pixels(name: str) -> None:
+    mode, size = PIXELS[name][0].split()
+    width, height = map(int, size.split("x"))
+    expected = Image.frombytes(mode, (width, height), PIXELS[name][1])
+    with Image.open(io.BytesIO(VECTORS[name][1]), formats=["KMQ"]) as image:
+        assert (image.mode, image.size) == (mode, (width, height))
+        assert image.tobytes() == expected.tobytes()
+    header, (indices, codebook) = decode_kmq(VECTORS[name][1])
+    assert reconstruct_image(indices, codebook).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_writer_reproduces_spec_vector_bytes(name: str) -> None:
+    header, (indices, codebook) = decode_kmq(VECTORS[name][1])
+    assert encode_kmq(indices, codebook) == VECTORS[name][1]
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_image_save_reproduces_spec_vector_bytes(name: str) -> None:
+    header, (indices, codebook) = decode_kmq(VECTORS[name][1])
+    image = Image.fromarray(reconstruct_image(indices, codebook))
+    out = io.BytesIO()
+    image.save(out, "KMQ", k=header.k)
+    assert out.getvalue() == VECTORS[name][1]
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_spec_invalid_vector_is_rejected_for_its_rule(name: str) -> None:
+    rule, data = INVALID[name]
+    with pytest.raises(KmqError, match=rule):
+        decode_kmq(data)
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match=rule):
+        image.load()
