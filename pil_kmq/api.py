@@ -12,7 +12,7 @@ import numpy as np
 
 from .codec import decode_bytes, encode_parts
 from .format import CRC_SIZE, HEADER_SIZE, MAX_K, Header, IndexCoding
-from .quantize import Quantized, quantize
+from .quantize import Quantized, RowSource, quantize
 
 DEFAULT_K = 16
 DEFAULT_SEED = 0
@@ -43,7 +43,9 @@ def check_compression(compression: object) -> IndexCoding:
     return COMPRESSIONS[compression]  # type: ignore[index]
 
 
-def _as_pixels(image: np.ndarray) -> np.ndarray:
+def _as_pixels(image: np.ndarray | RowSource) -> np.ndarray | RowSource:
+    if not isinstance(image, np.ndarray) and hasattr(image, "shape") and len(image.shape) == 3:
+        return image  # a row-strip reader: read strip by strip, never whole
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"image must be a uint8 array, not {array.dtype}")
@@ -54,17 +56,14 @@ def _as_pixels(image: np.ndarray) -> np.ndarray:
     return array
 
 
-def compress_image(image: np.ndarray, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Quantized:
-    """Cluster an (H, W) or (H, W, C) uint8 image into at most k colours.
+def compress_image(image: np.ndarray | RowSource, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Quantized:
+    """Cluster an (H, W) or (H, W, C) uint8 image (array, or row-strip reader) into at most k colours.
 
     Returns indices (H, W) uint16 and codebook (K, C) uint8, K <= k; every pixel's index is
     its nearest codebook colour, and an image with <= k colours is kept exactly.
     """
     k, seed = check_k(k), check_seed(seed)
-    pixels = _as_pixels(image)
-    height, width, channels = pixels.shape
-    indices, codebook = quantize(pixels.reshape(-1, channels), k, seed)
-    return Quantized(indices.reshape(height, width), codebook)
+    return quantize(_as_pixels(image), k, seed)
 
 
 def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:

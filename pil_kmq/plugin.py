@@ -93,17 +93,29 @@ class KmqDecoder(ImageFile.PyDecoder):
             raise KmqError(f"cannot place decoded KMQ rows {first}..{first + len(pixels) - 1}")
 
 
-def _pixels_to_store(im: Image.Image) -> np.ndarray:
-    """The array KMQ stores for this image; ValueError naming the mode when that would lose data."""
+class _ImageRows:
+    """A Pillow image read as numpy row strips, so saving never holds a numpy copy of it all."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image = image
+        self.shape = (image.height, image.width, len(image.getbands()))
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        top, bottom, _ = rows.indices(self._image.height)
+        return np.asarray(self._image.crop((0, top, self._image.width, bottom)))
+
+
+def _pixels_to_store(im: Image.Image) -> _ImageRows:
+    """The pixels KMQ stores for this image; ValueError naming the mode when that would lose data."""
     mode = im.mode
     if mode in _NATIVE_MODES:
-        return np.asarray(im)
+        return _ImageRows(im)
     if mode in _LOSSLESS_CONVERSIONS:
-        return np.asarray(im.convert(_LOSSLESS_CONVERSIONS[mode]))
+        return _ImageRows(im.convert(_LOSSLESS_CONVERSIONS[mode]))
     if mode == "P":
         if "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode):
             raise ValueError("cannot save mode 'P' with transparency as KMQ yet: it would drop alpha; convert to 'RGB' first to drop it knowingly")
-        return np.asarray(im.convert("RGB"))
+        return _ImageRows(im.convert("RGB"))
     if mode in _ALPHA_MODES:
         raise ValueError(f"cannot save mode {mode!r} as KMQ yet: it would drop alpha; convert to 'RGB' or 'L' first to drop it knowingly")
     raise ValueError(f"cannot save mode {mode!r} as KMQ: KMQ stores 'RGB' and 'L' ('1' and 'P' are converted losslessly); convert the image first")

@@ -1,14 +1,42 @@
-"""Colour clustering: pixels in, a uint8 codebook and one index per pixel out. Knows nothing of files."""
+"""Colour clustering: pixels in, a uint8 codebook and one index per pixel out. Knows nothing of files.
+
+k-means over all pixels is the same objective as weighted k-means over the colour histogram,
+which a photo keeps ~10-40x smaller. So: the histogram; coarser histograms of its colours
+merged into cubes (weighted means); k-means++ seeds on the coarsest (the best of a few for
+small k) and weighted Lloyd iterations level by level down to the exact histogram, each
+warm-started from the last and accelerated with Hamerly-style bounds; round to uint8; give
+every colour its exact nearest rounded entry; gather per pixel through a lookup table.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from sklearn.cluster import KMeans
+from scipy.spatial import cKDTree
+from sklearn.cluster import kmeans_plusplus
 
-# Distances computed per block in nearest_index: bounds its int32 temporaries to ~32 MiB.
-_DISTANCE_BLOCK = 1 << 23
+# Pixels per strip when computing colour keys: bounds temporaries at any image size.
+_STRIP_PIXELS = 1 << 20
+# Rows per block in brute-force distance computations: bounds their temporaries (~32 MiB).
+_DISTANCE_BLOCK = 1 << 22
+# The coarsest level has at most max(MIN, FACTOR * k) points: finer seeds k-means++ better,
+# coarser is cheaper; where several seedings are tried (k <= _N_INIT_MAX_K) it is coarser.
+# These and the iteration caps below were chosen on the Kodak set (benchmarks/README.md).
+_COARSE_MIN, _COARSE_FACTOR = 16384, 32
+_TRIAL_MIN, _TRIAL_FACTOR = 4096, 32
+_N_INIT, _N_INIT_MAX_K = 3, 64
+_LEVEL_STEP = 2  # a level must be at least this many times smaller than the next finer one
+_FIRST_SHIFT = 2  # cubes of 2 x 2 x 2 rarely halve a photo's colours: not worth a level
+_KPP_MAX_K = 1024  # above this k, k-means++'s k x n cost is too high: weighted random seeds
+_TOL = 1e-4  # scikit-learn's default tol, as the seed article ran it
+_COARSE_MAX_ITER = 100
+_LEVEL_MAX_ITER = 300  # the seed article's max_iter
+_EXACT_MAX_ITER = 20  # the exact level starts near convergence; its long tail gains ~0.1 %
+_BRUTE_FORCE_K = 16  # below this, brute force beats a k-d tree for nearest entries
+_DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
+_MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest entry
 
 
 class Quantized(NamedTuple):
@@ -18,51 +46,365 @@ class Quantized(NamedTuple):
     codebook: np.ndarray
 
 
-def unique_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct colours of (N, C) uint8 pixels: (colors, inverse, counts), colors sorted."""
-    channels = pixels.shape[1]
-    keys = np.zeros(pixels.shape[0], dtype=np.uint32)
-    for channel in range(channels):  # pack up to 4 channels into one sortable key
+class Histogram(NamedTuple):
+    """Distinct colours of an image, sorted by key, with their pixel counts."""
+
+    keys: np.ndarray  # (n,) uint32: channels packed big-endian, 8 bits each
+    colors: np.ndarray  # (n, C) uint8
+    counts: np.ndarray  # (n,) int64
+
+
+def color_keys(pixels: np.ndarray) -> np.ndarray:
+    """Pack (N, C) uint8 pixels, C <= 4, into one uint32 per pixel (first channel highest)."""
+    keys = np.zeros(len(pixels), dtype=np.uint32)
+    for channel in range(pixels.shape[1]):
         keys <<= 8
         keys |= pixels[:, channel]
-    unique_keys, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return keys
+
+
+def _unpack_keys(keys: np.ndarray, channels: int) -> np.ndarray:
     shifts = np.arange(channels - 1, -1, -1, dtype=np.uint32) * 8
-    colors = ((unique_keys[:, None] >> shifts) & 0xFF).astype(np.uint8)
-    return colors, inverse.ravel(), counts
+    return ((keys[:, None] >> shifts) & 0xFF).astype(np.uint8)
 
 
-def nearest_index(colors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """Index of each colour's nearest codebook entry (squared distance, ties to the lowest index)."""
-    colors_i = colors.astype(np.int32)
-    book_i = codebook.astype(np.int32)
-    book_norm = (book_i**2).sum(axis=1)
+class RowSource(Protocol):
+    """An (height, width, channels) uint8 image that can be read by row strips: a numpy array,
+    a memmap, or an adapter over another store (the Pillow plugin reads an Image this way)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, rows: slice) -> Any: ...
+
+
+def _strips(image: RowSource) -> Iterator[tuple[int, np.ndarray]]:
+    """(first pixel, pixels (n, C)) for each strip of rows: bounds temporaries at any image size."""
+    height, width, channels = image.shape
+    rows = max(1, _STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        yield top * width, np.asarray(image[top : top + rows], dtype=np.uint8).reshape(-1, channels)
+
+
+def histogram(image: RowSource) -> Histogram:
+    """The colour histogram of an (H, W, C) uint8 image; sorts one uint32 key per pixel in place."""
+    height, width, channels = image.shape
+    keys = np.empty(height * width, dtype=np.uint32)
+    for first, pixels in _strips(image):
+        keys[first : first + len(pixels)] = color_keys(pixels)
+    keys.sort()
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    counts = np.diff(np.append(starts, len(keys)))
+    unique = keys[starts]
+    return Histogram(unique, _unpack_keys(unique, channels), counts)
+
+
+def _exact_nearest(points: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Brute force: nearest entry by squared distance, ties to the lowest index."""
+    # Integers below 2**24 are exact in float32, and so are these distances (<= 4 * 255**2 * 2).
+    points_f = points.astype(np.float32)
+    book_f = codebook.astype(np.float32)
+    book_norm = (book_f * book_f).sum(axis=1)
     rows = max(1, _DISTANCE_BLOCK // len(codebook))
-    result = np.empty(len(colors), dtype=np.intp)
-    for start in range(0, len(colors), rows):
-        block = colors_i[start : start + rows]
-        # |c - b|^2 - |c|^2 = |b|^2 - 2 c.b: same argmin, exact in int32 (|.| <= 4 * 255^2 * 2)
-        distance = book_norm[None, :] - 2 * (block @ book_i.T)
+    result = np.empty(len(points), dtype=np.intp)
+    for start in range(0, len(points), rows):
+        distance = book_norm[None, :] - 2 * (points_f[start : start + rows] @ book_f.T)
         result[start : start + rows] = np.argmin(distance, axis=1)  # argmin keeps the first tie
     return result
 
 
-def _kmeans_codebook(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k-means over the colour histogram (same objective as over all pixels), rounded to uint8."""
-    model = KMeans(n_clusters=k, n_init=1, max_iter=300, random_state=seed)
-    model.fit(colors.astype(np.float64), sample_weight=counts.astype(np.float64))
-    return np.clip(np.rint(model.cluster_centers_), 0, 255).astype(np.uint8)
+def _nearest_two(colors: np.ndarray, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact nearest entry (ties to the lowest index) and the distances to the nearest and runner-up."""
+    if len(codebook) == 1:
+        distance = np.sqrt(((colors - codebook[0].astype(np.float64)) ** 2).sum(axis=1))
+        return np.zeros(len(colors), dtype=np.intp), distance, np.full(len(colors), np.inf)
+    distance, nearest = cKDTree(codebook.astype(np.float64)).query(colors.astype(np.float64), k=2)
+    labels = nearest[:, 0]
+    # Distances between integer points are exact in float64, so an equal runner-up is a real tie
+    # (duplicates included), which the tree may have broken either way: brute force settles it.
+    tied = np.flatnonzero(distance[:, 0] == distance[:, 1])
+    labels[tied] = _exact_nearest(colors[tied], codebook)
+    return labels, distance[:, 0], distance[:, 1]
 
 
-def quantize(pixels: np.ndarray, k: int, seed: int = 0) -> Quantized:
-    """Cluster (N, C) uint8 pixels into at most k colours; lossless when they have <= k colours.
+def nearest_index(colors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """Index of each colour's nearest codebook entry (squared distance, ties to the lowest index)."""
+    if len(codebook) <= _BRUTE_FORCE_K:
+        return _exact_nearest(colors, codebook)
+    return _nearest_two(colors, codebook)[0]
 
-    Returns indices (N,) uint16 and the codebook (K, C) uint8 with K <= k: entries no pixel
-    uses after the final nearest-colour assignment are dropped, as they would only cost bits.
+
+class Level(NamedTuple):
+    """The histogram merged into cubes of 2**shift per side: one weighted-mean point per cube."""
+
+    points: np.ndarray  # (m, C) float64: weighted mean colour of the cube
+    weights: np.ndarray  # (m,) float64: pixels in the cube
+    member: np.ndarray  # (n,) intp: the cube of each histogram colour
+    radius: float  # no histogram colour is farther than this from its cube's point
+
+
+def _cube_members(hist: Histogram, shift: int) -> tuple[np.ndarray, int]:
+    """Each histogram colour's cube number at this shift, numbered in key order, and the cube count."""
+    channels = hist.colors.shape[1]
+    cube_keys = np.zeros(len(hist.colors), dtype=np.uint32)
+    for channel in range(channels):  # (8 - shift) bits per channel, first channel highest
+        cube_keys <<= 8 - shift
+        cube_keys |= hist.colors[:, channel] >> shift
+    space = 1 << (channels * (8 - shift))
+    if space > _DENSE_CUBES:
+        cubes, member = np.unique(cube_keys, return_inverse=True)
+        return member.ravel(), len(cubes)
+    present = np.zeros(space, dtype=bool)  # a dense table beats sorting for small key spaces
+    present[cube_keys] = True
+    number = np.cumsum(present, dtype=np.intp) - 1
+    return number[cube_keys], int(number[-1]) + 1
+
+
+def _level(hist: Histogram, shift: int, members: tuple[np.ndarray, int] | None = None) -> Level:
+    colors = hist.colors.astype(np.float64)
+    weights = hist.counts.astype(np.float64)
+    if shift == 0:
+        return Level(colors, weights, np.arange(len(colors)), 0.0)
+    member, size = members or _cube_members(hist, shift)
+    mass = np.bincount(member, weights=weights, minlength=size)
+    sums = np.stack([np.bincount(member, weights=colors[:, c] * weights, minlength=size) for c in range(colors.shape[1])], axis=1)
+    # Colours and their mean share a cube of side 2**shift - 1: the cube's diagonal bounds their distance.
+    radius = (2**shift - 1) * np.sqrt(colors.shape[1])
+    return Level(sums / mass[:, None], mass, member, radius)
+
+
+def _levels(hist: Histogram, k: int) -> list[Level]:
+    """Coarse-to-fine levels ending with the exact histogram, each >= _LEVEL_STEP times smaller than
+    the next. Where several seedings are tried (small k) the coarsest level is smaller, as they cost."""
+    if k <= _N_INIT_MAX_K:
+        limit = max(_TRIAL_MIN, _TRIAL_FACTOR * k)
+    else:
+        limit = max(_COARSE_MIN, _COARSE_FACTOR * k)
+    levels = [_level(hist, 0)]
+    for shift in range(_FIRST_SHIFT, 8):
+        if len(levels[0].points) <= limit:
+            break
+        members = _cube_members(hist, shift)
+        if members[1] <= k:
+            break
+        if members[1] * _LEVEL_STEP <= len(levels[0].points):
+            levels.insert(0, _level(hist, shift, members))
+    return levels
+
+
+class _Bounds(NamedTuple):
+    """Per point: its label, its runner-up centroid, and distance bounds (Hamerly's, with the
+    runner-up tracked on its own so that only its shift loosens its bound)."""
+
+    labels: np.ndarray
+    upper: np.ndarray  # >= distance to its own centroid
+    second: np.ndarray  # the runner-up centroid at the last search
+    lower2: np.ndarray  # <= distance to the runner-up
+    lower: np.ndarray  # <= distance to every other centroid
+
+
+def _search(tree: cKDTree, points: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Nearest, runner-up and third-nearest of each point: (labels, d1, second, d2, d3)."""
+    neighbours = min(3, k)
+    distance, nearest = tree.query(points, k=neighbours)
+    if neighbours == 1:
+        distance, nearest = distance[:, None], nearest[:, None]
+    inf = np.full(len(points), np.inf)
+    second = nearest[:, 1] if neighbours > 1 else nearest[:, 0]
+    d2 = distance[:, 1] if neighbours > 1 else inf
+    d3 = distance[:, 2] if neighbours > 2 else inf
+    return nearest[:, 0], distance[:, 0], second, d2, d3
+
+
+def _full_bounds(points: np.ndarray, centroids: np.ndarray) -> _Bounds:
+    return _Bounds(*_search(cKDTree(centroids), points, len(centroids)))
+
+
+def _distance(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    return np.sqrt(((points - targets) ** 2).sum(axis=1))
+
+
+def _reassign(points: np.ndarray, centroids: np.ndarray, bounds: _Bounds) -> tuple[np.ndarray, np.ndarray]:
+    """Search again only points whose bounds overlap; settle a swap with the runner-up without a
+    search. Returns the points whose label changed and their previous labels."""
+    labels, upper, second, lower2, lower = bounds
+    tree = cKDTree(centroids)
+    half_gap = tree.query(centroids, k=2)[0][:, 1] / 2 if len(centroids) > 1 else np.full(1, np.inf)
+    check = np.flatnonzero(upper > np.maximum(np.minimum(lower2, lower), half_gap[labels]))
+    before = labels[check]
+    upper[check] = _distance(points[check], centroids[labels[check]])
+    lower2[check] = _distance(points[check], centroids[second[check]])
+    # The runner-up now nearer than the own centroid and than every other: swap, no search needed.
+    swap = check[(lower2[check] < upper[check]) & (lower2[check] < lower[check])]
+    labels[swap], second[swap] = second[swap], labels[swap].copy()
+    upper[swap], lower2[swap] = lower2[swap], upper[swap].copy()
+    unsettled = check[upper[check] >= np.minimum(lower2[check], lower[check])]
+    if len(unsettled):
+        found = _search(tree, points[unsettled], len(centroids))
+        labels[unsettled], upper[unsettled], second[unsettled], lower2[unsettled], lower[unsettled] = found
+    moved = labels[check] != before
+    return check[moved], before[moved]
+
+
+def _cluster_sums(level: Level, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster: total weight and weighted sum of the points."""
+    weights = level.weights
+    mass = np.bincount(labels, weights=weights, minlength=k)
+    sums = np.stack([np.bincount(labels, weights=level.points[:, c] * weights, minlength=k) for c in range(level.points.shape[1])], axis=1)
+    return mass, sums
+
+
+def _move_points(level: Level, sums: np.ndarray, mass: np.ndarray, moved: np.ndarray, before: np.ndarray, after: np.ndarray) -> None:
+    """Update cluster sums for points that changed cluster: cost in proportion to the changes."""
+    k = len(mass)
+    weights = level.weights[moved]
+    mass += np.bincount(after, weights=weights, minlength=k) - np.bincount(before, weights=weights, minlength=k)
+    for c in range(sums.shape[1]):
+        weighted = level.points[moved, c] * weights
+        sums[:, c] += np.bincount(after, weights=weighted, minlength=k) - np.bincount(before, weights=weighted, minlength=k)
+
+
+def _relocate_empty(level: Level, centroids: np.ndarray, bounds: _Bounds, mass: np.ndarray) -> bool:
+    """Move centroids of empty clusters onto the points costing most (as scikit-learn does)."""
+    empty = np.flatnonzero(mass <= 0)
+    if not len(empty):
+        return False
+    cost = bounds.upper * bounds.upper * level.weights
+    worst = np.argsort(-cost, kind="stable")[: len(empty)]
+    centroids[empty[: len(worst)]] = level.points[worst]
+    return True
+
+
+def lloyd(level: Level, centroids: np.ndarray, bounds: _Bounds | None, max_iter: int, tol: float) -> tuple[np.ndarray, _Bounds]:
+    """Weighted Lloyd iterations with Hamerly's bounds, until no label changes or the centroids'
+    total squared shift is at most tol (scikit-learn's rule). Returns centroids and bounds."""
+    points = level.points
+    centroids = centroids.astype(np.float64, copy=True)
+    k = len(centroids)
+    if bounds is None:
+        bounds = _full_bounds(points, centroids)
+    else:
+        _reassign(points, centroids, bounds)
+    mass, sums = _cluster_sums(level, bounds.labels, k)
+    for _ in range(max_iter):
+        if _relocate_empty(level, centroids, bounds, mass):
+            bounds = _full_bounds(points, centroids)
+            mass, sums = _cluster_sums(level, bounds.labels, k)
+        filled = mass > 0
+        moved = centroids.copy()
+        moved[filled] = sums[filled] / mass[filled, None]
+        shift = np.sqrt(((moved - centroids) ** 2).sum(axis=1))
+        centroids = moved
+        # Each bound moves by the shift of the centroids it bounds: the own, the runner-up, the largest.
+        bounds.upper[:] += shift[bounds.labels]
+        bounds.lower2[:] -= shift[bounds.second]
+        bounds.lower[:] -= shift.max()
+        changed, before = _reassign(points, centroids, bounds)
+        _move_points(level, sums, mass, changed, before, bounds.labels[changed])
+        if not len(changed) or (shift * shift).sum() <= tol:
+            break
+    return centroids, bounds
+
+
+def _descend(parent: Level, child: Level, bounds: _Bounds) -> _Bounds:
+    """Bounds for the next finer level from its parent's: a child point lies within the parent's radius."""
+    parent_of = np.empty(len(child.points), dtype=np.intp)
+    parent_of[child.member] = parent.member
+    upper = np.full(len(parent_of), np.inf)  # _reassign measures it where it matters
+    lower2 = bounds.lower2[parent_of] - parent.radius
+    lower = bounds.lower[parent_of] - parent.radius
+    return _Bounds(bounds.labels[parent_of], upper, bounds.second[parent_of], lower2, lower)
+
+
+def _seeds(level: Level, k: int, seed: int) -> np.ndarray:
+    """k-means++ seeds; above _KPP_MAX_K, where its k x n cost is too high, a weighted random draw."""
+    if k <= _KPP_MAX_K:
+        seeds, _ = kmeans_plusplus(level.points, k, sample_weight=level.weights, random_state=seed)
+        return seeds
+    # Sampling without replacement, in proportion to weight: the k smallest Exp(1) / weight keys.
+    keys = np.random.default_rng(seed).exponential(size=len(level.points)) / level.weights
+    return level.points[np.sort(np.argpartition(keys, k - 1)[:k])]
+
+
+def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, _Bounds]:
+    """Of several k-means++ seedings run to convergence on the coarsest level, the lowest-error one."""
+    best = None
+    for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1):
+        seeds = _seeds(level, k, seed + attempt)
+        centroids, bounds = lloyd(level, seeds, None, _COARSE_MAX_ITER, tol)
+        error = float((((level.points - centroids[bounds.labels]) ** 2).sum(axis=1) * level.weights).sum())
+        if best is None or error < best[0]:
+            best = (error, centroids, bounds)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _tolerance(level: Level) -> float:
+    """scikit-learn's tol, relative to the data's mean per-channel variance."""
+    mean = np.average(level.points, axis=0, weights=level.weights)
+    variance = np.average((level.points - mean) ** 2, axis=0, weights=level.weights).mean()
+    return _TOL * float(variance)
+
+
+def _assign_rounded(exact: Level, codebook: np.ndarray, centroids: np.ndarray, bounds: _Bounds) -> np.ndarray:
+    """Exact nearest entries of the rounded codebook, searching only colours whose bounds allow a change."""
+    book = codebook.astype(np.float64)
+    labels = bounds.labels.copy()
+    upper = _distance(exact.points, book[labels])
+    # Rounding moved every centroid by at most this much: the bounds on the others loosen by it.
+    lower = np.minimum(bounds.lower2, bounds.lower) - _distance(book, centroids).max()
+    half_gap = cKDTree(book).query(book, k=2)[0][:, 1] / 2 if len(book) > 1 else np.full(1, np.inf)
+    # Strictly nearer than every other entry (with a margin for rounding in sqrt): no tie possible.
+    check = np.flatnonzero(upper >= np.maximum(lower, half_gap[labels]) - _MARGIN)
+    labels[check] = _nearest_two(exact.points[check], codebook)[0]
+    return labels
+
+
+def _round(exact: Level, centroids: np.ndarray, bounds: _Bounds) -> tuple[np.ndarray, np.ndarray]:
+    """Round the centroids to uint8 and give every colour its exact nearest rounded entry."""
+    codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
+    return codebook, _assign_rounded(exact, codebook, centroids, bounds)
+
+
+def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist)."""
+    levels = _levels(hist, k)
+    tol = _tolerance(levels[-1])
+    centroids, bounds = _best_start(levels[0], k, seed, tol)
+    for parent, child in zip(levels, levels[1:]):
+        bounds = _descend(parent, child, bounds)
+        max_iter = _EXACT_MAX_ITER if child is levels[-1] else _LEVEL_MAX_ITER
+        centroids, bounds = lloyd(child, centroids, bounds, max_iter, tol)
+    codebook, labels = _round(levels[-1], centroids, bounds)
+    used, labels = np.unique(labels, return_inverse=True)  # drop entries no colour uses
+    return codebook[used], labels.ravel()
+
+
+def _gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.ndarray:
+    """Each pixel's index (H, W), looked up by colour key: a table for <= 3 channels, else a search."""
+    height, width, channels = image.shape
+    dtype = np.uint8 if color_index.max(initial=0) < 256 else np.uint16
+    indices = np.empty(height * width, dtype=dtype)
+    if channels <= 3:
+        table = np.empty(1 << (8 * channels), dtype=dtype)  # only slots of present colours are written or read
+        table[hist.keys] = color_index
+        for first, pixels in _strips(image):
+            indices[first : first + len(pixels)] = table[color_keys(pixels)]
+    else:
+        for first, pixels in _strips(image):
+            indices[first : first + len(pixels)] = color_index[np.searchsorted(hist.keys, color_keys(pixels))]
+    return indices.reshape(height, width)
+
+
+def quantize(image: RowSource, k: int, seed: int = 0) -> Quantized:
+    """Cluster an (H, W, C) uint8 image into at most k colours; lossless when it has <= k colours.
+
+    Returns indices (H, W) and the codebook (K, C) uint8 with K <= k. Every pixel's index is its
+    nearest codebook entry (ties to the lowest index); entries no pixel uses are dropped.
     """
-    colors, inverse, counts = unique_colors(pixels)
-    if len(colors) <= k:
-        return Quantized(inverse.astype(np.uint16), colors)
-    codebook = _kmeans_codebook(colors, counts, k, seed)
-    color_index = nearest_index(colors, codebook)
-    used, color_index = np.unique(color_index, return_inverse=True)
-    return Quantized(color_index.ravel()[inverse].astype(np.uint16), codebook[used])
+    hist = histogram(image)
+    if len(hist.keys) <= k:
+        codebook, color_index = hist.colors, np.arange(len(hist.keys))
+    else:
+        codebook, color_index = cluster(hist, k, seed)
+    return Quantized(_gather(image, hist, color_index), codebook)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pil_kmq import compress_image, reconstruct_image
-from pil_kmq.quantize import nearest_index, quantize, unique_colors
+from pil_kmq.quantize import histogram, nearest_index, quantize
 
 
 def brute_force_nearest(colours: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -24,13 +24,23 @@ def test_nearest_index_matches_brute_force_with_ties_to_lowest(channels: int, se
     assert np.array_equal(nearest_index(colours, codebook), brute_force_nearest(colours, codebook))
 
 
-@pytest.mark.parametrize("k", [2, 5, 16])
-def test_every_pixel_gets_its_nearest_stored_colour(k: int) -> None:
-    rng = np.random.default_rng(k)
-    pixels = rng.integers(0, 256, (3000, 3)).astype(np.uint8)
-    indices, codebook = quantize(pixels, k, seed=0)
-    assert len(codebook) <= k
-    assert np.array_equal(indices, brute_force_nearest(pixels, codebook))
+def _clustered_image(seed: int, height: int, width: int) -> np.ndarray:
+    """Random blobs of colour on a coarse grid: many exact ties and dense clusters, like photos and art."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 256, (12, 3))
+    pixels = centres[rng.integers(0, 12, height * width)] + rng.normal(0, 12, (height * width, 3))
+    pixels = np.round(pixels / 4) * 4  # a coarse grid: equidistant colours are common
+    return pixels.clip(0, 255).astype(np.uint8).reshape(height, width, 3)
+
+
+@pytest.mark.parametrize("k", [2, 5, 16, 17, 64, 300, 1500])
+@pytest.mark.parametrize("image_seed", [0, 1])
+def test_every_pixel_gets_its_nearest_stored_colour(k: int, image_seed: int) -> None:
+    """Exactness: squared RGB distance, ties to the lowest index, against brute force."""
+    for image in (_clustered_image(image_seed, 60, 70), np.random.default_rng(image_seed).integers(0, 256, (60, 70, 3)).astype(np.uint8)):
+        indices, codebook = quantize(image, k, seed=0)
+        assert len(codebook) <= k
+        assert np.array_equal(indices.ravel(), brute_force_nearest(image.reshape(-1, 3), codebook))
 
 
 def test_image_with_at_most_k_colours_is_stored_exactly() -> None:
@@ -49,24 +59,50 @@ def test_k1_gives_one_colour_the_weighted_mean() -> None:
 
 def test_unused_codebook_entries_are_dropped() -> None:
     rng = np.random.default_rng(3)
-    pixels = rng.integers(0, 256, (2000, 3)).astype(np.uint8)
+    pixels = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
     indices, codebook = quantize(pixels, 64, seed=0)
     assert set(np.unique(indices)) == set(range(len(codebook)))
 
 
-def test_same_seed_same_result_different_seed_may_differ(parrot: object) -> None:
-    image = np.asarray(parrot)
-    first = compress_image(image, k=16, seed=5)
-    again = compress_image(image, k=16, seed=5)
+@pytest.mark.parametrize("k", [16, 256, 2000])
+def test_same_seed_gives_the_same_result(ihc: object, k: int) -> None:
+    image = np.asarray(ihc)
+    first = compress_image(image, k=k, seed=5)
+    again = compress_image(image, k=k, seed=5)
     assert np.array_equal(first.indices, again.indices)
     assert np.array_equal(first.codebook, again.codebook)
 
 
-def test_unique_colors_round_trips() -> None:
-    pixels = np.random.default_rng(4).integers(0, 4, (100, 4)).astype(np.uint8)
-    colours, inverse, counts = unique_colors(pixels)
-    assert np.array_equal(colours[inverse], pixels)
-    assert counts.sum() == 100
+def test_quantizing_touches_no_global_random_state(parrot: object) -> None:
+    np.random.seed(123)
+    expected = np.random.random()
+    np.random.seed(123)
+    compress_image(np.asarray(parrot), k=64)
+    assert np.random.random() == expected
+
+
+def test_quality_is_near_a_full_kmeans_fit(ihc: object) -> None:
+    """The levels and iteration caps must not cost quality: compare with scikit-learn's KMeans."""
+    from sklearn.cluster import KMeans
+
+    image = np.asarray(ihc)
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    for k in (4, 32):
+        fitted = KMeans(n_clusters=k, n_init="auto", max_iter=300, random_state=42).fit(pixels)
+        reference = np.clip(np.rint(fitted.cluster_centers_), 0, 255)[fitted.labels_]
+        indices, codebook = compress_image(image, k=k)
+        ours = codebook[indices].reshape(-1, 3).astype(np.float64)
+        reference_mse = ((pixels - reference) ** 2).sum(axis=1).mean()
+        ours_mse = ((pixels - ours) ** 2).sum(axis=1).mean()
+        assert ours_mse <= reference_mse * 1.03
+
+
+def test_histogram_counts_every_distinct_colour() -> None:
+    pixels = np.random.default_rng(4).integers(0, 4, (10, 10, 4)).astype(np.uint8)
+    hist = histogram(pixels)
+    expected, counts = np.unique(pixels.reshape(-1, 4), axis=0, return_counts=True)
+    assert np.array_equal(hist.colors, expected)
+    assert np.array_equal(hist.counts, counts)
 
 
 @pytest.mark.parametrize(
