@@ -1,0 +1,61 @@
+"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, MSE and timing."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT.parent / "shared" / "bench"
+KODAK = sorted((BENCH / "kodak").glob("kodim*.png"))
+CACHE = Path(__file__).resolve().parent / "cache"
+
+
+def kodak_images() -> list[tuple[str, Image.Image]]:
+    """The 24 Kodak images as loaded RGB images, by name."""
+    if not KODAK:
+        sys.exit(f"no Kodak images in {BENCH / 'kodak'}: the benchmarks need ../shared beside the project")
+    images = []
+    for path in KODAK:
+        with Image.open(path) as image:
+            images.append((path.stem, image.convert("RGB")))
+    return images
+
+
+def mosaic(path: Path | None = None) -> Image.Image:
+    """The 4608 x 2560 (11.8 MP) mosaic of the Kodak set, made once by ../shared/bench/make_mosaic.py."""
+    path = path or CACHE / "mosaic.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(BENCH / "make_mosaic.py"), str(path)], check=True)
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def mse(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean over pixels of the squared RGB distance."""
+    difference = original.astype(np.int32) - decoded.astype(np.int32)
+    return float((difference * difference).sum(axis=-1).mean())
+
+
+def best_time(function: Callable[[], object], repeat: int = 3) -> float:
+    """The fastest of `repeat` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def geomean(values: Iterable[float]) -> float:
+    values = list(values)
+    return math.exp(statistics.fmean(math.log(v) for v in values))
