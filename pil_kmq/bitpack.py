@@ -9,6 +9,8 @@ from bitarray import bitarray
 _BATCH = 1 << 20
 # Widths whose MSB-first packing is plain big-endian bytes: numpy does them without bit work.
 _BYTE_DTYPES = {8: np.dtype(">u1"), 16: np.dtype(">u2")}
+# Widths that divide a byte: numpy shifts do them too (same bytes as the bitarray path).
+_SUB_BYTE = (1, 2, 4)
 
 
 def _bit_shifts(bits_per_index: int) -> np.ndarray:
@@ -21,6 +23,8 @@ def pack_indices(indices: np.ndarray, bits_per_index: int) -> bytes:
         return b""
     if bits_per_index in _BYTE_DTYPES:
         return np.asarray(indices).astype(_BYTE_DTYPES[bits_per_index]).tobytes()
+    if bits_per_index in _SUB_BYTE:
+        return _pack_sub_byte(np.asarray(indices).ravel(), bits_per_index)
     flat = np.ascontiguousarray(indices, dtype=np.uint32).ravel()
     shifts = _bit_shifts(bits_per_index)
     packed = bitarray(endian="big")
@@ -38,9 +42,11 @@ def unpack_indices(data: bytes | bytearray | memoryview, bits_per_index: int, co
     end = bit_offset + count * bits_per_index
     if end > len(data) * 8:
         raise ValueError(f"{count} indices of {bits_per_index} bits need {end} bits, data holds {len(data) * 8}")
-    if bits_per_index in _BYTE_DTYPES and bit_offset % 8 == 0:
+    if bit_offset % 8 == 0 and bits_per_index in _BYTE_DTYPES:
         values = np.frombuffer(data, _BYTE_DTYPES[bits_per_index], count, bit_offset // 8)
         return values.astype(np.uint16)
+    if bit_offset % 8 == 0 and bits_per_index in _SUB_BYTE:
+        return _unpack_sub_byte(np.frombuffer(data, np.uint8, (end - bit_offset + 7) // 8, bit_offset // 8), bits_per_index, count)
     bits = bitarray(endian="big")
     bits.frombytes(bytes(data[: (end + 7) // 8]))
     bit_bytes = np.frombuffer(bits[bit_offset:end].unpack(), dtype=np.uint8).reshape(count, bits_per_index)
@@ -49,6 +55,26 @@ def unpack_indices(data: bytes | bytearray | memoryview, bits_per_index: int, co
         indices <<= 1
         indices |= bit_bytes[:, column]
     return indices.astype(np.uint16)
+
+
+def _pack_sub_byte(flat: np.ndarray, bits_per_index: int) -> bytes:
+    per_byte = 8 // bits_per_index
+    padded = np.zeros(-(-flat.size // per_byte) * per_byte, dtype=np.uint8)
+    padded[: flat.size] = flat
+    grouped = padded.reshape(-1, per_byte)
+    packed = np.zeros(len(grouped), dtype=np.uint8)
+    for slot in range(per_byte):  # a loop over the slots of a byte (<= 8), not over pixels
+        packed |= grouped[:, slot] << (8 - bits_per_index * (slot + 1))
+    return packed.tobytes()
+
+
+def _unpack_sub_byte(packed: np.ndarray, bits_per_index: int, count: int) -> np.ndarray:
+    per_byte = 8 // bits_per_index
+    mask = (1 << bits_per_index) - 1
+    values = np.empty((len(packed), per_byte), dtype=np.uint16)
+    for slot in range(per_byte):
+        values[:, slot] = (packed >> (8 - bits_per_index * (slot + 1))) & mask
+    return values.ravel()[:count]
 
 
 def padding_is_zero(data: bytes | bytearray | memoryview, used_bits: int) -> bool:

@@ -19,7 +19,8 @@ from PIL import Image
 
 from . import __version__
 from .api import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_k, size_report
-from .format import HEADER_SIZE, MAGIC, Header, parse_header
+from .coding import STRIP_HEAD_SIZE, StripTable, parse_strip_height, parse_table, table_size
+from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
 from .plugin import FORMAT, KmqImageFile
 
 EXIT_ERROR = 1
@@ -133,24 +134,50 @@ def _decode(args: argparse.Namespace) -> None:
         raise CliError(f"{args.output}: cannot write {output_format}: {error}") from None
 
 
-def _read_header(path: Path) -> tuple[Header, int]:
+def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
+    """The header, the file's size, and for a strip-coded file its strip table."""
     try:
         with open(path, "rb") as file:
             head = file.read(HEADER_SIZE)
             if not head.startswith(MAGIC):
                 raise CliError(f"{path}: not a KMQ file")
-            return parse_header(head), os.fstat(file.fileno()).st_size
+            header = parse_header(head)
+            file_size = os.fstat(file.fileno()).st_size
+            if header.index_coding != IndexCoding.STRIPS:
+                return header, file_size, None
+            file.seek(header.index_stream_offset)
+            start = file.read(STRIP_HEAD_SIZE)
+            size = table_size(header.height, parse_strip_height(start, header.height)) if len(start) == STRIP_HEAD_SIZE else 0
+            if not size or size > file_size:
+                raise CliError(f"{path}: truncated KMQ file: the strip table is cut short")
+            table = parse_table(start + file.read(size - STRIP_HEAD_SIZE), header.height, header.index_stream_length)
+            return header, file_size, table
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except OSError as error:
         raise CliError(f"{path}: {error}") from None
 
 
+def _strip_summary(path: Path, header: Header, table: StripTable) -> str:
+    """How many strips and how each is stored, read from each strip's first byte."""
+    methods: dict[str, int] = {}
+    with open(path, "rb") as file:
+        offset = header.index_stream_offset + table.size
+        for length in table.lengths:
+            file.seek(offset)
+            code = file.read(1)
+            name = StripMethod(code[0]).name.lower() if code and code[0] in StripMethod._value2member_map_ else "invalid"
+            methods[name] = methods.get(name, 0) + 1
+            offset += length
+    stored = ", ".join(f"{count} {name}" for name, count in methods.items())
+    return f"  {len(table.lengths)} strips of {table.strip_height} rows: {stored}"
+
+
 def _info(args: argparse.Namespace) -> None:
     failures = []
     for path in args.files:
         try:
-            header, file_size = _read_header(path)
+            header, file_size, table = _read_header(path)
         except CliError as error:
             print(f"kmq: error: {error}", file=sys.stderr)
             failures.append(path)
@@ -160,6 +187,10 @@ def _info(args: argparse.Namespace) -> None:
               f"index_stream_length={header.index_stream_length}, file {file_size} bytes")
         if file_size < header.file_length:
             print(f"  warning: file is truncated, the header declares {header.file_length} bytes")
+        if table is not None:
+            print(_strip_summary(path, header, table))
+        coded_bits = header.index_stream_length * 8
+        print(f"  index stream: {header.index_stream_length:,} bytes, {coded_bits / (header.width * header.height):.3f} bits per pixel")
         print(size_report(header))
     if failures:
         raise CliError(f"{len(failures)} of {len(args.files)} files could not be read")

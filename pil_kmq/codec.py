@@ -10,18 +10,20 @@ from collections.abc import Iterator
 import numpy as np
 
 from .bitpack import pack_indices, padding_is_zero, unpack_indices
+from .coding import STRIP_HEAD_SIZE, StripTable, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
 from .format import (
     CRC_SIZE,
     HEADER_SIZE,
     Header,
     IndexCoding,
     KmqError,
+    StripMethod,
+    bits_for_k,
     crc32,
     new_header,
     pack_crc,
     parse_extensions,
     parse_header,
-    raw_stream_length,
     unpack_crc,
 )
 from .quantize import Quantized
@@ -30,17 +32,23 @@ from .quantize import Quantized
 _ROW_BATCH_PIXELS = 1 << 20
 
 
-def encode_parts(indices: np.ndarray, codebook: np.ndarray, index_coding: IndexCoding = IndexCoding.NONE) -> Iterator[bytes]:
+def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None) -> Iterator[bytes]:
     """The bytes of a KMQ file in order: header, codebook, index stream, file_crc.
 
     indices is (height, width) with values < len(codebook); codebook is (k, channels) uint8.
+    method None writes index_coding 0 (bit-packed); a StripMethod writes index_coding 1 with
+    strips stored that way (or RAW where that is smaller). k = 1 has no indices to code.
     """
     height, width = indices.shape
     k, channels = codebook.shape
-    header = new_header(width, height, channels, k, index_coding, raw_stream_length(width, height, (k - 1).bit_length()))
-    parts = (header.pack(), np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), pack_indices(indices, header.bits_per_index))
+    bits_per_index = bits_for_k(k)
+    if method is None or k == 1:
+        coding, stream = IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
+    else:
+        coding, stream = IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
+    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream))
     crc = 0
-    for part in parts:
+    for part in (header.pack(), np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
         crc = crc32(part, crc)
         yield part
     yield pack_crc(crc)
@@ -60,8 +68,10 @@ class IndexStreamDecoder:
         self.done = False
         self._crc = prefix_crc
         self._pending = bytearray()
-        self._bit_offset = 0  # bits of _pending[0] already consumed by decoded rows
+        self._bit_offset = 0  # bits of _pending[0] already consumed by decoded rows (index_coding 0)
         self._row_bits = header.width * header.bits_per_index
+        self._table: StripTable | None = None
+        self._next_strip = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[int, np.ndarray]]:
         """Take the next bytes of the file; yield the rows they complete."""
@@ -70,19 +80,54 @@ class IndexStreamDecoder:
         self._pending += data
         if self.codebook is None and not self._take_codebook():
             return
-        yield from self._take_rows()
+        if self.header.index_coding == IndexCoding.STRIPS:
+            yield from self._take_strips()
+        else:
+            yield from self._take_rows()
         if self.next_row == self.header.height:
             self._take_trailer()
+
+    def _consume(self, length: int) -> bytes:
+        """Remove the next `length` pending bytes, adding them to the running CRC."""
+        taken = bytes(self._pending[:length])
+        del self._pending[:length]
+        self._crc = crc32(taken, self._crc)
+        return taken
 
     def _take_codebook(self) -> bool:
         length = self.header.codebook_length
         if len(self._pending) < length:
             return False
-        raw = bytes(self._pending[:length])
-        del self._pending[:length]
-        self._crc = crc32(raw, self._crc)
+        raw = self._consume(length)
         self.codebook = np.frombuffer(raw, dtype=np.uint8).reshape(self.header.k, self.header.channels)
         return True
+
+    def _take_strips(self) -> Iterator[tuple[int, np.ndarray]]:
+        header = self.header
+        if self._table is None:
+            if len(self._pending) < STRIP_HEAD_SIZE:
+                return
+            size = table_size(header.height, parse_strip_height(bytes(self._pending[:STRIP_HEAD_SIZE]), header.height))
+            if len(self._pending) < size:
+                return
+            self._table = parse_table(self._consume(size), header.height, header.index_stream_length)
+        table = self._table
+        ready = []
+        available = len(self._pending)
+        while self._next_strip + len(ready) < len(table.lengths) and table.lengths[self._next_strip + len(ready)] <= available:
+            available -= table.lengths[self._next_strip + len(ready)]
+            ready.append(self._next_strip + len(ready))
+        jobs = []
+        for number in ready:
+            top = number * table.strip_height
+            rows = min(table.strip_height, header.height - top)
+            data = self._consume(table.lengths[number])
+            check_strip_crc(data, table, number)
+            jobs.append((data, rows, header.width, header.k, header.bits_per_index, number))
+        for number, indices in zip(ready, parallel_map(decode_strip, jobs)):
+            self._next_strip = number + 1
+            self.next_row = number * table.strip_height + len(indices)
+            yield number * table.strip_height, indices
 
     def _take_rows(self) -> Iterator[tuple[int, np.ndarray]]:
         header = self.header

@@ -14,7 +14,7 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1  # 1.1 added index_coding 1 (strips)
 
 HEADER_SIZE = 44
 CRC_SIZE = 4
@@ -35,6 +35,16 @@ class IndexCoding(IntEnum):
     """How the index stream is stored (header field ``index_coding``)."""
 
     NONE = 0  # bit-packed indices, MSB first, no row padding
+    STRIPS = 1  # strips of rows, each stored by its own strip_method (spec 7.2)
+
+
+class StripMethod(IntEnum):
+    """How one strip of an index_coding 1 stream is stored (its first byte, ``strip_method``)."""
+
+    RAW = 0  # bit-packed indices of the strip's rows, as index_coding 0
+    RUNS_ZLIB = 1  # run flags and literals, each a zlib stream
+    RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
+
 
 
 class KmqError(OSError):
@@ -48,6 +58,12 @@ CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 def bits_for_k(k: int) -> int:
     """ceil(log2 k): bits needed for an index in [0, k); 0 when k == 1."""
     return (k - 1).bit_length()
+
+
+def field_width(bits_per_index: int) -> int:
+    """Bits of a literal in a coded strip: whole bytes, so byte-oriented codecs see whole indices
+    (measured: 8-bit literals compress better than 4-bit ones even at k = 16)."""
+    return 8 if bits_per_index <= 8 else 16
 
 
 def raw_stream_length(width: int, height: int, bits_per_index: int) -> int:
@@ -121,7 +137,10 @@ def new_header(
     width: int, height: int, channels: int, k: int, index_coding: IndexCoding, index_stream_length: int
 ) -> Header:
     """A header for these fields, validated as a reader would validate it."""
-    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length)
+    # version_minor is the lowest that has every feature the file uses: 1.0 readers of
+    # index_coding 0 files are not turned away for nothing.
+    minor = 1 if index_coding == IndexCoding.STRIPS else 0
+    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, version_minor=minor)
     validate_header(header)
     return header
 
@@ -167,8 +186,14 @@ def validate_header(header: Header) -> None:
         raise KmqError(
             f"KMQ bits_per_index is {header.bits_per_index} but k={header.k} needs {bits_for_k(header.k)}"
         )
+    if header.index_coding == IndexCoding.STRIPS:
+        if header.k < 2:
+            raise KmqError("KMQ index_coding 1 (strips) needs k >= 2: with k = 1 there is nothing to code")
+        if header.index_stream_length < 4:
+            raise KmqError(f"KMQ index_stream_length {header.index_stream_length} cannot hold a strip table")
+        return
     expected = raw_stream_length(header.width, header.height, header.bits_per_index)
-    if header.index_coding == IndexCoding.NONE and header.index_stream_length != expected:
+    if header.index_stream_length != expected:
         raise KmqError(
             f"KMQ index_stream_length is {header.index_stream_length} bytes but "
             f"{header.width}x{header.height} at {header.bits_per_index} bits per index needs {expected}"
