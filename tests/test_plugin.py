@@ -90,7 +90,7 @@ def test_verify_accepts_good_file_and_rejects_corrupt_one(parrot_kmq: bytes) -> 
     with Image.open(io.BytesIO(parrot_kmq)) as image:
         image.verify()
     corrupt = bytearray(parrot_kmq)
-    corrupt[3000] ^= 0x10
+    corrupt[len(corrupt) // 2] ^= 0x10
     with Image.open(io.BytesIO(bytes(corrupt))) as image, pytest.raises(OSError, match="checksum mismatch"):
         image.verify()
 
@@ -132,12 +132,13 @@ def test_truncated_header_raises_oserror(parrot_kmq: bytes) -> None:
             Image.open(io.BytesIO(parrot_kmq[:cut]))
 
 
-def test_load_truncated_images_shows_the_rows_present(parrot_kmq: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    full = Image.open(io.BytesIO(parrot_kmq))
+def test_load_truncated_images_shows_the_rows_present(parrot: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = kmq_bytes(parrot, k=16, compression="none")
+    full = Image.open(io.BytesIO(data))
     full.load()
     cut = HEADER_SIZE + 16 * 3 + (40 * 100 * 4) // 8 + 10  # 40 whole rows and a little more
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
-    with Image.open(io.BytesIO(parrot_kmq[:cut])) as image:
+    with Image.open(io.BytesIO(data[:cut])) as image:
         image.load()
         assert image.size == (100, 100)
         got, want = np.asarray(image), np.asarray(full)
@@ -195,10 +196,12 @@ def test_unknown_major_version_raises_clear_oserror(parrot_kmq: bytes) -> None:
         Image.open(io.BytesIO(bytes(data)))
 
 
-def test_corrupt_data_raises_oserror_naming_the_checksum(parrot_kmq: bytes) -> None:
-    data = bytearray(parrot_kmq)
+@pytest.mark.parametrize("compression", ["none", "zlib", "zstd"])
+def test_corrupt_data_raises_oserror_naming_the_checksum(parrot: Image.Image, compression: str) -> None:
+    data = bytearray(kmq_bytes(parrot, k=16, compression=compression))
     data[-100] ^= 0x01
-    with Image.open(io.BytesIO(bytes(data))) as image, pytest.raises(OSError, match="file checksum mismatch"):
+    expected = "file checksum mismatch" if compression == "none" else "strip 0: checksum mismatch"
+    with Image.open(io.BytesIO(bytes(data))) as image, pytest.raises(OSError, match=expected):
         image.load()
 
 
@@ -220,8 +223,8 @@ def test_same_image_and_options_give_identical_bytes_on_any_thread(parrot: Image
     assert results == [expected] * 4
 
 
-def test_default_options_are_k16_seed0_uncoded(parrot: Image.Image) -> None:
-    assert kmq_bytes(parrot) == kmq_bytes(parrot, k=16, seed=0, compression="none")
+def test_default_options_are_k16_seed0_zstd(parrot: Image.Image) -> None:
+    assert kmq_bytes(parrot) == kmq_bytes(parrot, k=16, seed=0, compression="zstd")
 
 
 @pytest.mark.parametrize(
@@ -234,7 +237,8 @@ def test_default_options_are_k16_seed0_uncoded(parrot: Image.Image) -> None:
         ({"k": True}, "k must be an int"),
         ({"seed": -1}, "seed must be an int from 0"),
         ({"seed": "x"}, "seed must be an int"),
-        ({"compression": "zip"}, "compression must be one of 'none', not 'zip'"),
+        ({"compression": "zip"}, "compression must be one of 'none', 'zlib', 'zstd', not 'zip'"),
+        ({"compression": None}, "compression must be one of"),
     ],
 )
 def test_bad_option_raises_valueerror_before_writing(parrot: Image.Image, options: dict[str, object], message: str) -> None:

@@ -56,7 +56,7 @@ def test_quality_improves_with_k_as_in_the_article_figure(ihc: Image.Image) -> N
 
 
 def test_size_report_prints_the_article_rows(ihc: Image.Image) -> None:
-    header, _ = decode_kmq(kmq_bytes(ihc, k=2))
+    header, _ = decode_kmq(kmq_bytes(ihc, k=2, compression="none"))
     text = str(size_report(header))
     for expected in ("1,650,744", "68,781", "48", "68,829", "0.0417"):
         assert expected in text

@@ -1,0 +1,188 @@
+"""index_coding 1 (strips): every method round-trips, and every malformed strip is an OSError naming it."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+from PIL import Image
+
+from conftest import kmq_bytes
+from pil_kmq import KmqError, decode_kmq, encode_kmq
+from pil_kmq.coding import STRIP_PIXELS, decode_strip, encode_strip, strip_height_for
+from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
+
+
+@pytest.mark.parametrize("compression", ["none", "zlib", "zstd"])
+@pytest.mark.parametrize("k", [2, 3, 16, 64, 256, 1000])
+def test_every_method_round_trips_the_pixels(ihc: Image.Image, compression: str, k: int) -> None:
+    data = kmq_bytes(ihc, k=k, compression=compression)
+    reference = kmq_bytes(ihc, k=k, compression="none")
+    with Image.open(io.BytesIO(data)) as coded, Image.open(io.BytesIO(reference)) as raw:
+        assert coded.tobytes() == raw.tobytes()
+    header, _ = decode_kmq(data)
+    assert header.index_coding == (IndexCoding.NONE if compression == "none" else IndexCoding.STRIPS)
+    assert header.version_minor == (0 if compression == "none" else 1)
+
+
+@pytest.mark.parametrize("method", list(StripMethod))
+@pytest.mark.parametrize("bits", [1, 2, 5, 8, 9, 16])
+def test_strip_round_trips_at_every_width(method: StripMethod, bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    k = 1 << bits
+    indices = np.repeat(rng.integers(0, k, (7, 20)), 3, axis=1)  # runs of 3: coding pays off
+    data = encode_strip(indices, bits, method)
+    assert np.array_equal(decode_strip(data, 7, 60, k, bits, 0), indices)
+
+
+def test_incompressible_strip_falls_back_to_raw() -> None:
+    indices = np.random.default_rng(0).integers(0, 256, (4, 64))
+    assert encode_strip(indices, 8, StripMethod.RUNS_ZSTD)[0] == StripMethod.RAW
+
+
+def test_kodak_size_strips_are_equal_and_bounded() -> None:
+    assert strip_height_for(768, 512) == 256
+    assert strip_height_for(4608, 2560) * 4608 <= STRIP_PIXELS * 1.1
+    assert strip_height_for(10, 3) == 3
+
+
+def test_coding_is_the_same_on_any_number_of_threads(ihc: Image.Image) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = ihc.resize((1200, 900))  # several strips
+    expected = kmq_bytes(big, k=64)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: kmq_bytes(big.copy(), k=64), range(4)))
+    assert results == [expected] * 4
+
+
+def test_k1_is_stored_uncoded_whatever_the_compression(ihc: Image.Image) -> None:
+    header, _ = decode_kmq(kmq_bytes(ihc, k=1, compression="zstd"))
+    assert header.index_coding == IndexCoding.NONE
+
+
+# --- malformed strips, each with every checksum recomputed so only the named rule catches it ---
+
+
+def _file_with_strip(strip: bytes, width: int = 6, height: int = 1, k: int = 3) -> bytes:
+    """A one-strip file around `strip`, table and checksums made valid."""
+    from pil_kmq.format import Header
+
+    table = struct.pack(">I", height) + struct.pack(">QI", len(strip), crc32(strip))
+    stream = table + strip
+    header = Header(width, height, 3, k, (k - 1).bit_length(), IndexCoding.STRIPS, len(stream), version_minor=1).pack()
+    body = header + bytes(3 * k) + stream
+    return body + pack_crc(crc32(body))
+
+
+def _runs_strip(flags: bytes, literals: bytes, method: int = StripMethod.RUNS_ZLIB, compress=zlib.compress) -> bytes:
+    coded_flags = compress(flags)
+    return bytes([method]) + struct.pack(">Q", len(coded_flags)) + coded_flags + compress(literals)
+
+
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(write_content_size=True).compress(data)
+
+
+def test_well_formed_helper_strip_decodes() -> None:
+    # indices 0 0 1 1 2 2: flags 0 1 0 1 0 1 -> 0101 0100 = 0x54; literals 0 1 2
+    for method, compress in ((StripMethod.RUNS_ZLIB, zlib.compress), (StripMethod.RUNS_ZSTD, _zstd)):
+        header, (indices, _) = decode_kmq(_file_with_strip(_runs_strip(b"\x54", b"\x00\x01\x02", method, compress)))
+        assert indices.tolist() == [[0, 0, 1, 1, 2, 2]]
+
+
+@pytest.mark.parametrize(
+    ("strip", "message"),
+    [
+        (bytes([7]) + b"\x00", "unknown strip_method 7"),
+        (bytes([0]) + b"\x00", "RAW strip holds 1 bytes, 2 expected"),
+        (bytes([0]) + b"\x00\x01", "padding bits are not zero"),
+        (bytes([0]) + b"\xc0\x00", "index 3 at row 0 of the strip, column 0 is out of range for k=3"),
+        (bytes([1]) + b"\x00\x00", "cut short before flags_length"),
+        (bytes([1]) + struct.pack(">Q", 99) + b"xx", "flags_length 99 runs past the strip's end"),
+        (_runs_strip(b"\x54\x00", b"\x00\x01\x02"), "flags: zlib stream does not hold exactly 1 bytes"),
+        (_runs_strip(b"", b"\x00\x01\x02"), "flags: zlib stream does not hold exactly 1 bytes"),
+        (_runs_strip(b"\xd4", b"\x00\x01\x02"), "the first flag of a strip must be 0"),
+        (_runs_strip(b"\x55", b"\x00\x01\x02"), "flags: padding bits are not zero"),
+        (_runs_strip(b"\x54", b"\x00\x01"), "literals: zlib stream does not hold exactly 3 bytes"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02\x03"), "literals: zlib stream does not hold exactly 3 bytes"),
+        (_runs_strip(b"\x54", b"\x00\x01\x05"), "index 5 at row 0 of the strip, column 4 is out of range"),
+        (bytes([1]) + struct.pack(">Q", 4) + b"junk" + zlib.compress(b"\x00\x01\x02"), "flags: corrupt zlib stream"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02") + b"extra", "literals: zlib stream does not hold exactly 3 bytes"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02", StripMethod.RUNS_ZSTD, _zstd)[:-2], "literals: corrupt zstd frame"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02" * 1000, StripMethod.RUNS_ZSTD, _zstd), "zstd frame declares 3000 bytes, 3 expected"),
+        (
+            _runs_strip(b"\x54", b"\x00\x01\x02", StripMethod.RUNS_ZSTD, zstandard.ZstdCompressor(write_content_size=False).compress),
+            "zstd frame declares",
+        ),
+    ],
+)
+def test_malformed_strip_raises_oserror_naming_the_strip(strip: bytes, message: str) -> None:
+    data = _file_with_strip(strip)
+    with pytest.raises(KmqError, match="KMQ strip 0") as caught:
+        decode_kmq(data)
+    assert message in str(caught.value)
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match="KMQ strip 0"):
+        image.load()
+
+
+def test_zlib_bomb_is_stopped_at_the_declared_size() -> None:
+    bomb = zlib.compress(b"\x00" * 50_000_000, 9)  # 50 MB from ~50 kB
+    strip = bytes([StripMethod.RUNS_ZLIB]) + struct.pack(">Q", len(bomb)) + bomb + zlib.compress(b"\x00")
+    with pytest.raises(KmqError, match="flags: zlib stream does not hold exactly 1 bytes"):
+        decode_kmq(_file_with_strip(strip))
+
+
+def test_corrupt_strip_is_located_by_its_own_checksum(ihc: Image.Image) -> None:
+    big = ihc.resize((1200, 900))
+    data = bytearray(kmq_bytes(big, k=64))
+    header, _ = decode_kmq(bytes(data))
+    data[-10] ^= 0x40  # inside the last strip
+    with pytest.raises(KmqError, match=r"KMQ strip \d+: checksum mismatch"):
+        decode_kmq(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (struct.pack(">I", 0), "strip_height must be 1 to height=1, not 0"),
+        (struct.pack(">I", 2), "strip_height must be 1 to height=1, not 2"),
+    ],
+)
+def test_bad_strip_table_raises(table: bytes, message: str) -> None:
+    from pil_kmq.format import Header
+
+    stream = table + struct.pack(">QI", 1, crc32(b"\x00")) + b"\x00"
+    header = Header(6, 1, 3, 3, 2, IndexCoding.STRIPS, len(stream), version_minor=1).pack()
+    body = header + bytes(9) + stream
+    with pytest.raises(KmqError, match=message):
+        decode_kmq(body + pack_crc(crc32(body)))
+
+
+def test_strip_lengths_must_add_up_to_the_stream_length() -> None:
+    from pil_kmq.format import Header
+
+    stream = struct.pack(">I", 1) + struct.pack(">QI", 5, 0) + b"\x00\x00"
+    header = Header(6, 1, 3, 3, 2, IndexCoding.STRIPS, len(stream), version_minor=1).pack()
+    body = header + bytes(9) + stream
+    with pytest.raises(KmqError, match="do not make index_stream_length"):
+        decode_kmq(body + pack_crc(crc32(body)))
+
+
+def test_strip_coding_with_k1_is_rejected() -> None:
+    from pil_kmq.format import Header, parse_header
+
+    with pytest.raises(KmqError, match="needs k >= 2"):
+        parse_header(Header(2, 2, 3, 1, 0, IndexCoding.STRIPS, 20, version_minor=1).pack())
+
+
+def test_encode_kmq_accepts_every_compression() -> None:
+    indices = np.array([[0, 0, 1], [1, 2, 2]])
+    codebook = np.array([[0, 0, 0], [9, 9, 9], [99, 99, 99]], np.uint8)
+    for compression in ("none", "zlib", "zstd"):
+        header, (decoded, book) = decode_kmq(encode_kmq(indices, codebook, compression))
+        assert np.array_equal(decoded, indices) and np.array_equal(book, codebook)
