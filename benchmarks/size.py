@@ -1,0 +1,106 @@
+"""File size and decode speed: KMQ against PNG-8 and WebP lossless holding the very same pixels.
+
+For each Kodak image and K: save KMQ (default options, and each --compression for
+comparison), decode it, then write those decoded pixels as PNG-8 (Pillow, optimize=True;
+the decoded image has at most K colours, so quantize(K) of it is exact) and as WebP
+lossless (lossless=True, method=6). Decode time: Image.open(kmq).load() against
+Image.open(png8).convert("RGB"), alternated, best of --repeat.
+
+    python benchmarks/size.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import numpy as np
+from PIL import Image
+
+import pil_kmq  # noqa: F401  (registers KMQ)
+from common import geomean, kodak_images
+
+KS = (16, 64, 256)
+METHODS = ("zstd", "zlib", "none")
+
+
+def encode(image: Image.Image, k: int, compression: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "KMQ", k=k, compression=compression)
+    return out.getvalue()
+
+
+def anchors(decoded: Image.Image) -> tuple[bytes, bytes]:
+    colours = len(decoded.getcolors(1 << 24) or [])
+    png8, webp = io.BytesIO(), io.BytesIO()
+    paletted = decoded.quantize(colours, dither=Image.Dither.NONE)
+    assert paletted.convert("RGB").tobytes() == decoded.tobytes(), "PNG-8 must hold the very same pixels"
+    paletted.save(png8, "PNG", optimize=True)
+    decoded.save(webp, "WEBP", lossless=True, method=6)
+    return png8.getvalue(), webp.getvalue()
+
+
+def load_kmq(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+
+
+def load_png8(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as image:
+        image.convert("RGB")
+
+
+def decode_times(kmq: bytes, png8: bytes, repeat: int) -> tuple[float, float]:
+    ours, theirs = [], []
+    for _ in range(repeat):
+        for runner, data, times in ((load_kmq, kmq, ours), (load_png8, png8, theirs)):
+            start = time.perf_counter()
+            runner(data)
+            times.append(time.perf_counter() - start)
+    return min(ours), min(theirs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    rows: dict[str, list[float]] = {}
+    print("| image | K | KMQ bytes | PNG-8 bytes | WebP-LL bytes | KMQ/PNG-8 | KMQ/WebP | zlib/PNG-8 | none/PNG-8 | KMQ load ms | PNG-8 load ms | load ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, image in kodak_images():
+        for k in KS:
+            files = {method: encode(image, k, method) for method in METHODS}
+            with Image.open(io.BytesIO(files["zstd"])) as decoded:
+                decoded.load()
+                png8, webp = anchors(decoded)
+            ours, theirs = decode_times(files["zstd"], png8, args.repeat)
+            figures = {
+                "png": len(files["zstd"]) / len(png8),
+                "webp": len(files["zstd"]) / len(webp),
+                "zlib": len(files["zlib"]) / len(png8),
+                "none": len(files["none"]) / len(png8),
+                "load": ours / theirs,
+            }
+            for key, value in figures.items():
+                rows.setdefault(f"{key}/{k}", []).append(value)
+                rows.setdefault(f"{key}/all", []).append(value)
+            print(
+                f"| {name} | {k} | {len(files['zstd']):,} | {len(png8):,} | {len(webp):,} | {figures['png']:.3f} | "
+                f"{figures['webp']:.3f} | {figures['zlib']:.3f} | {figures['none']:.3f} | {ours * 1000:.2f} | "
+                f"{theirs * 1000:.2f} | {figures['load']:.2f} |",
+                flush=True,
+            )
+    print()
+    print("| K | KMQ/PNG-8 geo (max) | KMQ/WebP-LL geo (max) | zlib strips/PNG-8 geo | uncoded/PNG-8 geo | load time ratio geo |")
+    print("|---|---|---|---|---|---|")
+    for k in (*KS, "all"):
+        def cell(key: str) -> str:
+            values = rows[f"{key}/{k}"]
+            return f"{geomean(values):.3f} ({max(values):.3f})"
+        label = "**all**" if k == "all" else str(k)
+        print(f"| {label} | {cell('png')} | {cell('webp')} | {geomean(rows[f'zlib/{k}']):.3f} | {geomean(rows[f'none/{k}']):.3f} | {geomean(rows[f'load/{k}']):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
