@@ -42,7 +42,9 @@ def test_golden_file_decodes_the_same_through_numpy_api_and_parser(name: str) ->
             image.verify()
 
 
-LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq", "kodim03-p12-k16-zstd.kmq"}
+# Uncoded lossless files depend on nothing but the spec; zstd's bytes may change with the
+# library version, so strip-coded goldens are checked by decoding only.
+LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq"}
 
 
 @pytest.mark.parametrize(("name", "source", "mode", "k", "compression"), [g for g in GOLDEN if g[0] in LOSSLESS])
