@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codec import decode_bytes, encode_parts
+from .codec import DEFAULT_MAX_PIXELS, decode_bytes, encode_parts
 from .format import CRC_SIZE, HEADER_SIZE, MAX_K, Header, IndexCoding, StripMethod
 from .quantize import Quantized, RowSource, quantize
 
@@ -78,18 +78,24 @@ def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 
 
 def encode_kmq(indices: np.ndarray, codebook: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
-    """The bytes of a KMQ file holding these indices (H, W) and codebook (K, C)."""
+    """The bytes of a KMQ file holding these indices (H, W) and codebook (K, C); ValueError if
+    they cannot make a valid file."""
+    method = check_compression(compression)
     indices, codebook = np.asarray(indices), np.asarray(codebook)
-    if indices.ndim != 2 or codebook.ndim != 2 or codebook.dtype != np.uint8:
-        raise ValueError("indices must be 2-D (height, width) and codebook 2-D uint8 (k, channels)")
-    if indices.size and int(indices.max()) >= len(codebook):
-        raise ValueError(f"indices must be below k={len(codebook)}, found {int(indices.max())}")
-    return b"".join(encode_parts(indices, codebook, check_compression(compression)))
+    if indices.ndim != 2 or 0 in indices.shape or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be a non-empty 2-D integer array (height, width), not {indices.dtype} {indices.shape}")
+    if codebook.ndim != 2 or codebook.dtype != np.uint8 or not 1 <= codebook.shape[1] <= 4 or not 1 <= len(codebook) <= MAX_K:
+        raise ValueError(f"codebook must be uint8 of shape (1 to {MAX_K:,} entries, 1 to 4 channels), not {codebook.dtype} {codebook.shape}")
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= len(codebook):
+        raise ValueError(f"indices must be 0 to k-1={len(codebook) - 1}, found {low if low < 0 else high}")
+    return b"".join(encode_parts(indices, codebook, method))
 
 
-def decode_kmq(data: bytes) -> tuple[Header, Quantized]:
-    """Decode KMQ file bytes: the header and (indices (H, W), codebook (K, C)). Raises KmqError."""
-    return decode_bytes(data)
+def decode_kmq(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:
+    """Decode KMQ file bytes: the header and (indices (H, W), codebook (K, C)). Raises KmqError
+    (an OSError) for a malformed file, or one declaring more than max_pixels pixels."""
+    return decode_bytes(data, max_pixels)
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,52 @@
 """The `kmq` command line: encode, decode and inspect KMQ files.
 
-Errors print one line on stderr and exit non-zero; outputs are written to a temporary file
-beside the target and renamed into place, so an existing file is never left half written.
+Errors print one line on stderr and exit non-zero (2 for usage errors); outputs are written
+to a temporary file beside the target and renamed into place, so an existing file is never
+left half written.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
+import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import NoReturn
 
 from PIL import Image
 
 from . import __version__
-from .api import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_k, size_report
+from .api import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_k, check_seed, size_report
 from .coding import STRIP_HEAD_SIZE, StripTable, parse_strip_height, parse_table, table_size
 from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
-from .plugin import FORMAT, KmqImageFile
+from .plugin import FORMAT
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 class CliError(Exception):
     """A failure to report as one line, without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line: `kmq: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"kmq: error: {message} (see kmq --help)\n")
+
+
+def _seed_option(text: str) -> int:
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an int from 0 to {2**32 - 1}, not {text!r}") from None
 
 
 def _k_option(text: str) -> int:
@@ -39,22 +57,23 @@ def _k_option(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kmq", description="K-means colour-quantized images (KMQ).")
+    parser = _Parser(prog="kmq", description="K-means colour-quantized images (KMQ).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     encode = commands.add_parser("encode", help="encode an image (any format Pillow reads) as KMQ")
     encode.add_argument("input", type=Path, help="image to encode")
-    encode.add_argument("output", type=Path, help="KMQ file to write")
+    encode.add_argument("output", type=Path, help="KMQ file to write ('-' for stdout)")
     encode.add_argument("-k", type=_k_option, default=DEFAULT_K, help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})")
-    encode.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed; same seed, same bytes (default {DEFAULT_SEED})")
+    encode.add_argument("--seed", type=_seed_option, default=DEFAULT_SEED, help=f"random seed; same seed, same bytes (default {DEFAULT_SEED})")
     encode.add_argument("--compression", choices=sorted(COMPRESSIONS), default=DEFAULT_COMPRESSION, help="index stream coding")
     encode.add_argument("-q", "--quiet", action="store_true", help="do not print the size table")
     encode.set_defaults(run=_encode)
 
     decode = commands.add_parser("decode", help="decode a KMQ file to any format Pillow writes")
     decode.add_argument("input", type=Path, help="KMQ file")
-    decode.add_argument("output", type=Path, help="image to write; its extension picks the format")
+    decode.add_argument("output", type=Path, help="image to write ('-' for stdout); its extension picks the format")
+    decode.add_argument("--format", help="output format for Pillow (e.g. PNG), when the extension does not say")
     decode.set_defaults(run=_decode)
 
     info = commands.add_parser("info", help="print header fields and the size table of KMQ files")
@@ -63,18 +82,27 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _atomic_output(target: Path) -> Iterator[IO[bytes]]:
-    """A temporary file beside target, renamed onto it only if the block succeeds."""
-    directory = target.parent if str(target.parent) else Path(".")
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{target.name}.", suffix=".tmp", delete=False)
+def _write_output(target: Path, data: bytes) -> None:
+    """Write data to target: '-' is stdout; a device or FIFO is written directly; a file (the
+    one a symlink points to, the link kept) goes to a temporary file beside it, renamed onto
+    it only once complete, so a failure never leaves it half written."""
+    if str(target) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    real = Path(os.path.realpath(target))
+    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
+        with open(real, "wb") as device:
+            device.write(data)
+        return
+    handle = tempfile.NamedTemporaryFile(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
-            yield handle
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, _mode_for(target))
-        os.replace(handle.name, target)
+        os.chmod(handle.name, _mode_for(real))
+        os.replace(handle.name, real)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
@@ -106,32 +134,41 @@ def _open_image(path: Path) -> Image.Image:
 
 def _encode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
+    encoded = io.BytesIO()
     try:
-        with _atomic_output(args.output) as out:
-            image.save(out, FORMAT, k=args.k, seed=args.seed, compression=args.compression)
+        image.save(encoded, FORMAT, k=args.k, seed=args.seed, compression=args.compression)
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
+    data = encoded.getvalue()
+    try:
+        _write_output(args.output, data)
     except OSError as error:
         raise CliError(f"{args.output}: cannot write: {error}") from None
     if not args.quiet:
-        with KmqImageFile(args.output) as written:
-            print(f"{args.input} -> {args.output}  k={written.kmq_header.k}")
-            print(size_report(written.kmq_header))
+        header = parse_header(data[:HEADER_SIZE])
+        report = sys.stderr if str(args.output) == "-" else sys.stdout  # keep stdout for the file
+        print(f"{args.input} -> {args.output}  k={header.k}", file=report)
+        print(size_report(header), file=report)
 
 
 def _decode(args: argparse.Namespace) -> None:
     extension = args.output.suffix.lower()
-    output_format = Image.registered_extensions().get(extension)
-    if output_format is None or output_format not in Image.SAVE:
-        raise CliError(f"{args.output}: Pillow cannot write files with extension {extension or '(none)'!r}")
+    output_format = (args.format or Image.registered_extensions().get(extension) or "").upper()
+    Image.init()  # every plugin, so that Image.SAVE lists every writable format
+    if output_format not in Image.SAVE:
+        raise CliError(f"{args.output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format")
     image = _open_image(args.input)
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
+    decoded = io.BytesIO()
     try:
-        with _atomic_output(args.output) as out:
-            image.save(out, output_format)
+        image.save(decoded, output_format)
     except (OSError, ValueError) as error:
         raise CliError(f"{args.output}: cannot write {output_format}: {error}") from None
+    try:
+        _write_output(args.output, decoded.getvalue())
+    except OSError as error:
+        raise CliError(f"{args.output}: cannot write: {error}") from None
 
 
 def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
@@ -208,4 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmq: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `kmq info ... | head`): no traceback, and none at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     return 0

@@ -192,9 +192,22 @@ def read_prefix(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]], int]:
     return header, chunks, crc32(data[: header.codebook_offset])
 
 
-def decode_bytes(data: bytes) -> tuple[Header, Quantized]:
-    """Decode a whole KMQ file held in memory: its header and (indices (H, W), codebook)."""
+# Pillow's decompression-bomb error threshold (2 x MAX_IMAGE_PIXELS), the numpy API's default.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+
+
+def decode_bytes(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:
+    """Decode a whole KMQ file held in memory: its header and (indices (H, W), codebook).
+
+    A header declaring more than max_pixels pixels (None: no limit) is refused before
+    anything is allocated, as Pillow refuses decompression bombs.
+    """
     header, _, crc = read_prefix(data)
+    pixels = header.width * header.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise KmqError(f"KMQ image of {pixels:,} pixels exceeds max_pixels={max_pixels:,} (a possible decompression bomb)")
+    if header.file_length > len(data):
+        raise KmqError(f"truncated KMQ file: {len(data)} bytes of {header.file_length}")
     decoder = IndexStreamDecoder(header, crc)
     indices = np.empty((header.height, header.width), dtype=np.uint16)
     for first, rows in decoder.feed(memoryview(data)[header.codebook_offset :]):

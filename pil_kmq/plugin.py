@@ -55,18 +55,18 @@ class KmqImageFile(ImageFile.ImageFile):
         self.decodermaxblock = max(self.decodermaxblock, min(header.file_length, _MAX_READ_BLOCK))
 
     def verify(self) -> None:
-        """Check lengths, padding, index range and file_crc without building the image."""
-        assert self.fp is not None
-        if self.tile:
-            _, _, offset, (header, prefix_crc) = self.tile[0]
-            stream = IndexStreamDecoder(header, prefix_crc)
-            self.fp.seek(offset)
-            while not stream.done:
-                block = self.fp.read(_READ_BLOCK)
-                if not block:
-                    raise KmqError(f"truncated KMQ file: it should be {header.file_length} bytes")
-                for _ in stream.feed(block):
-                    pass
+        """Check lengths, padding, index range and every checksum without building the image."""
+        if self.fp is None or not self.tile:
+            raise RuntimeError("verify must be called directly after open")
+        _, _, offset, (header, prefix_crc) = self.tile[0]
+        stream = IndexStreamDecoder(header, prefix_crc)
+        self.fp.seek(offset)
+        while not stream.done:
+            block = self.fp.read(_READ_BLOCK)
+            if not block:
+                raise KmqError(f"truncated KMQ file: it should be {header.file_length} bytes")
+            for _ in stream.feed(block):
+                pass
         super().verify()
 
 
@@ -141,7 +141,8 @@ def _pixels_to_store(im: Image.Image) -> _ImageRows:
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     # Every option is checked and all clustering done before the first byte is written.
-    k = check_k(info.get("k", DEFAULT_K))
+    # Re-saving a KMQ image keeps its k by default: its colours then come back exactly.
+    k = check_k(info.get("k", im.kmq_header.k if isinstance(im, KmqImageFile) else DEFAULT_K))
     seed = check_seed(info.get("seed", DEFAULT_SEED))
     method = check_compression(info.get("compression", DEFAULT_COMPRESSION))
     quantized = compress_image(_pixels_to_store(im), k, seed)

@@ -69,11 +69,22 @@ def test_errors_are_one_line_on_stderr_without_traceback(tmp_path: Path, args: l
     assert not (tmp_path / "out.kmq").exists() and not (tmp_path / "out.png").exists()
 
 
-def test_bad_k_is_a_usage_error(tmp_path: Path) -> None:
-    for value in ("0", "70000", "sixteen"):
-        result = run("encode", SAMPLES / "ihc.png", tmp_path / "o.kmq", "-k", value)
-        assert result.returncode == 2 and "k must be an int" in result.stderr
-        assert "Traceback" not in result.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-k", "0"], "k must be an int from 1 to 65,536, not 0"),
+        (["-k", "70000"], "k must be an int from 1 to 65,536, not 70000"),
+        (["-k", "sixteen"], "k must be an int, not 'sixteen'"),
+        (["--seed", "-3"], "seed must be an int from 0 to 4294967295, not '-3'"),
+        (["--compression", "zip"], "invalid choice: 'zip'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run("encode", SAMPLES / "ihc.png", tmp_path / "o.kmq", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kmq: error:") and message in lines[0]
+    assert not (tmp_path / "o.kmq").exists()
 
 
 def test_failed_encode_leaves_existing_output_untouched(tmp_path: Path) -> None:
@@ -112,3 +123,29 @@ def test_info_reports_unreadable_files_and_continues(tmp_path: Path, capsys: pyt
     captured = capsys.readouterr()
     assert "k=1" in captured.out
     assert "nope.kmq: no such file" in captured.err
+
+
+def test_output_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.kmq"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.kmq"
+    link.symlink_to(real)
+    assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(link), "-k", "4"]) == 0
+    assert link.is_symlink()
+    assert real.read_bytes().startswith(b"\x89KMQ")
+
+
+def test_dash_writes_to_stdout_and_the_table_to_stderr(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pil_kmq", "encode", str(SAMPLES / "kodim23.png"), "-", "-k", "4"], capture_output=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.startswith(b"\x89KMQ")
+    assert b"File total" in result.stderr
+    decoded = subprocess.run([sys.executable, "-m", "pil_kmq", "decode", str(SAMPLES / "kodim23-k16.kmq"), "-", "--format", "PNG"], capture_output=True, timeout=120)
+    assert decoded.returncode == 0 and decoded.stdout.startswith(b"\x89PNG")
+
+
+def test_broken_pipe_gives_no_traceback() -> None:
+    files = [str(SAMPLES / "ihc-k2.kmq")] * 300
+    command = f"{sys.executable} -m pil_kmq info {' '.join(files)} | head -1"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

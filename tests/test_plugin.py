@@ -319,3 +319,19 @@ def test_index_out_of_range_is_rejected() -> None:
     data = body + pack_crc(crc32(body))
     with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match="index 3 at row 0, column 0 is out of range for k=3"):
         image.load()
+
+
+def test_verify_after_load_raises_runtimeerror_like_pillow(parrot_kmq: bytes) -> None:
+    with Image.open(io.BytesIO(parrot_kmq)) as image:
+        image.load()
+        with pytest.raises(RuntimeError, match="verify must be called directly after open"):
+            image.verify()
+
+
+def test_resaving_a_kmq_image_keeps_its_k_and_colours(parrot: Image.Image) -> None:
+    with Image.open(io.BytesIO(kmq_bytes(parrot, k=200))) as image:
+        image.load()
+        again = kmq_bytes(image)
+    with Image.open(io.BytesIO(again)) as resaved:
+        assert resaved.kmq_header.k == image.kmq_header.k
+        assert resaved.tobytes() == image.tobytes()

@@ -1,0 +1,54 @@
+"""The numpy API's argument checks: ValueError for bad arguments, KmqError (OSError) for bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pil_kmq import KmqError, decode_kmq, encode_kmq
+from pil_kmq.format import Header, IndexCoding, crc32, pack_crc
+
+BOOK = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("indices", "codebook", "message"),
+    [
+        ([[0, -1]], BOOK, "indices must be 0 to k-1=1, found -1"),
+        ([[0, 2]], BOOK, "indices must be 0 to k-1=1, found 2"),
+        ([[0.0, 1.9]], BOOK, "non-empty 2-D integer array"),
+        (np.zeros((0, 3), int), BOOK, "non-empty 2-D integer array"),
+        ([0, 1], BOOK, "non-empty 2-D integer array"),
+        ([[0, 1]], np.zeros((2, 5), np.uint8), "codebook must be uint8 of shape"),
+        ([[0, 1]], BOOK.astype(np.int64), "codebook must be uint8 of shape"),
+        ([[0, 1]], np.zeros((0, 3), np.uint8), "codebook must be uint8 of shape"),
+    ],
+)
+def test_encode_kmq_rejects_what_cannot_make_a_valid_file(indices: object, codebook: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_kmq(indices, codebook)  # type: ignore[arg-type]
+
+
+def test_decode_kmq_refuses_a_bomb_before_allocating() -> None:
+    header = Header(20_000, 20_000, 3, 1, 0, IndexCoding.NONE, 0).pack()
+    body = header + b"\x01\x02\x03"
+    data = body + pack_crc(crc32(body))  # a valid 51-byte file of 400 megapixels
+    with pytest.raises(KmqError, match="exceeds max_pixels"):
+        decode_kmq(data)
+
+
+
+def test_decode_kmq_limit_can_be_raised() -> None:
+    header = Header(300, 200, 3, 1, 0, IndexCoding.NONE, 0).pack()
+    body = header + b"\x01\x02\x03"
+    data = body + pack_crc(crc32(body))
+    with pytest.raises(KmqError, match="exceeds max_pixels=1,000"):
+        decode_kmq(data, max_pixels=1000)
+    _, (indices, codebook) = decode_kmq(data, max_pixels=None)
+    assert indices.shape == (200, 300) and not indices.any()
+
+
+def test_decode_kmq_refuses_truncated_data_before_allocating() -> None:
+    header = Header(5000, 5000, 3, 2, 1, IndexCoding.NONE, (5000 * 5000 + 7) // 8).pack()
+    with pytest.raises(KmqError, match="truncated KMQ file"):
+        decode_kmq(header + bytes(100))
