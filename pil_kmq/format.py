@@ -27,6 +27,7 @@ MAX_BITS_PER_INDEX = 16
 # magic, version_major, version_minor, channels, bits_per_index, width, height, k,
 # index_coding, reserved, extension_length, index_stream_length (header_crc follows).
 _HEADER = struct.Struct(">8sBBBBIIIB3sIQ")
+_MAJOR_OFFSET = 8
 _CRC = struct.Struct(">I")
 _CHUNK_HEAD = struct.Struct(">4sI")
 
@@ -147,15 +148,16 @@ def new_header(
 
 def parse_header(data: bytes) -> Header:
     """Parse and validate the first 44 bytes of a file; raise KmqError naming the problem."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise KmqError("not a KMQ file (bad magic bytes)")
+    # The major version is checked first, on its own: another major version may lay out
+    # (and size) its header differently, and deserves a message that names it.
+    if len(data) > _MAJOR_OFFSET and data[_MAJOR_OFFSET] != VERSION_MAJOR:
+        raise KmqError(f"unsupported KMQ major version {data[_MAJOR_OFFSET]} (this reader reads version {VERSION_MAJOR})")
     if len(data) < HEADER_SIZE:
         raise KmqError(f"truncated KMQ header: {len(data)} of {HEADER_SIZE} bytes")
     fields = _HEADER.unpack_from(data)
-    magic, major, minor = fields[:3]
-    if magic != MAGIC:
-        raise KmqError("not a KMQ file (bad magic bytes)")
-    # Checked before the CRC: another major version may lay its header out differently.
-    if major != VERSION_MAJOR:
-        raise KmqError(f"unsupported KMQ major version {major} (this reader reads version {VERSION_MAJOR})")
+    major, minor = fields[1:3]
     (stored_crc,) = _CRC.unpack_from(data, _HEADER.size)
     computed_crc = crc32(data[: _HEADER.size])
     if stored_crc != computed_crc:
@@ -200,14 +202,21 @@ def validate_header(header: Header) -> None:
         )
 
 
-def parse_extensions(data: bytes) -> list[tuple[bytes, bytes]]:
-    """Split the extension area into (tag, payload) chunks; raise KmqError if they do not tile it."""
+def parse_extensions(data: bytes, known: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """Split the extension area into (tag, payload) chunks. KmqError if they do not tile it, a
+    tag is not four ASCII letters, a known chunk repeats, or a critical chunk is unknown."""
     chunks = []
     offset = 0
     while offset < len(data):
         if len(data) - offset < CHUNK_HEAD_SIZE:
             raise KmqError(f"KMQ extension chunk header cut short at byte {offset} of the extension area")
         tag, length = _CHUNK_HEAD.unpack_from(data, offset)
+        if not (tag.isascii() and tag.isalpha()):
+            raise KmqError(f"KMQ extension chunk tag {tag!r} is not four ASCII letters")
+        if tag in known and any(tag == seen for seen, _ in chunks):
+            raise KmqError(f"KMQ extension chunk {tag.decode()} appears twice")
+        if tag[:1].isupper() and tag not in known:
+            raise KmqError(f"KMQ extension chunk {tag.decode()} is critical (upper-case first letter) and unknown to this reader")
         start = offset + CHUNK_HEAD_SIZE
         if length > len(data) - start:
             raise KmqError(f"KMQ extension chunk {tag!r} declares {length} bytes, only {len(data) - start} remain")

@@ -29,6 +29,8 @@ GOLDEN = [
     ("ihc-k256-zlib.kmq", "ihc.png", "RGB", 256, "zlib"),
     ("ihc-gray-k6-zstd.kmq", "ihc.png", "L", 6, "zstd"),
     ("kodim03-p12-k16-zstd.kmq", "kodim03-p12.png", "P", 16, "zstd"),
+    ("kodim23-k1000.kmq", "kodim23.png", "RGB", 1000, "none"),
+    ("kodim23-k1000-zstd.kmq", "kodim23.png", "RGB", 1000, "zstd"),
 ]
 
 

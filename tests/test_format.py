@@ -121,3 +121,28 @@ def test_extension_chunks_must_tile_the_area() -> None:
 def test_magic_is_png_style() -> None:
     assert MAGIC == b"\x89KMQ\r\n\x1a\n"
     assert isinstance(GOOD, Header)
+
+
+def test_short_file_of_another_major_version_names_the_version() -> None:
+    with pytest.raises(KmqError, match="unsupported KMQ major version 2"):
+        parse_header(MAGIC + b"\x02\x00")
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        (b"zz1Z", "is not four ASCII letters"),
+        (b"\xffzzz", "is not four ASCII letters"),
+        (b"Crit", r"critical \(upper-case first letter\) and unknown"),
+    ],
+)
+def test_extension_chunk_tag_rules(tag: bytes, message: str) -> None:
+    with pytest.raises(KmqError, match=message):
+        parse_extensions(tag + struct.pack(">I", 0))
+
+
+def test_unknown_ancillary_chunks_are_skipped_and_known_ones_may_not_repeat() -> None:
+    chunk = b"meta" + struct.pack(">I", 1) + b"x"
+    assert parse_extensions(chunk + chunk) == [(b"meta", b"x"), (b"meta", b"x")]
+    with pytest.raises(KmqError, match="appears twice"):
+        parse_extensions(chunk + chunk, known=frozenset({b"meta"}))

@@ -33,7 +33,7 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "F", "G"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "F", "G", "H", "I"}
     assert set(INVALID) == {"D", "E"}
 
 
@@ -49,7 +49,7 @@ def test_spec_vector_decodes_to_its_pixels(name: str) -> None:
     assert reconstruct_image(indices, codebook).tobytes() == expected.tobytes()
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
+@pytest.mark.parametrize("name", ["A", "B", "H", "I"])
 def test_writer_reproduces_spec_vector_bytes(name: str) -> None:
     header, (indices, codebook) = decode_kmq(VECTORS[name][1])
     assert encode_kmq(indices, codebook, compression="none") == VECTORS[name][1]
