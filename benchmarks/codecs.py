@@ -12,7 +12,6 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
-import time
 import zlib
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ import zstandard
 from PIL import Image
 
 import pil_kmq
-from common import geomean, kodak_images
+from common import best_time, geomean, kodak_images
 from pil_kmq.bitpack import pack_indices
 from pil_kmq.coding import ZLIB_LEVEL, ZSTD_LEVEL, _run_flags, strip_height_for
 
@@ -47,15 +46,6 @@ def streams(indices: np.ndarray) -> list[bytes]:
     return out
 
 
-def best(function: Callable[[], object], repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     sizes: dict[str, list[float]] = {name: [] for name in CODECS}
     decode: dict[str, list[float]] = {name: [] for name in CODECS}
@@ -65,12 +55,12 @@ def main() -> None:
             png8 = io.BytesIO()
             Image.fromarray(codebook[indices]).quantize(len(codebook), dither=Image.Dither.NONE).save(png8, "PNG", optimize=True)
             png_bytes = png8.getvalue()
-            png_time = best(lambda: Image.open(io.BytesIO(png_bytes)).convert("RGB"))
+            png_time = best_time(lambda: Image.open(io.BytesIO(png_bytes)).convert("RGB"), 5)
             raw = streams(indices)
             for name, (compress, decompress) in CODECS.items():
                 coded = [compress(part) for part in raw]
                 sizes[name].append((sum(map(len, coded)) + codebook.size + 48) / len(png_bytes))
-                decode[name].append(best(lambda: [decompress(part) for part in coded]) / png_time)
+                decode[name].append(best_time(lambda: [decompress(part) for part in coded], 5) / png_time)
     print("| codec | file bytes ÷ PNG-8 (geo, max) | strip decompression time ÷ PNG-8 full decode (geo) |")
     print("|---|---|---|")
     for name in CODECS:
