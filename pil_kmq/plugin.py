@@ -5,6 +5,7 @@ Reads top to bottom as data flows, like Pillow's own plugins (see QoiImagePlugin
 
 from __future__ import annotations
 
+import os
 from typing import IO, Any
 
 import numpy as np
@@ -53,6 +54,23 @@ class KmqImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile(CODEC, (0, 0, *self._size), header.codebook_offset, (header, prefix_crc))]
         # Read in blocks big enough that several strips arrive together and decode in parallel.
         self.decodermaxblock = max(self.decodermaxblock, min(header.file_length, _MAX_READ_BLOCK))
+
+    def load(self) -> Image.core.PixelAccess | None:
+        if self.tile and self.fp is not None and not ImageFile.LOAD_TRUNCATED_IMAGES:
+            self._check_length()
+        return super().load()
+
+    def _check_length(self) -> None:
+        """Refuse a file shorter than its header says before the image is allocated."""
+        assert self.fp is not None
+        try:
+            here = self.fp.tell()
+            end = self.fp.seek(0, os.SEEK_END)
+            self.fp.seek(here)
+        except (AttributeError, OSError, ValueError):
+            return  # not seekable: the decoder finds the truncation as data runs out
+        if end < self.kmq_header.file_length:
+            raise KmqError(f"truncated KMQ file: {end} bytes of {self.kmq_header.file_length}")
 
     def verify(self) -> None:
         """Check lengths, padding, index range and every checksum without building the image."""

@@ -149,3 +149,29 @@ def test_broken_pipe_gives_no_traceback() -> None:
     command = f"{sys.executable} -m pil_kmq info {' '.join(files)} | head -1"
     result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from pil_kmq import cli
+
+    out = tmp_path / "keep.kmq"
+    out.write_bytes(b"precious")
+    real_temporary = tempfile.NamedTemporaryFile
+
+    def interrupted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        handle = real_temporary(*args, **kwargs)  # type: ignore[call-overload]
+        real_write = handle.write
+
+        def write(data: bytes) -> int:
+            real_write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+        handle.write = write
+        return handle
+
+    monkeypatch.setattr(cli.tempfile, "NamedTemporaryFile", interrupted)
+    assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 130
+    assert out.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]

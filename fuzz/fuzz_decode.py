@@ -1,0 +1,53 @@
+"""Coverage-guided fuzzing of the KMQ decoder with atheris (libFuzzer for Python).
+
+Every input must decode or raise one of Pillow's conventional exceptions (targets.ALLOWED);
+anything else (struct.error, IndexError, zlib.error, MemoryError, a numpy error) crashes
+the run and leaves the input in the artifact directory.
+
+Random mutations nearly always break a checksum, which stops decoding early. So when the
+first input byte is odd, the harness recomputes header_crc, every strip_crc and file_crc
+after mutating, and the decoder's deeper rules are exercised too.
+
+    python fuzz/make_corpus.py fuzz/corpus
+    python fuzz/fuzz_decode.py fuzz/corpus -max_total_time=600      # a long run
+    python fuzz/fuzz_decode.py fuzz/corpus -runs=2000 -seed=1       # what the tests run
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+# Instrument only the code under test: numpy, scipy, scikit-learn and zstandard are imported
+# first, uninstrumented, which keeps start-up short and executions fast.
+import numpy  # noqa: F401, I001
+import scipy.spatial  # noqa: F401
+import sklearn.cluster  # noqa: F401
+import zstandard  # noqa: F401
+
+with atheris.instrument_imports(include=["PIL", "pil_kmq", "targets"]):
+    from PIL import Image
+
+    import pil_kmq  # noqa: F401
+    from targets import MAX_PIXELS, decode, fix_checksums
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def test_one_input(raw: bytes) -> None:
+    if not raw:
+        return
+    data = bytearray(raw[1:])
+    if raw[0] & 1:
+        fix_checksums(data)
+    decode(bytes(data))
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""What the fuzzers and the reliability tests run: decode bytes every way a client does, and
+mend checksums after a mutation so that the decoder's deeper rules are reached."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image, ImageFile
+
+import pil_kmq
+from pil_kmq.format import CRC_SIZE, HEADER_SIZE, IndexCoding
+
+# What a decoder may raise: Pillow's conventional exceptions. Anything else is a bug.
+ALLOWED = (SyntaxError, OSError, ValueError, EOFError, Image.DecompressionBombError)
+MAX_PIXELS = 1 << 22  # fuzzing keeps allocations small: bigger headers must be refused
+
+
+def fix_checksums(data: bytearray) -> None:
+    """Recompute header_crc, the strip CRCs and file_crc in place, where the layout allows."""
+    if len(data) < HEADER_SIZE + CRC_SIZE:
+        return
+    data[40:44] = struct.pack(">I", zlib.crc32(data[:40]))
+    try:
+        header = pil_kmq.format.parse_header(bytes(data[:HEADER_SIZE]))
+    except OSError:
+        return
+    if header.index_coding == IndexCoding.STRIPS and header.height < 1 << 16:
+        _fix_strips(data, header)
+    end = min(header.file_length, len(data)) - CRC_SIZE
+    if end > 0:
+        data[end : end + CRC_SIZE] = struct.pack(">I", zlib.crc32(data[:end]))
+
+
+def _fix_strips(data: bytearray, header: pil_kmq.Header) -> None:
+    start = header.index_stream_offset
+    if len(data) < start + 4:
+        return
+    strip_height = struct.unpack_from(">I", data, start)[0]
+    if not 1 <= strip_height <= header.height:
+        return
+    count = -(-header.height // strip_height)
+    table = start + 4
+    position = table + 12 * count
+    for number in range(count):
+        entry = table + 12 * number
+        if entry + 12 > len(data):
+            return
+        length = struct.unpack_from(">Q", data, entry)[0]
+        if position + length > len(data):
+            return
+        data[entry + 8 : entry + 12] = struct.pack(">I", zlib.crc32(data[position : position + length]))
+        position += length
+
+
+def decode(data: bytes) -> None:
+    """Every way a client reads a file: open + load, verify, the parser, and the numpy API."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except ALLOWED:
+        pass
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except ALLOWED:
+        pass
+    try:
+        parser = ImageFile.Parser()
+        for start in range(0, len(data), 97):
+            parser.feed(data[start : start + 97])
+        parser.close()
+    except ALLOWED:
+        pass
+    try:
+        pil_kmq.decode_kmq(data, max_pixels=MAX_PIXELS)
+    except ALLOWED:
+        pass
