@@ -4,9 +4,11 @@ Every input must decode or raise one of Pillow's conventional exceptions (target
 anything else (struct.error, IndexError, zlib.error, MemoryError, a numpy error) crashes
 the run and leaves the input in the artifact directory.
 
-Random mutations nearly always break a checksum, which stops decoding early. So when the
-first input byte is odd, the harness recomputes header_crc, every strip_crc and file_crc
-after mutating, and the decoder's deeper rules are exercised too.
+The first input byte picks a mode. Random mutations nearly always break a checksum, which
+stops decoding early: with bit 0 set, the harness recomputes header_crc, every strip_crc
+and file_crc after mutating. Mutated compressed bytes almost never decompress: with bit 1
+set, the next 8 bytes are XORed into each strip's decompressed flags and literals, which
+are compressed again (targets.recode_strips), so the rules on decompressed data are hit.
 
     python fuzz/make_corpus.py fuzz/corpus
     python fuzz/fuzz_decode.py fuzz/corpus -max_total_time=600      # a long run
@@ -30,7 +32,7 @@ with atheris.instrument_imports(include=["PIL", "pil_kmq", "targets"]):
     from PIL import Image
 
     import pil_kmq  # noqa: F401
-    from targets import MAX_PIXELS, decode, fix_checksums
+    from targets import MAX_PIXELS, decode, fix_checksums, recode_strips
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -38,9 +40,14 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 def test_one_input(raw: bytes) -> None:
     if not raw:
         return
-    data = bytearray(raw[1:])
-    if raw[0] & 1:
-        fix_checksums(data)
+    mode, body = raw[0], raw[1:]
+    if mode & 2:
+        noise, data = body[:8], bytearray(body[8:])
+        recode_strips(data, noise)
+    else:
+        data = bytearray(body)
+        if mode & 1:
+            fix_checksums(data)
     decode(bytes(data))
 
 

@@ -1,5 +1,6 @@
-"""Seed corpus for fuzz_decode.py: the small golden files and spec vectors, each twice (raw,
-and with the checksum-fixing flag), so the fuzzer starts from valid files of every layout."""
+"""Seed corpus for fuzz_decode.py: the small golden files and spec vectors, once in each
+harness mode (raw, checksums mended, strips recoded), so the fuzzer starts from valid files
+of every layout."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def main(target: Path) -> None:
     for name, data in seeds().items():
         (target / f"{name}-raw").write_bytes(b"\x00" + data)
         (target / f"{name}-fixcrc").write_bytes(b"\x01" + data)
+        (target / f"{name}-recode").write_bytes(b"\x02" + b"\x00" * 8 + data)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ def check_compression(compression: object) -> StripMethod | None:
 
 def _as_pixels(image: np.ndarray | RowSource) -> np.ndarray | RowSource:
     if not isinstance(image, np.ndarray) and hasattr(image, "shape") and len(image.shape) == 3:
-        return image  # a row-strip reader: read strip by strip, never whole
+        # A row-strip reader (read strip by strip, never whole): its dtype is checked per strip.
+        if not 1 <= image.shape[2] <= 4 or 0 in image.shape:
+            raise ValueError(f"image must have shape (height, width, 1..4 channels), not {tuple(image.shape)}")
+        return image
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"image must be a uint8 array, not {array.dtype}")
@@ -64,8 +67,9 @@ def _as_pixels(image: np.ndarray | RowSource) -> np.ndarray | RowSource:
 def compress_image(image: np.ndarray | RowSource, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Quantized:
     """Cluster an (H, W) or (H, W, C) uint8 image (array, or row-strip reader) into at most k colours.
 
-    Returns indices (H, W) uint16 and codebook (K, C) uint8, K <= k; every pixel's index is
-    its nearest codebook colour, and an image with <= k colours is kept exactly.
+    Returns indices (H, W) (uint8 when K <= 256, else uint16) and codebook (K, C) uint8, K <= k;
+    every pixel's index is its nearest codebook colour, and an image with <= k colours is kept
+    exactly.
     """
     k, seed = check_k(k), check_seed(seed)
     return quantize(_as_pixels(image), k, seed)

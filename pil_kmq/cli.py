@@ -184,8 +184,10 @@ def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
                 return header, file_size, None
             file.seek(header.index_stream_offset)
             start = file.read(STRIP_HEAD_SIZE)
-            size = table_size(header.height, parse_strip_height(start, header.height)) if len(start) == STRIP_HEAD_SIZE else 0
-            if not size or size > file_size:
+            if len(start) < STRIP_HEAD_SIZE:
+                raise CliError(f"{path}: truncated KMQ file: the strip table is cut short")
+            size = table_size(header.height, parse_strip_height(start, header.height, header.index_stream_length))
+            if header.index_stream_offset + size > file_size:
                 raise CliError(f"{path}: truncated KMQ file: the strip table is cut short")
             table = parse_table(start + file.read(size - STRIP_HEAD_SIZE), header.height, header.index_stream_length)
             return header, file_size, table

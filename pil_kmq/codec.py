@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .bitpack import pack_indices, padding_is_zero, unpack_indices
-from .coding import STRIP_HEAD_SIZE, StripTable, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
+from .coding import STRIP_HEAD_SIZE, WORKERS, StripTable, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
 from .format import (
     CRC_SIZE,
     HEADER_SIZE,
@@ -107,27 +107,33 @@ class IndexStreamDecoder:
         if self._table is None:
             if len(self._pending) < STRIP_HEAD_SIZE:
                 return
-            size = table_size(header.height, parse_strip_height(bytes(self._pending[:STRIP_HEAD_SIZE]), header.height))
+            strip_height = parse_strip_height(bytes(self._pending[:STRIP_HEAD_SIZE]), header.height, header.index_stream_length)
+            size = table_size(header.height, strip_height)
             if len(self._pending) < size:
                 return
             self._table = parse_table(self._consume(size), header.height, header.index_stream_length)
         table = self._table
-        ready = []
-        available = len(self._pending)
-        while self._next_strip + len(ready) < len(table.lengths) and table.lengths[self._next_strip + len(ready)] <= available:
-            available -= table.lengths[self._next_strip + len(ready)]
-            ready.append(self._next_strip + len(ready))
-        jobs = []
-        for number in ready:
-            top = number * table.strip_height
-            rows = min(table.strip_height, header.height - top)
-            data = self._consume(table.lengths[number])
-            check_strip_crc(data, table, number)
-            jobs.append((data, rows, header.width, header.k, header.bits_per_index, number))
-        for number, indices in zip(ready, parallel_map(decode_strip, jobs)):
-            self._next_strip = number + 1
-            self.next_row = number * table.strip_height + len(indices)
-            yield number * table.strip_height, indices
+        # Decode at most one strip per worker at a time: bounds the memory whatever arrives at once.
+        while self._next_strip < len(table.lengths):
+            group = []
+            available = len(self._pending)
+            for number in range(self._next_strip, min(self._next_strip + WORKERS, len(table.lengths))):
+                if table.lengths[number] > available:
+                    break
+                available -= table.lengths[number]
+                group.append(number)
+            if not group:
+                return
+            jobs = []
+            for number in group:
+                rows = min(table.strip_height, header.height - number * table.strip_height)
+                data = self._consume(table.lengths[number])
+                check_strip_crc(data, table, number)
+                jobs.append((data, rows, header.width, header.k, header.bits_per_index, number))
+            for number, indices in zip(group, parallel_map(decode_strip, jobs)):
+                self._next_strip = number + 1
+                self.next_row = number * table.strip_height + len(indices)
+                yield number * table.strip_height, indices
 
     def _take_rows(self) -> Iterator[tuple[int, np.ndarray]]:
         header = self.header

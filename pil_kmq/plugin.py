@@ -24,7 +24,6 @@ MIME = "image/x-kmq"
 _NATIVE_MODES = {"L", "RGB"}
 _LOSSLESS_CONVERSIONS = {"1": "L"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-_READ_BLOCK = 1 << 16
 _MAX_READ_BLOCK = 1 << 24
 
 
@@ -80,7 +79,7 @@ class KmqImageFile(ImageFile.ImageFile):
         stream = IndexStreamDecoder(header, prefix_crc)
         self.fp.seek(offset)
         while not stream.done:
-            block = self.fp.read(_READ_BLOCK)
+            block = self.fp.read(self.decodermaxblock)
             if not block:
                 raise KmqError(f"truncated KMQ file: it should be {header.file_length} bytes")
             for _ in stream.feed(block):

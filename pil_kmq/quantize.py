@@ -83,7 +83,10 @@ def _strips(image: RowSource) -> Iterator[tuple[int, np.ndarray]]:
     height, width, channels = image.shape
     rows = max(1, _STRIP_PIXELS // width)
     for top in range(0, height, rows):
-        yield top * width, np.asarray(image[top : top + rows], dtype=np.uint8).reshape(-1, channels)
+        strip = np.asarray(image[top : top + rows])
+        if strip.dtype != np.uint8:
+            raise ValueError(f"image must hold uint8 values, not {strip.dtype}")
+        yield top * width, strip.reshape(-1, channels)
 
 
 def histogram(image: RowSource) -> Histogram:
@@ -200,7 +203,7 @@ class _Bounds(NamedTuple):
     upper: np.ndarray  # >= distance to its own centroid
     second: np.ndarray  # the runner-up centroid at the last search
     lower2: np.ndarray  # <= distance to the runner-up
-    lower: np.ndarray  # <= distance to every other centroid
+    lower: np.ndarray  # <= distance to every centroid but these two (the third-nearest's, decayed)
 
 
 def _search(tree: cKDTree, points: np.ndarray, k: int) -> tuple[np.ndarray, ...]:

@@ -52,3 +52,29 @@ def test_decode_kmq_refuses_truncated_data_before_allocating() -> None:
     header = Header(5000, 5000, 3, 2, 1, IndexCoding.NONE, (5000 * 5000 + 7) // 8).pack()
     with pytest.raises(KmqError, match="truncated KMQ file"):
         decode_kmq(header + bytes(100))
+
+
+class _Rows:
+    """A row-strip source with a chosen dtype and shape."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+        self.shape = array.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self._array[rows]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (_Rows(np.full((4, 4, 3), 300.0)), "must hold uint8 values, not float64"),
+        (_Rows(np.zeros((4, 4, 5), np.uint8)), r"shape \(height, width, 1..4 channels\)"),
+        (_Rows(np.zeros((0, 3, 3), np.uint8)), r"shape \(height, width, 1..4 channels\)"),
+    ],
+)
+def test_compress_image_checks_row_sources_too(source: _Rows, message: str) -> None:
+    from pil_kmq import compress_image
+
+    with pytest.raises(ValueError, match=message):
+        compress_image(source, k=4)  # type: ignore[arg-type]

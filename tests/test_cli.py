@@ -175,3 +175,11 @@ def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: 
     assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 130
     assert out.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]
+
+
+def test_info_on_a_file_cut_inside_the_strip_table_is_one_line(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.kmq"
+    cut.write_bytes((SAMPLES / "kodim03-p12-k16-zstd.kmq").read_bytes()[:90])
+    result = run("info", cut)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "strip table is cut short" in result.stderr

@@ -186,3 +186,55 @@ def test_encode_kmq_accepts_every_compression() -> None:
     for compression in ("none", "zlib", "zstd"):
         header, (decoded, book) = decode_kmq(encode_kmq(indices, codebook, compression))
         assert np.array_equal(decoded, indices) and np.array_equal(book, codebook)
+
+
+@pytest.mark.parametrize(("k", "literal"), [(4, 200), (16, 16), (512, 60000)])
+def test_literal_out_of_range_is_rejected_even_for_a_power_of_two_k(k: int, literal: int) -> None:
+    """Literals are whole bytes: bits_per_index does not bound them (found by review)."""
+    width = 8 if k <= 256 else 16
+    literals = np.array([0, literal], dtype=">u1" if width == 8 else ">u2").tobytes()
+    strip = _runs_strip(b"\x00", literals, StripMethod.RUNS_ZSTD, _zstd)
+    data = _file_with_strip(strip, width=2, k=k)
+    with pytest.raises(KmqError, match=f"index {literal} at row 0 of the strip, column 1 is out of range for k={k}"):
+        decode_kmq(data)
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match="out of range"):
+        image.load()
+    from PIL import ImageFile
+
+    parser = ImageFile.Parser()
+    with pytest.raises(OSError, match="out of range"):
+        parser.feed(data)
+        parser.close()
+
+
+def test_bytes_after_a_zstd_frame_are_rejected() -> None:
+    """Spec 9.1.11 (found by review): nothing may follow a frame inside a strip."""
+    strip = bytes([StripMethod.RUNS_ZSTD])
+    flags = _zstd(b"\x54")
+    strip += struct.pack(">Q", len(flags)) + flags + _zstd(b"\x00\x01\x02") + b"junk"
+    with pytest.raises(KmqError, match="literals: corrupt zstd frame"):
+        decode_kmq(_file_with_strip(strip))
+
+
+def test_strip_table_bigger_than_the_stream_is_named() -> None:
+    from pil_kmq.format import Header
+
+    stream = struct.pack(">I", 1)  # 100 rows of one strip each: a 1,204-byte table
+    header = Header(1, 100, 3, 3, 2, IndexCoding.STRIPS, len(stream), version_minor=1).pack()
+    body = header + bytes(9) + stream
+    with pytest.raises(KmqError, match="strip table of 100 strips does not fit index_stream_length 4"):
+        decode_kmq(body + pack_crc(crc32(body)))
+
+
+def test_decoding_memory_is_bounded_by_strips_not_the_file() -> None:
+    """A tiny file of a big image decodes a strip or two at a time (found by review)."""
+    import tracemalloc
+
+    indices = np.zeros((2000, 2000), dtype=np.uint8)
+    indices[::2] = 1
+    data = encode_kmq(indices, np.array([[0, 0, 0], [255, 255, 255]], np.uint8), "zstd")
+    tracemalloc.start()
+    decode_kmq(data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4_000_000 * 2 + 20 * (1 << 18)  # the uint16 output plus ~20 bytes per pixel of a few strips
