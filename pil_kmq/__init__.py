@@ -36,6 +36,6 @@ __all__ = [
     "register",
     "size_report",
 ]
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 register()
