@@ -15,7 +15,6 @@ import argparse
 import io
 import time
 
-import numpy as np
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)

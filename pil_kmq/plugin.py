@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_compression, check_k, check_seed, compress_image
-from .codec import IndexStreamDecoder, encode_parts, read_prefix
-from .format import HEADER_SIZE, MAGIC, Header, KmqError, parse_header
+from .codec import IndexStreamDecoder, encode_parts
+from .format import HEADER_SIZE, MAGIC, Header, KmqError, crc32, parse_extensions, parse_header
 
 FORMAT = "KMQ"
 CODEC = "kmq"
@@ -46,7 +46,8 @@ class KmqImageFile(ImageFile.ImageFile):
             extension = ImageFile._safe_read(self.fp, header.extension_length)
         except OSError as error:
             raise KmqError(f"truncated KMQ file: its extension area should be {header.extension_length} bytes") from error
-        header, _chunks, prefix_crc = read_prefix(prefix + extension)
+        parse_extensions(extension)  # no chunk is known yet: this applies the chunk rules
+        prefix_crc = crc32(prefix + extension)
         self.kmq_header = header
         self._size = (header.width, header.height)
         self._mode = header.mode
