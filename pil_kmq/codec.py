@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .bitpack import pack_indices, padding_is_zero, unpack_indices
-from .coding import STRIP_HEAD_SIZE, WORKERS, StripTable, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
+from .coding import STRIP_HEAD_SIZE, WORKERS, StripTable, check_range, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
 from .format import (
     CRC_SIZE,
     HEADER_SIZE,
@@ -164,14 +164,15 @@ class IndexStreamDecoder:
         return min(left, bits // self._row_bits)
 
     def _check_range(self, indices: np.ndarray) -> None:
-        k = self.header.k
-        if k >= 1 << self.header.bits_per_index:  # every value the bits can hold is < k
+        if self.header.k >= 1 << self.header.bits_per_index:  # every value the bits can hold is < k
             return
-        bad = indices >= k
-        if bad.any():
-            first_bad = int(np.argmax(bad))
-            row, column = divmod(self.next_row * self.header.width + first_bad, self.header.width)
-            raise KmqError(f"KMQ index {int(indices[first_bad])} at row {row}, column {column} is out of range for k={k}")
+        first_pixel, width = self.next_row * self.header.width, self.header.width
+
+        def place(found: int) -> str:
+            row, column = divmod(first_pixel + found, width)
+            return f"row {row}, column {column}"
+
+        check_range(indices, self.header.k, "KMQ ", place)
 
     def _take_trailer(self) -> None:
         partial = 1 if self._bit_offset else 0  # the last, zero-padded byte of the stream

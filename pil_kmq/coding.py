@@ -198,22 +198,26 @@ def decode_strip(data: bytes, rows: int, width: int, k: int, bits_per_index: int
     if method == StripMethod.RAW:
         indices = _decode_raw(data[1:], count, bits_per_index, what)
         if k < 1 << bits_per_index:  # else every value the bits can hold is < k
-            _check_range(indices, k, width, what, lambda found: found)
+            check_range(indices, k, f"{what}: ", lambda found: _strip_place(found, width))
     else:
         flags, literals = _decode_runs(data, StripMethod(method), count, bits_per_index, what)
         # Literals are whole bytes, wider than bits_per_index: each must be checked.
-        _check_range(literals, k, width, what, lambda found: int(np.flatnonzero(~flags)[found]))
+        check_range(literals, k, f"{what}: ", lambda found: _strip_place(int(np.flatnonzero(~flags)[found]), width))
         indices = _unflag(flags, literals)
     return indices.reshape(rows, width)
 
 
-def _check_range(values: np.ndarray, k: int, width: int, what: str, pixel_of: Callable[[int], int]) -> None:
-    """KmqError naming the first value >= k and the pixel it belongs to (found only on error)."""
+def check_range(values: np.ndarray, k: int, prefix: str, place: Callable[[int], str]) -> None:
+    """KmqError naming the first value >= k and where it is (place(i) is only called on error)."""
     if not values.size or int(values.max()) < k:
         return
     found = int(np.argmax(values >= k))
-    row, column = divmod(pixel_of(found), width)
-    raise KmqError(f"{what}: index {int(values[found])} at row {row} of the strip, column {column} is out of range for k={k}")
+    raise KmqError(f"{prefix}index {int(values[found])} at {place(found)} is out of range for k={k}")
+
+
+def _strip_place(pixel: int, width: int) -> str:
+    row, column = divmod(pixel, width)
+    return f"row {row} of the strip, column {column}"
 
 
 def _decode_raw(payload: bytes, count: int, bits_per_index: int, what: str) -> np.ndarray:
