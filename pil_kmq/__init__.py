@@ -13,12 +13,13 @@ from .api import (
     compress_image,
     decode_kmq,
     encode_kmq,
+    read_metadata,
     reconstruct_image,
     size_report,
 )
 from .format import Header, IndexCoding, KmqError
 from .plugin import KmqImageFile, register
-from .quantize import Quantized
+from .quantize import Quantized, psnr_for_mse
 
 __all__ = [
     "COMPRESSIONS",
@@ -32,10 +33,12 @@ __all__ = [
     "compress_image",
     "decode_kmq",
     "encode_kmq",
+    "read_metadata",
     "reconstruct_image",
+    "psnr_for_mse",
     "register",
     "size_report",
 ]
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 register()

@@ -5,14 +5,15 @@ The Pillow plugin and the CLI both go through these functions and option checks.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, decode_bytes, encode_parts
-from .format import CRC_SIZE, HEADER_SIZE, MAX_K, Header, IndexCoding, StripMethod
-from .quantize import Quantized, RowSource, quantize
+from .codec import DEFAULT_MAX_PIXELS, decode_bytes, encode_parts, read_prefix
+from .format import CRC_SIZE, EXIF_PREFIX, HEADER_SIZE, MAX_K, METADATA_CHUNKS, TIFF_HEADERS, Header, IndexCoding, StripMethod, pack_metadata, unpack_metadata
+from .quantize import Quantized, RowSource, quantize, quantize_to_psnr
 
 DEFAULT_K = 16
 DEFAULT_SEED = 0
@@ -40,6 +41,45 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
+def check_psnr(psnr: object) -> float:
+    """Validate the `psnr` option: a number of dB above 0 (inf: lossless)."""
+    if isinstance(psnr, bool) or not isinstance(psnr, numbers.Real) or math.isnan(psnr) or not psnr > 0:
+        raise ValueError(f"psnr must be a number of dB above 0, not {psnr!r}")
+    return float(psnr)
+
+
+def check_dither(dither: object) -> bool:
+    """Validate the `dither` option: True or False."""
+    if not isinstance(dither, (bool, np.bool_)):
+        raise ValueError(f"dither must be True or False, not {dither!r}")
+    return bool(dither)
+
+
+def check_metadata(metadata: dict[str, object]) -> dict[str, bytes]:
+    """Validate icc_profile, exif and xmp values (bytes; exif also a PIL.Image.Exif; xmp also
+    str; None or empty: none) and return them as the bytes KMQ stores (spec 5.1)."""
+    stored = {}
+    for key, value in metadata.items():
+        if key not in METADATA_CHUNKS:
+            raise ValueError(f"unknown metadata {key!r}: KMQ stores {', '.join(METADATA_CHUNKS)}")
+        if value is None:
+            continue
+        if key == "exif" and hasattr(value, "tobytes") and not isinstance(value, (bytes, bytearray, memoryview)):
+            value = value.tobytes()  # a PIL.Image.Exif
+        if key == "xmp" and isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ValueError(f"{key} must be bytes, not {type(value).__name__}")
+        value = bytes(value)
+        if key == "exif" and value:
+            value = value.removeprefix(EXIF_PREFIX)
+            if not value.startswith(TIFF_HEADERS):
+                raise ValueError("exif must be EXIF data: a TIFF header (II*\\0 or MM\\0*), optionally after Exif\\0\\0")
+        if value:
+            stored[key] = value
+    return stored
+
+
 def check_compression(compression: object) -> StripMethod | None:
     """Validate the `compression` option (a name in COMPRESSIONS); the strip method it selects."""
     if not isinstance(compression, str) or compression not in COMPRESSIONS:
@@ -64,15 +104,45 @@ def _as_pixels(image: np.ndarray | RowSource) -> np.ndarray | RowSource:
     return array
 
 
-def compress_image(image: np.ndarray | RowSource, k: int = DEFAULT_K, seed: int = DEFAULT_SEED) -> Quantized:
-    """Cluster an (H, W) or (H, W, C) uint8 image (array, or row-strip reader) into at most k colours.
+def compress_image(
+    image: np.ndarray | RowSource,
+    k: int | None = None,
+    seed: int = DEFAULT_SEED,
+    psnr: float | None = None,
+    dither: bool = False,
+) -> Quantized:
+    """Cluster an (H, W) or (H, W, C) uint8 image (array, or row-strip reader) into at most k
+    colours (default 16), or into the fewest that reach `psnr` dB (k and psnr are exclusive).
 
     Returns indices (H, W) (uint8 when K <= 256, else uint16) and codebook (K, C) uint8, K <= k;
-    every pixel's index is its nearest codebook colour, and an image with <= k colours is kept
-    exactly.
+    every pixel's index is its nearest codebook colour (within its alpha class: fully
+    transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
+    colours is kept exactly. dither=True maps the pixels onto the codebook by Floyd-Steinberg
+    error diffusion instead (the codebook is the same).
     """
-    k, seed = check_k(k), check_seed(seed)
-    return quantize(_as_pixels(image), k, seed)
+    if k is not None and psnr is not None:
+        raise ValueError("give k or psnr, not both: psnr chooses k")
+    seed, dither = check_seed(seed), check_dither(dither)
+    pixels = _as_pixels(image)
+    if psnr is not None:
+        quantized = quantize_to_psnr(pixels, check_psnr(psnr), seed)
+    else:
+        quantized = quantize(pixels, check_k(DEFAULT_K if k is None else k), seed)
+    return _dithered(pixels, quantized.codebook) if dither else quantized
+
+
+def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:
+    """Floyd-Steinberg indices onto the codebook, without the entries no pixel then uses."""
+    from .dither import floyd_steinberg
+
+    height, width, channels = pixels.shape
+    indices = floyd_steinberg(np.asarray(pixels[0:height]).reshape(height, width, channels), codebook)
+    used = np.bincount(indices.ravel(), minlength=len(codebook)) > 0
+    if used.all():
+        return Quantized(indices, codebook)
+    renumber = np.cumsum(used) - 1
+    dtype = np.uint8 if used.sum() <= 256 else np.uint16
+    return Quantized(renumber.astype(dtype)[indices], codebook[used])
 
 
 def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -81,10 +151,13 @@ def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return image[:, :, 0] if image.shape[-1] == 1 else image
 
 
-def encode_kmq(indices: np.ndarray, codebook: np.ndarray, compression: str = DEFAULT_COMPRESSION) -> bytes:
-    """The bytes of a KMQ file holding these indices (H, W) and codebook (K, C); ValueError if
-    they cannot make a valid file."""
+def encode_kmq(
+    indices: np.ndarray, codebook: np.ndarray, compression: str = DEFAULT_COMPRESSION, metadata: dict[str, object] | None = None
+) -> bytes:
+    """The bytes of a KMQ file holding these indices (H, W) and codebook (K, C), and metadata
+    ("icc_profile", "exif", "xmp": bytes); ValueError if they cannot make a valid file."""
     method = check_compression(compression)
+    extension = pack_metadata(check_metadata(metadata or {}))
     indices, codebook = np.asarray(indices), np.asarray(codebook)
     if indices.ndim != 2 or 0 in indices.shape or not np.issubdtype(indices.dtype, np.integer):
         raise ValueError(f"indices must be a non-empty 2-D integer array (height, width), not {indices.dtype} {indices.shape}")
@@ -93,13 +166,19 @@ def encode_kmq(indices: np.ndarray, codebook: np.ndarray, compression: str = DEF
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= len(codebook):
         raise ValueError(f"indices must be 0 to k-1={len(codebook) - 1}, found {low if low < 0 else high}")
-    return b"".join(encode_parts(indices, codebook, method))
+    return b"".join(encode_parts(indices, codebook, method, extension))
 
 
 def decode_kmq(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:
     """Decode KMQ file bytes: the header and (indices (H, W), codebook (K, C)). Raises KmqError
     (an OSError) for a malformed file, or one declaring more than max_pixels pixels."""
     return decode_bytes(data, max_pixels)
+
+
+def read_metadata(data: bytes) -> dict[str, bytes]:
+    """The metadata of KMQ file bytes (from their start): "icc_profile", "exif", "xmp" as
+    Pillow's im.info holds them; KmqError if the header or extension area is malformed."""
+    return unpack_metadata(read_prefix(data)[1])
 
 
 @dataclass(frozen=True)

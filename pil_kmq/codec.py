@@ -15,6 +15,7 @@ from .format import (
     CRC_SIZE,
     HEADER_SIZE,
     Header,
+    KNOWN_CHUNKS,
     IndexCoding,
     KmqError,
     StripMethod,
@@ -32,8 +33,8 @@ from .quantize import Quantized
 _ROW_BATCH_PIXELS = 1 << 20
 
 
-def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None) -> Iterator[bytes]:
-    """The bytes of a KMQ file in order: header, codebook, index stream, file_crc.
+def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"") -> Iterator[bytes]:
+    """The bytes of a KMQ file in order: header, extension area, codebook, index stream, file_crc.
 
     indices is (height, width) with values < len(codebook); codebook is (k, channels) uint8.
     method None writes index_coding 0 (bit-packed); a StripMethod writes index_coding 1 with
@@ -46,9 +47,9 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
         coding, stream = IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     else:
         coding, stream = IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
-    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream))
+    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension))
     crc = 0
-    for part in (header.pack(), np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
+    for part in (header.pack(), extension, np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
         crc = crc32(part, crc)
         yield part
     yield pack_crc(crc)
@@ -195,7 +196,7 @@ def read_prefix(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]], int]:
     extension = data[HEADER_SIZE : header.codebook_offset]
     if len(extension) < header.extension_length:
         raise KmqError(f"truncated KMQ file: extension area needs {header.extension_length} bytes, {len(extension)} present")
-    chunks = parse_extensions(extension)
+    chunks = parse_extensions(extension, KNOWN_CHUNKS)
     return header, chunks, crc32(data[: header.codebook_offset])
 
 

@@ -14,7 +14,7 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 1  # 1.1 added index_coding 1 (strips)
+VERSION_MINOR = 2  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks
 
 HEADER_SIZE = 44
 CRC_SIZE = 4
@@ -23,6 +23,14 @@ MAX_K = 65_536
 MAX_DIMENSION = 2**31 - 1
 MAX_PIXELS = 2**56  # keeps width * height * bits_per_index (+ padding) inside a u64
 MAX_BITS_PER_INDEX = 16
+MAX_EXTENSION_LENGTH = 2**32 - 1
+
+# Metadata chunks (spec 5.1), ancillary: Pillow's info key -> chunk_tag. EXIF is stored as a
+# TIFF structure without the "Exif\0\0" prefix of JPEG, as PNG's eXIf chunk does.
+METADATA_CHUNKS = {"icc_profile": b"iccp", "exif": b"exif", "xmp": b"xmpp"}
+KNOWN_CHUNKS = frozenset(METADATA_CHUNKS.values())
+EXIF_PREFIX = b"Exif\0\0"
+TIFF_HEADERS = (b"II*\0", b"MM\0*")
 
 # magic, version_major, version_minor, channels, bits_per_index, width, height, k,
 # index_coding, reserved, extension_length, index_stream_length (header_crc follows).
@@ -135,13 +143,13 @@ class Header:
 
 
 def new_header(
-    width: int, height: int, channels: int, k: int, index_coding: IndexCoding, index_stream_length: int
+    width: int, height: int, channels: int, k: int, index_coding: IndexCoding, index_stream_length: int, extension_length: int = 0
 ) -> Header:
     """A header for these fields, validated as a reader would validate it."""
     # version_minor is the lowest that has every feature the file uses: 1.0 readers of
     # index_coding 0 files are not turned away for nothing.
-    minor = 1 if index_coding == IndexCoding.STRIPS else 0
-    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, version_minor=minor)
+    minor = 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0
+    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, version_minor=minor)
     validate_header(header)
     return header
 
@@ -174,6 +182,8 @@ def parse_header(data: bytes) -> Header:
 
 def validate_header(header: Header) -> None:
     """Check every header rule of the spec; raise KmqError naming the first broken one."""
+    if header.extension_length > MAX_EXTENSION_LENGTH:
+        raise KmqError(f"KMQ extension_length must be at most {MAX_EXTENSION_LENGTH}, not {header.extension_length}")
     if header.channels not in CHANNEL_MODES:
         raise KmqError(f"KMQ channels must be 1 to 4, not {header.channels}")
     for name in ("width", "height"):
@@ -230,6 +240,24 @@ def pack_extension(tag: bytes, payload: bytes) -> bytes:
     if len(tag) != 4:
         raise ValueError(f"extension chunk tag must be 4 bytes, not {tag!r}")
     return _CHUNK_HEAD.pack(tag, len(payload)) + payload
+
+
+def pack_metadata(metadata: dict[str, bytes]) -> bytes:
+    """The extension area for these metadata (info key -> bytes; empty values are left out)."""
+    area = b"".join(pack_extension(METADATA_CHUNKS[key], value) for key, value in metadata.items() if value)
+    if len(area) > MAX_EXTENSION_LENGTH:
+        raise ValueError(f"metadata of {len(area):,} bytes do not fit a KMQ extension area (at most {MAX_EXTENSION_LENGTH:,})")
+    return area
+
+
+def unpack_metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
+    """Pillow info entries from the metadata chunks: "icc_profile", "exif" (with the "Exif\\0\\0"
+    prefix Pillow's readers give, as PNG's does) and "xmp"; other chunks are skipped."""
+    keys = {tag: key for key, tag in METADATA_CHUNKS.items()}
+    info = {keys[tag]: payload for tag, payload in chunks if tag in keys}
+    if "exif" in info:
+        info["exif"] = EXIF_PREFIX + info["exif"]
+    return info
 
 
 def pack_crc(value: int) -> bytes:

@@ -6,24 +6,26 @@ Reads top to bottom as data flows, like Pillow's own plugins (see QoiImagePlugin
 from __future__ import annotations
 
 import os
+import warnings
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile
 
-from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_compression, check_k, check_seed, compress_image
+from .api import DEFAULT_COMPRESSION, DEFAULT_SEED, check_compression, check_metadata, compress_image
 from .codec import IndexStreamDecoder, encode_parts
-from .format import HEADER_SIZE, MAGIC, Header, KmqError, crc32, parse_extensions, parse_header
+from .format import HEADER_SIZE, KNOWN_CHUNKS, MAGIC, METADATA_CHUNKS, Header, KmqError, crc32, pack_metadata, parse_extensions, parse_header, unpack_metadata
 
 FORMAT = "KMQ"
 CODEC = "kmq"
 EXTENSION = ".kmq"
 MIME = "image/x-kmq"
 
-# Modes stored as they are, and modes converted without loss before storing.
-_NATIVE_MODES = {"L", "RGB"}
-_LOSSLESS_CONVERSIONS = {"1": "L"}
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+# Modes stored as they are (spec 4), and modes converted before storing: "1" and "PA" without
+# loss; premultiplied alpha to straight alpha, as close as 8 bits allow, with a warning.
+_NATIVE_MODES = {"L", "LA", "RGB", "RGBA"}
+_LOSSLESS_CONVERSIONS = {"1": "L", "PA": "RGBA"}
+_PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
 _MAX_READ_BLOCK = 1 << 24
 
 
@@ -46,7 +48,7 @@ class KmqImageFile(ImageFile.ImageFile):
             extension = ImageFile._safe_read(self.fp, header.extension_length)
         except OSError as error:
             raise KmqError(f"truncated KMQ file: its extension area should be {header.extension_length} bytes") from error
-        parse_extensions(extension)  # no chunk is known yet: this applies the chunk rules
+        self.info.update(unpack_metadata(parse_extensions(extension, KNOWN_CHUNKS)))
         prefix_crc = crc32(prefix + extension)
         self.kmq_header = header
         self._size = (header.width, header.height)
@@ -143,28 +145,40 @@ class _ImageRows:
 def _pixels_to_store(im: Image.Image) -> _ImageRows:
     """The pixels KMQ stores for this image; ValueError naming the mode when that would lose data."""
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:  # a tRNS-style colour key: real alpha
+        return _ImageRows(im.convert(mode[0] + "A" if mode == "L" else "RGBA"))
     if mode in _NATIVE_MODES:
         return _ImageRows(im)
     if mode in _LOSSLESS_CONVERSIONS:
         return _ImageRows(im.convert(_LOSSLESS_CONVERSIONS[mode]))
     if mode == "P":
-        if "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode):
-            raise ValueError("cannot save mode 'P' with transparency as KMQ yet: it would drop alpha; convert to 'RGB' first to drop it knowingly")
-        return _ImageRows(im.convert("RGB"))
-    if mode in _ALPHA_MODES:
-        raise ValueError(f"cannot save mode {mode!r} as KMQ yet: it would drop alpha; convert to 'RGB' or 'L' first to drop it knowingly")
-    raise ValueError(f"cannot save mode {mode!r} as KMQ: KMQ stores 'RGB' and 'L' ('1' and 'P' are converted losslessly); convert the image first")
+        has_alpha = "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode)
+        return _ImageRows(im.convert("RGBA" if has_alpha else "RGB"))
+    if mode in _PREMULTIPLIED:
+        warnings.warn(f"KMQ stores straight alpha: mode {mode!r} is saved as {_PREMULTIPLIED[mode]!r}", stacklevel=4)
+        return _ImageRows(im.convert(_PREMULTIPLIED[mode]))
+    raise ValueError(
+        f"cannot save mode {mode!r} as KMQ: KMQ stores 8-bit 'L', 'LA', 'RGB' and 'RGBA' ('1', 'P' and 'PA' are "
+        f"converted losslessly); convert the image first, e.g. im.convert('RGB')"
+    )
+
+
+def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
+    """The extension area: icc_profile, exif and xmp from the save options, else from im.info."""
+    return pack_metadata(check_metadata({key: info.get(key, im.info.get(key)) for key in METADATA_CHUNKS}))
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     # Every option is checked and all clustering done before the first byte is written.
     # Re-saving a KMQ image keeps its k by default: its colours then come back exactly.
-    k = check_k(info.get("k", im.kmq_header.k if isinstance(im, KmqImageFile) else DEFAULT_K))
-    seed = check_seed(info.get("seed", DEFAULT_SEED))
+    k = info.get("k")
+    if k is None and "psnr" not in info and isinstance(im, KmqImageFile):
+        k = im.kmq_header.k
     method = check_compression(info.get("compression", DEFAULT_COMPRESSION))
-    quantized = compress_image(_pixels_to_store(im), k, seed)
-    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, method))])
+    extension = _metadata(im, info)
+    quantized = compress_image(_pixels_to_store(im), k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False))
+    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, method, extension))])
 
 
 class KmqEncoder(ImageFile.PyEncoder):
@@ -173,11 +187,11 @@ class KmqEncoder(ImageFile.PyEncoder):
     _pushes_fd = True
 
     def init(self, args: tuple[Any, ...]) -> None:
-        self._quantized, self._method = args
+        self._quantized, self._method, self._extension = args
 
     def encode(self, bufsize: int) -> tuple[int, int, bytes]:
         indices, codebook = self._quantized
-        data = b"".join(encode_parts(indices, codebook, self._method))
+        data = b"".join(encode_parts(indices, codebook, self._method, self._extension))
         return len(data), 1, data
 
 

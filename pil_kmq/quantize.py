@@ -37,6 +37,11 @@ _EXACT_MAX_ITER = 20  # the exact level starts near convergence; its long tail g
 _BRUTE_FORCE_K = 16  # below this, brute force beats a k-d tree for nearest entries
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
 _MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest entry
+_ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
+_PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
+_PSNR_GROWTH = 1.05
+_PSNR_MAX_STEPS = 8  # full clusterings spent closing in on the smallest k
+_NO_ENTRY_PENALTY = 2.0  # partial colours without entries of their own: ~ twice one entry's error  # k grows by this factor when a checked result falls short
 
 
 class Quantized(NamedTuple):
@@ -383,6 +388,211 @@ def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return codebook[used], labels.ravel()
 
 
+def _sub_histogram(hist: Histogram, mask: np.ndarray, channels: int) -> Histogram:
+    """The colours selected by mask, keeping their first `channels` channels. Key order is kept:
+    dropping a constant last channel (alpha 255) does not reorder the keys."""
+    colors = np.ascontiguousarray(hist.colors[mask][:, :channels])
+    return Histogram(color_keys(colors), colors, hist.counts[mask])
+
+
+def _error_curve(part: Histogram, budget: int, seed: int) -> np.ndarray:
+    """Estimated squared error of clustering this class into 0..budget entries: measured at 1 (the
+    variance) and near budget / 2 (a coarse clustering), a power law between, 0 from its colour count."""
+    ks = np.arange(budget + 1, dtype=np.float64)
+    colors = part.colors.astype(np.float64)
+    mean = np.average(colors, axis=0, weights=part.counts)
+    at_one = float(((colors - mean) ** 2).sum(axis=1) @ part.counts) + 1.0
+    middle = min(max(2, budget // 2), len(part.keys) - 1)
+    exponent = 2.0 / colors.shape[1]  # high-resolution theory's k ** (-2 / d), until measured
+    if middle >= 2:
+        at_middle = _estimate_error(part, middle, seed) + 1.0
+        exponent = float(np.clip(np.log(at_one / at_middle) / np.log(middle), 0.1, 4.0))
+    curve = at_one * np.maximum(ks, 1.0) ** -exponent
+    curve[0] = np.inf if len(part.keys) else 0.0
+    curve[len(part.keys) :] = 0.0
+    return curve
+
+
+def _class_budget(k: int, opaque: Histogram, partial: Histogram, seed: int) -> tuple[int, int]:
+    """Entries for opaque and partially transparent colours out of k: the split with the least
+    estimated total error (each class's error curve measured, see _error_curve)."""
+    sizes = (len(opaque.keys), len(partial.keys))
+    if sum(sizes) <= k:
+        return sizes
+    if not sizes[0]:
+        return 0, min(k, sizes[1])
+    if not sizes[1] or k == 1:
+        return min(k, sizes[0]), 0
+    opaque_curve, partial_curve = _error_curve(opaque, k, seed), _error_curve(partial, k, seed)
+    k_opaque = np.arange(1, k + 1)  # opaque colours always get an entry; partial ones may not
+    total = opaque_curve[k_opaque] + np.where(partial_curve[k - k_opaque] == np.inf, _NO_ENTRY_PENALTY * partial_curve[1], partial_curve[k - k_opaque])
+    best = int(k_opaque[np.argmin(total)])
+    return best, min(k - best, sizes[1])
+
+
+def _class_codebook(part: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(part.keys) <= k:
+        return part.colors, np.arange(len(part.keys))
+    return cluster(part, k, seed)
+
+
+def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """cluster() for colours with alpha (last channel), keeping alpha classes apart: fully
+    transparent colours share one entry (all channels 0), fully opaque ones get only opaque
+    entries (clustered on colour alone), partial ones are clustered with their alpha and then
+    take the nearest entry of any class. Needs k >= 2 when both transparent and opaque colours
+    occur; k < len(hist)."""
+    alpha = hist.colors[:, -1]
+    transparent, opaque = alpha == 0, alpha == 255
+    partial = ~(transparent | opaque)
+    if k < int(transparent.any()) + int(opaque.any()):
+        return cluster(hist, k, seed)
+    channels = hist.colors.shape[1]
+    books = [np.zeros((int(transparent.any()), channels), dtype=np.uint8)]
+    color_index = np.zeros(len(hist.keys), dtype=np.intp)  # transparent colours: entry 0, if any
+    opaque_hist, partial_hist = _sub_histogram(hist, opaque, channels - 1), _sub_histogram(hist, partial, channels)
+    k_opaque, k_partial = _class_budget(k - len(books[0]), opaque_hist, partial_hist, seed)
+    for mask, part, k_part, solid in ((opaque, opaque_hist, k_opaque, True), (partial, partial_hist, k_partial, False)):
+        if not k_part:
+            continue
+        book, labels = _class_codebook(part, k_part, seed)
+        if solid:
+            book = np.concatenate([book, np.full((len(book), 1), 255, dtype=np.uint8)], axis=1)
+        color_index[mask] = labels + sum(len(b) for b in books)
+        books.append(book)
+    codebook = np.concatenate(books)
+    if partial.any():  # may match an opaque or transparent entry better than any of their own
+        color_index[partial] = nearest_index(hist.colors[partial], codebook)
+    used, color_index = np.unique(color_index, return_inverse=True)  # drop entries no colour uses
+    return codebook[used], color_index.ravel()
+
+
+def quantize_histogram(hist: Histogram, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Codebook (<= k entries) and each histogram colour's index; lossless when <= k colours.
+    Two or four channels are colours with alpha: see cluster_alpha."""
+    if len(hist.keys) <= k:
+        return hist.colors, np.arange(len(hist.keys))
+    if hist.colors.shape[1] in (2, 4):
+        return cluster_alpha(hist, k, seed)
+    return cluster(hist, k, seed)
+
+
+def _visible_colors(hist: Histogram) -> np.ndarray:
+    """The colours as seen: with alpha (2 or 4 channels), a fully transparent pixel's colour
+    channels are invisible, so they count as 0 - the colour of the shared transparent entry."""
+    colors = hist.colors.astype(np.float64)
+    if colors.shape[1] in (2, 4):
+        colors[colors[:, -1] == 0] = 0
+    return colors
+
+
+def _visible_histogram(hist: Histogram) -> Histogram:
+    """The histogram of the visible colours: fully transparent colours merged into one, all 0."""
+    if hist.colors.shape[1] not in (2, 4) or not (hist.colors[:, -1] == 0).any():
+        return hist
+    colors = _visible_colors(hist).astype(np.uint8)
+    keys, first, inverse = np.unique(color_keys(colors), return_index=True, return_inverse=True)
+    return Histogram(keys, colors[first], np.bincount(inverse.ravel(), weights=hist.counts).astype(np.int64))
+
+
+def squared_error(hist: Histogram, codebook: np.ndarray, color_index: np.ndarray) -> float:
+    """Total squared error over all pixels and channels of mapping each colour to its entry
+    (the colour under full transparency not counted)."""
+    difference = _visible_colors(hist) - codebook[color_index].astype(np.float64)
+    return float(((difference * difference).sum(axis=1) * hist.counts).sum())
+
+
+def _estimate_error(hist: Histogram, k: int, seed: int) -> float:
+    """An upper bound on the squared error of cluster(hist, k, seed), from its coarsest level
+    alone: a few Lloyd steps on the cube means, plus the error of the colours around their cube
+    means (the full run starts from this very solution and only improves on it, rounding aside)."""
+    levels = _levels(hist, k)
+    coarse = levels[0]
+    within = float(((_visible_colors(hist) - coarse.points[coarse.member]) ** 2).sum(axis=1) @ hist.counts)
+    if len(coarse.points) <= k:
+        return within
+    centroids, bounds = lloyd(coarse, _seeds(coarse, k, seed), None, _ESTIMATE_MAX_ITER, _tolerance(levels[-1]))
+    between = float(((coarse.points - centroids[bounds.labels]) ** 2).sum(axis=1) @ coarse.weights)
+    return within + between
+
+
+def _smallest_k(hist: Histogram, target: float, seed: int, limit: int) -> tuple[int, int]:
+    """By estimates alone: (a k whose estimate fails the target, the smallest found that meets it)."""
+    low, high = 0, 1
+    while high < limit and _estimate_error(hist, high, seed) > target:
+        low, high = high, min(limit, high * 2)
+    while high - low > max(1, high // _PSNR_K_PRECISION):
+        middle = (low + high) // 2
+        if _estimate_error(hist, middle, seed) > target:
+            low = middle
+        else:
+            high = middle
+    return low, high
+
+
+def mse_for_psnr(psnr: float) -> float:
+    """Mean squared error per 8-bit channel value that gives this PSNR in dB."""
+    return 255.0**2 / 10.0 ** (psnr / 10.0)
+
+
+def psnr_for_mse(mse: float) -> float:
+    """PSNR in dB of 8-bit channel values with this mean squared error (inf when 0)."""
+    return float("inf") if mse <= 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def _next_candidate(low: tuple[int, float] | None, high: tuple[int, float], target: float) -> int:
+    """The k where the error reaches target, interpolated on log k / log error (error ~ k ** -p)
+    between a failing and a passing k, or stepped down from the passing one by theory's p = 2/3;
+    kept off the bracket's ends so that it shrinks."""
+    k_high, e_high = high
+    if low is None:
+        guess = k_high * (max(e_high, 1e-9) / target) ** 1.5 if e_high > 0 else k_high / 2
+        return max(1, min(k_high - 1, int(guess)))
+    k_low, e_low = low
+    if e_high > 0:
+        slope = (np.log(k_high) - np.log(k_low)) / (np.log(e_high) - np.log(e_low))
+        guess = float(np.exp(np.log(k_low) + (np.log(target) - np.log(e_low)) * slope))
+    else:
+        guess = (k_low + k_high) / 2
+    margin = max(1, (k_high - k_low) // 8)
+    return int(np.clip(round(guess), k_low + margin, k_high - margin))
+
+
+def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest k (to within 1/32) whose clustering reaches psnr dB. A search on cheap
+    upper-bound estimates gives a k that passes; a few full clusterings, interpolated on the
+    error curve, then close in on the smallest (k grows first if rounding or the alpha classes
+    keep the estimate's k short). ValueError if even max_k entries cannot reach it."""
+    pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
+    target = mse_for_psnr(psnr) * pixels_channels
+    limit = min(len(hist.keys), max_k)
+    k = limit if psnr == float("inf") else _smallest_k(_visible_histogram(hist), target, seed, limit)[1]
+
+    def attempt(k: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+        result = quantize_histogram(hist, k, seed)
+        return squared_error(hist, *result), result
+
+    error, best = attempt(k)
+    low: tuple[int, float] | None = None
+    while error > target:
+        if k >= limit:
+            raise ValueError(f"psnr={psnr} dB is out of reach: k={k:,} gives {psnr_for_mse(error / pixels_channels):.2f} dB")
+        low = (k, error)
+        k = min(limit, max(k + 1, int(k * _PSNR_GROWTH)))
+        error, best = attempt(k)
+    high = (k, error)
+    for _ in range(_PSNR_MAX_STEPS):
+        if high[0] <= 1 or (low is not None and high[0] - low[0] <= max(1, high[0] // _PSNR_K_PRECISION)):
+            break
+        candidate = _next_candidate(low, high, target)
+        error, result = attempt(candidate)
+        if error <= target:
+            high, best = (candidate, error), result
+        else:
+            low = (candidate, error)
+    return best
+
+
 def _gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.ndarray:
     """Each pixel's index (H, W), looked up by colour key: a table for <= 3 channels, else a search."""
     height, width, channels = image.shape
@@ -399,15 +609,23 @@ def _gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.nd
     return indices.reshape(height, width)
 
 
+
+
 def quantize(image: RowSource, k: int, seed: int = 0) -> Quantized:
     """Cluster an (H, W, C) uint8 image into at most k colours; lossless when it has <= k colours.
 
     Returns indices (H, W) and the codebook (K, C) uint8 with K <= k. Every pixel's index is its
-    nearest codebook entry (ties to the lowest index); entries no pixel uses are dropped.
+    nearest codebook entry (ties to the lowest index) - among the entries of its alpha class for
+    images with alpha (see cluster_alpha); entries no pixel uses are dropped.
     """
     hist = histogram(image)
-    if len(hist.keys) <= k:
-        codebook, color_index = hist.colors, np.arange(len(hist.keys))
-    else:
-        codebook, color_index = cluster(hist, k, seed)
+    codebook, color_index = quantize_histogram(hist, k, seed)
+    return Quantized(_gather(image, hist, color_index), codebook)
+
+
+def quantize_to_psnr(image: RowSource, psnr: float, seed: int = 0, max_k: int = 65_536) -> Quantized:
+    """As quantize, with the smallest k (to within ~3 %, up to max_k) whose result reaches psnr dB
+    over all channels; ValueError if it cannot be reached."""
+    hist = histogram(image)
+    codebook, color_index = cluster_for_psnr(hist, psnr, seed, max_k)
     return Quantized(_gather(image, hist, color_index), codebook)

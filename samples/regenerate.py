@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageCms, ImageFilter
 
 import pil_kmq  # noqa: F401  (registers KMQ)
 
@@ -31,7 +32,32 @@ GOLDEN = [
     ("kodim03-p12-k16-zstd.kmq", "kodim03-p12.png", "P", 16, "zstd"),
     ("kodim23-k1000.kmq", "kodim23.png", "RGB", 1000, "none"),
     ("kodim23-k1000-zstd.kmq", "kodim23.png", "RGB", 1000, "zstd"),
+    ("ihc-cutout-k16.kmq", "ihc-cutout.png", "RGBA", 16, "none"),
+    ("ihc-cutout-k64-zstd.kmq", "ihc-cutout.png", "RGBA", 64, "zstd"),
+    ("ihc-cutout-gray-k8.kmq", "ihc-cutout.png", "LA", 8, "none"),
+    ("ihc-k16-metadata.kmq", "ihc.png", "RGB", 16, "zstd"),
 ]
+# Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
+WITH_METADATA = {"ihc-k16-metadata.kmq"}
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+
+
+def make_cutout() -> None:
+    """ihc-cutout.png: the IHC slide with its bright background made transparent (a soft edge
+    of partial alpha around the tissue), as a segmentation cut-out would be."""
+    with Image.open(HERE / "ihc.png") as image:
+        rgb = image.convert("RGB")
+    luminance = np.asarray(rgb.convert("L").filter(ImageFilter.GaussianBlur(2))).astype(np.int32)
+    alpha = np.clip((215 - luminance) * 8, 0, 255).astype(np.uint8)
+    rgb.putalpha(Image.fromarray(alpha))
+    rgb.save(HERE / "ihc-cutout.png", optimize=True)
+
+
+def metadata() -> dict[str, bytes]:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to show
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return {"icc_profile": icc, "exif": exif.tobytes(), "xmp": XMP}
 
 
 def expected_path(golden: str) -> Path:
@@ -41,11 +67,14 @@ def expected_path(golden: str) -> Path:
 
 def main() -> None:
     (HERE / "expected").mkdir(exist_ok=True)
+    if not (HERE / "ihc-cutout.png").exists():
+        make_cutout()
     for golden, source, mode, k, compression in GOLDEN:
         if (HERE / golden).exists() and "--all" not in sys.argv:
             continue  # golden files change only on purpose: --all rewrites every one
+        extra = metadata() if golden in WITH_METADATA else {}
         with Image.open(HERE / source) as image:
-            image.convert(mode).save(HERE / golden, k=k, seed=0, compression=compression)
+            image.convert(mode).save(HERE / golden, k=k, seed=0, compression=compression, **extra)
         with Image.open(HERE / golden) as decoded:
             decoded.save(expected_path(golden), optimize=True)
         print(golden, (HERE / golden).stat().st_size, "bytes")

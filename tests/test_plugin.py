@@ -282,19 +282,6 @@ def test_palette_image_without_transparency_is_stored_losslessly(palette_image: 
         assert image.kmq_header.k == 12
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
-def test_alpha_is_never_dropped_silently(parrot: Image.Image, mode: str) -> None:
-    with pytest.raises(ValueError, match=f"mode '{mode}'.*alpha"):
-        kmq_bytes(parrot.convert(mode), k=4)
-
-
-def test_palette_with_transparency_raises(palette_image: Image.Image) -> None:
-    image = palette_image.copy()
-    image.info["transparency"] = 0
-    with pytest.raises(ValueError, match="'P' with transparency"):
-        kmq_bytes(image, k=4)
-
-
 @pytest.mark.parametrize("mode", ["I;16", "I", "F", "CMYK", "YCbCr", "LAB", "HSV"])
 def test_unsupported_mode_raises_valueerror_naming_it(parrot: Image.Image, mode: str) -> None:
     image = parrot.convert("L").convert(mode) if mode in {"I;16", "I", "F"} else parrot.convert(mode)

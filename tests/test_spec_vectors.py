@@ -32,7 +32,7 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "F", "G", "H", "I"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "F", "G", "H", "I", "J"}
     assert set(INVALID) == {"D", "E"}
 
 
@@ -70,3 +70,12 @@ def test_spec_invalid_vector_is_rejected_for_its_rule(name: str) -> None:
         decode_kmq(data)
     with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match=rule):
         image.load()
+
+
+def test_vector_j_carries_exif_orientation_and_the_writer_reproduces_it() -> None:
+    data = VECTORS["J"][1]
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.getexif()[0x0112] == 6
+        exif = image.info["exif"]
+    header, (indices, codebook) = decode_kmq(data)
+    assert encode_kmq(indices, codebook, compression="none", metadata={"exif": exif}) == data

@@ -1,0 +1,120 @@
+"""ICC profile, EXIF (orientation included) and XMP survive KMQ (spec 5.1): never silently dropped."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+import pil_kmq
+from conftest import SAMPLES, kmq_bytes
+from pil_kmq.format import HEADER_SIZE, parse_extensions, parse_header
+
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+
+
+def exif_with_orientation(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "pil_kmq test camera"  # Make
+    return exif
+
+
+def reopened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@pytest.fixture(scope="module")
+def jpeg_with_metadata(ihc: Image.Image) -> Image.Image:
+    """A JPEG as cameras and slide scanners write them: ICC profile, EXIF with orientation, XMP."""
+    buffer = io.BytesIO()
+    ihc.save(buffer, "JPEG", icc_profile=ICC, exif=exif_with_orientation(6), xmp=XMP)
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    image.load()
+    return image
+
+
+def test_metadata_is_taken_from_im_info_by_default(jpeg_with_metadata: Image.Image) -> None:
+    image = reopened(kmq_bytes(jpeg_with_metadata, k=16))
+    assert image.info["icc_profile"] == ICC
+    assert image.info["xmp"] == XMP
+    assert image.getexif()[0x0112] == 6 and image.getexif()[0x010F] == "pil_kmq test camera"
+
+
+def test_exif_orientation_applies_with_exif_transpose(jpeg_with_metadata: Image.Image) -> None:
+    image = reopened(kmq_bytes(jpeg_with_metadata, k=16))
+    upright = ImageOps.exif_transpose(image)
+    assert upright.size == (image.height, image.width)  # orientation 6: rotated 90 degrees
+
+
+def test_save_options_override_and_drop_metadata(jpeg_with_metadata: Image.Image) -> None:
+    image = reopened(kmq_bytes(jpeg_with_metadata, k=4, exif=exif_with_orientation(3), icc_profile=None, xmp=b""))
+    assert image.getexif()[0x0112] == 3
+    assert "icc_profile" not in image.info and "xmp" not in image.info
+
+
+def test_options_accept_bytes_exif_object_and_str_xmp(parrot: Image.Image) -> None:
+    exif_bytes = exif_with_orientation(8).tobytes()  # starts with Exif\0\0, as JPEG's APP1
+    image = reopened(kmq_bytes(parrot, k=4, icc_profile=ICC, exif=exif_bytes, xmp=XMP.decode()))
+    assert image.info["icc_profile"] == ICC and image.info["xmp"] == XMP and image.getexif()[0x0112] == 8
+    assert image.info["exif"] == exif_bytes  # Pillow readers give EXIF with its Exif\0\0 prefix
+
+
+def test_metadata_is_stored_as_the_specs_chunks(parrot: Image.Image) -> None:
+    data = kmq_bytes(parrot, k=4, icc_profile=ICC, exif=exif_with_orientation(1), xmp=XMP)
+    header = parse_header(data[:HEADER_SIZE])
+    chunks = parse_extensions(data[HEADER_SIZE : header.codebook_offset], pil_kmq.format.KNOWN_CHUNKS)
+    assert [tag for tag, _ in chunks] == [b"iccp", b"exif", b"xmpp"]
+    assert dict(chunks)[b"exif"].startswith((b"MM\0*", b"II*\0"))  # TIFF header, no Exif\0\0 prefix
+    assert header.version_minor == 2
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_without_metadata_files_keep_the_lowest_version(parrot: Image.Image, compression: str) -> None:
+    data = kmq_bytes(parrot, k=4, compression=compression)
+    header = parse_header(data[:HEADER_SIZE])
+    assert header.extension_length == 0 and header.version_minor == (0 if compression == "none" else 1)
+
+
+def test_metadata_survives_kmq_to_kmq_and_kmq_to_png(jpeg_with_metadata: Image.Image) -> None:
+    first = reopened(kmq_bytes(jpeg_with_metadata, k=16))
+    second = reopened(kmq_bytes(first))
+    assert second.info["icc_profile"] == ICC and second.getexif()[0x0112] == 6 and second.info["xmp"] == XMP
+    png = io.BytesIO()
+    first.save(png, "PNG")
+    with Image.open(png) as as_png:
+        assert as_png.info["icc_profile"] == ICC
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"exif": b"not exif at all"}, "exif must be EXIF data"),
+        ({"icc_profile": 42}, "icc_profile must be bytes"),
+        ({"xmp": ["x"]}, "xmp must be bytes"),
+    ],
+)
+def test_bad_metadata_raises_valueerror_before_writing(parrot: Image.Image, options: dict[str, object], message: str) -> None:
+    out = io.BytesIO()
+    with pytest.raises(ValueError, match=message):
+        parrot.save(out, "KMQ", k=4, **options)
+    assert out.getvalue() == b""
+
+
+def test_golden_file_carries_all_three(tmp_path: object) -> None:
+    with Image.open(SAMPLES / "ihc-k16-metadata.kmq") as image:
+        assert set(image.info) >= {"icc_profile", "exif", "xmp"}
+        assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))).startswith("sRGB")
+        assert image.getexif()[0x0112] == 6
+
+
+def test_numpy_api_reads_and_writes_metadata(parrot: Image.Image) -> None:
+    indices, codebook = pil_kmq.compress_image(np.asarray(parrot), k=4)
+    data = pil_kmq.encode_kmq(indices, codebook, metadata={"icc_profile": ICC, "xmp": XMP})
+    assert pil_kmq.read_metadata(data) == {"icc_profile": ICC, "xmp": XMP}
+    assert reopened(data).info["icc_profile"] == ICC

@@ -1,0 +1,85 @@
+"""psnr=<dB>: the smallest k (to within a few per cent) whose result reaches the target."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pil_kmq
+from conftest import SAMPLES, kmq_bytes
+from pil_kmq.quantize import mse_for_psnr, psnr_for_mse, quantize
+
+
+def psnr(original: np.ndarray, result: np.ndarray) -> float:
+    return psnr_for_mse(float(((original.astype(np.float64) - result) ** 2).mean()))
+
+
+def test_psnr_and_mse_conversions_agree() -> None:
+    assert mse_for_psnr(psnr_for_mse(12.5)) == pytest.approx(12.5)
+    assert psnr_for_mse(0) == float("inf")
+
+
+@pytest.mark.parametrize("target", [24.0, 30.0, 36.0, 40.0])
+def test_chosen_k_reaches_target_and_10_percent_fewer_do_not(ihc: Image.Image, target: float) -> None:
+    pixels = np.asarray(ihc)
+    indices, codebook = pil_kmq.compress_image(pixels, psnr=target)
+    assert psnr(pixels, codebook[indices]) >= target
+    fewer = int(len(codebook) * 0.9)
+    if fewer >= 1 and fewer < len(codebook):
+        smaller = quantize(pixels, fewer, 0)
+        assert psnr(pixels, smaller.codebook[smaller.indices]) < target
+
+
+def test_psnr_save_option_through_pillow(ihc: Image.Image) -> None:
+    with Image.open(io.BytesIO(kmq_bytes(ihc, psnr=32))) as image:
+        assert psnr(np.asarray(ihc), np.asarray(image)) >= 32
+        assert 2 <= image.kmq_header.k <= 256
+
+
+def test_psnr_works_for_grey_and_alpha_images() -> None:
+    with Image.open(SAMPLES / "ihc-cutout.png") as cutout:
+        cutout.load()
+    for image in (cutout, cutout.convert("L"), cutout.convert("LA")):
+        pixels = np.asarray(image)
+        with Image.open(io.BytesIO(kmq_bytes(image, psnr=30))) as result:
+            decoded = np.asarray(result).astype(np.float64)
+        if image.mode in ("LA", "RGBA"):  # colour under full transparency is not seen, so not counted
+            decoded[pixels[..., -1] == 0] = pixels[pixels[..., -1] == 0]
+        assert psnr(pixels, decoded) >= 30
+
+
+def test_very_high_psnr_gives_lossless_when_colours_allow(parrot: Image.Image) -> None:
+    for target in (80.0, float("inf")):
+        with Image.open(io.BytesIO(kmq_bytes(parrot, psnr=target))) as image:
+            assert image.tobytes() == parrot.tobytes()
+
+
+def test_unreachable_psnr_names_the_best_reachable() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # 90,000 colours
+    with pytest.raises(ValueError, match=r"psnr=70.0 dB is out of reach: k=65,536 gives"):
+        pil_kmq.compress_image(noise, psnr=70.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k": 16, "psnr": 30}, "give k or psnr, not both"),
+        ({"psnr": 0}, "psnr must be a number of dB above 0"),
+        ({"psnr": -3}, "psnr must be a number of dB above 0"),
+        ({"psnr": float("nan")}, "psnr must be a number of dB above 0"),
+        ({"psnr": "30"}, "psnr must be a number of dB above 0"),
+        ({"psnr": True}, "psnr must be a number of dB above 0"),
+    ],
+)
+def test_bad_psnr_options_raise_valueerror(parrot: Image.Image, options: dict[str, object], message: str) -> None:
+    out = io.BytesIO()
+    with pytest.raises(ValueError, match=message):
+        parrot.save(out, "KMQ", **options)
+    assert out.getvalue() == b""
+
+
+def test_psnr_is_deterministic(ihc: Image.Image) -> None:
+    assert kmq_bytes(ihc, psnr=33) == kmq_bytes(ihc, psnr=33)
