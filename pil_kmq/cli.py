@@ -1,4 +1,4 @@
-"""The `kmq` command line: encode, decode and inspect KMQ files.
+"""The `kmq` command line: encode, decode and inspect KMQ files; convert many, compare Ks.
 
 Errors print one line on stderr and exit non-zero (2 for usage errors); outputs are written
 to a temporary file beside the target and renamed into place, so an existing file is never
@@ -8,21 +8,35 @@ left half written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
+import math
 import os
-import stat
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from PIL import Image
+from tqdm import tqdm
 
-from . import __version__
-from .api import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_k, check_seed, size_report
-from .coding import STRIP_HEAD_SIZE, StripTable, parse_strip_height, parse_table, table_size
+from . import __version__, batch, figure
+from .api import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    DEFAULT_K,
+    DEFAULT_SEED,
+    check_k,
+    check_seed,
+    size_report,
+)
+from .batch import write_atomic
+from .coding import (
+    STRIP_HEAD_SIZE,
+    StripTable,
+    parse_strip_height,
+    parse_table,
+    table_size,
+)
 from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
 from .plugin import FORMAT
 
@@ -46,77 +60,227 @@ def _seed_option(text: str) -> int:
     try:
         return check_seed(int(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be an int from 0 to {2**32 - 1}, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"seed must be an int from 0 to {2**32 - 1}, not {text!r}"
+        ) from None
 
 
 def _k_option(text: str) -> int:
     try:
         return check_k(int(text))
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error) if text.strip().lstrip("-").isdigit() else f"k must be an int, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            str(error)
+            if text.strip().lstrip("-").isdigit()
+            else f"k must be an int, not {text!r}"
+        ) from None
+
+
+def _psnr_option(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"psnr must be a positive number of decibels, not {text!r}"
+        )
+    return value
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a positive int, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _add_save_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seed",
+        type=_seed_option,
+        default=DEFAULT_SEED,
+        help=f"random seed; same seed, same bytes (default {DEFAULT_SEED})",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=sorted(COMPRESSIONS),
+        default=DEFAULT_COMPRESSION,
+        help="index stream coding",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kmq", description="K-means colour-quantized images (KMQ).")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
-    encode = commands.add_parser("encode", help="encode an image (any format Pillow reads) as KMQ")
+    encode = commands.add_parser(
+        "encode", help="encode an image (any format Pillow reads) as KMQ"
+    )
     encode.add_argument("input", type=Path, help="image to encode")
     encode.add_argument("output", type=Path, help="KMQ file to write ('-' for stdout)")
-    encode.add_argument("-k", type=_k_option, default=DEFAULT_K, help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})")
-    encode.add_argument("--seed", type=_seed_option, default=DEFAULT_SEED, help=f"random seed; same seed, same bytes (default {DEFAULT_SEED})")
-    encode.add_argument("--compression", choices=sorted(COMPRESSIONS), default=DEFAULT_COMPRESSION, help="index stream coding")
-    encode.add_argument("-q", "--quiet", action="store_true", help="do not print the size table")
+    encode.add_argument(
+        "-k",
+        type=_k_option,
+        default=DEFAULT_K,
+        help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})",
+    )
+    _add_save_options(encode)
+    encode.add_argument(
+        "-q", "--quiet", action="store_true", help="do not print the size table"
+    )
     encode.set_defaults(run=_encode)
 
-    decode = commands.add_parser("decode", help="decode a KMQ file to any format Pillow writes")
+    decode = commands.add_parser(
+        "decode", help="decode a KMQ file to any format Pillow writes"
+    )
     decode.add_argument("input", type=Path, help="KMQ file")
-    decode.add_argument("output", type=Path, help="image to write ('-' for stdout); its extension picks the format")
-    decode.add_argument("--format", help="output format for Pillow (e.g. PNG), when the extension does not say")
+    decode.add_argument(
+        "output",
+        type=Path,
+        help="image to write ('-' for stdout); its extension picks the format",
+    )
+    decode.add_argument(
+        "--format",
+        help="output format for Pillow (e.g. PNG), when the extension does not say",
+    )
     decode.set_defaults(run=_decode)
 
-    info = commands.add_parser("info", help="print header fields and the size table of KMQ files")
+    info = commands.add_parser(
+        "info", help="print header fields and the size table of KMQ files"
+    )
     info.add_argument("files", type=Path, nargs="+", metavar="FILE")
     info.set_defaults(run=_info)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert image files and directories of images to KMQ files, in parallel",
+    )
+    convert.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="image files, and directories searched recursively for images",
+    )
+    convert.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for the KMQ files, created if missing",
+    )
+    quality = convert.add_mutually_exclusive_group()
+    quality.add_argument(
+        "-k",
+        type=_k_option,
+        help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})",
+    )
+    quality.add_argument(
+        "--psnr",
+        type=_psnr_option,
+        metavar="DB",
+        help="instead of -k: the smallest k whose PSNR reaches DB decibels",
+    )
+    convert.add_argument(
+        "--dither",
+        action="store_true",
+        default=None,
+        help="dither the image to its colours",
+    )
+    _add_save_options(convert)
+    convert.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int("jobs"),
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="files converted at once, each in its own process (default: the CPU count)",
+    )
+    convert.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing outputs (default: skip their inputs)",
+    )
+    convert.add_argument(
+        "--skip-if-larger",
+        action="store_true",
+        help="write no KMQ file that is not smaller than its input",
+    )
+    convert.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar, skip notes or summary table; errors only",
+    )
+    convert.set_defaults(run=_convert)
+
+    compare = commands.add_parser(
+        "compare",
+        help="draw an image beside its KMQ reconstructions, captioned with sizes and PSNR",
+    )
+    compare.add_argument("input", type=Path, metavar="IMAGE", help="image to compare")
+    ks = " ".join(map(str, figure.ARTICLE_KS))
+    compare.add_argument(
+        "-k",
+        type=_k_option,
+        nargs="+",
+        default=list(figure.ARTICLE_KS),
+        metavar="K",
+        help=f"one reconstruction per K (default {ks}, the article's)",
+    )
+    compare.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="figure to write ('-' for stdout); its extension picks the format",
+    )
+    compare.add_argument(
+        "--format",
+        help="output format for Pillow (e.g. PNG), when the extension does not say",
+    )
+    compare.add_argument(
+        "--dither",
+        action="store_true",
+        default=None,
+        help="dither the image to its colours",
+    )
+    _add_save_options(compare)
+    compare.add_argument(
+        "--width",
+        type=_positive_int("width"),
+        metavar="PX",
+        help=f"width of each panel (default: the image's, up to {figure.MAX_PANEL_WIDTH})",
+    )
+    compare.add_argument(
+        "-q", "--quiet", action="store_true", help="do not print the table of figures"
+    )
+    compare.set_defaults(run=_compare)
     return parser
 
 
 def _write_output(target: Path, data: bytes) -> None:
-    """Write data to target: '-' is stdout; a device or FIFO is written directly; a file (the
-    one a symlink points to, the link kept) goes to a temporary file beside it, renamed onto
-    it only once complete, so a failure never leaves it half written."""
+    """Write data to target: '-' is stdout; anything else is written atomically (write_atomic)."""
     if str(target) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    real = Path(os.path.realpath(target))
-    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
-        with open(real, "wb") as device:
-            device.write(data)
-        return
-    handle = tempfile.NamedTemporaryFile(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, _mode_for(real))
-        os.replace(handle.name, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
-
-
-def _mode_for(target: Path) -> int:
-    """Keep an existing file's permissions; give a new one what open() would (0o666 less umask)."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+    write_atomic(target, data)
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -136,7 +300,9 @@ def _encode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
     encoded = io.BytesIO()
     try:
-        image.save(encoded, FORMAT, k=args.k, seed=args.seed, compression=args.compression)
+        image.save(
+            encoded, FORMAT, k=args.k, seed=args.seed, compression=args.compression
+        )
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     data = encoded.getvalue()
@@ -146,17 +312,29 @@ def _encode(args: argparse.Namespace) -> None:
         raise CliError(f"{args.output}: cannot write: {error}") from None
     if not args.quiet:
         header = parse_header(data[:HEADER_SIZE])
-        report = sys.stderr if str(args.output) == "-" else sys.stdout  # keep stdout for the file
+        report = (
+            sys.stderr if str(args.output) == "-" else sys.stdout
+        )  # keep stdout for the file
         print(f"{args.input} -> {args.output}  k={header.k}", file=report)
         print(size_report(header), file=report)
 
 
-def _decode(args: argparse.Namespace) -> None:
-    extension = args.output.suffix.lower()
-    output_format = (args.format or Image.registered_extensions().get(extension) or "").upper()
+def _output_format(output: Path, explicit: str | None) -> str:
+    """The Pillow format to write output in: explicit, else by its extension; CliError if none."""
+    extension = output.suffix.lower()
+    output_format = (
+        explicit or Image.registered_extensions().get(extension) or ""
+    ).upper()
     Image.init()  # every plugin, so that Image.SAVE lists every writable format
     if output_format not in Image.SAVE:
-        raise CliError(f"{args.output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format")
+        raise CliError(
+            f"{output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format"
+        )
+    return output_format
+
+
+def _decode(args: argparse.Namespace) -> None:
+    output_format = _output_format(args.output, args.format)
     image = _open_image(args.input)
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
@@ -164,7 +342,9 @@ def _decode(args: argparse.Namespace) -> None:
     try:
         image.save(decoded, output_format)
     except (OSError, ValueError) as error:
-        raise CliError(f"{args.output}: cannot write {output_format}: {error}") from None
+        raise CliError(
+            f"{args.output}: cannot write {output_format}: {error}"
+        ) from None
     try:
         _write_output(args.output, decoded.getvalue())
     except OSError as error:
@@ -185,11 +365,22 @@ def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
             file.seek(header.index_stream_offset)
             start = file.read(STRIP_HEAD_SIZE)
             if len(start) < STRIP_HEAD_SIZE:
-                raise CliError(f"{path}: truncated KMQ file: the strip table is cut short")
-            size = table_size(header.height, parse_strip_height(start, header.height, header.index_stream_length))
+                raise CliError(
+                    f"{path}: truncated KMQ file: the strip table is cut short"
+                )
+            size = table_size(
+                header.height,
+                parse_strip_height(start, header.height, header.index_stream_length),
+            )
             if header.index_stream_offset + size > file_size:
-                raise CliError(f"{path}: truncated KMQ file: the strip table is cut short")
-            table = parse_table(start + file.read(size - STRIP_HEAD_SIZE), header.height, header.index_stream_length)
+                raise CliError(
+                    f"{path}: truncated KMQ file: the strip table is cut short"
+                )
+            table = parse_table(
+                start + file.read(size - STRIP_HEAD_SIZE),
+                header.height,
+                header.index_stream_length,
+            )
             return header, file_size, table
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
@@ -205,7 +396,11 @@ def _strip_summary(path: Path, header: Header, table: StripTable) -> str:
         for length in table.lengths:
             file.seek(offset)
             code = file.read(1)
-            name = StripMethod(code[0]).name.lower() if code and code[0] in StripMethod._value2member_map_ else "invalid"
+            name = (
+                StripMethod(code[0]).name.lower()
+                if code and code[0] in StripMethod._value2member_map_
+                else "invalid"
+            )
             methods[name] = methods.get(name, 0) + 1
             offset += length
     stored = ", ".join(f"{count} {name}" for name, count in methods.items())
@@ -221,18 +416,116 @@ def _info(args: argparse.Namespace) -> None:
             print(f"kmq: error: {error}", file=sys.stderr)
             failures.append(path)
             continue
-        print(f"{path}: KMQ {header.version_major}.{header.version_minor}, {header.width}x{header.height} {header.mode}, "
-              f"k={header.k}, bits_per_index={header.bits_per_index}, index_coding={header.index_coding.name.lower()}, "
-              f"index_stream_length={header.index_stream_length}, file {file_size} bytes")
+        print(
+            f"{path}: KMQ {header.version_major}.{header.version_minor}, {header.width}x{header.height} {header.mode}, "
+            f"k={header.k}, bits_per_index={header.bits_per_index}, index_coding={header.index_coding.name.lower()}, "
+            f"index_stream_length={header.index_stream_length}, file {file_size} bytes"
+        )
         if file_size < header.file_length:
-            print(f"  warning: file is truncated, the header declares {header.file_length} bytes")
+            print(
+                f"  warning: file is truncated, the header declares {header.file_length} bytes"
+            )
         if table is not None:
             print(_strip_summary(path, header, table))
         coded_bits = header.index_stream_length * 8
-        print(f"  index stream: {header.index_stream_length:,} bytes, {coded_bits / (header.width * header.height):.3f} bits per pixel")
+        print(
+            f"  index stream: {header.index_stream_length:,} bytes, {coded_bits / (header.width * header.height):.3f} bits per pixel"
+        )
         print(size_report(header))
     if failures:
         raise CliError(f"{len(failures)} of {len(args.files)} files could not be read")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    options = batch.save_options(
+        k=args.k,
+        psnr=args.psnr,
+        dither=args.dither,
+        seed=args.seed,
+        compression=args.compression,
+    )
+    try:
+        jobs = batch.plan_jobs(
+            args.paths,
+            args.output,
+            options,
+            force=args.force,
+            skip_if_larger=args.skip_if_larger,
+        )
+    except batch.PlanError as error:
+        raise CliError(str(error)) from None
+    if not jobs:
+        raise CliError("no images found to convert")
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CliError(
+            f"{args.output}: cannot create the output directory: {error.strerror or error}"
+        ) from None
+    with tqdm(
+        total=len(jobs),
+        unit="file",
+        file=sys.stderr,
+        leave=False,
+        disable=args.quiet or not sys.stderr.isatty(),
+    ) as bar:
+
+        def report(result: batch.Result) -> None:
+            if result.status == batch.Status.FAILED:
+                bar.write(
+                    f"kmq: error: {result.input}: {result.message}", file=sys.stderr
+                )
+            elif result.status == batch.Status.SKIPPED and not args.quiet:
+                bar.write(
+                    f"kmq: skipped {result.input}: {result.message}", file=sys.stderr
+                )
+            bar.update()
+
+        results = batch.run_jobs(jobs, workers=args.jobs, on_result=report)
+    summary = batch.Summary.of(results)
+    if not args.quiet:
+        print(summary)
+    failed = summary.files[batch.Status.FAILED]
+    if failed:
+        raise CliError(f"{failed} of {len(results)} files failed")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    output_format = _output_format(args.output, args.format)
+    image = _open_image(args.input)
+    try:
+        trips = [
+            figure.round_trip(
+                image,
+                k,
+                seed=args.seed,
+                compression=args.compression,
+                dither=args.dither,
+            )
+            for k in args.k
+        ]
+    except ValueError as error:
+        raise CliError(f"{args.input}: {error}") from None
+    drawn = figure.draw_figure(image, trips, width=args.width)
+    encoded = io.BytesIO()
+    try:
+        drawn.save(encoded, output_format)
+    except (OSError, ValueError) as error:
+        raise CliError(
+            f"{args.output}: cannot write {output_format}: {error}"
+        ) from None
+    try:
+        _write_output(args.output, encoded.getvalue())
+    except OSError as error:
+        raise CliError(f"{args.output}: cannot write: {error}") from None
+    if not args.quiet:
+        report = (
+            sys.stderr if str(args.output) == "-" else sys.stdout
+        )  # keep stdout for the file
+        print(
+            f"{args.input} -> {args.output}  {drawn.width}x{drawn.height}", file=report
+        )
+        print(figure.comparison_table(image, trips), file=report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

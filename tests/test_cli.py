@@ -90,12 +90,12 @@ def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str], 
 def test_failed_encode_leaves_existing_output_untouched(tmp_path: Path) -> None:
     out = tmp_path / "keep.kmq"
     out.write_bytes(b"precious")
-    rgba = tmp_path / "alpha.png"
-    Image.new("RGBA", (4, 4), (1, 2, 3, 128)).save(rgba)
-    result = run("encode", rgba, out)
-    assert result.returncode == 1 and "alpha" in result.stderr
+    deep = tmp_path / "deep.png"
+    Image.new("I;16", (4, 4), 40000).save(deep)
+    result = run("encode", deep, out)
+    assert result.returncode == 1 and "mode 'I;16'" in result.stderr
     assert out.read_bytes() == b"precious"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.png", "keep.kmq"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.png", "keep.kmq"]  # no temporary left
 
 
 def test_corrupt_input_to_decode_leaves_existing_output_untouched(tmp_path: Path) -> None:
@@ -154,8 +154,6 @@ def test_broken_pipe_gives_no_traceback() -> None:
 def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
-    from pil_kmq import cli
-
     out = tmp_path / "keep.kmq"
     out.write_bytes(b"precious")
     real_temporary = tempfile.NamedTemporaryFile
@@ -171,7 +169,7 @@ def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: 
         handle.write = write
         return handle
 
-    monkeypatch.setattr(cli.tempfile, "NamedTemporaryFile", interrupted)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", interrupted)
     assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 130
     assert out.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]

@@ -1,0 +1,380 @@
+"""Batch conversion to KMQ: find the images, plan one job per file, run the jobs on any
+`concurrent.futures.Executor`, and write every output atomically.
+
+The per-file work, `convert_file`, is a top-level function from a small picklable `Job` to
+a picklable `Result`, so any executor can run it: a process pool (the default), a thread
+pool, or a cluster's (e.g. Dask's `Client.get_executor()`; the workers then need the same
+file system). Nothing else is assumed of the executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import signal
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from PIL import Image
+
+from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED
+from .plugin import EXTENSION, FORMAT
+
+
+class PlanError(ValueError):
+    """The inputs cannot be converted as asked (a missing path, two inputs for one output);
+    raised before any work starts."""
+
+
+class Status(StrEnum):
+    CONVERTED = "converted"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to convert: Image.save(output, "KMQ", **options), unless skipped."""
+
+    input: Path
+    output: Path
+    options: dict[str, object] = field(default_factory=dict)
+    force: bool = False  # overwrite an existing output; else skip the file
+    skip_if_larger: bool = (
+        False  # write nothing when the KMQ is not smaller than the input
+    )
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one job. bytes_out is what was written: 0 unless converted."""
+
+    input: Path
+    output: Path
+    bytes_in: int
+    bytes_out: int
+    status: Status
+    message: str = ""
+
+
+def save_options(
+    k: int | None = None,
+    psnr: float | None = None,
+    dither: bool | None = None,
+    seed: int = DEFAULT_SEED,
+    compression: str = DEFAULT_COMPRESSION,
+) -> dict[str, object]:
+    """The keyword options for Image.save(..., "KMQ"): k (default 16) or psnr, and dither only
+    when given."""
+    if k is not None and psnr is not None:
+        raise ValueError("give k or psnr, not both")
+    options: dict[str, object] = {"seed": seed, "compression": compression}
+    if psnr is not None:
+        options["psnr"] = psnr
+    else:
+        options["k"] = DEFAULT_K if k is None else k
+    if dither is not None:
+        options["dither"] = dither
+    return options
+
+
+def image_extensions() -> set[str]:
+    """Lower-case file extensions Pillow can open, except KMQ's own."""
+    extensions = (
+        Image.registered_extensions()
+    )  # loads every plugin, filling Image.OPEN too
+    return {
+        ext for ext, fmt in extensions.items() if fmt in Image.OPEN and ext != EXTENSION
+    }
+
+
+def image_files(
+    directory: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Files under directory, recursively and sorted, whose extension Pillow can open;
+    the directory `exclude` (e.g. the output directory) is not entered."""
+    extensions = image_extensions()
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(
+            d for d in dirs if os.path.realpath(os.path.join(root, d)) != skip
+        )
+        found.extend(
+            Path(root, name)
+            for name in sorted(files)
+            if Path(name).suffix.lower() in extensions
+        )
+    return found
+
+
+def plan_jobs(
+    paths: Iterable[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    options: dict[str, object] | None = None,
+    *,
+    force: bool = False,
+    skip_if_larger: bool = False,
+) -> list[Job]:
+    """One job per input image: a file goes to output_dir/<stem>.kmq, a directory's images to
+    output_dir/<path relative to it>.kmq. PlanError for a missing path, or two inputs (or an
+    input itself) at one output."""
+    options = dict(options or {"k": DEFAULT_K})
+    output_dir = Path(output_dir)
+    jobs: list[Job] = []
+    taken: dict[str, Path] = {}  # output (normalized) -> input
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            pairs = [
+                (file, file.relative_to(path).with_suffix(EXTENSION))
+                for file in image_files(path, exclude=output_dir)
+            ]
+        elif path.exists():
+            pairs = [(path, Path(path.name).with_suffix(EXTENSION))]
+        else:
+            raise PlanError(f"{path}: no such file or directory")
+        for source, relative in pairs:
+            target = output_dir / relative
+            key = os.path.normcase(os.path.abspath(target))
+            if key in taken:
+                if os.path.samefile(taken[key], source):
+                    continue  # the same file named twice
+                raise PlanError(
+                    f"{taken[key]} and {source} would both be written to {target}"
+                )
+            if os.path.exists(target) and os.path.samefile(target, source):
+                raise PlanError(f"{source}: its output {target} is the input itself")
+            taken[key] = source
+            jobs.append(Job(source, target, options, force, skip_if_larger))
+    return jobs
+
+
+def convert_file(job: Job) -> Result:
+    """Convert one image to KMQ as the job says; every failure of this file is a FAILED result."""
+    try:
+        bytes_in = os.stat(job.input).st_size
+    except OSError as error:
+        return Result(job.input, job.output, 0, 0, Status.FAILED, _reason(error))
+    if not job.force and os.path.lexists(job.output):
+        return Result(
+            job.input,
+            job.output,
+            bytes_in,
+            0,
+            Status.SKIPPED,
+            f"{job.output} exists (--force overwrites it)",
+        )
+    encoded = io.BytesIO()
+    try:
+        with Image.open(job.input) as image:
+            image.load()
+            image.save(encoded, FORMAT, **job.options)
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombError,
+    ) as error:
+        return Result(job.input, job.output, bytes_in, 0, Status.FAILED, _reason(error))
+    data = encoded.getvalue()
+    if job.skip_if_larger and len(data) >= bytes_in:
+        return Result(
+            job.input,
+            job.output,
+            bytes_in,
+            0,
+            Status.SKIPPED,
+            f"KMQ would be {len(data):,} bytes, not smaller than the input's {bytes_in:,}",
+        )
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(job.output, data)
+    except OSError as error:
+        return Result(
+            job.input,
+            job.output,
+            bytes_in,
+            0,
+            Status.FAILED,
+            f"cannot write {job.output}: {_reason(error)}",
+        )
+    return Result(job.input, job.output, bytes_in, len(data), Status.CONVERTED)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    executor: Executor | None = None,
+    *,
+    workers: int | None = None,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Run convert_file over the jobs on the executor; results in job order, on_result called
+    with each as it arrives. Without an executor: in this process for one worker, else a
+    process pool of `workers` (default os.cpu_count()), shut down here. On KeyboardInterrupt
+    no new job starts, running ones finish (each output is whole or absent) and it re-raises."""
+    report = on_result or (lambda result: None)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    if executor is None and workers == 1:
+        results = []
+        for job in jobs:
+            results.append(convert_file(job))
+            report(results[-1])
+        return results
+    owned = executor is None
+    if executor is None:
+        executor = ProcessPoolExecutor(
+            workers, mp_context=_process_context(), initializer=_ignore_interrupts
+        )
+    futures: dict[Future[Result], int] = {}
+    results_by_index: dict[int, Result] = {}
+    try:
+        for index, job in enumerate(jobs):
+            futures[executor.submit(convert_file, job)] = index
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001  the executor's failure (a worker died), not the file's
+                job = jobs[index]
+                result = Result(
+                    job.input,
+                    job.output,
+                    0,
+                    0,
+                    Status.FAILED,
+                    f"{type(error).__name__}: {error}",
+                )
+            results_by_index[index] = result
+            report(result)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if owned:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return [results_by_index[index] for index in range(len(jobs))]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """forkserver where there is one: forking this process (threads may run) is unsafe."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context(
+        "forkserver" if "forkserver" in methods else "spawn"
+    )
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops handing out jobs and lets running ones finish."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts and byte totals of a batch, per status."""
+
+    files: dict[Status, int]
+    bytes_in: dict[Status, int]
+    bytes_out: int  # written, by the converted files
+
+    @classmethod
+    def of(cls, results: Iterable[Result]) -> Summary:
+        files = dict.fromkeys(Status, 0)
+        bytes_in = dict.fromkeys(Status, 0)
+        bytes_out = 0
+        for result in results:
+            files[result.status] += 1
+            bytes_in[result.status] += result.bytes_in
+            bytes_out += result.bytes_out
+        return cls(files, bytes_in, bytes_out)
+
+    @property
+    def ratio(self) -> float | None:
+        """Bytes out / bytes in of the converted files."""
+        converted_in = self.bytes_in[Status.CONVERTED]
+        return self.bytes_out / converted_in if converted_in else None
+
+    def __str__(self) -> str:
+        lines = [
+            f"{'':<10} {'files':>7} {'bytes in':>14} {'bytes out':>14} {'out/in':>8}"
+        ]
+        for status in Status:
+            if status == Status.CONVERTED:
+                out, ratio = (
+                    f"{self.bytes_out:,}",
+                    "-" if self.ratio is None else f"{self.ratio:.4f}",
+                )
+            else:
+                out, ratio = "-", "-"
+            lines.append(
+                f"{status.value:<10} {self.files[status]:>7,} {self.bytes_in[status]:>14,} {out:>14} {ratio:>8}"
+            )
+        lines.append(
+            f"{'total':<10} {sum(self.files.values()):>7,} {sum(self.bytes_in.values()):>14,}"
+        )
+        return "\n".join(lines)
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write data to target: a device or FIFO directly; a file (the one a symlink points to,
+    the link kept) through a temporary file beside it, renamed onto it only once complete,
+    so a failure or an interrupt never leaves it half written."""
+    real = Path(os.path.realpath(target))
+    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
+        with open(real, "wb") as device:
+            device.write(data)
+        return
+    # Closed by the `with` below; delete=False because it is renamed, not deleted.
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, _mode_for(real))
+        os.replace(handle.name, real)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    """Keep an existing file's permissions; give a new one what open() would (0o666 less umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it where the system allows (setting it is not
+    thread-safe: another thread's files would be created meanwhile with the wrong mode)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
