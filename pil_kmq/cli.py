@@ -29,7 +29,7 @@ from .api import (
     check_seed,
     size_report,
 )
-from .batch import write_atomic
+from .batch import save_options, write_atomic
 from .coding import (
     STRIP_HEAD_SIZE,
     StripTable,
@@ -132,12 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     encode.add_argument("input", type=Path, help="image to encode")
     encode.add_argument("output", type=Path, help="KMQ file to write ('-' for stdout)")
-    encode.add_argument(
-        "-k",
-        type=_k_option,
-        default=DEFAULT_K,
-        help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})",
-    )
+    _add_quality_options(encode)
     _add_save_options(encode)
     encode.add_argument(
         "-q", "--quiet", action="store_true", help="do not print the size table"
@@ -184,24 +179,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory for the KMQ files, created if missing",
     )
-    quality = convert.add_mutually_exclusive_group()
-    quality.add_argument(
-        "-k",
-        type=_k_option,
-        help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})",
-    )
-    quality.add_argument(
-        "--psnr",
-        type=_psnr_option,
-        metavar="DB",
-        help="instead of -k: the smallest k whose PSNR reaches DB decibels",
-    )
-    convert.add_argument(
-        "--dither",
-        action="store_true",
-        default=None,
-        help="dither the image to its colours",
-    )
+    _add_quality_options(convert)
     _add_save_options(convert)
     convert.add_argument(
         "-j",
@@ -296,13 +274,34 @@ def _open_image(path: Path) -> Image.Image:
     return image
 
 
+def _add_quality_options(parser: argparse.ArgumentParser) -> None:
+    """-k or --psnr (exclusive), and --dither."""
+    quality = parser.add_mutually_exclusive_group()
+    quality.add_argument(
+        "-k",
+        type=_k_option,
+        help=f"colours in the codebook, 1 to 65,536 (default {DEFAULT_K})",
+    )
+    quality.add_argument(
+        "--psnr",
+        type=_psnr_option,
+        metavar="DB",
+        help="instead of -k: the smallest k whose PSNR reaches DB decibels",
+    )
+    parser.add_argument(
+        "--dither",
+        action="store_true",
+        default=None,
+        help="Floyd-Steinberg dithering onto the k-means colours (against banding)",
+    )
+
+
 def _encode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
     encoded = io.BytesIO()
+    options = save_options(args.k, args.psnr, args.dither, args.seed, args.compression)
     try:
-        image.save(
-            encoded, FORMAT, k=args.k, seed=args.seed, compression=args.compression
-        )
+        image.save(encoded, FORMAT, **options)
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     data = encoded.getvalue()

@@ -181,3 +181,17 @@ def test_info_on_a_file_cut_inside_the_strip_table_is_one_line(tmp_path: Path) -
     result = run("info", cut)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "strip table is cut short" in result.stderr
+
+
+def test_encode_with_psnr_and_dither(tmp_path: Path) -> None:
+    out = tmp_path / "ihc.kmq"
+    assert main(["encode", str(SAMPLES / "ihc.png"), str(out), "--psnr", "33", "--dither", "-q"]) == 0
+    with Image.open(out) as image, Image.open(SAMPLES / "ihc.png") as source:
+        assert image.kmq_header.k > 16  # 33 dB needs more than the default 16 colours on this slide
+        assert image.size == source.size
+
+
+def test_encode_k_and_psnr_are_exclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["encode", str(SAMPLES / "ihc.png"), str(tmp_path / "x.kmq"), "-k", "4", "--psnr", "30"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
