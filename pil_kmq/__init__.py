@@ -18,6 +18,7 @@ from .api import (
     size_report,
 )
 from .format import Header, IndexCoding, KmqError
+from . import stream
 from .plugin import KmqImageFile, register
 from .quantize import Quantized, psnr_for_mse
 

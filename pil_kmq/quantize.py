@@ -10,7 +10,7 @@ every colour its exact nearest rounded entry; gather per pixel through a lookup 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -36,6 +36,7 @@ _LEVEL_MAX_ITER = 300  # the seed article's max_iter
 _EXACT_MAX_ITER = 20  # the exact level starts near convergence; its long tail gains ~0.1 %
 _BRUTE_FORCE_K = 16  # below this, brute force beats a k-d tree for nearest entries
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
+_MERGE_MIN = 1 << 22  # a streaming histogram of 4 channels merges its runs past this many keys
 _MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest entry
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
@@ -105,6 +106,41 @@ def histogram(image: RowSource) -> Histogram:
     counts = np.diff(np.append(starts, len(keys)))
     unique = keys[starts]
     return Histogram(unique, _unpack_keys(unique, channels), counts)
+
+
+def streaming_histogram(image: RowSource, release: Callable[[int, int], None] | None = None) -> Histogram:
+    """histogram(), in memory bounded by the colour count instead of the pixel count: strip by
+    strip, into a dense table of counts for <= 3 channels (2**24 for RGB), else into sorted
+    runs merged as they grow. release(top, bottom) is called after each strip is read."""
+    _, width, channels = image.shape
+    dense = np.zeros(1 << (8 * channels), dtype=np.int64) if channels <= 3 else None
+    merged = (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    for first, pixels in _strips(image):
+        keys, counts = np.unique(color_keys(pixels), return_counts=True)
+        if release is not None:
+            release(first // width, (first + len(pixels)) // width)
+        if dense is not None:
+            dense[keys] += counts
+            continue
+        pending.append((keys, counts))
+        if sum(len(part[0]) for part in pending) > max(len(merged[0]), _MERGE_MIN):
+            merged, pending = _merge_counts([merged, *pending]), []
+    if dense is not None:
+        keys = np.flatnonzero(dense).astype(np.uint32)
+        return Histogram(keys, _unpack_keys(keys, channels), dense[keys])
+    keys, counts = _merge_counts([merged, *pending])
+    return Histogram(keys, _unpack_keys(keys, channels), counts)
+
+
+def _merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and summed counts of several (keys, counts) runs."""
+    keys = np.concatenate([part[0] for part in parts])
+    counts = np.concatenate([part[1] for part in parts])
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
 
 
 def _exact_nearest(points: np.ndarray, codebook: np.ndarray) -> np.ndarray:

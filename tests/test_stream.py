@@ -1,0 +1,192 @@
+"""The streaming API: same bytes as Image.save, row strips and ranges, bounded memory."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLES, kmq_bytes
+from PIL import Image
+
+import pil_kmq.coding
+import pil_kmq.quantize
+import pil_kmq.stream
+from pil_kmq import KmqError, stream
+
+
+@pytest.fixture
+def small_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strips of a few rows, histogram strips and packing batches too: many of each on samples."""
+    monkeypatch.setattr(pil_kmq.coding, "STRIP_PIXELS", 4096)
+    monkeypatch.setattr(pil_kmq.quantize, "_STRIP_PIXELS", 5000)
+    monkeypatch.setattr(pil_kmq.quantize, "_MERGE_MIN", 3000)
+    monkeypatch.setattr(pil_kmq.stream, "_PACK_PIXELS", 4000)
+
+
+def sample(name: str, mode: str) -> Image.Image:
+    with Image.open(SAMPLES / name) as image:
+        return image.convert(mode)
+
+
+CASES = [
+    ("ihc.png", "RGB", {}),
+    ("ihc.png", "RGB", {"compression": "none", "k": 6}),
+    ("ihc.png", "RGB", {"compression": "zlib", "k": 1000}),
+    ("ihc.png", "L", {"k": 5}),
+    ("ihc.png", "RGB", {"k": 1}),
+    ("ihc-cutout.png", "RGBA", {"k": 64}),
+    ("ihc-cutout.png", "LA", {"psnr": 30}),
+    ("kodim03-p12.png", "RGB", {"k": 16, "compression": "none"}),
+]
+
+
+@pytest.mark.parametrize(("name", "mode", "options"), CASES)
+def test_stream_encode_writes_the_bytes_image_save_writes(small_strips: None, name: str, mode: str, options: dict[str, object]) -> None:
+    image = sample(name, mode)
+    out = io.BytesIO()
+    header = stream.encode(np.asarray(image), out, **options)
+    assert out.getvalue() == kmq_bytes(image, **options)
+    assert header.file_length == len(out.getvalue())
+
+
+def test_metadata_is_written_and_read(tmp_path: Path) -> None:
+    image = sample("ihc.png", "RGB")
+    xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+    stream.encode(np.asarray(image), tmp_path / "a.kmq", metadata={"xmp": xmp})
+    assert (tmp_path / "a.kmq").read_bytes() == kmq_bytes(image, xmp=xmp)
+    with stream.open_kmq(tmp_path / "a.kmq") as reader:
+        assert reader.metadata == {"xmp": xmp}
+
+
+@pytest.mark.parametrize(("name", "mode", "options"), CASES)
+def test_row_ranges_and_indices_match_the_whole_decode(small_strips: None, name: str, mode: str, options: dict[str, object]) -> None:
+    image = sample(name, mode)
+    data = kmq_bytes(image, **options)
+    with Image.open(io.BytesIO(data)) as decoded:
+        whole = np.asarray(decoded).reshape(image.height, image.width, -1)
+    indices = pil_kmq.decode_kmq(data)[1].indices
+    with stream.open_kmq(io.BytesIO(data)) as reader:
+        assert np.array_equal(reader.read_rows(), whole)
+        for start, stop in [(0, 1), (5, 17), (13, 14), (40, 227), (226, 227), (0, 227), (63, 64)]:
+            if stop > image.height:
+                continue
+            assert np.array_equal(reader.read_rows(start, stop), whole[start:stop])
+            assert np.array_equal(reader.read_rows(start, stop, indices=True), indices[start:stop])
+        firsts = [first for first, _ in reader.iter_rows(3, 60)]
+        assert firsts[0] == 3 and firsts == sorted(firsts)
+
+
+def test_memmap_in_memmap_out(tmp_path: Path, small_strips: None) -> None:
+    image = np.asarray(sample("ihc.png", "RGB"))
+    source = np.lib.format.open_memmap(tmp_path / "source.npy", mode="w+", dtype=np.uint8, shape=image.shape)
+    source[:] = image
+    source.flush()
+    source = np.load(tmp_path / "source.npy", mmap_mode="r")
+    stream.encode(source, tmp_path / "image.kmq", k=32)
+    out = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.uint8, shape=image.shape)
+    header = stream.decode_into(tmp_path / "image.kmq", out)
+    out.flush()
+    assert header.k == 32
+    with Image.open(tmp_path / "image.kmq") as decoded:
+        assert np.array_equal(np.load(tmp_path / "out.npy"), np.asarray(decoded))
+    part = np.zeros((50, image.shape[1], 3), dtype=np.uint8)
+    stream.decode_into(tmp_path / "image.kmq", part, 100, 150)
+    assert np.array_equal(part, np.load(tmp_path / "out.npy")[100:150])
+
+
+def test_dask_array_source(small_strips: None) -> None:
+    da = pytest.importorskip("dask.array")
+    image = np.asarray(sample("ihc.png", "RGB"))
+    out = io.BytesIO()
+    stream.encode(da.from_array(image, chunks=(32, -1, -1)), out, k=16)
+    assert out.getvalue() == kmq_bytes(Image.fromarray(image), k=16)
+
+
+def test_memory_does_not_grow_with_the_image_height() -> None:
+    """Eight times the rows, the same peak: nothing is held per pixel."""
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+
+    def peak(height: int) -> int:
+        rows = _PaletteRows(palette, height, 1024)
+        tracemalloc.start()
+        stream.encode(rows, io.BytesIO(), k=64)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(1024), peak(8192)
+    assert large < small + (4 << 20), (small, large)  # the in-memory path would need ~40 MB more
+
+
+class _PaletteRows:
+    """A synthetic (height, width, 3) image made row by row on demand: no array holds it."""
+
+    def __init__(self, palette: np.ndarray, height: int, width: int) -> None:
+        self.palette, self.shape = palette, (height, width, 3)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        top, bottom, _ = rows.indices(self.shape[0])
+        y, x = np.mgrid[top:bottom, 0 : self.shape[1]]
+        return self.palette[(y * 7 + x // 3) % len(self.palette)]
+
+
+def test_corrupt_strip_in_a_range_is_named(small_strips: None) -> None:
+    data = bytearray(kmq_bytes(sample("ihc.png", "RGB"), k=16))
+    header = pil_kmq.decode_kmq(bytes(data))[0]
+    data[header.file_length - 10] ^= 0xFF  # inside the last strip
+    with stream.open_kmq(io.BytesIO(bytes(data))) as reader:
+        reader.read_rows(0, 10)  # strips before it are fine
+        with pytest.raises(KmqError, match=r"KMQ strip \d+: checksum mismatch"):
+            reader.read_rows(200, 227)
+
+
+def test_whole_file_read_checks_file_crc() -> None:
+    data = bytearray(kmq_bytes(sample("ihc.png", "RGB"), k=16, compression="none"))
+    data[-1] ^= 0xFF
+    with stream.open_kmq(io.BytesIO(bytes(data))) as reader, pytest.raises(KmqError, match="file checksum mismatch"):
+        reader.read_rows()
+
+
+def test_truncated_and_foreign_files_raise_kmqerror(tmp_path: Path) -> None:
+    data = kmq_bytes(sample("ihc.png", "RGB"), k=16)
+    with stream.open_kmq(io.BytesIO(data[: len(data) // 2])) as reader, pytest.raises(KmqError, match="truncated"):
+        reader.read_rows()
+    (tmp_path / "x.png").write_bytes((SAMPLES / "ihc.png").read_bytes())
+    with pytest.raises(KmqError, match="not a KMQ file"):
+        stream.open_kmq(tmp_path / "x.png")
+
+
+def test_bad_arguments_raise_valueerror(tmp_path: Path) -> None:
+    image = np.asarray(sample("ihc.png", "RGB"))
+    with pytest.raises(ValueError, match="give k or psnr"):
+        stream.encode(image, io.BytesIO(), k=4, psnr=30)
+    with pytest.raises(ValueError, match="uint8"):
+        stream.encode(image.astype(np.float32), io.BytesIO())
+    with pytest.raises(ValueError, match="shape"):
+        stream.encode(np.zeros((4, 4, 5), np.uint8), io.BytesIO())
+    stream.encode(image, tmp_path / "a.kmq")
+    with stream.open_kmq(tmp_path / "a.kmq") as reader:
+        with pytest.raises(ValueError, match="rows must satisfy"):
+            reader.read_rows(10, 5)
+        with pytest.raises(ValueError, match="out must have shape"):
+            reader.decode_into(np.zeros((3, 3, 3), np.uint8))
+
+
+def test_failed_encode_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "keep.kmq"
+    target.write_bytes(b"precious")
+
+    class Broken(_PaletteRows):
+        def __getitem__(self, rows: slice) -> np.ndarray:
+            top, _, _ = rows.indices(self.shape[0])
+            if top > 100:
+                raise OSError("disk read failed")
+            return super().__getitem__(rows)
+
+    with pytest.raises(OSError, match="disk read failed"):
+        stream.encode(Broken(np.zeros((4, 3), np.uint8), 3000, 1000), target)
+    assert target.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.kmq"]
