@@ -2,7 +2,7 @@
 
 The image (1.07 gigapixel, 3.2 GB) is tiled from the Kodak set, every tile flipped or not by
 its position, into a .npy file on disk (made once, in benchmarks/cache/). Each phase runs in
-its own process, so its peak RSS (getrusage's ru_maxrss) is its own:
+its own process, so its peak RSS (VmHWM) is its own:
 
 - encode: stream.encode(np.load(..., mmap_mode="r"), "giga.kmq", k=256);
 - decode: stream.decode_into("giga.kmq", an output .npy memmap);
@@ -40,7 +40,12 @@ TILE_W, TILE_H = 768, 512
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: across exec that
+    keeps the high-water mark of the process that started it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_source(path: Path, size: int) -> None:
@@ -124,6 +129,10 @@ def main() -> None:
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
+        if args.phase == "make":
+            make_source(Path(args.paths[0]), int(args.paths[1]))
+            print(json.dumps({}))
+            return
         phases = {"encode": phase_encode, "decode": phase_decode, "anchor": phase_anchor}
         print(json.dumps(phases[args.phase](*map(Path, args.paths))))
         return
@@ -131,7 +140,7 @@ def main() -> None:
     source = CACHE / f"giga-{args.size}.npy"
     if not source.exists():
         print(f"making {source} ({args.size}x{args.size} RGB, {3 * args.size**2 / 1e9:.1f} GB)...", flush=True)
-        make_source(source, args.size)
+        run_phase("make", str(source), str(args.size))
     kmq, decoded = CACHE / f"giga-{args.size}.kmq", CACHE / f"giga-{args.size}-decoded.npy"
     megapixels = args.size**2 / 1e6
     anchor = run_phase("anchor")

@@ -43,7 +43,7 @@ def check_seed(seed: object) -> int:
 
 def check_psnr(psnr: object) -> float:
     """Validate the `psnr` option: a number of dB above 0 (inf: lossless)."""
-    if isinstance(psnr, bool) or not isinstance(psnr, numbers.Real) or math.isnan(psnr) or not psnr > 0:
+    if isinstance(psnr, bool) or not isinstance(psnr, numbers.Real) or math.isnan(float(psnr)) or not float(psnr) > 0:
         raise ValueError(f"psnr must be a number of dB above 0, not {psnr!r}")
     return float(psnr)
 

@@ -8,7 +8,7 @@ from bitarray import bitarray
 # Values packed per bitarray call: bounds the temporary one-byte-per-bit buffer to ~16 MiB.
 _BATCH = 1 << 20
 # Widths whose MSB-first packing is plain big-endian bytes: numpy does them without bit work.
-_BYTE_DTYPES = {8: np.dtype(">u1"), 16: np.dtype(">u2")}
+_BYTE_DTYPES: dict[int, np.dtype] = {8: np.dtype(">u1"), 16: np.dtype(">u2")}
 # Widths that divide a byte: numpy shifts do them too (same bytes as the bitarray path).
 _SUB_BYTE = (1, 2, 4)
 

@@ -116,7 +116,7 @@ def _run_flags(indices: np.ndarray) -> np.ndarray:
 def _unflag(flags: np.ndarray, literals: np.ndarray) -> np.ndarray:
     """Inverse of the transform: each index is the most recent literal (a cumulative count)."""
     rank = np.cumsum(~flags, dtype=np.int32 if flags.size < 2**31 else np.int64)
-    rank -= 1
+    np.subtract(rank, 1, out=rank)
     return literals[rank]
 
 

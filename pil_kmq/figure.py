@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .api import DEFAULT_COMPRESSION, DEFAULT_SEED
 from .format import Header
-from .plugin import FORMAT
+from .plugin import FORMAT, KmqImageFile
 
 ARTICLE_KS = (2, 3, 6, 16)  # the K of the article's figure
 MAX_PANEL_WIDTH = 512  # default panel width: the image's, up to this
@@ -103,6 +103,7 @@ def round_trip(
     data = encoded.getvalue()
     with Image.open(io.BytesIO(data), formats=[FORMAT]) as kmq:
         kmq.load()
+        assert isinstance(kmq, KmqImageFile)
         header = kmq.kmq_header
         decoded = kmq.copy()
     return RoundTrip(k, header, data, decoded, mean_squared_error(image, decoded))

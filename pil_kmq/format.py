@@ -215,7 +215,7 @@ def validate_header(header: Header) -> None:
 def parse_extensions(data: bytes, known: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
     """Split the extension area into (tag, payload) chunks. KmqError if they do not tile it, a
     tag is not four ASCII letters, a known chunk repeats, or a critical chunk is unknown."""
-    chunks = []
+    chunks: list[tuple[bytes, bytes]] = []
     offset = 0
     while offset < len(data):
         if len(data) - offset < CHUNK_HEAD_SIZE:

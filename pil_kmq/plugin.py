@@ -37,6 +37,7 @@ class KmqImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "K-means quantized image"
     kmq_header: Header
+    _prefix_crc: int
 
     def _open(self) -> None:
         assert self.fp is not None
@@ -51,6 +52,7 @@ class KmqImageFile(ImageFile.ImageFile):
         self.info.update(unpack_metadata(parse_extensions(extension, KNOWN_CHUNKS)))
         prefix_crc = crc32(prefix + extension)
         self.kmq_header = header
+        self._prefix_crc = prefix_crc
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.tile = [ImageFile._Tile(CODEC, (0, 0, *self._size), header.codebook_offset, (header, prefix_crc))]
@@ -78,7 +80,7 @@ class KmqImageFile(ImageFile.ImageFile):
         """Check lengths, padding, index range and every checksum without building the image."""
         if self.fp is None or not self.tile:
             raise RuntimeError("verify must be called directly after open")
-        _, _, offset, (header, prefix_crc) = self.tile[0]
+        offset, header, prefix_crc = self.tile[0].offset, self.kmq_header, self._prefix_crc
         stream = IndexStreamDecoder(header, prefix_crc)
         self.fp.seek(offset)
         while not stream.done:
@@ -97,7 +99,7 @@ class KmqDecoder(ImageFile.PyDecoder):
         header, prefix_crc = args
         self._stream = IndexStreamDecoder(header, prefix_crc)
 
-    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+    def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
         data = memoryview(buffer)  # type: ignore[arg-type]
         for first, indices in self._stream.feed(data):
             self._put_rows(first, indices)

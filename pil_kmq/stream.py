@@ -52,6 +52,7 @@ from .format import (
     HEADER_SIZE,
     Header,
     IndexCoding,
+    MAX_K,
     KmqError,
     StripMethod,
     bits_for_k,
@@ -184,12 +185,13 @@ def encode(
     seed, method = check_seed(seed), check_compression(compression)
     extension = pack_metadata(check_metadata(metadata or {}))
     rows = _Rows(source)
-    if psnr is not None:
-        psnr = check_psnr(psnr)
-    else:
-        k = check_k(DEFAULT_K if k is None else k)
+    target_psnr = None if psnr is None else check_psnr(psnr)
+    k = check_k(DEFAULT_K if k is None else k)
     hist = streaming_histogram(rows)
-    codebook, color_index = cluster_for_psnr(hist, psnr, seed, 65_536) if psnr is not None else quantize_histogram(hist, k, seed)
+    if target_psnr is None:
+        codebook, color_index = quantize_histogram(hist, k, seed)
+    else:
+        codebook, color_index = cluster_for_psnr(hist, target_psnr, seed, MAX_K)
     lookup = _Lookup(hist, color_index, rows.shape[2])
     del hist, color_index
     with _output(target) as fp:
@@ -377,10 +379,15 @@ class KmqReader:
             data = _read_exactly(self._fp, (end_bit + 7) // 8 - first_bit // 8)
             found = unpack_indices(data, bits, (bottom - top) * width, first_bit % 8)
             if header.k < 1 << bits:
-                check_range(found, header.k, "KMQ index stream: ", lambda at, top=top: f"row {top + at // width}, column {at % width}")
+                check_range(found, header.k, "KMQ index stream: ", _place_from(top, width))
             if bottom == header.height and not padding_is_zero(data, end_bit - first_bit // 8 * 8):
                 raise KmqError("KMQ index stream: padding bits after the last index must be zero")
             yield top, found.reshape(bottom - top, width)
+
+
+def _place_from(top: int, width: int) -> Callable[[int], str]:
+    """Where the pixel at this offset from row `top` is, for error messages."""
+    return lambda at: f"row {top + at // width}, column {at % width}"
 
 
 def _read_exactly(fp: IO[bytes], size: int) -> bytes:
