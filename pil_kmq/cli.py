@@ -8,13 +8,14 @@ left half written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from PIL import Image
 from tqdm import tqdm
@@ -40,6 +41,9 @@ from .coding import (
 from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
 from .plugin import FORMAT
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -47,6 +51,10 @@ EXIT_INTERRUPTED = 130
 
 class CliError(Exception):
     """A failure to report as one line, without a traceback."""
+
+
+class UsageError(CliError):
+    """Options that do not go together, found after parsing: exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,13 +189,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_quality_options(convert)
     _add_save_options(convert)
-    convert.add_argument(
+    where = convert.add_mutually_exclusive_group()
+    where.add_argument(
         "-j",
         "--jobs",
         type=_positive_int("jobs"),
-        default=os.cpu_count() or 1,
         metavar="N",
         help="files converted at once, each in its own process (default: the CPU count)",
+    )
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="convert on a Dask cluster, one task per file: its scheduler's address "
+        "(tcp://host:8786; the workers need the same file system) or 'local' to start one "
+        f"here; needs {batch.DASK_EXTRA}",
+    )
+    convert.add_argument(
+        "--dask-workers",
+        type=_positive_int("dask-workers"),
+        metavar="N",
+        help="worker processes of --dask local (default: the CPU count)",
     )
     convert.add_argument(
         "--force",
@@ -436,6 +457,8 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
+    if args.dask_workers is not None and args.dask != batch.LOCAL:
+        raise UsageError("--dask-workers is for --dask local")
     options = batch.save_options(
         k=args.k,
         psnr=args.psnr,
@@ -455,38 +478,61 @@ def _convert(args: argparse.Namespace) -> None:
         raise CliError(str(error)) from None
     if not jobs:
         raise CliError("no images found to convert")
-    try:
-        args.output.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CliError(
-            f"{args.output}: cannot create the output directory: {error.strerror or error}"
-        ) from None
-    with tqdm(
-        total=len(jobs),
-        unit="file",
-        file=sys.stderr,
-        leave=False,
-        disable=args.quiet or not sys.stderr.isatty(),
-    ) as bar:
+    workers = min(args.dask_workers or os.cpu_count() or 1, len(jobs))
+    with _dask_client(args.dask, workers) as client:
+        try:
+            args.output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CliError(
+                f"{args.output}: cannot create the output directory: {error.strerror or error}"
+            ) from None
+        with tqdm(
+            total=len(jobs),
+            unit="file",
+            file=sys.stderr,
+            leave=False,
+            disable=args.quiet or not sys.stderr.isatty(),
+        ) as bar:
 
-        def report(result: batch.Result) -> None:
-            if result.status == batch.Status.FAILED:
-                bar.write(
-                    f"kmq: error: {result.input}: {result.message}", file=sys.stderr
-                )
-            elif result.status == batch.Status.SKIPPED and not args.quiet:
-                bar.write(
-                    f"kmq: skipped {result.input}: {result.message}", file=sys.stderr
-                )
-            bar.update()
+            def report(result: batch.Result) -> None:
+                if result.status == batch.Status.FAILED:
+                    bar.write(
+                        f"kmq: error: {result.input}: {result.message}", file=sys.stderr
+                    )
+                elif result.status == batch.Status.SKIPPED and not args.quiet:
+                    bar.write(
+                        f"kmq: skipped {result.input}: {result.message}",
+                        file=sys.stderr,
+                    )
+                bar.update()
 
-        results = batch.run_jobs(jobs, workers=args.jobs, on_result=report)
+            if client is None:
+                results = batch.run_jobs(jobs, workers=args.jobs, on_result=report)
+            else:
+                results = batch.run_on_dask(jobs, client, on_result=report)
     summary = batch.Summary.of(results)
     if not args.quiet:
         print(summary)
     failed = summary.files[batch.Status.FAILED]
     if failed:
         raise CliError(f"{failed} of {len(results)} files failed")
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None, workers: int) -> Iterator[Client | None]:
+    """A quiet client of the Dask cluster at address (None: no Dask; "local": a LocalCluster of
+    `workers` processes): each failure is one `kmq: error:` line of its file, not Dask's log."""
+    if address is None:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(
+                batch.dask_client(address, workers=workers, quiet=True)
+            )
+        except (ImportError, batch.ClusterError) as error:
+            raise CliError(str(error)) from None
+        yield client
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -533,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)
+    except UsageError as error:
+        print(f"kmq: error: {error} (see kmq --help)", file=sys.stderr)
+        return EXIT_USAGE
     except CliError as error:
         print(f"kmq: error: {error}", file=sys.stderr)
         return EXIT_ERROR
