@@ -51,9 +51,9 @@ from .coding import (
 )
 from .format import (
     HEADER_SIZE,
+    MAX_K,
     Header,
     IndexCoding,
-    MAX_K,
     KmqError,
     StripMethod,
     bits_for_k,
