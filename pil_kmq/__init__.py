@@ -6,6 +6,7 @@ again explicitly (idempotent). The numpy API mirrors the article the format come
 
 from __future__ import annotations
 
+from . import stream
 from .api import (
     COMPRESSIONS,
     DEFAULT_K,
@@ -18,7 +19,6 @@ from .api import (
     size_report,
 )
 from .format import Header, IndexCoding, KmqError
-from . import stream
 from .plugin import KmqImageFile, register
 from .quantize import Quantized, psnr_for_mse
 
@@ -34,11 +34,12 @@ __all__ = [
     "compress_image",
     "decode_kmq",
     "encode_kmq",
+    "psnr_for_mse",
     "read_metadata",
     "reconstruct_image",
-    "psnr_for_mse",
     "register",
     "size_report",
+    "stream",
 ]
 __version__ = "1.2.0"
 

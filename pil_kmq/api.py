@@ -51,7 +51,7 @@ def check_psnr(psnr: object) -> float:
 def check_dither(dither: object) -> bool:
     """Validate the `dither` option: True or False."""
     if not isinstance(dither, (bool, np.bool_)):
-        raise ValueError(f"dither must be True or False, not {dither!r}")
+        raise ValueError(f"dither must be True or False, not {dither!r}")  # noqa: TRY004 - Pillow's bad-option error
     return bool(dither)
 
 
@@ -69,7 +69,7 @@ def check_metadata(metadata: dict[str, object]) -> dict[str, bytes]:
         if key == "xmp" and isinstance(value, str):
             value = value.encode("utf-8")
         if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise ValueError(f"{key} must be bytes, not {type(value).__name__}")
+            raise ValueError(f"{key} must be bytes, not {type(value).__name__}")  # noqa: TRY004 - Pillow's bad-option error
         value = bytes(value)
         if key == "exif" and value:
             value = value.removeprefix(EXIF_PREFIX)

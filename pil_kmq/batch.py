@@ -22,6 +22,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -198,14 +199,9 @@ def convert_file(job: Job) -> Result:
     try:
         with Image.open(job.input) as image:
             image.load()
+            frames = getattr(image, "n_frames", 1)
             image.save(encoded, FORMAT, **job.options)
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        Image.DecompressionBombError,
-    ) as error:
+    except Exception as error:  # noqa: BLE001  whatever this file raises fails this file only
         return Result(job.input, job.output, bytes_in, 0, Status.FAILED, _reason(error))
     data = encoded.getvalue()
     if job.skip_if_larger and len(data) >= bytes_in:
@@ -229,7 +225,9 @@ def convert_file(job: Job) -> Result:
             Status.FAILED,
             f"cannot write {job.output}: {_reason(error)}",
         )
-    return Result(job.input, job.output, bytes_in, len(data), Status.CONVERTED)
+    # KMQ holds one image, as PNG does: Pillow saves the first frame; say so.
+    note = f"the first of its {frames} frames (KMQ holds one image)" if frames > 1 else ""
+    return Result(job.input, job.output, bytes_in, len(data), Status.CONVERTED, note)
 
 
 def _reason(error: BaseException) -> str:
@@ -260,16 +258,14 @@ def run_jobs(
     report = on_result or (lambda result: None)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if executor is None and workers == 1:
-        results = []
-        for job in jobs:
-            results.append(task(job))
-            report(results[-1])
-        return results
+        return _run_here(jobs, task, report)
     owned = executor is None
     if executor is None:
         executor = ProcessPoolExecutor(
             workers, mp_context=_process_context(), initializer=_pool_worker_setup
         )
+        # Queued calls would still start after Ctrl-C: hand out one job per process at a time.
+        in_flight = workers if in_flight is None else in_flight
     waiting = iter(enumerate(jobs))
     futures: dict[Future[Result], int] = {}  # submitted, not yet reported
     done: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()
@@ -304,6 +300,30 @@ def run_jobs(
         if owned:
             executor.shutdown(wait=True, cancel_futures=True)
     return [results_by_index[index] for index in range(len(jobs))]
+
+
+def _run_here(
+    jobs: Sequence[Job], task: Callable[[Job], Result], report: Callable[[Result], None]
+) -> list[Result]:
+    """The jobs one after another in this process. Ctrl-C (in the main thread) lets the file
+    being converted finish, then stops: as the pool does, no output is cut short."""
+    interrupted = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    results: list[Result] = []
+    try:
+        for job in jobs:
+            if interrupted:
+                raise KeyboardInterrupt
+            results.append(task(job))
+            report(results[-1])
+        if interrupted:
+            raise KeyboardInterrupt
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return results
 
 
 def _call_or_value(value: int | Callable[[], int]) -> int:
@@ -562,7 +582,7 @@ def write_atomic(target: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, _mode_for(real))
+        os.chmod(handle.name, file_mode_for(real))
         os.replace(handle.name, real)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -570,7 +590,7 @@ def write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
-def _mode_for(target: Path) -> int:
+def file_mode_for(target: Path) -> int:
     """Keep an existing file's permissions; give a new one what open() would (0o666 less umask)."""
     try:
         return target.stat().st_mode & 0o7777

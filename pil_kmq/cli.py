@@ -325,6 +325,9 @@ def _encode(args: argparse.Namespace) -> None:
         image.save(encoded, FORMAT, **options)
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:  # KMQ holds one image, as PNG does: Pillow saves the first frame
+        print(f"kmq: note: {args.input}: the first of its {frames} frames (KMQ holds one image)", file=sys.stderr)
     data = encoded.getvalue()
     try:
         _write_output(args.output, data)
@@ -359,8 +362,10 @@ def _decode(args: argparse.Namespace) -> None:
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
     decoded = io.BytesIO()
+    # Pillow's writers take these options; each keeps what its format can hold.
+    metadata = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
     try:
-        image.save(decoded, output_format)
+        image.save(decoded, output_format, **metadata)
     except (OSError, ValueError) as error:
         raise CliError(
             f"{args.output}: cannot write {output_format}: {error}"
@@ -504,6 +509,8 @@ def _convert(args: argparse.Namespace) -> None:
                         f"kmq: skipped {result.input}: {result.message}",
                         file=sys.stderr,
                     )
+                elif result.message and not args.quiet:
+                    bar.write(f"kmq: note: {result.input}: {result.message}", file=sys.stderr)
                 bar.update()
 
             if client is None:

@@ -110,9 +110,9 @@ def round_trip(
 
 
 def mean_squared_error(original: Image.Image, decoded: Image.Image) -> float:
-    """Mean squared error per channel value of decoded against original (in decoded's mode).
-    With alpha, colours are compared premultiplied by it: the colour of a fully transparent
-    pixel, which KMQ need not keep, counts for nothing."""
+    """Mean squared error per channel value of decoded against original (in decoded's mode),
+    as psnr= measures it: over all channels, alpha included, except the colour of fully
+    transparent pixels, which is not seen (and which KMQ need not keep)."""
     reference = np.asarray(original.convert(decoded.mode))
     pixels = np.asarray(decoded)
     alpha = decoded.mode in ("RGBA", "LA")
@@ -121,17 +121,17 @@ def mean_squared_error(original: Image.Image, decoded: Image.Image) -> float:
         0, decoded.height, _ROWS_AT_ONCE
     ):  # bounds the float64 copies' memory
         a, b = (
-            _premultiplied(x[top : top + _ROWS_AT_ONCE], alpha)
+            _as_seen(x[top : top + _ROWS_AT_ONCE], alpha)
             for x in (reference, pixels)
         )
         total += float(np.sum(np.square(a - b)))
     return total / reference.size
 
 
-def _premultiplied(rows: np.ndarray, alpha: bool) -> np.ndarray:
+def _as_seen(rows: np.ndarray, alpha: bool) -> np.ndarray:
     values = rows.astype(np.float64)
     if alpha:
-        values[..., :-1] *= values[..., -1:] / 255
+        values[values[..., -1] == 0] = 0
     return values
 
 

@@ -244,7 +244,8 @@ def pack_extension(tag: bytes, payload: bytes) -> bytes:
 
 def pack_metadata(metadata: dict[str, bytes]) -> bytes:
     """The extension area for these metadata (info key -> bytes; empty values are left out)."""
-    area = b"".join(pack_extension(METADATA_CHUNKS[key], value) for key, value in metadata.items() if value)
+    # In the spec's order (iccp, exif, xmpp), whatever the order they were given in.
+    area = b"".join(pack_extension(tag, metadata[key]) for key, tag in METADATA_CHUNKS.items() if metadata.get(key))
     if len(area) > MAX_EXTENSION_LENGTH:
         raise ValueError(f"metadata of {len(area):,} bytes do not fit a KMQ extension area (at most {MAX_EXTENSION_LENGTH:,})")
     return area

@@ -147,8 +147,8 @@ class _ImageRows:
 def _pixels_to_store(im: Image.Image) -> _ImageRows:
     """The pixels KMQ stores for this image; ValueError naming the mode when that would lose data."""
     mode = im.mode
-    if mode in ("L", "RGB") and "transparency" in im.info:  # a tRNS-style colour key: real alpha
-        return _ImageRows(im.convert(mode[0] + "A" if mode == "L" else "RGBA"))
+    if mode in ("1", "L", "RGB") and "transparency" in im.info:  # a tRNS-style colour key: real alpha
+        return _ImageRows(im.convert("RGBA" if mode == "RGB" else "LA"))
     if mode in _NATIVE_MODES:
         return _ImageRows(im)
     if mode in _LOSSLESS_CONVERSIONS:
@@ -165,9 +165,25 @@ def _pixels_to_store(im: Image.Image) -> _ImageRows:
     )
 
 
+# Descriptive tags kept when EXIF comes from a TIFF's own tags (not its strips or layout).
+_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
+
+
 def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
-    """The extension area: icc_profile, exif and xmp from the save options, else from im.info."""
-    return pack_metadata(check_metadata({key: info.get(key, im.info.get(key)) for key in METADATA_CHUNKS}))
+    """The extension area: icc_profile, exif and xmp from the save options, else from im.info;
+    EXIF, else from the image's own tags (a TIFF keeps orientation there, not in im.info)."""
+    metadata = {key: info.get(key, im.info.get(key)) for key in METADATA_CHUNKS}
+    if "exif" not in info and metadata["exif"] is None and im.format == "TIFF":
+        metadata["exif"] = _descriptive_exif(im.getexif())
+    return pack_metadata(check_metadata(metadata))
+
+
+def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:
+    exif = Image.Exif()
+    for tag in _DESCRIPTIVE_TAGS:
+        if tag in tags:
+            exif[tag] = tags[tag]
+    return exif if len(exif) else None
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

@@ -534,7 +534,10 @@ def _visible_histogram(hist: Histogram) -> Histogram:
 def squared_error(hist: Histogram, codebook: np.ndarray, color_index: np.ndarray) -> float:
     """Total squared error over all pixels and channels of mapping each colour to its entry
     (the colour under full transparency not counted)."""
-    difference = _visible_colors(hist) - codebook[color_index].astype(np.float64)
+    book = codebook.astype(np.float64)
+    if book.shape[1] in (2, 4):
+        book[book[:, -1] == 0] = 0  # an entry's colour under full transparency is not seen either
+    difference = _visible_colors(hist) - book[color_index]
     return float(((difference * difference).sum(axis=1) * hist.counts).sum())
 
 
@@ -567,13 +570,25 @@ def _smallest_k(hist: Histogram, target: float, seed: int, limit: int) -> tuple[
 
 
 def mse_for_psnr(psnr: float) -> float:
-    """Mean squared error per 8-bit channel value that gives this PSNR in dB."""
-    return 255.0**2 / 10.0 ** (psnr / 10.0)
+    """Mean squared error per 8-bit channel value that gives this PSNR in dB (0 past what a
+    float holds: such a target means lossless)."""
+    try:
+        return 255.0**2 / 10.0 ** (psnr / 10.0)
+    except OverflowError:
+        return 0.0
 
 
 def psnr_for_mse(mse: float) -> float:
     """PSNR in dB of 8-bit channel values with this mean squared error (inf when 0)."""
     return float("inf") if mse <= 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def _alpha_classes(hist: Histogram) -> int:
+    """How many of the fully transparent and fully opaque classes occur (0 without alpha)."""
+    if hist.colors.shape[1] not in (2, 4):
+        return 1
+    alpha = hist.colors[:, -1]
+    return max(1, int((alpha == 0).any()) + int((alpha == 255).any()))
 
 
 def _next_candidate(low: tuple[int, float] | None, high: tuple[int, float], target: float) -> int:
@@ -602,7 +617,8 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tup
     pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
     target = mse_for_psnr(psnr) * pixels_channels
     limit = min(len(hist.keys), max_k)
-    k = limit if psnr == float("inf") else _smallest_k(_visible_histogram(hist), target, seed, limit)[1]
+    minimum = min(limit, _alpha_classes(hist))  # alpha classes stay exact only from this k
+    k = limit if target <= 0 else max(minimum, _smallest_k(_visible_histogram(hist), target, seed, limit)[1])
 
     def attempt(k: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
         result = quantize_histogram(hist, k, seed)
@@ -618,9 +634,11 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tup
         error, best = attempt(k)
     high = (k, error)
     for _ in range(_PSNR_MAX_STEPS):
-        if high[0] <= 1 or (low is not None and high[0] - low[0] <= max(1, high[0] // _PSNR_K_PRECISION)):
+        if high[0] <= minimum or (low is not None and high[0] - low[0] <= max(1, high[0] // _PSNR_K_PRECISION)):
             break
-        candidate = _next_candidate(low, high, target)
+        candidate = max(minimum, _next_candidate(low, high, target))
+        if candidate >= high[0]:
+            break
         error, result = attempt(candidate)
         if error <= target:
             high, best = (candidate, error), result

@@ -32,6 +32,7 @@ from .api import (
     check_psnr,
     check_seed,
 )
+from .batch import file_mode_for
 from .bitpack import pack_indices, padding_is_zero, unpack_indices
 from .codec import IndexStreamDecoder, read_prefix
 from .coding import (
@@ -86,6 +87,8 @@ def _release_pages(array: object) -> Callable[[int, int], None] | None:
     process once read or written, so its resident memory stays at a strip whatever the file's
     size (the data stays in the file and the page cache); None for anything else."""
     if not isinstance(array, np.memmap) or not isinstance(array.base, mmap.mmap) or not array.flags.c_contiguous:
+        return None
+    if array.mode == "c":  # a private mapping: dropping its pages would drop the caller's edits
         return None
     mapping = array.base
     start = array.offset % mmap.ALLOCATIONGRANULARITY  # np.memmap maps from an aligned offset
@@ -161,6 +164,7 @@ def _output(target: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, file_mode_for(real))
         os.replace(handle.name, real)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -311,6 +315,8 @@ class KmqReader:
         expected = (stop - start, self.header.width, self.header.channels)
         if tuple(out.shape) not in (expected, expected[:2] if expected[2] == 1 else expected):
             raise ValueError(f"out must have shape {expected}, not {tuple(out.shape)}")
+        if out.dtype != np.uint8:
+            raise ValueError(f"out must be a uint8 array, not {out.dtype}")
         with _row_writer(out) as write, ThreadPoolExecutor(max_workers=1) as writer:
             pending: Future[None] | None = None
             for first, part in self.iter_rows(start, stop):

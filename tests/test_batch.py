@@ -515,3 +515,43 @@ def test_quiet_prints_errors_only(
         r"kmq: error: .*bad\.png: not an image format Pillow can read\nkmq: error: 1 of 2 files failed\n",
         printed.err,
     )
+
+
+def _interrupting_task(job: batch.Job) -> batch.Result:
+    """Converts, sending this process Ctrl-C while at it (as a user pressing it mid-file)."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+    return batch.convert_file(job)
+
+
+def test_ctrl_c_in_process_finishes_the_file_then_stops(tmp_path: Path) -> None:
+    jobs = batch.plan_jobs([tree(tmp_path / "in")], tmp_path / "out", batch.save_options(k=4))
+    seen: list[batch.Result] = []
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_jobs(jobs, workers=1, on_result=seen.append, task=_interrupting_task)
+    assert len(seen) == 1 and seen[0].status == batch.Status.CONVERTED  # whole, and no other began
+    assert files_under(tmp_path / "out") == [str(seen[0].output.relative_to(tmp_path / "out"))]
+
+
+def test_any_exception_from_one_file_fails_that_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = batch.plan_jobs([tree(tmp_path / "in")], tmp_path / "out", batch.save_options(k=4))
+    real_open = Image.open
+
+    def flaky_open(path: object, *args: object, **kwargs: object) -> Image.Image:
+        if Path(str(path)) == jobs[0].input:
+            raise RuntimeError("a decoder bug")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch.Image, "open", flaky_open)
+    results = batch.run_jobs(jobs, workers=1)
+    assert results[0].status == batch.Status.FAILED and "a decoder bug" in results[0].message
+    assert all(result.status == batch.Status.CONVERTED for result in results[1:])
+
+
+def test_multi_frame_input_is_converted_with_a_note(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    (result,) = batch.run_jobs(batch.plan_jobs([tmp_path / "anim.gif"], tmp_path / "out", batch.save_options(k=4)), workers=1)
+    assert result.status == batch.Status.CONVERTED and "first of its 3 frames" in result.message

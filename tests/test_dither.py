@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from conftest import SAMPLES, kmq_bytes
 from pil_kmq.dither import _pillow_dither, _wavefront_dither, floyd_steinberg
 from pil_kmq.quantize import nearest_index, quantize
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, kmq_bytes
 from PIL import Image, ImageCms, ImageOps
 
 import pil_kmq
-from conftest import SAMPLES, kmq_bytes
 from pil_kmq.format import HEADER_SIZE, parse_extensions, parse_header
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -118,3 +119,37 @@ def test_numpy_api_reads_and_writes_metadata(parrot: Image.Image) -> None:
     data = pil_kmq.encode_kmq(indices, codebook, metadata={"icc_profile": ICC, "xmp": XMP})
     assert pil_kmq.read_metadata(data) == {"icc_profile": ICC, "xmp": XMP}
     assert reopened(data).info["icc_profile"] == ICC
+
+
+def test_chunks_follow_the_spec_order_whatever_the_order_given(parrot: Image.Image) -> None:
+    indices, codebook = pil_kmq.compress_image(np.asarray(parrot), k=4)
+    given = pil_kmq.encode_kmq(indices, codebook, metadata={"xmp": XMP, "icc_profile": ICC})
+    spec_order = pil_kmq.encode_kmq(indices, codebook, metadata={"icc_profile": ICC, "xmp": XMP})
+    assert given == spec_order
+
+
+def test_tiff_descriptive_tags_are_kept_and_orientation_applied_once(ihc: Image.Image) -> None:
+    """A TIFF keeps EXIF in its own tags, not in im.info: its descriptive tags are kept. Pillow
+    turns a TIFF upright as it loads it and drops the orientation tag, so the KMQ file holds
+    the upright pixels and no orientation: turning it again would be wrong."""
+    tiff = io.BytesIO()
+    ihc.save(tiff, "TIFF", exif=exif_with_orientation(6))
+    with Image.open(io.BytesIO(tiff.getvalue())) as source:
+        assert "exif" not in source.info
+        source.load()
+        image = reopened(kmq_bytes(source, k=8))
+        assert image.size == source.size == (ihc.height, ihc.width)
+    exif = image.getexif()
+    assert exif[0x010F] == "pil_kmq test camera" and 0x0112 not in exif
+    assert 0x0111 not in exif  # StripOffsets: the TIFF's layout, not metadata
+
+
+def test_kmq_decode_passes_metadata_to_the_output(tmp_path: Path, jpeg_with_metadata: Image.Image) -> None:
+    from pil_kmq.cli import main
+
+    (tmp_path / "x.kmq").write_bytes(kmq_bytes(jpeg_with_metadata, k=16))
+    for suffix in (".png", ".jpg", ".webp"):
+        assert main(["decode", str(tmp_path / "x.kmq"), str(tmp_path / f"x{suffix}")]) == 0
+        with Image.open(tmp_path / f"x{suffix}") as out:
+            assert out.info.get("icc_profile") == ICC, suffix
+            assert out.getexif().get(0x0112) == 6, suffix

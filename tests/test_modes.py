@@ -11,10 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, colours, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from conftest import SAMPLES, colours, kmq_bytes
 from pil_kmq.quantize import cluster, color_keys, histogram
 
 
@@ -81,7 +81,7 @@ def test_keeping_alpha_exact_costs_little_visible_error(cutout: Image.Image, pre
 
 
 def test_fully_transparent_pixels_share_one_entry(cutout: Image.Image) -> None:
-    header, (indices, codebook) = pil_kmq.decode_kmq(kmq_bytes(cutout, k=16))
+    _, (indices, codebook) = pil_kmq.decode_kmq(kmq_bytes(cutout, k=16))
     transparent = np.asarray(cutout)[..., 3] == 0
     assert len(np.unique(indices[transparent])) == 1
     assert codebook[indices[transparent][0]].tolist() == [0, 0, 0, 0]
@@ -163,3 +163,11 @@ def test_rgba_with_more_than_256_colours_round_trips(cutout: Image.Image) -> Non
     result = decoded(cutout, k=4096)
     assert result.kmq_header.k > 256 and colours(result) == result.kmq_header.k
     assert alpha_classes_kept(np.asarray(cutout), np.asarray(result))
+
+
+def test_bilevel_image_with_a_transparent_colour_keeps_it(parrot: Image.Image) -> None:
+    bilevel = parrot.convert("1")
+    bilevel.info["transparency"] = 0
+    result = decoded(bilevel, k=4)
+    assert result.mode == "LA"
+    assert np.array_equal(np.asarray(result), np.asarray(bilevel.convert("LA")))

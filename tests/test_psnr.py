@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from conftest import SAMPLES, kmq_bytes
 from pil_kmq.quantize import mse_for_psnr, psnr_for_mse, quantize
 
 
@@ -83,3 +83,18 @@ def test_bad_psnr_options_raise_valueerror(parrot: Image.Image, options: dict[st
 
 def test_psnr_is_deterministic(ihc: Image.Image) -> None:
     assert kmq_bytes(ihc, psnr=33) == kmq_bytes(ihc, psnr=33)
+
+
+def test_huge_psnr_means_lossless_not_an_overflow(parrot: Image.Image) -> None:
+    for target in (1e4, 1e9, 1e308):
+        with Image.open(io.BytesIO(kmq_bytes(parrot, psnr=target))) as image:
+            assert image.tobytes() == parrot.tobytes()
+
+
+def test_a_low_target_with_alpha_still_keeps_alpha_classes_exact() -> None:
+    with Image.open(SAMPLES / "ihc-cutout.png") as cutout:
+        original = np.asarray(cutout)
+        with Image.open(io.BytesIO(kmq_bytes(cutout, psnr=6))) as result:
+            alpha = np.asarray(result)[..., 3]
+            assert result.kmq_header.k >= 2
+    assert (alpha[original[..., 3] == 0] == 0).all() and (alpha[original[..., 3] == 255] == 255).all()

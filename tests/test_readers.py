@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import SAMPLES
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,30 @@ def test_failed_encode_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk read failed"):
         stream.encode(Broken(np.zeros((4, 3), np.uint8), 3000, 1000), target)
     assert target.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.kmq"]
+
+
+def test_copy_on_write_memmap_keeps_the_callers_edits(tmp_path: Path) -> None:
+    """Pages of a private (mode "c") mapping are not dropped: that would drop the edits."""
+    image = np.asarray(sample("ihc.png", "RGB"))
+    np.save(tmp_path / "source.npy", image)
+    source = np.load(tmp_path / "source.npy", mmap_mode="c")
+    source[:] = 255 - source
+    edited = np.array(source)
+    out = io.BytesIO()
+    stream.encode(source, out, k=16)
+    assert np.array_equal(source, edited)
+    assert out.getvalue() == kmq_bytes(Image.fromarray(edited), k=16)
+
+
+def test_decode_into_refuses_other_dtypes(tmp_path: Path) -> None:
+    stream.encode(np.asarray(sample("ihc.png", "RGB")), tmp_path / "a.kmq", k=4)
+    for dtype in (np.float32, np.uint16, np.int8):
+        with pytest.raises(ValueError, match="out must be a uint8 array"):
+            stream.decode_into(tmp_path / "a.kmq", np.zeros((227, 303, 3), dtype))
+
+
+def test_encoded_file_gets_the_permissions_open_would_give(tmp_path: Path) -> None:
+    image = np.asarray(sample("ihc.png", "RGB"))
+    stream.encode(image, tmp_path / "a.kmq", k=4)
+    Image.fromarray(image).save(tmp_path / "b.kmq", k=4)
+    assert (tmp_path / "a.kmq").stat().st_mode == (tmp_path / "b.kmq").stat().st_mode
