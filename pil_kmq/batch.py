@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -573,13 +573,23 @@ def write_atomic(target: Path, data: bytes) -> None:
         with open(real, "wb") as device:
             device.write(data)
         return
+    with atomic_output(real) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(target: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A file to write target's new content to: a temporary file beside it (beside the file
+    a symlink points to), renamed onto it only once the block completes, with target's
+    permissions; on any failure it is removed and target is left as it was."""
+    real = Path(os.path.realpath(target))
     # Closed by the `with` below; delete=False because it is renamed, not deleted.
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
         dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False
     )
     try:
         with handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(handle.name, file_mode_for(real))

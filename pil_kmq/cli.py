@@ -361,19 +361,22 @@ def _decode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
-    decoded = io.BytesIO()
     # Pillow's writers take these options; each keeps what its format can hold.
     metadata = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
+    _save_as(image, args.output, output_format, **metadata)
+
+
+def _save_as(image: Image.Image, output: Path, output_format: str, **options: object) -> None:
+    """Save image in output_format, then write it to output (atomically; '-' is stdout)."""
+    encoded = io.BytesIO()
     try:
-        image.save(decoded, output_format, **metadata)
+        image.save(encoded, output_format, **options)
     except (OSError, ValueError) as error:
-        raise CliError(
-            f"{args.output}: cannot write {output_format}: {error}"
-        ) from None
+        raise CliError(f"{output}: cannot write {output_format}: {error}") from None
     try:
-        _write_output(args.output, decoded.getvalue())
+        _write_output(output, encoded.getvalue())
     except OSError as error:
-        raise CliError(f"{args.output}: cannot write: {error}") from None
+        raise CliError(f"{output}: cannot write: {error}") from None
 
 
 def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
@@ -559,17 +562,7 @@ def _compare(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     drawn = figure.draw_figure(image, trips, width=args.width)
-    encoded = io.BytesIO()
-    try:
-        drawn.save(encoded, output_format)
-    except (OSError, ValueError) as error:
-        raise CliError(
-            f"{args.output}: cannot write {output_format}: {error}"
-        ) from None
-    try:
-        _write_output(args.output, encoded.getvalue())
-    except OSError as error:
-        raise CliError(f"{args.output}: cannot write: {error}") from None
+    _save_as(drawn, args.output, output_format)
     if not args.quiet:
         report = (
             sys.stderr if str(args.output) == "-" else sys.stdout

@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, Self
 
 import numpy as np
@@ -32,7 +31,7 @@ from .api import (
     check_psnr,
     check_seed,
 )
-from .batch import file_mode_for
+from .batch import atomic_output
 from .bitpack import pack_indices, padding_is_zero, unpack_indices
 from .codec import IndexStreamDecoder, read_prefix
 from .coding import (
@@ -157,19 +156,8 @@ def _output(target: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
     if not isinstance(target, (str, os.PathLike)):
         yield target
         return
-    real = Path(os.path.realpath(target))
-    handle = tempfile.NamedTemporaryFile(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False)  # noqa: SIM115 - renamed into place below
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, file_mode_for(real))
-        os.replace(handle.name, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
+    with atomic_output(target) as handle:
+        yield handle
 
 
 def encode(
