@@ -40,6 +40,7 @@ _MERGE_MIN = 1 << 22  # a streaming histogram of 4 channels merges its runs past
 _MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest entry
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
+_ESTIMATE_K_PRECISION = 16  # ... the estimates to within 1/16 (full clusterings refine it)
 _PSNR_GROWTH = 1.05
 _PSNR_MAX_STEPS = 8  # full clusterings spent closing in on the smallest k
 _NO_ENTRY_PENALTY = 2.0  # partial colours without entries of their own: ~ twice one entry's error  # k grows by this factor when a checked result falls short
@@ -556,17 +557,24 @@ def _estimate_error(hist: Histogram, k: int, seed: int) -> float:
 
 
 def _smallest_k(hist: Histogram, target: float, seed: int, limit: int) -> tuple[int, int]:
-    """By estimates alone: (a k whose estimate fails the target, the smallest found that meets it)."""
-    low, high = 0, 1
-    while high < limit and _estimate_error(hist, high, seed) > target:
-        low, high = high, min(limit, high * 2)
-    while high - low > max(1, high // _PSNR_K_PRECISION):
-        middle = (low + high) // 2
-        if _estimate_error(hist, middle, seed) > target:
-            low = middle
+    """By estimates alone: (a k whose estimate fails the target, the smallest found that meets
+    it). Doubling k brackets the target; interpolating on the error curve closes in on it."""
+    low: tuple[int, float] | None = None
+    k = 1
+    while True:
+        error = _estimate_error(hist, k, seed)
+        if error <= target or k >= limit:
+            break
+        low, k = (k, error), min(limit, k * 2)
+    high = (k, error)
+    while low is not None and high[0] - low[0] > max(1, high[0] // _ESTIMATE_K_PRECISION):
+        candidate = _next_candidate(low, high, target)
+        error = _estimate_error(hist, candidate, seed)
+        if error <= target:
+            high = (candidate, error)
         else:
-            high = middle
-    return low, high
+            low = (candidate, error)
+    return (0 if low is None else low[0]), high[0]
 
 
 def mse_for_psnr(psnr: float) -> float:
