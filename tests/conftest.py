@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,21 @@ def palette_image() -> Image.Image:
 
 def colours(image: Image.Image) -> int:
     return len(np.unique(np.asarray(image).reshape(image.size[0] * image.size[1], -1), axis=0))
+
+
+def failing_temporary(exception: BaseException):  # type: ignore[no-untyped-def]
+    """NamedTemporaryFile whose write puts half the data down, then raises."""
+    real_temporary = tempfile.NamedTemporaryFile
+
+    def temporary(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        handle = real_temporary(*args, **kwargs)  # type: ignore[call-overload]
+        real_write = handle.write
+
+        def write(data: bytes) -> int:
+            real_write(data[: len(data) // 2])
+            raise exception
+
+        handle.write = write
+        return handle
+
+    return temporary

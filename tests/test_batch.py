@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, kmq_bytes
+from conftest import SAMPLES, failing_temporary, kmq_bytes
 from PIL import Image
 
 from pil_kmq import batch
@@ -354,24 +354,6 @@ def test_an_executor_failure_is_that_file_failing(tmp_path: Path) -> None:
     )
 
 
-def _failing_temporary(exception: BaseException):  # type: ignore[no-untyped-def]
-    """NamedTemporaryFile whose write puts half the data down, then raises."""
-    real_temporary = tempfile.NamedTemporaryFile
-
-    def temporary(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        handle = real_temporary(*args, **kwargs)  # type: ignore[call-overload]
-        real_write = handle.write
-
-        def write(data: bytes) -> int:
-            real_write(data[: len(data) // 2])
-            raise exception
-
-        handle.write = write
-        return handle
-
-    return temporary
-
-
 def test_a_failed_write_leaves_the_old_output_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -381,7 +363,7 @@ def test_a_failed_write_leaves_the_old_output_and_no_temporary(
     monkeypatch.setattr(
         tempfile,
         "NamedTemporaryFile",
-        _failing_temporary(OSError(28, "No space left on device")),
+        failing_temporary(OSError(28, "No space left on device")),
     )
     command = [
         "convert",
@@ -408,7 +390,7 @@ def test_ctrl_c_stops_cleanly_with_whole_outputs_only(
     out.mkdir()
     (out / "ihc.kmq").write_bytes(b"precious")
     monkeypatch.setattr(
-        tempfile, "NamedTemporaryFile", _failing_temporary(KeyboardInterrupt())
+        tempfile, "NamedTemporaryFile", failing_temporary(KeyboardInterrupt())
     )
     inputs = [str(SAMPLES / name) for name in PNGS]
     assert main(["convert", *inputs, "-o", str(out), "-j", "1", "--force", "-q"]) == 130

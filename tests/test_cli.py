@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
+from conftest import SAMPLES, failing_temporary
 from pil_kmq.cli import main
 
 
@@ -156,20 +156,7 @@ def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: 
 
     out = tmp_path / "keep.kmq"
     out.write_bytes(b"precious")
-    real_temporary = tempfile.NamedTemporaryFile
-
-    def interrupted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        handle = real_temporary(*args, **kwargs)  # type: ignore[call-overload]
-        real_write = handle.write
-
-        def write(data: bytes) -> int:
-            real_write(data[: len(data) // 2])
-            raise KeyboardInterrupt
-
-        handle.write = write
-        return handle
-
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", interrupted)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", failing_temporary(KeyboardInterrupt()))
     assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 130
     assert out.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]
