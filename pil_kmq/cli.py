@@ -407,6 +407,8 @@ def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
             table = parse_table(
                 start + file.read(size - STRIP_HEAD_SIZE),
                 header.height,
+                header.width,
+                header.bits_per_index,
                 header.index_stream_length,
             )
             return header, file_size, table

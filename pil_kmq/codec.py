@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .bitpack import pack_indices, padding_is_zero, unpack_indices
-from .coding import STRIP_HEAD_SIZE, WORKERS, StripTable, check_range, check_strip_crc, decode_strip, encode_strips, parallel_map, parse_strip_height, parse_table, table_size
+from .bitpack import pack_indices
+from .coding import STRIP_HEAD_SIZE, StripTable, check_strip_crc, check_strip_crc_value, encode_strips, parse_strip_height, parse_table, table_size
+from .decoding import BLOCK_PIXELS, READ_SIZE, WORKERS, StripDecoder, decode_whole, index_dtype, run_jobs
 from .format import (
     CRC_SIZE,
     HEADER_SIZE,
@@ -28,9 +29,6 @@ from .format import (
     unpack_crc,
 )
 from .quantize import Quantized
-
-# Pixels decoded per step: bounds the decoder's temporaries whatever the chunking of its input.
-_ROW_BATCH_PIXELS = 1 << 20
 
 
 def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"") -> Iterator[bytes]:
@@ -55,138 +53,188 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     yield pack_crc(crc)
 
 
-class IndexStreamDecoder:
-    """Decodes the bytes that follow the extension area, fed in chunks of any size.
+Piece = tuple[int, int, np.ndarray]  # (row, column, indices): whole rows, or part of one row
 
-    `feed` yields (first_row, indices) for every run of rows it completes, so a caller can
-    show a partial image; `done` turns True once the file_crc has been checked.
+
+def place(first_pixel: int, found: np.ndarray, width: int) -> Piece:
+    """A decoded run of pixels as (row, column, 2-D indices)."""
+    row, column = divmod(first_pixel, width)
+    if column == 0 and found.size % width == 0:
+        return row, 0, found.reshape(-1, width)
+    return row, column, found.reshape(1, -1)
+
+
+def decode_rows(strips: list[tuple[int, bytes, int, int]], table: StripTable, header: Header) -> np.ndarray:
+    """The indices of consecutive whole strips (number, bytes, first row, rows), each checked
+    against its strip_crc before it is decoded: one job for the shared pool."""
+    width = header.width
+    first = strips[0][2]
+    out = np.empty((strips[-1][2] + strips[-1][3] - first, width), dtype=index_dtype(header.k))
+    for number, data, row, rows in strips:
+        check_strip_crc(data, table, number)
+        found = decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}")
+        out[row - first : row - first + rows] = found.reshape(rows, width)
+    return out
+
+
+class IndexStreamDecoder:
+    """Decodes the bytes that follow the extension area, fed in chunks of any size, in memory
+    bounded by a piece (BLOCK_PIXELS) whatever the strips' sizes.
+
+    `feed` yields a Piece for every run of pixels it completes, so a caller can show a
+    partial image; `done` turns True once the file_crc has been checked.
     """
 
     def __init__(self, header: Header, prefix_crc: int) -> None:
         self.header = header
         self.codebook: np.ndarray | None = None
-        self.next_row = 0
         self.done = False
         self._crc = prefix_crc
         self._pending = bytearray()
-        self._bit_offset = 0  # bits of _pending[0] already consumed by decoded rows (index_coding 0)
-        self._row_bits = header.width * header.bits_per_index
+        self._at = 0  # bytes of _pending already used
         self._table: StripTable | None = None
         self._next_strip = 0
+        self._strip: StripDecoder | None = None  # a strip too big for one piece, decoded as it comes
+        self._strip_crc = 0
+        self._pixels_done = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[tuple[int, np.ndarray]]:
-        """Take the next bytes of the file; yield the rows they complete."""
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Piece]:
+        """Take the next bytes of the file; yield the pieces they complete."""
         if self.done:
             return
+        del self._pending[: self._at]
+        self._at = 0
         self._pending += data
         if self.codebook is None and not self._take_codebook():
             return
         if self.header.index_coding == IndexCoding.STRIPS:
             yield from self._take_strips()
         else:
-            yield from self._take_rows()
-        if self.next_row == self.header.height:
+            yield from self._take_uncoded()
+        if self._pixels_done == self.header.width * self.header.height:
             self._take_trailer()
 
+    def _available(self) -> int:
+        return len(self._pending) - self._at
+
     def _consume(self, length: int) -> bytes:
-        """Remove the next `length` pending bytes, adding them to the running CRC."""
-        taken = bytes(self._pending[:length])
-        del self._pending[:length]
+        """The next `length` pending bytes, added to the running CRC."""
+        taken = bytes(self._pending[self._at : self._at + length])
+        self._at += length
         self._crc = crc32(taken, self._crc)
         return taken
 
     def _take_codebook(self) -> bool:
         length = self.header.codebook_length
-        if len(self._pending) < length:
+        if self._available() < length:
             return False
         raw = self._consume(length)
         self.codebook = np.frombuffer(raw, dtype=np.uint8).reshape(self.header.k, self.header.channels)
         return True
 
-    def _take_strips(self) -> Iterator[tuple[int, np.ndarray]]:
+    def _take_uncoded(self) -> Iterator[Piece]:
         header = self.header
-        if self._table is None:
-            if len(self._pending) < STRIP_HEAD_SIZE:
-                return
-            strip_height = parse_strip_height(bytes(self._pending[:STRIP_HEAD_SIZE]), header.height, header.index_stream_length)
-            size = table_size(header.height, strip_height)
-            if len(self._pending) < size:
-                return
-            self._table = parse_table(self._consume(size), header.height, header.index_stream_length)
-        table = self._table
-        # Decode at most one strip per worker at a time: bounds the memory whatever arrives at once.
-        while self._next_strip < len(table.lengths):
-            group = []
-            available = len(self._pending)
-            for number in range(self._next_strip, min(self._next_strip + WORKERS, len(table.lengths))):
-                if table.lengths[number] > available:
-                    break
-                available -= table.lengths[number]
-                group.append(number)
-            if not group:
-                return
-            jobs = []
-            for number in group:
-                rows = min(table.strip_height, header.height - number * table.strip_height)
-                data = self._consume(table.lengths[number])
-                check_strip_crc(data, table, number)
-                jobs.append((data, rows, header.width, header.k, header.bits_per_index, number))
-            for number, indices in zip(group, parallel_map(decode_strip, jobs)):
-                self._next_strip = number + 1
-                self.next_row = number * table.strip_height + len(indices)
-                yield number * table.strip_height, indices
+        if self._strip is None:
+            pixels = header.width * header.height
+            self._strip = StripDecoder(
+                pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW
+            )
+        yield from self._feed_strip()
 
-    def _take_rows(self) -> Iterator[tuple[int, np.ndarray]]:
+    def _feed_strip(self) -> Iterator[Piece]:
+        """Hand pending bytes to the strip being decoded piece by piece; yield its pieces."""
+        strip = self._strip
+        assert strip is not None
+        with memoryview(self._pending) as view:
+            part = view[self._at :]
+            used = strip.feed(part)
+            self._crc = crc32(part[:used], self._crc)
+            self._strip_crc = crc32(part[:used], self._strip_crc)
+            del part
+        self._at += used
+        for first, found in strip.pieces():
+            self._pixels_done = first + found.size
+            yield place(first, found, self.header.width)
+
+    def _take_strips(self) -> Iterator[Piece]:
         header = self.header
-        batch_rows = max(1, _ROW_BATCH_PIXELS // header.width)
-        position = 0  # bytes of _pending consumed in this call; compacted once at the end
-        try:
-            while rows := min(self._rows_available_from(position), batch_rows):
-                count = rows * header.width
-                end_bit = self._bit_offset + count * header.bits_per_index
-                chunk = self._pending[position : position + (end_bit + 7) // 8]
-                indices = unpack_indices(chunk, header.bits_per_index, count, self._bit_offset)
-                self._check_range(indices)
-                whole = end_bit // 8
-                self._crc = crc32(chunk[:whole], self._crc)
-                position += whole
-                self._bit_offset = end_bit % 8
-                first = self.next_row
-                self.next_row += rows
-                yield first, indices.reshape(rows, header.width)
-        finally:
-            del self._pending[:position]
-
-    def _rows_available_from(self, position: int) -> int:
-        left = self.header.height - self.next_row
-        if self._row_bits == 0:
-            return left
-        bits = (len(self._pending) - position) * 8 - self._bit_offset
-        return min(left, bits // self._row_bits)
-
-    def _check_range(self, indices: np.ndarray) -> None:
-        if self.header.k >= 1 << self.header.bits_per_index:  # every value the bits can hold is < k
+        if self._table is None and not self._take_table():
             return
-        first_pixel, width = self.next_row * self.header.width, self.header.width
+        table = self._table
+        assert table is not None
+        while self._next_strip < len(table.lengths):
+            if self._strip is not None:
+                yield from self._feed_strip()
+                if not self._strip.done:
+                    return
+                check_strip_crc_value(self._strip_crc, table, self._next_strip)
+                self._strip = None
+                self._next_strip += 1
+                continue
+            jobs = self._ready_jobs(table)
+            if jobs:
+                for rows in run_jobs(decode_rows, [(job, table, header) for job in jobs]):
+                    first = jobs.pop(0)[0][2]
+                    self._pixels_done = (first + len(rows)) * header.width
+                    yield first, 0, rows
+                continue
+            number = self._next_strip
+            top = number * table.strip_height
+            rows = min(table.strip_height, header.height - top)
+            if rows * header.width <= BLOCK_PIXELS:
+                return  # a small strip is decoded whole, once all of it has arrived
+            self._strip = StripDecoder(
+                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}"
+            )
+            self._strip_crc = 0
 
-        def place(found: int) -> str:
-            row, column = divmod(first_pixel + found, width)
-            return f"row {row}, column {column}"
+    def _take_table(self) -> bool:
+        header = self.header
+        if self._available() < STRIP_HEAD_SIZE:
+            return False
+        head = bytes(self._pending[self._at : self._at + STRIP_HEAD_SIZE])
+        strip_height = parse_strip_height(head, header.height, header.index_stream_length)
+        size = table_size(header.height, strip_height)
+        if self._available() < size:
+            return False
+        self._table = parse_table(self._consume(size), header.height, header.width, header.bits_per_index, header.index_stream_length)
+        return True
 
-        check_range(indices, self.header.k, "KMQ ", place)
+    def _ready_jobs(self, table: StripTable) -> list[list[tuple[int, bytes, int, int]]]:
+        """Whole small strips that have arrived, in up to WORKERS jobs of at most BLOCK_PIXELS
+        pixels each: many tiny strips cost one job, not one each."""
+        header = self.header
+        jobs: list[list[tuple[int, bytes, int, int]]] = []
+        job: list[tuple[int, bytes, int, int]] = []
+        job_pixels = 0
+        number = self._next_strip
+        while number < len(table.lengths):
+            top = number * table.strip_height
+            rows = min(table.strip_height, header.height - top)
+            pixels, length = rows * header.width, int(table.lengths[number])
+            if pixels > BLOCK_PIXELS or length > self._available():
+                break
+            if job and job_pixels + pixels > BLOCK_PIXELS:
+                jobs.append(job)
+                job, job_pixels = [], 0
+                if len(jobs) == WORKERS:
+                    break
+            job.append((number, self._consume(length), top, rows))
+            job_pixels += pixels
+            number += 1
+        if job:
+            jobs.append(job)
+        self._next_strip = number
+        return jobs
 
     def _take_trailer(self) -> None:
-        partial = 1 if self._bit_offset else 0  # the last, zero-padded byte of the stream
-        if len(self._pending) < partial + CRC_SIZE:
+        if self._available() < CRC_SIZE:
             return
-        if partial:
-            if not padding_is_zero(self._pending[:1], self._bit_offset):
-                raise KmqError("KMQ index stream padding bits are not zero")
-            self._crc = crc32(self._pending[:1], self._crc)
-        stored = unpack_crc(bytes(self._pending[partial : partial + CRC_SIZE]))
+        stored = unpack_crc(bytes(self._pending[self._at : self._at + CRC_SIZE]))
         if stored != self._crc:
             raise KmqError(f"KMQ file checksum mismatch (stored {stored:#010x}, computed {self._crc:#010x}): the data is corrupt")
         self._pending.clear()
+        self._at = 0
         self.done = True
 
 
@@ -217,9 +265,11 @@ def decode_bytes(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
     if header.file_length > len(data):
         raise KmqError(f"truncated KMQ file: {len(data)} bytes of {header.file_length}")
     decoder = IndexStreamDecoder(header, crc)
-    indices = np.empty((header.height, header.width), dtype=np.uint16)
-    for first, rows in decoder.feed(memoryview(data)[header.codebook_offset :]):
-        indices[first : first + len(rows)] = rows
+    indices = np.empty((header.height, header.width), dtype=index_dtype(header.k))
+    view = memoryview(data)[header.codebook_offset : header.file_length]
+    for start in range(0, len(view), READ_SIZE):  # fed in blocks: the decoder copies only those
+        for row, column, found in decoder.feed(view[start : start + READ_SIZE]):
+            indices[row : row + len(found), column : column + found.shape[1]] = found
     if not decoder.done:
         raise KmqError(f"truncated KMQ file: {len(data)} bytes of {header.file_length}")
     assert decoder.codebook is not None

@@ -9,38 +9,36 @@ almost nothing and the literals, free of repeats, compress better than the raw s
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import zstandard
 
-from .bitpack import pack_indices, padding_is_zero, unpack_indices
-from .format import KmqError, StripMethod, crc32, field_width, raw_stream_length
+from .bitpack import pack_indices
+from .decoding import WORKERS, max_strip_length, run_jobs
+from .format import KmqError, StripMethod, crc32, field_width
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _ENTRY = struct.Struct(">QI")
 STRIP_HEAD_SIZE = 4  # strip_height
 STRIP_ENTRY_SIZE = 12  # strip_length u64, strip_crc u32
-RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
 # Pixels per strip a writer aims at: large enough to compress well, small enough to stream.
 STRIP_PIXELS = 1 << 18
 ZLIB_LEVEL = 9
 ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more and take 1.3x and 2x the time
-WORKERS = min(2, os.cpu_count() or 1)
+__all__ = ["WORKERS", "StripTable", "encode_strip", "encode_strips", "parse_table"]
 
 
 class StripTable(NamedTuple):
     """strip_height, then the byte length and CRC-32 of every strip, as the index stream starts."""
 
     strip_height: int
-    lengths: tuple[int, ...]
-    crcs: tuple[int, ...]
+    lengths: Sequence[int]  # numpy arrays once parsed
+    crcs: Sequence[int]
 
     @property
     def size(self) -> int:
@@ -73,33 +71,53 @@ def parse_strip_height(data: bytes, height: int, stream_length: int) -> int:
     return strip_height
 
 
-def parse_table(data: bytes, height: int, stream_length: int) -> StripTable:
-    """The strip table; the strip lengths must add up to the index stream's length."""
+_TABLE_ENTRY = np.dtype([("length", ">u8"), ("crc", ">u4")])
+
+
+def parse_table(data: bytes, height: int, width: int, bits_per_index: int, stream_length: int) -> StripTable:
+    """The strip table. Every strip_length is at least 1 and at most what its pixels may take
+    (max_strip_length), and together with the table they make the index stream's length."""
     strip_height = parse_strip_height(data, height, stream_length)
     count = strip_count(height, strip_height)
-    entries = [_ENTRY.unpack_from(data, STRIP_HEAD_SIZE + STRIP_ENTRY_SIZE * number) for number in range(count)]
-    lengths = tuple(length for length, _ in entries)
-    table = StripTable(strip_height, lengths, tuple(crc for _, crc in entries))
-    if table.size + sum(lengths) != stream_length:
+    entries = np.frombuffer(data, dtype=_TABLE_ENTRY, count=count, offset=STRIP_HEAD_SIZE)
+    lengths, crcs = entries["length"].astype(np.uint64), entries["crc"].astype(np.uint32)
+    if count and not lengths.all():
+        raise KmqError(f"KMQ strip {int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
+    last_rows = height - (count - 1) * strip_height
+    limits = (max_strip_length(strip_height * width, bits_per_index), max_strip_length(last_rows * width, bits_per_index))
+    over = np.flatnonzero(lengths[:-1] > limits[0]).tolist() + ([count - 1] if int(lengths[-1]) > limits[1] else [])
+    if over:
+        number = over[0]
+        raise KmqError(f"KMQ strip {number}: strip_length {int(lengths[number])} is more than its pixels may take")
+    # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
+    total = (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
+    table = StripTable(strip_height, lengths, crcs)
+    if table.size + total != stream_length:
         raise KmqError(
-            f"KMQ strip table: {count} strips of {sum(lengths)} bytes plus a {table.size}-byte table "
+            f"KMQ strip table: {count} strips of {total} bytes plus a {table.size}-byte table "
             f"do not make index_stream_length {stream_length}"
         )
-    if 0 in lengths:
-        raise KmqError(f"KMQ strip {lengths.index(0)} is empty: every strip holds at least its strip_method byte")
     return table
 
 
+def strip_offsets(table: StripTable) -> np.ndarray:
+    """Where each strip starts, counted from the index stream's first byte (count + 1 values)."""
+    return np.concatenate(([0], np.cumsum(table.lengths, dtype=np.uint64))).astype(np.uint64) + np.uint64(table.size)
+
+
 def pack_table(table: StripTable) -> bytes:
-    entries = b"".join(_ENTRY.pack(length, crc) for length, crc in zip(table.lengths, table.crcs))
+    entries = b"".join(_ENTRY.pack(int(length), int(crc)) for length, crc in zip(table.lengths, table.crcs))
     return _U32.pack(table.strip_height) + entries
 
 
-def check_strip_crc(data: bytes, table: StripTable, number: int) -> None:
-    """Each strip's own CRC-32 locates corruption to the strip before any decoding."""
-    computed = crc32(data)
-    if computed != table.crcs[number]:
-        raise KmqError(f"KMQ strip {number}: checksum mismatch (stored {table.crcs[number]:#010x}, computed {computed:#010x}): the strip is corrupt")
+def check_strip_crc(data: bytes | memoryview, table: StripTable, number: int) -> None:
+    """Each strip's own CRC-32 locates corruption to the strip."""
+    check_strip_crc_value(crc32(data), table, number)
+
+
+def check_strip_crc_value(computed: int, table: StripTable, number: int) -> None:
+    if computed != int(table.crcs[number]):
+        raise KmqError(f"KMQ strip {number}: checksum mismatch (stored {int(table.crcs[number]):#010x}, computed {computed:#010x}): the strip is corrupt")
 
 
 # --- the run/literal transform -------------------------------------------------------------
@@ -113,13 +131,6 @@ def _run_flags(indices: np.ndarray) -> np.ndarray:
     return flags
 
 
-def _unflag(flags: np.ndarray, literals: np.ndarray) -> np.ndarray:
-    """Inverse of the transform: each index is the most recent literal (a cumulative count)."""
-    rank = np.cumsum(~flags, dtype=np.int32 if flags.size < 2**31 else np.int64)
-    np.subtract(rank, 1, out=rank)
-    return literals[rank]
-
-
 # --- codecs -------------------------------------------------------------------------------
 
 
@@ -131,46 +142,10 @@ def _zstd_compress(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=False).compress(data)
 
 
-def _zlib_decompress(data: bytes, expected: int, what: str) -> bytes:
-    """Inflate to exactly `expected` bytes: more, less, or trailing bytes are an error."""
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(data, expected)
-        ended = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
-    except zlib.error as error:
-        raise KmqError(f"{what}: corrupt zlib stream ({error})") from None
-    if len(out) != expected or not ended:
-        raise KmqError(f"{what}: zlib stream does not hold exactly {expected} bytes")
-    return out
-
-
-def _zstd_decompress(data: bytes, expected: int, what: str) -> bytes:
-    """One zstd frame declaring exactly `expected` bytes of content, and nothing after it:
-    nothing bigger is allocated."""
-    try:
-        declared = zstandard.frame_content_size(data)
-    except zstandard.ZstdError as error:
-        raise KmqError(f"{what}: corrupt zstd frame header ({error})") from None
-    if declared != expected:
-        raise KmqError(f"{what}: zstd frame declares {declared} bytes, {expected} expected")
-    try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected, allow_extra_data=False)
-    except zstandard.ZstdError as error:
-        raise KmqError(f"{what}: corrupt zstd frame ({error})") from None
-    if len(out) != expected:
-        raise KmqError(f"{what}: zstd frame holds {len(out)} bytes, {expected} expected")
-    return out
-
-
 _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {
     StripMethod.RUNS_ZLIB: _zlib_compress,
     StripMethod.RUNS_ZSTD: _zstd_compress,
 }
-_DECOMPRESS: dict[StripMethod, Callable[[bytes, int, str], bytes]] = {
-    StripMethod.RUNS_ZLIB: _zlib_decompress,
-    StripMethod.RUNS_ZSTD: _zstd_decompress,
-}
-
 
 # --- one strip ----------------------------------------------------------------------------
 
@@ -188,76 +163,12 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) 
     return coded if len(coded) < len(raw) else raw
 
 
-def decode_strip(data: bytes, rows: int, width: int, k: int, bits_per_index: int, number: int) -> np.ndarray:
-    """The (rows, width) indices of one strip; KmqError naming the strip for anything malformed."""
-    what = f"KMQ strip {number}"
-    method = data[0]
-    if method not in StripMethod._value2member_map_:
-        raise KmqError(f"{what}: unknown strip_method {method}")
-    count = rows * width
-    if method == StripMethod.RAW:
-        indices = _decode_raw(data[1:], count, bits_per_index, what)
-        if k < 1 << bits_per_index:  # else every value the bits can hold is < k
-            check_range(indices, k, f"{what}: ", lambda found: _strip_place(found, width))
-    else:
-        flags, literals = _decode_runs(data, StripMethod(method), count, bits_per_index, what)
-        # Literals are whole bytes, wider than bits_per_index: each must be checked.
-        check_range(literals, k, f"{what}: ", lambda found: _strip_place(int(np.flatnonzero(~flags)[found]), width))
-        indices = _unflag(flags, literals)
-    return indices.reshape(rows, width)
-
-
-def check_range(values: np.ndarray, k: int, prefix: str, place: Callable[[int], str]) -> None:
-    """KmqError naming the first value >= k and where it is (place(i) is only called on error)."""
-    if not values.size or int(values.max()) < k:
-        return
-    found = int(np.argmax(values >= k))
-    raise KmqError(f"{prefix}index {int(values[found])} at {place(found)} is out of range for k={k}")
-
-
-def _strip_place(pixel: int, width: int) -> str:
-    row, column = divmod(pixel, width)
-    return f"row {row} of the strip, column {column}"
-
-
-def _decode_raw(payload: bytes, count: int, bits_per_index: int, what: str) -> np.ndarray:
-    expected = raw_stream_length(count, 1, bits_per_index)
-    if len(payload) != expected:
-        raise KmqError(f"{what}: RAW strip holds {len(payload)} bytes, {expected} expected")
-    if not padding_is_zero(payload, count * bits_per_index):
-        raise KmqError(f"{what}: padding bits are not zero")
-    return unpack_indices(payload, bits_per_index, count)
-
-
-def _decode_runs(data: bytes, method: StripMethod, count: int, bits_per_index: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """The run flags (count bools) and the literals of a runs_zlib / runs_zstd strip."""
-    if len(data) < RUNS_HEAD_SIZE:
-        raise KmqError(f"{what}: cut short before flags_length")
-    (flags_length,) = _U64.unpack_from(data, 1)
-    if flags_length > len(data) - RUNS_HEAD_SIZE:
-        raise KmqError(f"{what}: flags_length {flags_length} runs past the strip's end")
-    decompress = _DECOMPRESS[method]
-    flag_bytes = decompress(data[RUNS_HEAD_SIZE : RUNS_HEAD_SIZE + flags_length], (count + 7) // 8, f"{what} flags")
-    if not padding_is_zero(flag_bytes, count):
-        raise KmqError(f"{what} flags: padding bits are not zero")
-    flags = np.unpackbits(np.frombuffer(flag_bytes, dtype=np.uint8), count=count).view(bool)
-    if flags[0]:
-        raise KmqError(f"{what} flags: the first flag of a strip must be 0")
-    literal_count = count - int(np.count_nonzero(flags))
-    width = field_width(bits_per_index)
-    literal_bytes = decompress(data[RUNS_HEAD_SIZE + flags_length :], raw_stream_length(literal_count, 1, width), f"{what} literals")
-    return flags, unpack_indices(literal_bytes, width, literal_count)
-
-
 # --- all strips ---------------------------------------------------------------------------
 
 
 def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tuple[object, ...]]) -> list:
-    """function(*job) for each job, on up to two threads when there is more than one job."""
-    if len(jobs) < 2 or WORKERS < 2:
-        return [function(*job) for job in jobs]
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        return list(pool.map(lambda job: function(*job), jobs))
+    """function(*job) for each job, on the shared pool's threads when there is more than one."""
+    return run_jobs(function, jobs)
 
 
 def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> Iterable[bytes]:

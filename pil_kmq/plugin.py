@@ -26,7 +26,7 @@ MIME = "image/x-kmq"
 _NATIVE_MODES = {"L", "LA", "RGB", "RGBA"}
 _LOSSLESS_CONVERSIONS = {"1": "L", "PA": "RGBA"}
 _PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
-_MAX_READ_BLOCK = 1 << 24
+_MAX_READ_BLOCK = 1 << 22  # several strips per read, so they decode in parallel
 
 
 def _accept(prefix: bytes) -> bool:
@@ -56,7 +56,6 @@ class KmqImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.tile = [ImageFile._Tile(CODEC, (0, 0, *self._size), header.codebook_offset, (header, prefix_crc))]
-        # Read in blocks big enough that several strips arrive together and decode in parallel.
         self.decodermaxblock = max(self.decodermaxblock, min(header.file_length, _MAX_READ_BLOCK))
 
     def load(self) -> Image.core.PixelAccess | None:
@@ -101,17 +100,18 @@ class KmqDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
         data = memoryview(buffer)  # type: ignore[arg-type]
-        for first, indices in self._stream.feed(data):
-            self._put_rows(first, indices)
+        for row, column, indices in self._stream.feed(data):
+            self._put(row, column, indices)
         if self._stream.done:
             return -1, 0
         return len(data), 0
 
-    def _put_rows(self, first: int, indices: np.ndarray) -> None:
+    def _put(self, row: int, column: int, indices: np.ndarray) -> None:
+        """Paste a piece: whole rows, or part of one row."""
         assert self.im is not None and self._stream.codebook is not None
-        rows = _rows_image(indices, self._stream.codebook, self.mode)
-        x0, y0 = self.state.xoff, self.state.yoff + first
-        self.im.paste(rows.im, (x0, y0, x0 + self.state.xsize, y0 + len(indices)))
+        pixels = _rows_image(indices, self._stream.codebook, self.mode)
+        x0, y0 = self.state.xoff + column, self.state.yoff + row
+        self.im.paste(pixels.im, (x0, y0, x0 + indices.shape[1], y0 + indices.shape[0]))
 
 
 def _rows_image(indices: np.ndarray, codebook: np.ndarray, mode: str) -> Image.Image:
@@ -120,7 +120,7 @@ def _rows_image(indices: np.ndarray, codebook: np.ndarray, mode: str) -> Image.I
     if len(codebook) > 256:
         return Image.frombuffer(mode, (width, height), np.take(codebook, indices, axis=0).tobytes(), "raw", mode, 0, 1)
     # Up to 256 entries: Pillow's palette conversion, in C, is ~10x faster than a numpy gather.
-    paletted = Image.frombuffer("P", (width, height), indices.astype(np.uint8).tobytes(), "raw", "P", 0, 1)
+    paletted = Image.frombuffer("P", (width, height), indices.astype(np.uint8, copy=False).tobytes(), "raw", "P", 0, 1)
     channels = codebook.shape[1]
     grey = channels <= 2
     colours = np.repeat(codebook[:, :1], 3, axis=1) if grey else codebook[:, :3]

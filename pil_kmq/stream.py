@@ -32,23 +32,22 @@ from .api import (
     check_seed,
 )
 from .batch import atomic_output
-from .bitpack import pack_indices, padding_is_zero, unpack_indices
-from .codec import IndexStreamDecoder, read_prefix
+from .bitpack import pack_indices
+from .codec import IndexStreamDecoder, Piece, decode_rows, place, read_prefix
 from .coding import (
     STRIP_HEAD_SIZE,
-    WORKERS,
     StripTable,
-    check_range,
-    check_strip_crc,
-    decode_strip,
+    check_strip_crc_value,
     encode_strip,
     pack_table,
     parallel_map,
     parse_strip_height,
     parse_table,
     strip_height_for,
+    strip_offsets,
     table_size,
 )
+from .decoding import BLOCK_PIXELS, READ_SIZE, WORKERS, StripDecoder, index_dtype, run_jobs
 from .format import (
     HEADER_SIZE,
     MAX_K,
@@ -272,25 +271,29 @@ class KmqReader:
         return self.header.height, self.header.width, self.header.channels
 
     def iter_rows(self, start: int = 0, stop: int | None = None, *, indices: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, rows) for each strip of rows [start, stop), top down: pixels
+        """(first row, rows) for each run of rows [start, stop), top down: pixels
         (rows, width, channels) uint8, or with indices=True each pixel's codebook index (the
-        segmentation). The whole image checks every checksum, file_crc included; a row range
-        checks the header and the strips it reads (strip_crc; uncoded streams have none)."""
+        segmentation; uint8 when k <= 256, else uint16). Memory stays at a piece of
+        BLOCK_PIXELS pixels (or one row, if wider) however the file is cut into strips. The
+        whole image checks every checksum, file_crc included; a row range checks the header
+        and the strips it reads (strip_crc; uncoded streams have none)."""
         start, stop = self._range(start, stop)
         if (start, stop) == (0, self.header.height):
-            parts = self._iter_all()
+            pieces = self._iter_all()
         elif self.header.index_coding == IndexCoding.STRIPS:
-            parts = self._iter_strips(start, stop)
+            pieces = self._iter_strips(start, stop)
         else:
-            parts = self._iter_uncoded(start, stop)
-        for first, found in parts:
-            yield first, found if indices else np.take(self.codebook, found, axis=0)
+            pieces = self._iter_uncoded(start, stop)
+        whole = (start, stop) == (0, self.header.height)  # then read to the end: file_crc is checked last
+        for first, found in _whole_rows(pieces, start, stop, self.header.width, whole):
+            yield first, found if indices else self.codebook[found]
 
     def read_rows(self, start: int = 0, stop: int | None = None, *, indices: bool = False) -> np.ndarray:
         """Rows [start, stop) as one array: (rows, width, channels) pixels, or (rows, width) indices."""
         start, stop = self._range(start, stop)
         width, channels = self.header.width, self.header.channels
-        out = np.empty((stop - start, width) if indices else (stop - start, width, channels), dtype=np.uint16 if indices else np.uint8)
+        shape = (stop - start, width) if indices else (stop - start, width, channels)
+        out = np.empty(shape, dtype=index_dtype(self.header.k) if indices else np.uint8)
         for first, part in self.iter_rows(start, stop, indices=indices):
             out[first - start : first - start + len(part)] = part
         return out
@@ -309,7 +312,7 @@ class KmqReader:
             pending: Future[None] | None = None
             for first, part in self.iter_rows(start, stop):
                 if pending is not None:
-                    pending.result()  # one strip written while the next decodes: bounded memory
+                    pending.result()  # one piece written while the next decodes: bounded memory
                 pending = writer.submit(write, first - start, part)
             if pending is not None:
                 pending.result()
@@ -321,65 +324,106 @@ class KmqReader:
             raise ValueError(f"rows must satisfy 0 <= start < stop <= height={height}, not {start}, {stop}")
         return start, stop
 
-    def _iter_all(self) -> Iterator[tuple[int, np.ndarray]]:
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """size bytes at offset of the file (within its length, checked at open)."""
+        self._fp.seek(offset)
+        return _read_exactly(self._fp, size)
+
+    def _iter_all(self) -> Iterator[Piece]:
         """The whole file, sequentially, through the same incremental decoder as Pillow's load()."""
         decoder = IndexStreamDecoder(self.header, self._prefix_crc)
         self._fp.seek(self.header.codebook_offset)
+        left = self.header.file_length - self.header.codebook_offset
         while not decoder.done:
-            block = self._fp.read(_READ_BLOCK)
+            block = self._fp.read(min(READ_SIZE, left))
             if not block:
                 raise KmqError(f"truncated KMQ file: it should be {self.header.file_length} bytes")
+            left -= len(block)
             yield from decoder.feed(block)
 
     def _strip_table(self) -> StripTable:
         if self._table is None:
             header = self.header
-            self._fp.seek(header.index_stream_offset)
-            strip_height = parse_strip_height(_read_exactly(self._fp, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
-            self._fp.seek(header.index_stream_offset)
-            size = table_size(header.height, strip_height)
-            self._table = parse_table(_read_exactly(self._fp, size), header.height, header.index_stream_length)
+            head = self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE)
+            size = table_size(header.height, parse_strip_height(head, header.height, header.index_stream_length))
+            data = self._read_at(header.index_stream_offset, size)
+            self._table = parse_table(data, header.height, header.width, header.bits_per_index, header.index_stream_length)
         return self._table
 
-    def _iter_strips(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_strips(self, start: int, stop: int) -> Iterator[Piece]:
+        """The strips holding rows [start, stop): small ones read whole and decoded in jobs on
+        the shared pool, big ones checked against strip_crc, then decoded piece by piece."""
         header, table = self.header, self._strip_table()
-        strip_height = table.strip_height
-        offsets = np.concatenate(([0], np.cumsum(table.lengths))) + header.index_stream_offset + table.size
-        numbers = range(start // strip_height, (stop - 1) // strip_height + 1)
+        strip_height, width = table.strip_height, header.width
+        offsets = strip_offsets(table)
+        number, last = start // strip_height, (stop - 1) // strip_height
+        while number <= last:
+            rows = min(strip_height, header.height - number * strip_height)
+            if rows * width > BLOCK_PIXELS:
+                yield from self._big_strip(number, rows, int(offsets[number]), table)
+                number += 1
+                continue
+            jobs: list[list[tuple[int, bytes, int, int]]] = []
+            while number <= last and len(jobs) < WORKERS:
+                job, pixels = [], 0
+                while number <= last and pixels + rows * width <= BLOCK_PIXELS:
+                    data = self._read_at(header.index_stream_offset + int(offsets[number]), int(table.lengths[number]))
+                    job.append((number, data, number * strip_height, rows))
+                    pixels += rows * width
+                    number += 1
+                    rows = min(strip_height, header.height - number * strip_height)
+                jobs.append(job)
+                if rows * width > BLOCK_PIXELS:
+                    break
+            for job, found in zip(jobs, run_jobs(decode_rows, [(job, table, header) for job in jobs])):
+                yield job[0][2], 0, found
 
-        def decode(number: int) -> np.ndarray:
-            return decode_strip(data[number], min(strip_height, header.height - number * strip_height), header.width, header.k, header.bits_per_index, number)
+    def _big_strip(self, number: int, rows: int, offset: int, table: StripTable) -> Iterator[Piece]:
+        header = self.header
+        base, length = header.index_stream_offset + offset, int(table.lengths[number])
+        crc = 0
+        for position in range(0, length, READ_SIZE):  # strip_crc first, in bounded reads
+            crc = crc32(self._read_at(base + position, min(READ_SIZE, length - position)), crc)
+        check_strip_crc_value(crc, table, number)
+        top = number * table.strip_height
+        decoder = StripDecoder(
+            rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, length, f"KMQ strip {number}",
+            lambda at, size: self._read_at(base + at, size),
+        )
+        for first, found in decoder.pieces():
+            yield place(first, found, header.width)
 
-        for first in range(0, len(numbers), WORKERS):
-            batch = numbers[first : first + WORKERS]
-            data = {}
-            for number in batch:
-                self._fp.seek(int(offsets[number]))
-                data[number] = _read_exactly(self._fp, table.lengths[number])
-                check_strip_crc(data[number], table, number)
-            for number, found in zip(batch, parallel_map(decode, [(number,) for number in batch])):
-                top = number * strip_height
-                low, high = max(start, top), min(stop, top + len(found))
-                yield low, found[low - top : high - top]
-
-    def _iter_uncoded(self, start: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_uncoded(self, start: int, stop: int) -> Iterator[Piece]:
         header = self.header
         width, bits = header.width, header.bits_per_index
-        step = max(1, _PACK_PIXELS // width)
-        for top in range(start, stop, step):
-            bottom = min(stop, top + step)
-            if bits == 0:
-                yield top, np.zeros((bottom - top, width), dtype=np.uint16)
-                continue
-            first_bit, end_bit = top * width * bits, bottom * width * bits
-            self._fp.seek(header.index_stream_offset + first_bit // 8)
-            data = _read_exactly(self._fp, (end_bit + 7) // 8 - first_bit // 8)
-            found = unpack_indices(data, bits, (bottom - top) * width, first_bit % 8)
-            if header.k < 1 << bits:
-                check_range(found, header.k, "KMQ index stream: ", _place_from(top, width))
-            if bottom == header.height and not padding_is_zero(data, end_bit - first_bit // 8 * 8):
-                raise KmqError("KMQ index stream: padding bits after the last index must be zero")
-            yield top, found.reshape(bottom - top, width)
+        first_bit, end_bit = start * width * bits, stop * width * bits
+        base = header.index_stream_offset + first_bit // 8
+        decoder = StripDecoder(
+            (stop - start) * width, start * width, width, header.k, bits, (end_bit + 7) // 8 - first_bit // 8, "KMQ index stream",
+            lambda at, size: self._read_at(base + at, size), StripMethod.RAW, first_bit % 8, stop == header.height,
+        )
+        for first, found in decoder.pieces():
+            yield place(first, found, width)
+
+
+def _whole_rows(pieces: Iterator[Piece], start: int, stop: int, width: int, drain: bool) -> Iterator[tuple[int, np.ndarray]]:
+    """Rows [start, stop) from pieces: whole-row pieces clipped to the range, parts of a row
+    joined into that row (a row is the least a caller can ask for)."""
+    row_buffer: np.ndarray | None = None
+    for row, column, found in pieces:
+        if column == 0 and found.shape[1] == width:
+            low, high = max(start, row), min(stop, row + len(found))
+            if low < high:
+                yield low, found[low - row : high - row]
+        elif start <= row < stop:
+            if row_buffer is None:
+                row_buffer = np.empty((1, width), dtype=found.dtype)
+            row_buffer[0, column : column + found.shape[1]] = found[0]
+            if column + found.shape[1] == width:
+                yield row, row_buffer
+                row_buffer = None
+        if not drain and row + len(found) >= stop and column + found.shape[1] == width:
+            return
 
 
 @contextlib.contextmanager
@@ -424,17 +468,26 @@ def _read_exactly(fp: IO[bytes], size: int) -> bytes:
     return data
 
 
-def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None = None) -> KmqReader:
+# Pixels open_kmq accepts by default: 2**34 (131,072 x 131,072), far above Pillow's limit,
+# for gigapixel work; memory stays bounded by the rows asked for whatever the image's size.
+STREAM_MAX_PIXELS = 1 << 34
+
+
+def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None = STREAM_MAX_PIXELS) -> KmqReader:
     """Open a KMQ file (a path, or a seekable binary file object, which the reader then owns)
-    for reading by rows; checks the header, extension area and codebook. max_pixels: refuse
-    larger images (default: no limit, as the point here is images beyond Pillow's)."""
+    for reading by rows; checks the header, extension area and codebook, and that the file is
+    as long as its header says. max_pixels: refuse larger images (None: no limit)."""
     fp: IO[Any] = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115 - the reader owns it
     try:
         prefix = fp.read(HEADER_SIZE)
-        head = prefix + _read_exactly(fp, parse_header(prefix).extension_length)
-        header, chunks, prefix_crc = read_prefix(head)
+        header = parse_header(prefix)
         if max_pixels is not None and header.width * header.height > max_pixels:
-            raise KmqError(f"KMQ image of {header.width * header.height:,} pixels exceeds max_pixels={max_pixels:,}")
+            raise KmqError(f"KMQ image of {header.width * header.height:,} pixels exceeds max_pixels={max_pixels:,} (a possible decompression bomb)")
+        size = _file_size(fp)
+        if size < header.file_length:  # every length in the header is now within the file
+            raise KmqError(f"truncated KMQ file: {size:,} bytes of {header.file_length:,}")
+        head = prefix + _read_exactly(fp, header.extension_length)
+        header, chunks, prefix_crc = read_prefix(head)
         codebook_bytes = _read_exactly(fp, header.codebook_length)
         codebook = np.frombuffer(codebook_bytes, dtype=np.uint8).reshape(header.k, header.channels)
         return KmqReader(header, unpack_metadata(chunks), codebook, fp, prefix_crc)
@@ -443,17 +496,32 @@ def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None 
         raise
 
 
-def iter_rows(source: str | os.PathLike[str] | IO[bytes], start: int = 0, stop: int | None = None, *, indices: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, rows) strip by strip, as KmqReader.iter_rows, for a path or file object."""
-    with open_kmq(source) as reader:
+def _file_size(fp: IO[bytes]) -> int:
+    """The file's length in bytes, from its current position's file."""
+    try:
+        here = fp.tell()
+        end = fp.seek(0, os.SEEK_END)
+        fp.seek(here)
+    except (AttributeError, OSError, ValueError) as error:
+        raise ValueError("open_kmq needs a seekable file") from error
+    return end
+
+
+def iter_rows(
+    source: str | os.PathLike[str] | IO[bytes], start: int = 0, stop: int | None = None, *, indices: bool = False, max_pixels: int | None = STREAM_MAX_PIXELS
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) piece by piece, as KmqReader.iter_rows, for a path or file object."""
+    with open_kmq(source, max_pixels) as reader:
         yield from reader.iter_rows(start, stop, indices=indices)
 
 
-def decode_into(source: str | os.PathLike[str] | IO[bytes], out: np.ndarray, start: int = 0, stop: int | None = None) -> Header:
+def decode_into(
+    source: str | os.PathLike[str] | IO[bytes], out: np.ndarray, start: int = 0, stop: int | None = None, max_pixels: int | None = STREAM_MAX_PIXELS
+) -> Header:
     """Decode rows [start, stop) of a KMQ file into out (e.g. a np.memmap); returns the header."""
-    with open_kmq(source) as reader:
+    with open_kmq(source, max_pixels) as reader:
         reader.decode_into(out, start, stop)
         return reader.header
 
 
-__all__ = ["KmqReader", "decode_into", "encode", "iter_rows", "open_kmq"]
+__all__ = ["STREAM_MAX_PIXELS", "KmqReader", "decode_into", "encode", "iter_rows", "open_kmq"]

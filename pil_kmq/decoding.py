@@ -1,0 +1,586 @@
+"""Decoding an index stream in bounded memory, whatever its sizes and however it was cut.
+
+A strip (or the whole uncoded stream of index_coding 0) is decoded in pieces of at most
+BLOCK_PIXELS pixels: whole rows, or part of one row when a row is wider than that. Its two
+compressed streams (run flags, literals) are inflated as the pieces need them, a bounded
+amount per call, so a strip covering a gigapixel image costs what one piece costs. Bytes
+come either pushed in order (Pillow's decoder, ImageFile.Parser) or pulled from a seekable
+file (row ranges). Knows nothing of Pillow.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from .bitpack import padding_is_zero, unpack_indices
+from .format import KmqError, StripMethod, crc32, field_width, raw_stream_length
+
+BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are ~10 bytes per pixel of it
+READ_SIZE = 1 << 20  # compressed bytes read from a file, or handed to a decompressor, at a time
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
+# libzstd never writes past a frame's Frame_Content_Size, so a frame declaring at most this
+# much is inflated in one call; a bigger one gets 512 input bytes per call, which yield at
+# most 16 MiB (an RLE block of at most 128 KiB costs at least 4 bytes).
+_ONE_CALL_OUTPUT = 1 << 24
+_SLICE = 512
+RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
+_U64 = struct.Struct(">Q")
+WORKERS = min(2, os.cpu_count() or 1)
+
+
+def stream_bound(size: int) -> int:
+    """The most bytes a zlib stream or zstd frame holding `size` bytes may take (spec 9.1.11):
+    above what zlib's deflateBound and zstd's ZSTD_compressBound allow for any input."""
+    return size + (size >> 7) + 1024
+
+
+def literal_width(bits_per_index: int) -> int:
+    """Bytes per literal of a coded strip."""
+    return field_width(bits_per_index) // 8
+
+
+def max_strip_length(pixels: int, bits_per_index: int) -> int:
+    """The longest a strip of this many pixels may be: raw, or runs within stream_bound."""
+    raw = 1 + raw_stream_length(pixels, 1, bits_per_index)
+    runs = RUNS_HEAD_SIZE + stream_bound((pixels + 7) // 8) + stream_bound(pixels * literal_width(bits_per_index))
+    return max(raw, runs)
+
+
+def index_dtype(k: int) -> np.dtype:
+    """The one rule for decoded indices: uint8 when k <= 256, else uint16."""
+    return np.dtype(np.uint8 if k <= 256 else np.uint16)
+
+
+def piece_length(pixel: int, width: int, end: int) -> int:
+    """Pixels of the piece starting at `pixel` (counted from the image's first pixel): whole
+    rows up to BLOCK_PIXELS, or up to BLOCK_PIXELS of one row; never past `end`."""
+    if width <= BLOCK_PIXELS:
+        return min(end - pixel, BLOCK_PIXELS // width * width)
+    return min(end - pixel, BLOCK_PIXELS, width - pixel % width)
+
+
+# --- one compressed stream ----------------------------------------------------------------
+
+
+class Inflater:
+    """One zlib stream or zstd frame inflated to exactly `expected` bytes, a bounded amount
+    per call. Compressed input comes from supply() (b"" when none is there now); final()
+    says no more will ever come. read() returns None when input ran out before `size` bytes
+    (the bytes so far are kept), finish() False when the stream's end has not arrived yet."""
+
+    def __init__(self, method: StripMethod, expected: int, what: str, supply: Callable[[], bytes], final: Callable[[], bool]) -> None:
+        self._zstd = method == StripMethod.RUNS_ZSTD
+        self.expected, self.what = expected, what
+        self._supply, self._final = supply, final
+        self._input = memoryview(b"")
+        self._out = bytearray()
+        self._produced = 0
+        self._ended = False
+        self._head = bytearray()  # a zstd frame header, until it is whole and checked
+        self._engine: object = None if self._zstd else zlib.decompressobj()
+
+    def read(self, size: int) -> bytes | None:
+        while len(self._out) < size:
+            if self._ended:
+                raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
+            if not self._refill():
+                return None
+            self._step(size - len(self._out))
+        taken = bytes(self._out[:size])
+        del self._out[:size]
+        return taken
+
+    def finish(self) -> bool:
+        """True once the stream has ended right at its input's end, having produced exactly
+        `expected` bytes, all of them read; KmqError for anything else."""
+        while not self._ended:
+            if not self._refill():
+                return False
+            self._step(1)
+        if self._out or self._produced != self.expected:
+            raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
+        if self._input or self._supply():
+            raise KmqError(f"{self.what}: bytes follow the end of the stream")
+        return self._final()  # else bytes may still arrive, and must then be refused
+
+    def _refill(self) -> bool:
+        if not self._input:
+            data = self._supply()
+            if not data:
+                if self._final():
+                    raise KmqError(f"{self.what}: stream is cut short ({self._produced} of {self.expected} bytes)")
+                return False
+            self._input = memoryview(data)
+        return True
+
+    def _step(self, wanted: int) -> None:
+        if self._zstd:
+            piece = self._zstd_step()
+        else:
+            piece = self._zlib_step(wanted)
+        self._produced += len(piece)
+        if self._produced > self.expected:
+            raise KmqError(f"{self.what}: stream holds more than {self.expected} bytes")
+        self._out += piece
+
+    def _zlib_step(self, wanted: int) -> bytes:
+        engine: Any = self._engine
+        try:
+            piece = engine.decompress(self._input, max(wanted, 1))
+        except zlib.error as error:
+            raise KmqError(f"{self.what}: corrupt zlib stream ({error})") from None
+        self._input = memoryview(engine.unconsumed_tail)
+        if engine.eof:
+            self._ended = True
+            if engine.unused_data:
+                raise KmqError(f"{self.what}: bytes follow the end of the zlib stream")
+        return piece
+
+    def _zstd_step(self) -> bytes:
+        if self._engine is None:
+            self._take_zstd_header()
+            return b""
+        size = len(self._input) if self.expected <= _ONE_CALL_OUTPUT else _SLICE
+        data, self._input = self._input[:size], self._input[size:]
+        engine: Any = self._engine
+        try:
+            piece = engine.decompress(data)
+        except zstandard.ZstdError as error:
+            raise KmqError(f"{self.what}: corrupt zstd frame ({error})") from None
+        if engine.eof:
+            self._ended = True
+            if engine.unused_data or self._input:
+                raise KmqError(f"{self.what}: bytes follow the end of the zstd frame")
+        return piece
+
+    def _take_zstd_header(self) -> None:
+        """Move input into the frame header until it is whole, then check it (spec 9.1.11)."""
+        needed = zstd_header_length(self._head)
+        take = needed - len(self._head)
+        self._head += self._input[:take]
+        self._input = self._input[take:]
+        if len(self._head) < zstd_header_length(self._head):
+            return
+        check_zstd_header(bytes(self._head), self.expected, self.what)
+        decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
+        self._engine = decompressor.decompressobj()
+        self._input = memoryview(bytes(self._head) + bytes(self._input))
+        self._head.clear()
+
+
+def zstd_header_length(prefix: bytes | bytearray) -> int:
+    """Bytes of the zstd frame header that starts with prefix (5 until the descriptor is known)."""
+    if len(prefix) < 5:
+        return 5
+    descriptor = prefix[4]
+    fcs_flag, single_segment, dictionary_flag = descriptor >> 6, descriptor >> 5 & 1, descriptor & 3
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    return 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dictionary_flag] + fcs_size
+
+
+def check_zstd_header(head: bytes, expected: int, what: str) -> None:
+    """A single standard frame (no skippable frame), without a dictionary, declaring exactly
+    `expected` bytes of content, with a window of at most 8 MiB."""
+    if head[:4] != ZSTD_MAGIC:
+        raise KmqError(f"{what}: not a zstd frame (magic {head[:4].hex()})")
+    descriptor = head[4]
+    if descriptor & 3:
+        raise KmqError(f"{what}: zstd frame needs a dictionary")
+    if descriptor >> 6 == 0 and not descriptor >> 5 & 1:
+        raise KmqError(f"{what}: zstd frame does not declare its Frame_Content_Size")
+    try:
+        declared = zstandard.frame_content_size(head)
+    except zstandard.ZstdError as error:
+        raise KmqError(f"{what}: corrupt zstd frame header ({error})") from None
+    if declared != expected:
+        raise KmqError(f"{what}: zstd frame declares {declared} bytes, {expected} expected")
+    if not descriptor >> 5 & 1:
+        exponent, mantissa = head[5] >> 3, head[5] & 7
+        base = 1 << (10 + exponent)
+        window = base + base // 8 * mantissa
+        if window > MAX_ZSTD_WINDOW:
+            raise KmqError(f"{what}: zstd frame's window of {window:,} bytes is over {MAX_ZSTD_WINDOW:,}")
+
+
+# --- the bytes of one strip ---------------------------------------------------------------
+
+
+class Segment:
+    """A run of a strip's bytes, handed out in order: pushed as they arrive, or pulled
+    from a file (read_at(offset, size)). Pushed bytes are kept only until handed out, unless
+    keep=True (the run flags, read twice)."""
+
+    def __init__(self, length: int, read_at: Callable[[int, int], bytes] | None = None, offset: int = 0, keep: bool = False) -> None:
+        self.length = length
+        self._read_at, self._offset = read_at, offset
+        self._keep = keep
+        self._buffer = bytearray()
+        self._received = length if read_at is not None else 0
+        self._position = 0  # bytes handed out
+
+    @property
+    def complete(self) -> bool:
+        """Every byte has arrived."""
+        return self._received == self.length
+
+    @property
+    def exhausted(self) -> bool:
+        """Every byte has arrived and been handed out."""
+        return self.complete and self._position == self.length
+
+    def push(self, data: memoryview) -> int:
+        taken = min(len(data), self.length - self._received)
+        self._buffer += data[:taken]
+        self._received += taken
+        return taken
+
+    def available(self) -> int:
+        return self._received - self._position
+
+    def take(self, size: int = READ_SIZE) -> bytes:
+        """Up to size of the next bytes (b"" when none are there now)."""
+        size = min(size, self.available())
+        if not size:
+            return b""
+        if self._read_at is not None:
+            data = self._read_at(self._offset + self._position, size)
+        elif self._keep:
+            data = bytes(self._buffer[self._position : self._position + size])
+        else:
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size]
+        self._position += size
+        return data
+
+    def rewind(self) -> None:
+        """Hand the bytes out again from the start (kept or pulled segments)."""
+        assert self._keep or self._read_at is not None
+        self._position = 0
+
+
+# --- one strip ----------------------------------------------------------------------------
+
+
+class StripDecoder:
+    """Decodes one strip of `pixels` indices, piece by piece (piece_length), from bytes
+    pushed by feed() or pulled through read_at. `first_pixel` places the strip in the image
+    (pieces follow the image's rows). A given method (RAW) means the bytes have no
+    strip_method byte: the uncoded stream of index_coding 0, or part of it that starts
+    `first_bit` bits into its first byte and, unless `padded`, ends before the stream does."""
+
+    def __init__(
+        self,
+        pixels: int,
+        first_pixel: int,
+        width: int,
+        k: int,
+        bits_per_index: int,
+        length: int,
+        what: str,
+        read_at: Callable[[int, int], bytes] | None = None,
+        method: StripMethod | None = None,
+        first_bit: int = 0,
+        padded: bool = True,
+    ) -> None:
+        self.pixels, self.first_pixel, self.width, self.k = pixels, first_pixel, width, k
+        self.bits, self.length, self.what = bits_per_index, length, what
+        self._read_at = read_at
+        self._head = bytearray()
+        self._method = method
+        self._has_method = method is None
+        self._first_bit, self._padded = first_bit, padded
+        self._received = 0 if read_at is None else length
+        self._decoded = 0  # pixels yielded
+        self._dtype = index_dtype(k)
+        self._raw: Segment | None = None
+        self._flags: Segment | None = None
+        self._literals: Segment | None = None
+        self._flag_reader: Inflater | None = None
+        self._literal_reader: Inflater | None = None
+        self._flag_bytes = b""  # inflated flags from the byte holding the next pixel's flag on
+        self._all_flags: bytes | None = None  # the whole inflated flags, when small enough to keep
+        self._previous = 0  # the last index of the previous piece: a run may go on across pieces
+        self.done = False
+        if read_at is not None:
+            self._open_pulled()
+        elif not self._has_method:
+            self._start(None)
+
+    # -- bytes in
+
+    def feed(self, data: memoryview) -> int:
+        """Take the strip's next bytes from data; returns how many were its."""
+        taken = 0
+        while taken < len(data) and self._received < self.length:
+            part = data[taken : taken + self.length - self._received]
+            if self._raw is None and self._flags is None:
+                used = self._take_head(part)
+            elif self._raw is not None:
+                used = self._raw.push(part)
+            else:
+                assert self._flags is not None and self._literals is not None
+                used = self._flags.push(part) if not self._flags.complete else self._literals.push(part)
+            taken += used
+            self._received += used
+        if self._received == self.length and self._raw is None and self._flags is None:
+            self._start(None)  # the strip ended inside its head: says which rule it breaks
+        return taken
+
+    def _take_head(self, part: memoryview) -> int:
+        """strip_method, and flags_length after a runs method."""
+        needed = 1 if not self._head or self._head[0] == StripMethod.RAW else RUNS_HEAD_SIZE
+        used = min(len(part), needed - len(self._head))
+        self._head += part[:used]
+        if self._head[0] != StripMethod.RAW:
+            needed = RUNS_HEAD_SIZE
+        if len(self._head) == needed:
+            self._start(None)
+        return used
+
+    def _open_pulled(self) -> None:
+        assert self._read_at is not None
+        if self._has_method:
+            self._head = bytearray(self._read_at(0, min(RUNS_HEAD_SIZE, self.length)))
+        self._start(self._read_at)
+
+    def _start(self, read_at: Callable[[int, int], bytes] | None) -> None:
+        """The head is known: set up the raw segment, or the flags and literals segments."""
+        if self._has_method:
+            code = self._head[0]
+            if code not in StripMethod._value2member_map_:
+                raise KmqError(f"{self.what}: unknown strip_method {code}")
+            self._method = StripMethod(code)
+        start = 1 if self._has_method else 0
+        if self._method == StripMethod.RAW:
+            expected = (self._first_bit + self.pixels * self.bits + 7) // 8
+            if self.length - start != expected:
+                raise KmqError(f"{self.what}: raw strip holds {self.length - start} bytes, {expected} expected")
+            self._raw = Segment(expected, read_at, start)
+            self._raw_bit = self._first_bit
+            self._raw_bytes = b""
+            return
+        if len(self._head) < RUNS_HEAD_SIZE:
+            raise KmqError(f"{self.what}: cut short before flags_length")
+        (flags_length,) = _U64.unpack_from(self._head, 1)
+        if flags_length > self.length - RUNS_HEAD_SIZE:
+            raise KmqError(f"{self.what}: flags_length {flags_length} runs past the strip's end")
+        flag_bytes = (self.pixels + 7) // 8
+        if flags_length > stream_bound(flag_bytes):
+            raise KmqError(f"{self.what}: flags_length {flags_length} is over {stream_bound(flag_bytes)}, the most {flag_bytes} bytes of flags may take")
+        self._flags = Segment(flags_length, read_at, RUNS_HEAD_SIZE, keep=True)
+        self._literals = Segment(self.length - RUNS_HEAD_SIZE - flags_length, read_at, RUNS_HEAD_SIZE + flags_length)
+
+    # -- pieces out
+
+    def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first pixel in the image, flat indices) of every piece the bytes so far allow."""
+        while not self.done:
+            if self._raw is None and self._flags is None:
+                return
+            if self._decoded == self.pixels:
+                if not self._end():
+                    return
+                self.done = True
+                return
+            start = self.first_pixel + self._decoded
+            count = piece_length(start, self.width, self.first_pixel + self.pixels)
+            if self._raw is not None:
+                count = self._raw_ready(start, count)  # rows show as soon as their bits arrive
+                if not count:
+                    return
+            found = self._raw_piece(count) if self._raw is not None else self._runs_piece(count)
+            if found is None:
+                return
+            self._decoded += count
+            yield start, found
+
+    def _raw_ready(self, start: int, count: int) -> int:
+        """Of the next `count` pixels, those whose bits have arrived: whole rows, or part of a row
+        wider than a piece."""
+        assert self._raw is not None
+        if not self.bits:
+            return count
+        arrived = ((len(self._raw_bytes) + self._raw.available()) * 8 - self._raw_bit) // self.bits
+        if arrived >= count:
+            return count
+        if start % self.width == 0 and count % self.width == 0:
+            return arrived // self.width * self.width
+        return arrived
+
+    def _raw_piece(self, count: int) -> np.ndarray | None:
+        assert self._raw is not None
+        end_bit = self._raw_bit + count * self.bits
+        needed = (end_bit + 7) // 8 - len(self._raw_bytes)
+        if needed > self._raw.available():
+            return None
+        data = self._raw_bytes + self._raw.take(needed) if needed > 0 else self._raw_bytes
+        found = unpack_indices(data, self.bits, count, self._raw_bit).astype(self._dtype, copy=False)
+        if self.k < 1 << self.bits:  # else every value the bits can hold is < k
+            self._check_range(found, self.first_pixel + self._decoded)
+        whole = end_bit // 8
+        self._raw_bytes, self._raw_bit = data[whole:], end_bit % 8
+        return found
+
+    def _runs_piece(self, count: int) -> np.ndarray | None:
+        if self._literal_reader is None and not self._count_literals():
+            return None
+        flags = self._peek_flags(count)
+        literal_count = count - int(np.count_nonzero(flags))
+        assert self._literal_reader is not None
+        data = self._literal_reader.read(literal_count * literal_width(self.bits))
+        if data is None:
+            return None
+        self._use_flags(count)
+        literals = np.frombuffer(data, dtype=np.uint8 if self.bits <= 8 else ">u2")
+        if literals.size and int(literals.max()) >= self.k:
+            found = int(np.argmax(literals >= self.k))
+            pixel = self.first_pixel + self._decoded + int(np.flatnonzero(~flags)[found])
+            self._range_error(int(literals[found]), pixel)
+        rank = np.cumsum(~flags, dtype=np.int32)
+        table = np.empty(literal_count + 1, dtype=self._dtype)
+        table[0] = self._previous
+        table[1:] = literals
+        found = table[rank]
+        self._previous = int(found[-1])
+        return found
+
+    def _count_literals(self) -> bool:
+        """First pass over the complete flags: check them and count the literals, which sizes
+        the literal stream before any of it is inflated."""
+        assert self._flags is not None and self._literals is not None
+        if not self._flags.complete:
+            return False
+        total = (self.pixels + 7) // 8
+        reader = self._flag_inflater(total)
+        zeros, seen, kept = 0, 0, []
+        keep = total <= BLOCK_PIXELS // 8
+        while seen < total:
+            size = min(BLOCK_PIXELS // 8, total - seen)
+            data = reader.read(size)
+            assert data is not None  # the flags are complete
+            if seen == 0 and data[0] & 0x80:
+                raise KmqError(f"{self.what} flags: the first flag of a strip must be 0")
+            bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=min(size * 8, self.pixels - seen * 8))
+            zeros += bits.size - int(np.count_nonzero(bits))
+            seen += size
+            if seen == total and not padding_is_zero(data, bits.size):
+                raise KmqError(f"{self.what} flags: padding bits are not zero")
+            if keep:
+                kept.append(data)
+        reader.finish()
+        if keep:
+            self._all_flags = b"".join(kept)
+        else:
+            self._flags.rewind()
+            self._flag_reader = self._flag_inflater(total)
+        expected = zeros * literal_width(self.bits)
+        if self._literals.length > stream_bound(expected):
+            raise KmqError(f"{self.what} literals: {self._literals.length} bytes is over {stream_bound(expected)}, the most {expected} bytes of literals may take")
+        assert self._method is not None
+        literals = self._literals
+        self._literal_reader = Inflater(self._method, expected, f"{self.what} literals", literals.take, lambda: literals.exhausted)
+        return True
+
+    def _flag_inflater(self, total: int) -> Inflater:
+        assert self._flags is not None and self._method is not None
+        flags = self._flags
+        return Inflater(self._method, total, f"{self.what} flags", flags.take, lambda: flags.exhausted)
+
+    def _peek_flags(self, count: int) -> np.ndarray:
+        """The flags of the next `count` pixels (bit self._decoded of the strip's flags on)."""
+        bit = self._decoded % 8
+        needed = (bit + count + 7) // 8
+        if self._all_flags is not None:
+            first = self._decoded // 8
+            data = self._all_flags[first : first + needed]
+        else:
+            assert self._flag_reader is not None
+            if len(self._flag_bytes) < needed:
+                more = self._flag_reader.read(needed - len(self._flag_bytes))
+                assert more is not None  # the flags are complete
+                self._flag_bytes += more
+            data = self._flag_bytes[:needed]
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+        return bits[bit : bit + count].view(bool)
+
+    def _use_flags(self, count: int) -> None:
+        if self._all_flags is None:
+            self._flag_bytes = self._flag_bytes[(self._decoded % 8 + count) // 8 :]
+
+    def _end(self) -> bool:
+        """After the last piece: the stream's end, padding and trailing bytes are right."""
+        if self._raw is not None:
+            if self._padded and self._raw_bit and not padding_is_zero(self._raw_bytes[:1], self._raw_bit):
+                raise KmqError(f"{self.what}: padding bits are not zero")
+            return True
+        assert self._literal_reader is not None
+        if self._flag_reader is not None and not self._flag_reader.finish():
+            return False
+        return self._literal_reader.finish()
+
+    def _check_range(self, found: np.ndarray, first: int) -> None:
+        if found.size and int(found.max()) >= self.k:
+            at = int(np.argmax(found >= self.k))
+            self._range_error(int(found[at]), first + at)
+
+    def _range_error(self, value: int, pixel: int) -> None:
+        row, column = divmod(pixel, self.width)
+        raise KmqError(f"{self.what}: index {value} at row {row}, column {column} is out of range for k={self.k}")
+
+
+def decode_whole(data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str) -> np.ndarray:
+    """The flat indices of a strip whose bytes are all in memory, decoded piece by piece."""
+    view = memoryview(data)
+
+    def read_at(offset: int, size: int) -> bytes:
+        return bytes(view[offset : offset + size])
+
+    decoder = StripDecoder(pixels, first_pixel, width, k, bits_per_index, len(view), what, read_at)
+    out = np.empty(pixels, dtype=index_dtype(k))
+    for start, found in decoder.pieces():
+        out[start - first_pixel : start - first_pixel + found.size] = found
+    if not decoder.done:
+        raise KmqError(f"{what}: cut short")
+    return out
+
+
+# --- many strips --------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One pool for the process, made once: a file of many strips must not pay for a pool
+    per strip."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kmq-decode")
+        return _pool
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)  # a forked child has no pool threads
+
+
+def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]) -> list:
+    """function(*job) for each job, in order, on the shared pool when there is more than one."""
+    if len(jobs) < 2 or WORKERS < 2:
+        return [function(*job) for job in jobs]
+    return list(_shared_pool().map(lambda job: function(*job), jobs))
