@@ -23,16 +23,16 @@ import atheris
 
 # Instrument only the code under test: numpy, scipy, scikit-learn and zstandard are imported
 # first, uninstrumented, which keeps start-up short and executions fast.
-import numpy  # noqa: F401, I001
+import numpy  # noqa: F401
 import scipy.spatial  # noqa: F401
 import sklearn.cluster  # noqa: F401
 import zstandard  # noqa: F401
 
 with atheris.instrument_imports(include=["PIL", "pil_kmq", "targets"]):
     from PIL import Image
+    from targets import MAX_PIXELS, decode, fix_checksums, recode_strips
 
     import pil_kmq  # noqa: F401
-    from targets import MAX_PIXELS, decode, fix_checksums, recode_strips
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 

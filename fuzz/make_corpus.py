@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BLOCK = re.compile(r"^```kmq-(?:vector|invalid) (\S+).*?\n(.*?)^```", re.M | re.S)
+BLOCK = re.compile(r"^```kmq-(?:vector|invalid) (\S+).*?\n(.*?)^```", re.MULTILINE | re.DOTALL)
 MAX_SEED_BYTES = 20_000
 
 

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codec import DEFAULT_MAX_PIXELS, decode_bytes, encode_parts, read_prefix
-from .format import CRC_SIZE, EXIF_PREFIX, HEADER_SIZE, MAX_K, METADATA_CHUNKS, TIFF_HEADERS, Header, IndexCoding, StripMethod, pack_metadata, unpack_metadata
+from .format import (
+    CRC_SIZE,
+    EXIF_PREFIX,
+    HEADER_SIZE,
+    MAX_K,
+    METADATA_CHUNKS,
+    TIFF_HEADERS,
+    Header,
+    IndexCoding,
+    StripMethod,
+    pack_metadata,
+    unpack_metadata,
+)
 from .quantize import Quantized, RowSource, quantize, quantize_to_psnr
 
 DEFAULT_K = 16

@@ -10,13 +10,30 @@ from collections.abc import Iterator
 import numpy as np
 
 from .bitpack import pack_indices
-from .coding import STRIP_HEAD_SIZE, StripTable, check_strip_crc, check_strip_crc_value, encode_strips, parse_strip_height, parse_table, table_size
-from .decoding import BLOCK_PIXELS, READ_SIZE, WORKERS, StripDecoder, decode_whole, index_dtype, run_jobs
+from .coding import (
+    STRIP_HEAD_SIZE,
+    StripTable,
+    check_strip_crc,
+    check_strip_crc_value,
+    encode_strips,
+    parse_strip_height,
+    parse_table,
+    table_size,
+)
+from .decoding import (
+    BLOCK_PIXELS,
+    READ_SIZE,
+    WORKERS,
+    StripDecoder,
+    decode_whole,
+    index_dtype,
+    run_jobs,
+)
 from .format import (
     CRC_SIZE,
     HEADER_SIZE,
-    Header,
     KNOWN_CHUNKS,
+    Header,
     IndexCoding,
     KmqError,
     StripMethod,

@@ -37,8 +37,8 @@ class StripTable(NamedTuple):
     """strip_height, then the byte length and CRC-32 of every strip, as the index stream starts."""
 
     strip_height: int
-    lengths: Sequence[int]  # numpy arrays once parsed
-    crcs: Sequence[int]
+    lengths: Sequence[int] | np.ndarray  # numpy arrays once parsed
+    crcs: Sequence[int] | np.ndarray
 
     @property
     def size(self) -> int:

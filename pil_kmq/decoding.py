@@ -22,7 +22,7 @@ import numpy as np
 import zstandard
 
 from .bitpack import padding_is_zero, unpack_indices
-from .format import KmqError, StripMethod, crc32, field_width, raw_stream_length
+from .format import KmqError, StripMethod, field_width, raw_stream_length
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are ~10 bytes per pixel of it
 READ_SIZE = 1 << 20  # compressed bytes read from a file, or handed to a decompressor, at a time
@@ -443,9 +443,9 @@ class StripDecoder:
         self._use_flags(count)
         literals = np.frombuffer(data, dtype=np.uint8 if self.bits <= 8 else ">u2")
         if literals.size and int(literals.max()) >= self.k:
-            found = int(np.argmax(literals >= self.k))
-            pixel = self.first_pixel + self._decoded + int(np.flatnonzero(~flags)[found])
-            self._range_error(int(literals[found]), pixel)
+            bad = int(np.argmax(literals >= self.k))
+            pixel = self.first_pixel + self._decoded + int(np.flatnonzero(~flags)[bad])
+            self._range_error(int(literals[bad]), pixel)
         rank = np.cumsum(~flags, dtype=np.int32)
         table = np.empty(literal_count + 1, dtype=self._dtype)
         table[0] = self._previous

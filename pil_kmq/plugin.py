@@ -12,9 +12,27 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageFile
 
-from .api import DEFAULT_COMPRESSION, DEFAULT_SEED, check_compression, check_metadata, compress_image
+from .api import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_SEED,
+    check_compression,
+    check_metadata,
+    compress_image,
+)
 from .codec import IndexStreamDecoder, encode_parts
-from .format import HEADER_SIZE, KNOWN_CHUNKS, MAGIC, METADATA_CHUNKS, Header, KmqError, crc32, pack_metadata, parse_extensions, parse_header, unpack_metadata
+from .format import (
+    HEADER_SIZE,
+    KNOWN_CHUNKS,
+    MAGIC,
+    METADATA_CHUNKS,
+    Header,
+    KmqError,
+    crc32,
+    pack_metadata,
+    parse_extensions,
+    parse_header,
+    unpack_metadata,
+)
 
 FORMAT = "KMQ"
 CODEC = "kmq"
