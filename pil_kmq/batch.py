@@ -19,9 +19,7 @@ import multiprocessing
 import os
 import queue
 import signal
-import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,11 +28,12 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED
+from .atomic import SameFileError, write_atomic
 from .plugin import EXTENSION, FORMAT
 
 if TYPE_CHECKING:
@@ -215,8 +214,11 @@ def convert_file(job: Job) -> Result:
         )
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(job.output, data)
-    except OSError as error:
+        # No-clobber unless --force: of two runs racing for one output, one writes it.
+        write_atomic(job.output, data, overwrite=job.force, inputs=[job.input])
+    except FileExistsError:
+        return Result(job.input, job.output, bytes_in, 0, Status.SKIPPED, f"{job.output} exists (--force overwrites it)")
+    except (OSError, SameFileError) as error:
         return Result(
             job.input,
             job.output,
@@ -562,59 +564,3 @@ class Summary:
             f"{'total':<10} {sum(self.files.values()):>7,} {sum(self.bytes_in.values()):>14,}"
         )
         return "\n".join(lines)
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write data to target: a device or FIFO directly; a file (the one a symlink points to,
-    the link kept) through a temporary file beside it, renamed onto it only once complete,
-    so a failure or an interrupt never leaves it half written."""
-    real = Path(os.path.realpath(target))
-    if real.exists() and not stat.S_ISREG(real.stat().st_mode):
-        with open(real, "wb") as device:
-            device.write(data)
-        return
-    with atomic_output(real) as handle:
-        handle.write(data)
-
-
-@contextlib.contextmanager
-def atomic_output(target: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A file to write target's new content to: a temporary file beside it (beside the file
-    a symlink points to), renamed onto it only once the block completes, with target's
-    permissions; on any failure it is removed and target is left as it was."""
-    real = Path(os.path.realpath(target))
-    # Closed by the `with` below; delete=False because it is renamed, not deleted.
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        dir=real.parent, prefix=f".{real.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, file_mode_for(real))
-        os.replace(handle.name, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
-
-
-def file_mode_for(target: Path) -> int:
-    """Keep an existing file's permissions; give a new one what open() would (0o666 less umask)."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process's umask, read without setting it where the system allows (setting it is not
-    thread-safe: another thread's files would be created meanwhile with the wrong mode)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask

@@ -30,7 +30,8 @@ from .api import (
     check_seed,
     size_report,
 )
-from .batch import save_options, write_atomic
+from .atomic import SameFileError, write_atomic
+from .batch import save_options
 from .coding import (
     STRIP_HEAD_SIZE,
     StripTable,
@@ -145,6 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
     encode.add_argument(
         "-q", "--quiet", action="store_true", help="do not print the size table"
     )
+    encode.add_argument("--force", action="store_true", help="allow OUTPUT to be INPUT itself, replacing it")
     encode.set_defaults(run=_encode)
 
     decode = commands.add_parser(
@@ -160,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--format",
         help="output format for Pillow (e.g. PNG), when the extension does not say",
     )
+    decode.add_argument("--force", action="store_true", help="allow OUTPUT to be INPUT itself, replacing it")
     decode.set_defaults(run=_decode)
 
     info = commands.add_parser(
@@ -273,13 +276,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_output(target: Path, data: bytes) -> None:
-    """Write data to target: '-' is stdout; anything else is written atomically (write_atomic)."""
+def _write_output(target: Path, data: bytes, source: Path, force: bool) -> None:
+    """Write data to target: '-' is stdout; anything else all or nothing (write_atomic), never
+    over the input it was made from unless force."""
     if str(target) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    write_atomic(target, data)
+    try:
+        write_atomic(target, data, inputs=() if force else [source])
+    except SameFileError:
+        raise CliError(f"{target}: is the input file; pass --force to replace it") from None
+    except OSError as error:
+        raise CliError(f"{target}: cannot write: {error.strerror or error}") from None
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -329,10 +338,7 @@ def _encode(args: argparse.Namespace) -> None:
     if frames > 1:  # KMQ holds one image, as PNG does: Pillow saves the first frame
         print(f"kmq: note: {args.input}: the first of its {frames} frames (KMQ holds one image)", file=sys.stderr)
     data = encoded.getvalue()
-    try:
-        _write_output(args.output, data)
-    except OSError as error:
-        raise CliError(f"{args.output}: cannot write: {error}") from None
+    _write_output(args.output, data, args.input, args.force)
     if not args.quiet:
         header = parse_header(data[:HEADER_SIZE])
         report = (
@@ -363,20 +369,17 @@ def _decode(args: argparse.Namespace) -> None:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
     # Pillow's writers take these options; each keeps what its format can hold.
     metadata = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
-    _save_as(image, args.output, output_format, **metadata)
+    _save_as(image, args.output, output_format, args.input, args.force, **metadata)
 
 
-def _save_as(image: Image.Image, output: Path, output_format: str, **options: object) -> None:
+def _save_as(image: Image.Image, output: Path, output_format: str, source: Path, force: bool, **options: object) -> None:
     """Save image in output_format, then write it to output (atomically; '-' is stdout)."""
     encoded = io.BytesIO()
     try:
         image.save(encoded, output_format, **options)
     except (OSError, ValueError) as error:
         raise CliError(f"{output}: cannot write {output_format}: {error}") from None
-    try:
-        _write_output(output, encoded.getvalue())
-    except OSError as error:
-        raise CliError(f"{output}: cannot write: {error}") from None
+    _write_output(output, encoded.getvalue(), source, force)
 
 
 def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
@@ -564,7 +567,7 @@ def _compare(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     drawn = figure.draw_figure(image, trips, width=args.width)
-    _save_as(drawn, args.output, output_format)
+    _save_as(drawn, args.output, output_format, args.input, False)
     if not args.quiet:
         report = (
             sys.stderr if str(args.output) == "-" else sys.stdout

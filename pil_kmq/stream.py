@@ -31,7 +31,7 @@ from .api import (
     check_psnr,
     check_seed,
 )
-from .batch import atomic_output
+from .atomic import atomic_output
 from .bitpack import pack_indices
 from .codec import IndexStreamDecoder, Piece, decode_rows, place, read_prefix
 from .coding import (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +54,21 @@ def colours(image: Image.Image) -> int:
     return len(np.unique(np.asarray(image).reshape(image.size[0] * image.size[1], -1), axis=0))
 
 
-def failing_temporary(exception: BaseException):  # type: ignore[no-untyped-def]
-    """NamedTemporaryFile whose write puts half the data down, then raises."""
-    real_temporary = tempfile.NamedTemporaryFile
+def failing_output(exception: BaseException):  # type: ignore[no-untyped-def]
+    """A stand-in for pil_kmq.atomic.open_partial whose file takes half the data, then raises."""
+    from pil_kmq import atomic
 
-    def temporary(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        handle = real_temporary(*args, **kwargs)  # type: ignore[call-overload]
+    real_open = atomic.open_partial
+
+    def open_partial(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        handle, name = real_open(*args, **kwargs)  # type: ignore[arg-type]
         real_write = handle.write
 
         def write(data: bytes) -> int:
             real_write(data[: len(data) // 2])
             raise exception
 
-        handle.write = write
-        return handle
+        handle.write = write  # type: ignore[method-assign]
+        return handle, name
 
-    return temporary
+    return open_partial

@@ -9,16 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, failing_temporary, kmq_bytes
+from conftest import SAMPLES, failing_output, kmq_bytes
 from PIL import Image
 
-from pil_kmq import batch
+from pil_kmq import atomic, batch
 from pil_kmq.cli import main
 
 PNGS = ("ihc.png", "kodim23.png", "kodim03-p12.png")
@@ -360,11 +359,7 @@ def test_a_failed_write_leaves_the_old_output_and_no_temporary(
     out = tmp_path / "out"
     out.mkdir()
     (out / "kodim23.kmq").write_bytes(b"precious")
-    monkeypatch.setattr(
-        tempfile,
-        "NamedTemporaryFile",
-        failing_temporary(OSError(28, "No space left on device")),
-    )
+    monkeypatch.setattr(atomic, "open_partial", failing_output(OSError(28, "No space left on device")))
     command = [
         "convert",
         str(SAMPLES / "kodim23.png"),
@@ -389,9 +384,7 @@ def test_ctrl_c_stops_cleanly_with_whole_outputs_only(
     out = tmp_path / "out"
     out.mkdir()
     (out / "ihc.kmq").write_bytes(b"precious")
-    monkeypatch.setattr(
-        tempfile, "NamedTemporaryFile", failing_temporary(KeyboardInterrupt())
-    )
+    monkeypatch.setattr(atomic, "open_partial", failing_output(KeyboardInterrupt()))
     inputs = [str(SAMPLES / name) for name in PNGS]
     assert main(["convert", *inputs, "-o", str(out), "-j", "1", "--force", "-q"]) == 130
     assert files_under(out) == [

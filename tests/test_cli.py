@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES, failing_output
 from PIL import Image
 
-from conftest import SAMPLES, failing_temporary
 from pil_kmq.cli import main
 
 
@@ -152,11 +152,11 @@ def test_broken_pipe_gives_no_traceback() -> None:
 
 
 def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
+    from pil_kmq import atomic
 
     out = tmp_path / "keep.kmq"
     out.write_bytes(b"precious")
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", failing_temporary(KeyboardInterrupt()))
+    monkeypatch.setattr(atomic, "open_partial", failing_output(KeyboardInterrupt()))
     assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(out), "-k", "4"]) == 130
     assert out.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]

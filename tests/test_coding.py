@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import pytest
 import zstandard
+from conftest import kmq_bytes
 from PIL import Image
 
-from conftest import kmq_bytes
 from pil_kmq import KmqError, decode_kmq, encode_kmq
 from pil_kmq.coding import STRIP_PIXELS, encode_strip, strip_height_for
 from pil_kmq.decoding import decode_whole

@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 from PIL import Image
 
-from conftest import SAMPLES
 from pil_kmq import decode_kmq, reconstruct_image
 
 sys.path.insert(0, str(SAMPLES))
-from regenerate import GOLDEN, expected_path  # noqa: E402
+from regenerate import GOLDEN, expected_path
 
 NAMES = [entry[0] for entry in GOLDEN]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import colours, kmq_bytes
 from PIL import Image, ImageFile
 
 import pil_kmq
-from conftest import colours, kmq_bytes
 from pil_kmq.format import HEADER_SIZE, Header, IndexCoding, crc32, pack_crc
 
 

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLES, SPEC, kmq_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, SPEC, kmq_bytes
-
 sys.path.insert(0, str(ROOT / "fuzz"))
-from targets import ALLOWED, MAX_PIXELS, decode, fix_checksums  # noqa: E402
+from targets import ALLOWED, MAX_PIXELS, decode, fix_checksums
 
-VECTOR = re.compile(r"^```kmq-vector (\S+).*?\n(.*?)^```", re.M | re.S)
+VECTOR = re.compile(r"^```kmq-vector (\S+).*?\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def _small_files() -> dict[str, bytes]:

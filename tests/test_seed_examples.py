@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from conftest import kmq_bytes
 from PIL import Image
 
-from conftest import kmq_bytes
 from pil_kmq import decode_kmq, size_report
 
 

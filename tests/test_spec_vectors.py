@@ -6,12 +6,12 @@ import io
 import re
 
 import pytest
+from conftest import SPEC
 from PIL import Image
 
-from conftest import SPEC
 from pil_kmq import KmqError, decode_kmq, encode_kmq, reconstruct_image
 
-BLOCK = re.compile(r"^```(kmq-[a-z]+) (\S+)(.*?)\n(.*?)^```", re.M | re.S)
+BLOCK = re.compile(r"^```(kmq-[a-z]+) (\S+)(.*?)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def _hex(text: str) -> bytes:
