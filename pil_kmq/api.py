@@ -77,7 +77,10 @@ def check_metadata(metadata: dict[str, object]) -> dict[str, bytes]:
         if value is None:
             continue
         if key == "exif" and hasattr(value, "tobytes") and not isinstance(value, (bytes, bytearray, memoryview)):
-            value = value.tobytes()  # a PIL.Image.Exif
+            try:
+                value = value.tobytes()  # a PIL.Image.Exif
+            except Exception as error:  # noqa: BLE001 - Pillow raises struct.error, TypeError... on odd tag types
+                raise ValueError(f"exif cannot be encoded: {error}") from None
         if key == "xmp" and isinstance(value, str):
             value = value.encode("utf-8")
         if not isinstance(value, (bytes, bytearray, memoryview)):

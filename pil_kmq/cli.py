@@ -13,6 +13,7 @@ import io
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+DEBUG_VARIABLE = "KMQ_DEBUG"  # set: an unexpected error shows its traceback
 
 
 class CliError(Exception):
@@ -379,6 +383,12 @@ def _save_as(image: Image.Image, output: Path, output_format: str, source: Path,
         image.save(encoded, output_format, **options)
     except (OSError, ValueError) as error:
         raise CliError(f"{output}: cannot write {output_format}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - Pillow's writers raise struct.error, TypeError... on odd metadata
+        if not options:
+            raise CliError(f"{output}: cannot write {output_format}: {error}") from None
+        print(f"kmq: warning: {output}: {output_format} could not take the {', '.join(options)} ({error}); written without", file=sys.stderr)
+        _save_as(image, output, output_format, source, force)
+        return
     _write_output(output, encoded.getvalue(), source, force)
 
 
@@ -578,12 +588,18 @@ def _compare(args: argparse.Namespace) -> None:
         print(figure.comparison_table(image, trips), file=report)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None, line: str | None = None) -> None:
+    print(f"kmq: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `kmq` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
-        run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one "kmq: warning:" line, restored on return
+            run(args)
     except UsageError as error:
         print(f"kmq: error: {error} (see kmq --help)", file=sys.stderr)
         return EXIT_USAGE
@@ -596,5 +612,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (e.g. `kmq info ... | head`): no traceback, and none at exit either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except MemoryError:
+        print("kmq: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # noqa: BLE001 - one line for the user; the traceback on request
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(f"kmq: error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR
     return 0

@@ -6,6 +6,7 @@ This module is the spec (``spec/kmq.md``) in code. It knows nothing of Pillow or
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
@@ -255,9 +256,14 @@ def unpack_metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """Pillow info entries from the metadata chunks: "icc_profile", "exif" (with the "Exif\\0\\0"
     prefix Pillow's readers give, as PNG's does) and "xmp"; other chunks are skipped."""
     keys = {tag: key for key, tag in METADATA_CHUNKS.items()}
-    info = {keys[tag]: payload for tag, payload in chunks if tag in keys}
-    if "exif" in info:
-        info["exif"] = EXIF_PREFIX + info["exif"]
+    info = {keys[tag]: payload for tag, payload in chunks if tag in keys and payload}  # empty: absent
+    exif = info.get("exif")
+    if exif is not None and not exif.startswith(EXIF_PREFIX):  # a prefix already there is not doubled
+        if exif.startswith(TIFF_HEADERS):
+            info["exif"] = EXIF_PREFIX + exif
+        else:
+            del info["exif"]
+            warnings.warn("KMQ exif chunk is not EXIF data (no TIFF header): ignored", stacklevel=2)
     return info
 
 

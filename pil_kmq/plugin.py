@@ -190,10 +190,19 @@ _DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0
 def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
     """The extension area: icc_profile, exif and xmp from the save options, else from im.info;
     EXIF, else from the image's own tags (a TIFF keeps orientation there, not in im.info)."""
-    metadata = {key: info.get(key, im.info.get(key)) for key in METADATA_CHUNKS}
-    if "exif" not in info and metadata["exif"] is None and im.format == "TIFF":
-        metadata["exif"] = _descriptive_exif(im.getexif())
-    return pack_metadata(check_metadata(metadata))
+    given = {key: info[key] for key in METADATA_CHUNKS if key in info}
+    stored = check_metadata(given)  # a bad save option is the caller's ValueError
+    # What the image brought along is kept where it is valid, else dropped with a warning:
+    # a source file's odd metadata must not stop its pixels from being saved.
+    found: dict[str, object] = {key: im.info[key] for key in METADATA_CHUNKS if key not in given and im.info.get(key) is not None}
+    if "exif" not in given and "exif" not in found and im.format == "TIFF":
+        found["exif"] = _descriptive_exif(im.getexif())
+    for key, value in found.items():
+        try:
+            stored.update(check_metadata({key: value}))
+        except Exception as error:  # noqa: BLE001 - Pillow's EXIF encoder raises struct.error, TypeError...
+            warnings.warn(f"KMQ: the image's {key} could not be stored ({error}); saved without it", stacklevel=4)
+    return pack_metadata(stored)
 
 
 def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:

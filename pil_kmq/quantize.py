@@ -375,7 +375,7 @@ def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray
     """Of several k-means++ seedings run to convergence on the coarsest level, the lowest-error one."""
     best = None
     for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1):
-        seeds = _seeds(level, k, seed + attempt)
+        seeds = _seeds(level, k, (seed + attempt) % 2**32)  # scikit-learn takes seeds below 2**32
         centroids, bounds = lloyd(level, seeds, None, _COARSE_MAX_ITER, tol)
         error = float((((level.points - centroids[bounds.labels]) ** 2).sum(axis=1) * level.weights).sum())
         if best is None or error < best[0]:
