@@ -1,0 +1,365 @@
+"""Files built to cost gigabytes or minutes, and outputs that must not be clobbered: every read
+path stays bounded by what its caller asked for, whatever the file's sizes and strip cut."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, SAMPLES
+from PIL import Image
+
+from pil_kmq import KmqError, atomic, decode_kmq, stream
+from pil_kmq.cli import main
+
+sys.path.insert(0, str(ROOT / "fuzz"))
+import hostile
+
+MB = 1 << 20
+
+# Runs one read of a crafted file in a fresh interpreter under an address-space cap, and
+# prints its peak resident memory above the interpreter's baseline (VmHWM), in bytes.
+_PROBE = textwrap.dedent(
+    """
+    import io, json, resource, sys, warnings
+    sys.path.insert(0, sys.argv[1] + "/fuzz")
+    warnings.simplefilter("ignore")
+    import hostile, pil_kmq
+    from PIL import Image
+    from pil_kmq import stream
+
+    def peak():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM")
+
+    def size():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmSize"):
+                return int(line.split()[1]) * 1024
+
+    maker, arguments, entry, cap = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    data = getattr(hostile, maker)(*arguments)
+    path = sys.argv[6]
+    open(path, "wb").write(data)
+    Image.MAX_IMAGE_PIXELS = None
+    baseline = peak()
+    resource.setrlimit(resource.RLIMIT_AS, (size() + cap, size() + cap))
+    error = ""
+    try:
+        if entry == "verify":
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()
+        elif entry == "load":
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+        elif entry == "parser":
+            from PIL import ImageFile
+            parser = ImageFile.Parser()
+            for start in range(0, len(data), 1000):
+                parser.feed(data[start : start + 1000])
+            parser.close().close()
+        elif entry == "decode_kmq":
+            pil_kmq.decode_kmq(data, max_pixels=None)
+        elif entry == "read_rows":
+            with stream.open_kmq(path, max_pixels=None) as reader:
+                reader.read_rows(0, 1)
+        elif entry == "iter_rows":
+            with stream.open_kmq(path, max_pixels=None) as reader:
+                for _ in reader.iter_rows():
+                    pass
+        elif entry == "cli_info":
+            from pil_kmq.cli import main
+            assert main(["info", path]) == 0
+    except MemoryError:
+        error = "MemoryError"
+    print(json.dumps({"peak": peak() - baseline, "error": error}))
+    """
+)
+
+
+def _peak(tmp_path: Path, maker: str, arguments: list[int], entry: str, cap: int) -> int:
+    """Peak memory above baseline of `entry` reading hostile.maker(*arguments), capped at `cap`
+    bytes of address space more than the interpreter has (a regression fails, not swaps)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", _PROBE, str(ROOT), maker, json.dumps(arguments), entry, str(cap), str(tmp_path / "f.kmq")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not found["error"], f"{entry} ran out of its {cap / MB:.0f} MB cap"
+    return int(found["peak"])
+
+
+# 4000 x 4000 RGBA at k = 257 in one zstd strip: 16 megapixels in ~1.2 kB.
+ONE_STRIP = ("one_strip_image", [4000, 4000, 4, 257])
+ONE_STRIP_IMAGE = 4000 * 4000 * 4  # Pillow's RGBA image
+ONE_STRIP_INDICES = 4000 * 4000 * 2  # uint16 at k = 257
+
+
+@pytest.mark.parametrize("entry", ["verify", "cli_info"])
+def test_verify_and_info_stay_within_64_mb_whatever_the_image_size(tmp_path: Path, entry: str) -> None:
+    assert _peak(tmp_path, *ONE_STRIP, entry, 400 * MB) <= 64 * MB
+
+
+@pytest.mark.parametrize(
+    ("entry", "output"),
+    [("load", ONE_STRIP_IMAGE), ("parser", ONE_STRIP_IMAGE), ("decode_kmq", ONE_STRIP_INDICES)],
+)
+def test_a_strip_covering_the_whole_image_costs_a_piece_not_the_strip(tmp_path: Path, entry: str, output: int) -> None:
+    """Before, the strip was decoded in one go at ~10 bytes a pixel of temporaries."""
+    assert _peak(tmp_path, *ONE_STRIP, entry, output + 400 * MB) <= 1.25 * output + 64 * MB
+
+
+def test_a_row_range_of_a_one_strip_image_costs_the_rows_asked_for(tmp_path: Path) -> None:
+    assert _peak(tmp_path, *ONE_STRIP, "read_rows", 400 * MB) <= 1.25 * 4000 * 4 + 64 * MB
+    assert _peak(tmp_path, *ONE_STRIP, "iter_rows", 400 * MB) <= 64 * MB  # rows dropped as they come
+
+
+@pytest.mark.parametrize("entry", ["load", "read_rows", "decode_kmq"])
+def test_one_very_wide_row_is_decoded_in_parts(tmp_path: Path, entry: str) -> None:
+    """A 52-byte k = 1 file of one row of 40 million pixels: the row is all there is to ask for."""
+    width = 40_000_000
+    output = {"load": width * 4, "read_rows": width * 3, "decode_kmq": width}[entry]
+    assert _peak(tmp_path, "one_wide_row", [width], entry, output + 400 * MB) <= 1.25 * output + 64 * MB
+
+
+def test_stream_applies_a_pixel_limit_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "big.kmq"
+    path.write_bytes(hostile.one_strip_image(2**17 + 1, 2**17, 1, 2))
+    with pytest.raises(KmqError, match="exceeds max_pixels=17,179,869,184"):
+        stream.open_kmq(path)
+    with stream.open_kmq(path, max_pixels=None) as reader:
+        assert reader.shape == (2**17, 2**17 + 1, 1)
+
+
+@pytest.mark.parametrize("name", sorted(hostile.huge_sizes()))
+def test_sizes_past_the_end_of_the_file_are_refused_cleanly_on_every_path(tmp_path: Path, name: str) -> None:
+    data = hostile.huge_sizes()[name]
+    path = tmp_path / "f.kmq"
+    path.write_bytes(data)
+    with pytest.raises(KmqError), stream.open_kmq(path) as reader:
+        reader.read_rows(0, 1)
+    with pytest.raises(KmqError):
+        decode_kmq(data)
+    with pytest.raises(OSError), Image.open(io.BytesIO(data)) as image:
+        image.load()
+
+
+def test_many_tiny_strips_cost_time_per_byte_not_a_pool_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """70,000 one-row strips took 17 s of CPU when each pair of strips built a thread pool."""
+    import concurrent.futures
+
+    pools = []
+    real_init = concurrent.futures.ThreadPoolExecutor.__init__
+
+    def counting_init(self: object, *args: object, **kwargs: object) -> None:
+        pools.append(1)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "__init__", counting_init)
+    data = hostile.many_tiny_strips(70_000)
+    start = time.process_time()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        assert image.getpixel((3, 2)) == (0, 0, 0)
+    _, (indices, _) = decode_kmq(data)
+    assert indices[5, 3] == 8
+    elapsed = time.process_time() - start
+    assert len(pools) <= 1  # the one shared pool, made at most once
+    assert elapsed < 8.0, f"{elapsed:.1f} s of CPU for 1.5 MB of strips"
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+def test_stream_encode_writes_through_a_fifo_and_leaves_it_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.kmq"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    image = np.asarray(Image.open(SAMPLES / "kodim23.png").convert("RGB"))
+    stream.encode(image, fifo, k=4)
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    _, (indices, _) = decode_kmq(received[0])
+    assert indices.shape == image.shape[:2]
+
+
+def test_stream_encode_through_a_symlink_to_dev_null_keeps_the_device(tmp_path: Path) -> None:
+    link = tmp_path / "null.kmq"
+    link.symlink_to("/dev/null")
+    stream.encode(np.zeros((4, 4, 3), np.uint8), link, k=1)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert link.is_symlink()
+
+
+def test_sigkill_during_stream_encode_leaves_nothing_behind(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, time
+        from pil_kmq import stream
+
+        class Slow:
+            shape = (4096, 512, 3)
+            starts = 0
+            def __getitem__(self, rows):
+                start, stop, _ = rows.indices(4096)
+                if start == 0:
+                    Slow.starts += 1
+                    if Slow.starts == 2:
+                        print("second pass", flush=True)  # the output is open by now
+                time.sleep(0.2)
+                strip = np.zeros((stop - start, 512, 3), np.uint8)
+                strip[:, ::2] = 255  # two colours: the second pass reads every strip
+                return strip
+
+        stream.encode(Slow(), {str(tmp_path / "out.kmq")!r}, k=2)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "second pass"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    process.stdout.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_refuses_to_replace_its_input_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "x.png"
+    image.write_bytes((SAMPLES / "kodim23.png").read_bytes())
+    assert main(["encode", "-q", str(image), str(image), "-k", "4"]) == 1
+    assert "is the input file; pass --force" in capsys.readouterr().err
+    assert image.read_bytes() == (SAMPLES / "kodim23.png").read_bytes()
+    assert main(["encode", "-q", "--force", str(image), str(image), "-k", "4"]) == 0
+    with Image.open(image) as replaced:
+        assert replaced.format == "KMQ"
+
+
+def test_encode_to_dev_stdout_into_a_pipe(tmp_path: Path) -> None:
+    command = f"{sys.executable} -m pil_kmq encode -q {SAMPLES / 'kodim23.png'} /dev/stdout -k 4 | cat > {tmp_path / 'out.kmq'}"
+    result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert decode_kmq((tmp_path / "out.kmq").read_bytes())[0].k == 4
+
+
+def test_no_clobber_writes_race_to_exactly_one_winner(tmp_path: Path) -> None:
+    target = tmp_path / "out.kmq"
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def write(number: int) -> None:
+        barrier.wait()
+        try:
+            atomic.write_atomic(target, bytes([number]) * 1000, overwrite=False)
+            outcomes.append("wrote")
+        except FileExistsError:
+            outcomes.append("exists")
+
+    threads = [threading.Thread(target=write, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["exists"] * 7 + ["wrote"]
+    assert len(set(target.read_bytes())) == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["out.kmq"]
+
+
+def test_two_concurrent_converts_write_each_file_once(tmp_path: Path) -> None:
+    from pil_kmq import batch
+
+    job = batch.Job(SAMPLES / "kodim23.png", tmp_path / "kodim23.kmq", {"k": 4}, force=False, skip_if_larger=False)
+    barrier = threading.Barrier(2)
+    results = []
+
+    def convert() -> None:
+        barrier.wait()
+        results.append(batch.convert_file(job))
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(result.status for result in results) == [batch.Status.CONVERTED, batch.Status.SKIPPED]
+
+
+# --- metadata and options -------------------------------------------------------------------
+
+
+def test_an_exif_chunk_that_is_only_a_tiff_header_decodes_to_tiff_without_a_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "f.kmq"
+    source.write_bytes(hostile.bad_exif_chunk())
+    result = subprocess.run(
+        [sys.executable, "-m", "pil_kmq", "decode", str(source), str(tmp_path / "out.tif")], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0 and "kmq: warning:" in result.stderr
+    with Image.open(tmp_path / "out.tif") as image:
+        assert image.size == (1, 1)
+
+
+@pytest.mark.parametrize(("tag", "kind", "value"), [(0x0112, 2, "6"), (0x010F, 12, 1.5)])
+def test_a_tiff_with_oddly_typed_tags_saves_as_kmq_with_a_warning(tmp_path: Path, tag: int, kind: int, value: object) -> None:
+    """Orientation typed ASCII, Make typed DOUBLE: PNG saves such a file; so must KMQ."""
+    from PIL import TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[tag] = value
+    info.tagtype[tag] = kind
+    path = tmp_path / "odd.tif"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path, tiffinfo=info)
+    with Image.open(path) as image, pytest.warns(UserWarning, match="could not be stored"):
+        image.save(tmp_path / "odd.kmq", k=2)
+    result = subprocess.run(
+        [sys.executable, "-m", "pil_kmq", "encode", "-q", str(path), str(tmp_path / "cli.kmq")], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_unless_debug_is_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pil_kmq import cli
+
+    def broken(args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "_info", broken)
+    monkeypatch.delenv("KMQ_DEBUG", raising=False)
+    assert main(["info", str(SAMPLES / "kodim23-k16.kmq")]) == 1
+    assert capsys.readouterr().err == "kmq: error: RuntimeError: boom (set KMQ_DEBUG=1 for the traceback)\n"
+    monkeypatch.setenv("KMQ_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["info", str(SAMPLES / "kodim23-k16.kmq")])
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 2, 2**32 - 1])
+@pytest.mark.parametrize("k", [4, 64, 300])
+def test_every_seed_in_range_works(seed: int, k: int) -> None:
+    image = Image.open(SAMPLES / "kodim23.png").convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=k, seed=seed)
+    assert decode_kmq(buffer.getvalue())[0].k <= k
+
+
+def test_empty_and_prefixed_exif_chunks_read_as_pillow_expects() -> None:
+    from pil_kmq.format import unpack_metadata
+
+    assert unpack_metadata([(b"exif", b"")]) == {}
+    assert unpack_metadata([(b"exif", b"Exif\0\0MM\0*rest")]) == {"exif": b"Exif\0\0MM\0*rest"}
+    assert unpack_metadata([(b"exif", b"MM\0*rest")]) == {"exif": b"Exif\0\0MM\0*rest"}
+    with pytest.warns(UserWarning, match="not EXIF data"):
+        assert unpack_metadata([(b"exif", b"nonsense")]) == {}
