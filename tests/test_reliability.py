@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -177,3 +178,17 @@ def test_atheris_fuzzer_short_run_finds_nothing(tmp_path: Path) -> None:
     assert "Done 3000 runs" in result.stderr
     assert not list(tmp_path.glob("crash-*"))
     shutil.rmtree(corpus)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_field_aware_campaign_over_every_entry_point_finds_nothing(tmp_path: Path, seed: int) -> None:
+    """Mutated header fields, chunks, strip tables, flags and literals, checksums mended, read by
+    Pillow, the numpy API, stream and the CLI in a worker under a 1 GB address-space cap."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "campaign.py"), "--files", "250", "--seed", str(seed), "--keep", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["failures"] == 0, report["failed"]
+    assert report["files"] == 250
