@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import numpy as np
 import zstandard
+from common import best_time, geomean, kodak_images
 from PIL import Image
 
 import pil_kmq
-from common import best_time, geomean, kodak_images
 from pil_kmq.bitpack import pack_indices
 from pil_kmq.coding import ZLIB_LEVEL, ZSTD_LEVEL, _run_flags, strip_height_for
 

@@ -14,10 +14,10 @@ import time
 import tracemalloc
 
 import numpy as np
+from common import mosaic
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
-from common import mosaic
 
 
 def peak_bytes_per_pixel(image: Image.Image, k: int) -> float:

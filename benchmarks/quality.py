@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import seed_method
+from common import geomean, kodak_images, mse
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
-import seed_method
-from common import geomean, kodak_images, mse
 
 KS = seed_method.KS
 

@@ -14,9 +14,8 @@ import json
 import time
 
 import numpy as np
-from sklearn.cluster import KMeans
-
 from common import CACHE, kodak_images, mse
+from sklearn.cluster import KMeans
 
 KS = (2, 16, 64, 256)
 PATH = CACHE / "seed_method.json"

@@ -15,10 +15,10 @@ import argparse
 import io
 import time
 
+from common import geomean, kodak_images
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
-from common import geomean, kodak_images
 
 KS = (16, 64, 256)
 METHODS = ("zstd", "zlib", "none")

@@ -12,11 +12,11 @@ import argparse
 import io
 import time
 
+import seed_method
+from common import geomean, kodak_images, mosaic
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
-import seed_method
-from common import geomean, kodak_images, mosaic
 
 KS = seed_method.KS
 

@@ -30,23 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from hostile import _status
+
 MAX_PIXELS = 1 << 24  # the limit the readers are given: 16 megapixels (64 MB as RGBA)
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _virtual_size() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def read_every_way(path: Path, scratch: Path) -> list[str]:
@@ -110,7 +96,7 @@ def worker(cap: int) -> None:
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # Pillow errors at twice its limit
     warnings.simplefilter("ignore")
-    limit = _virtual_size() + cap
+    limit = _status("VmSize") + cap
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     scratch = Path(tempfile.mkdtemp(prefix="kmq-campaign-"))
     for line in sys.stdin:
@@ -121,7 +107,7 @@ def worker(cap: int) -> None:
         except MemoryError:
             problems = ["MemoryError: over the address-space cap"]
         seconds = time.perf_counter() - start
-        print(json.dumps({"file": str(path), "seconds": seconds, "problems": problems, "peak": _peak_rss()}), flush=True)
+        print(json.dumps({"file": str(path), "seconds": seconds, "problems": problems, "peak": _status("VmHWM")}), flush=True)
 
 
 def campaign(files: int, seed: int, cap: int, max_seconds: float, keep: Path | None) -> dict[str, object]:

@@ -74,3 +74,83 @@ def bad_exif_chunk() -> bytes:
     """A 1 x 1 file whose exif chunk is a TIFF header and nothing else."""
     chunk = b"exif" + struct.pack(">I", 4) + b"II*\0"
     return _file(1, 1, 3, 1, IndexCoding.NONE, b"", chunk, minor=2)
+
+
+# --- reading one of these files in a fresh process ------------------------------------------
+
+READS = ("verify", "load", "parser", "decode_kmq", "read_rows(0, 1)", "iter_rows", "kmq info")
+
+
+def _status(field: str) -> int:
+    """A /proc/self/status figure in bytes (VmHWM: peak resident memory; VmSize: address space)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def read_once(data: bytes, path: str, read: str) -> None:
+    """One read of the file, as a client makes it, with no pixel limit."""
+    import io
+
+    from PIL import Image, ImageFile
+
+    import pil_kmq
+    from pil_kmq import stream
+    from pil_kmq.cli import main
+
+    Image.MAX_IMAGE_PIXELS = None
+    if read in ("verify", "load"):
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify() if read == "verify" else image.load()
+    elif read == "parser":
+        parser = ImageFile.Parser()
+        for start in range(0, len(data), 1000):
+            parser.feed(data[start : start + 1000])
+        parser.close().close()
+    elif read == "decode_kmq":
+        pil_kmq.decode_kmq(data, max_pixels=None)
+    elif read == "read_rows(0, 1)":
+        with stream.open_kmq(path, max_pixels=None) as reader:
+            reader.read_rows(0, 1)
+    elif read == "iter_rows":
+        with stream.open_kmq(path, max_pixels=None) as reader:
+            for _ in reader.iter_rows():
+                pass
+    elif read == "kmq info":
+        main(["info", path])
+    else:
+        raise ValueError(read)
+
+
+def probe(maker: str, arguments: list[int], read: str, path: str, cap: int | None) -> dict[str, object]:
+    """Make the file, then read it once: peak memory above the baseline, CPU seconds, and the
+    exception the read raised ("ok" if none). cap: bytes of address space the read may add."""
+    import resource
+    import time
+    import warnings
+
+    warnings.simplefilter("ignore")
+    data = globals()[maker](*arguments)
+    with open(path, "wb") as file:
+        file.write(data)
+    baseline = _status("VmHWM")
+    if cap is not None:
+        limit = _status("VmSize") + cap
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    start, outcome = time.process_time(), "ok"
+    try:
+        read_once(data, path, read)
+    except BaseException as error:  # noqa: BLE001 - reported, not raised
+        outcome = type(error).__name__
+    return {"peak": _status("VmHWM") - baseline, "cpu": time.process_time() - start, "outcome": outcome, "size": len(data)}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    # python fuzz/hostile.py MAKER '[ARGUMENTS]' READ PATH [CAP_BYTES]: one JSON line
+    cap_argument = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    print(json.dumps(probe(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], cap_argument)))
