@@ -44,7 +44,12 @@ def one_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k:
 
 def one_wide_row(width: int = 2**31 - 1, channels: int = 3) -> bytes:
     """k = 1: one row of `width` pixels in 52 bytes."""
-    return _file(width, 1, channels, 1, IndexCoding.NONE, b"", minor=0)
+    return blank_image(width, 1, channels)
+
+
+def blank_image(width: int, height: int, channels: int = 3) -> bytes:
+    """k = 1: an image of one colour, of any size, in about 52 bytes."""
+    return _file(width, height, channels, 1, IndexCoding.NONE, b"", minor=0)
 
 
 def many_tiny_strips(count: int = 70_000, width: int = 8) -> bytes:

@@ -34,7 +34,8 @@ from PIL import Image
 
 from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED
 from .atomic import SameFileError, write_atomic
-from .plugin import EXTENSION, FORMAT
+from .modes import mode_hint, to_storable
+from .plugin import EXTENSION, FORMAT, storable
 
 if TYPE_CHECKING:
     from distributed import Client, WorkerPlugin
@@ -72,6 +73,7 @@ class Job:
     skip_if_larger: bool = (
         False  # write nothing when the KMQ is not smaller than the input
     )
+    convert: bool = False  # convert modes KMQ does not store by the rules of pil_kmq.modes
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def plan_jobs(
     *,
     force: bool = False,
     skip_if_larger: bool = False,
+    convert: bool = False,
 ) -> list[Job]:
     """One job per input image: a file goes to output_dir/<stem>.kmq, a directory's images to
     output_dir/<path relative to it>.kmq. PlanError for a missing path, or two inputs (or an
@@ -175,7 +178,7 @@ def plan_jobs(
             if os.path.exists(target) and os.path.samefile(target, source):
                 raise PlanError(f"{source}: its output {target} is the input itself")
             taken[key] = source
-            jobs.append(Job(source, target, options, force, skip_if_larger))
+            jobs.append(Job(source, target, options, force, skip_if_larger, convert))
     return jobs
 
 
@@ -199,7 +202,9 @@ def convert_file(job: Job) -> Result:
         with Image.open(job.input) as image:
             image.load()
             frames = getattr(image, "n_frames", 1)
-            image.save(encoded, FORMAT, **job.options)
+            if not storable(image.mode) and not job.convert:
+                raise ValueError(mode_hint(image.mode))
+            (to_storable(image) if job.convert else image).save(encoded, FORMAT, **job.options)
     except Exception as error:  # noqa: BLE001  whatever this file raises fails this file only
         return Result(job.input, job.output, bytes_in, 0, Status.FAILED, _reason(error))
     data = encoded.getvalue()

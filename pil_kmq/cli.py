@@ -13,6 +13,7 @@ import io
 import math
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,7 +42,8 @@ from .coding import (
     table_size,
 )
 from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
-from .plugin import FORMAT
+from .modes import CONVERSIONS, describe, mode_hint, to_storable
+from .plugin import FORMAT, storable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -49,6 +51,10 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CODES = (
+    "exit status: 0 done; 1 a file failed (unreadable, corrupt, truncated or unwritable input or output); "
+    "2 usage error (bad option or argument); 130 interrupted"
+)
 
 
 DEBUG_VARIABLE = "KMQ_DEBUG"  # set: an unexpected error shows its traceback
@@ -116,6 +122,15 @@ def _positive_int(name: str) -> Callable[[str], int]:
     return parse
 
 
+def _add_convert_option(parser: argparse.ArgumentParser) -> None:
+    rules = "; ".join(f"{mode}: {rule}" for mode, rule in CONVERSIONS.items())
+    parser.add_argument(
+        "--convert",
+        action="store_true",
+        help=f"convert images of modes KMQ does not store (default: refuse them): {rules}",
+    )
+
+
 def _add_save_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
@@ -127,12 +142,12 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
         "--compression",
         choices=sorted(COMPRESSIONS),
         default=DEFAULT_COMPRESSION,
-        help="index stream coding",
+        help=f"index stream coding (default {DEFAULT_COMPRESSION}; none: the bit-packed stream of the article)",
     )
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kmq", description="K-means colour-quantized images (KMQ).")
+def _build_parser(prog: str = "kmq") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="K-means colour-quantized images (KMQ).", epilog=EXIT_CODES)
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
@@ -151,6 +166,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="do not print the size table"
     )
     encode.add_argument("--force", action="store_true", help="allow OUTPUT to be INPUT itself, replacing it")
+    encode.add_argument(
+        "--format",
+        choices=[FORMAT],
+        help="say that OUTPUT is meant to hold KMQ though its extension names another format (no warning)",
+    )
+    _add_convert_option(encode)
     encode.set_defaults(run=_encode)
 
     decode = commands.add_parser(
@@ -222,6 +243,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite existing outputs (default: skip their inputs)",
     )
+    _add_convert_option(convert)
     convert.add_argument(
         "--skip-if-larger",
         action="store_true",
@@ -267,6 +289,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="dither the image to its colours",
     )
     _add_save_options(compare)
+    _add_convert_option(compare)
     compare.add_argument(
         "--width",
         type=_positive_int("width"),
@@ -295,7 +318,9 @@ def _write_output(target: Path, data: bytes, source: Path, force: bool) -> None:
         raise CliError(f"{target}: cannot write: {error.strerror or error}") from None
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path, convert: bool | None = None) -> Image.Image:
+    """The image at path, loaded. convert: None keeps its mode; False refuses a mode KMQ does
+    not store, with a hint; True converts it by the rules of pil_kmq.modes."""
     try:
         image = Image.open(path)
         image.load()
@@ -305,7 +330,11 @@ def _open_image(path: Path) -> Image.Image:
         raise CliError(f"{path}: not an image format Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise CliError(f"{path}: {error}") from None
-    return image
+    if convert is None or storable(image.mode):
+        return image
+    if not convert or describe(image.mode) is None:
+        raise CliError(f"{path}: {mode_hint(image.mode)}")
+    return to_storable(image)
 
 
 def _add_quality_options(parser: argparse.ArgumentParser) -> None:
@@ -331,11 +360,14 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    image = _open_image(args.input)
+    image = _open_image(args.input, args.convert)
+    _warn_on_foreign_extension(args.output, args.format)
     encoded = io.BytesIO()
     options = save_options(args.k, args.psnr, args.dither, args.seed, args.compression)
+    what = f"psnr {args.psnr:g} dB" if args.psnr is not None else f"k = {options['k']}"
     try:
-        image.save(encoded, FORMAT, **options)
+        with _working(f"{args.input.name}: {what}", args.quiet):
+            image.save(encoded, FORMAT, **options)
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     frames = getattr(image, "n_frames", 1)
@@ -352,6 +384,36 @@ def _encode(args: argparse.Namespace) -> None:
         print(size_report(header), file=report)
 
 
+def _warn_on_foreign_extension(output: Path, explicit: str | None) -> None:
+    """A KMQ file written under a name that says PNG, JPEG... surprises whoever opens it."""
+    named = Image.registered_extensions().get(output.suffix.lower())
+    if str(output) != "-" and explicit is None and named not in (None, FORMAT):
+        print(f"kmq: warning: {output}: writing KMQ to a name whose extension means {named} (--format KMQ says it is meant)", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _working(description: str, quiet: bool) -> Iterator[None]:
+    """A ticking progress line on a terminal while one long step runs (silent with -q or when
+    stderr is not a terminal): clustering a large image or searching k for a PSNR takes seconds."""
+    if quiet or not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    with tqdm(desc=f"kmq: {description}", bar_format="{desc} {elapsed}", file=sys.stderr, leave=False) as line:
+
+        def tick() -> None:
+            while not done.wait(0.5):
+                line.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+
 def _output_format(output: Path, explicit: str | None) -> str:
     """The Pillow format to write output in: explicit, else by its extension; CliError if none."""
     extension = output.suffix.lower()
@@ -360,9 +422,9 @@ def _output_format(output: Path, explicit: str | None) -> str:
     ).upper()
     Image.init()  # every plugin, so that Image.SAVE lists every writable format
     if output_format not in Image.SAVE:
-        raise CliError(
-            f"{output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format"
-        )
+        if str(output) == "-" and not explicit:
+            raise UsageError("writing to stdout ('-') needs --format, e.g. --format PNG")
+        raise UsageError(f"{output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format")
     return output_format
 
 
@@ -371,9 +433,45 @@ def _decode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
-    # Pillow's writers take these options; each keeps what its format can hold.
     metadata = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
-    _save_as(image, args.output, output_format, args.input, args.force, **metadata)
+    _save_as(image, args.output, output_format, args.input, args.force, **metadata_options(output_format, metadata))
+
+
+# EXIF tags that describe an image rather than lay out a TIFF: what a TIFF output can carry.
+_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
+XMP_PNG_KEY = "XML:com.adobe.xmp"  # PNG keeps XMP as an iTXt chunk of this keyword
+XMP_TIFF_TAG = 700
+
+
+def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str, object]:
+    """Save options that make Pillow's writer for output_format keep the ICC profile, EXIF and
+    XMP: JPEG and WebP take them as they are; PNG takes XMP as an iTXt chunk, TIFF as tag
+    700 and EXIF as its own tags; other writers get what they accept."""
+    options: dict[str, object] = dict(metadata)
+    xmp = options.pop("xmp", None) if output_format in ("PNG", "TIFF") else None
+    if output_format == "PNG" and xmp:
+        from PIL import PngImagePlugin
+
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt(XMP_PNG_KEY, bytes(xmp).decode("utf-8", "replace"))  # type: ignore[arg-type]
+        options["pnginfo"] = text
+    if output_format == "TIFF":
+        from PIL import TiffImagePlugin
+
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        exif = options.pop("exif", None)
+        if exif:
+            loaded = Image.Exif()
+            loaded.load(bytes(exif))  # type: ignore[arg-type]
+            for tag in _TIFF_EXIF_TAGS:
+                if tag in loaded:
+                    tags[tag] = loaded[tag]
+        if xmp:
+            tags[XMP_TIFF_TAG] = bytes(xmp)  # type: ignore[arg-type]
+            tags.tagtype[XMP_TIFF_TAG] = 1  # BYTE
+        if len(tags):
+            options["tiffinfo"] = tags
+    return options
 
 
 def _save_as(image: Image.Image, output: Path, output_format: str, source: Path, force: bool, **options: object) -> None:
@@ -465,9 +563,8 @@ def _info(args: argparse.Namespace) -> None:
             f"index_stream_length={header.index_stream_length}, file {file_size} bytes"
         )
         if file_size < header.file_length:
-            print(
-                f"  warning: file is truncated, the header declares {header.file_length} bytes"
-            )
+            print(f"kmq: warning: {path}: file is truncated, the header declares {header.file_length} bytes", file=sys.stderr)
+            failures.append(path)
         if table is not None:
             print(_strip_summary(path, header, table))
         coded_bits = header.index_stream_length * 8
@@ -476,7 +573,7 @@ def _info(args: argparse.Namespace) -> None:
         )
         print(size_report(header))
     if failures:
-        raise CliError(f"{len(failures)} of {len(args.files)} files could not be read")
+        raise CliError(f"{len(failures)} of {len(args.files)} files could not be read, or are truncated")
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -496,6 +593,7 @@ def _convert(args: argparse.Namespace) -> None:
             options,
             force=args.force,
             skip_if_larger=args.skip_if_larger,
+            convert=args.convert,
         )
     except batch.PlanError as error:
         raise CliError(str(error)) from None
@@ -562,17 +660,12 @@ def _dask_client(address: str | None, workers: int) -> Iterator[Client | None]:
 
 def _compare(args: argparse.Namespace) -> None:
     output_format = _output_format(args.output, args.format)
-    image = _open_image(args.input)
+    image = _open_image(args.input, args.convert)
+    show = not args.quiet and sys.stderr.isatty()
     try:
         trips = [
-            figure.round_trip(
-                image,
-                k,
-                seed=args.seed,
-                compression=args.compression,
-                dither=args.dither,
-            )
-            for k in args.k
+            figure.round_trip(image, k, seed=args.seed, compression=args.compression, dither=args.dither)
+            for k in tqdm(args.k, desc=f"kmq: {args.input.name}", unit="K", file=sys.stderr, leave=False, disable=not show)
         ]
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
@@ -592,9 +685,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"kmq: warning: {message}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `kmq` command; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
+    """Run the `kmq` command (named `prog` in its usage); returns the exit status."""
+    args = _build_parser(prog).parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         with warnings.catch_warnings():
@@ -616,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("kmq: error: out of memory", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as error:  # noqa: BLE001 - one line for the user; the traceback on request
+    except Exception as error:
         if os.environ.get(DEBUG_VARIABLE):
             raise
         print(f"kmq: error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)

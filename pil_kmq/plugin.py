@@ -162,6 +162,11 @@ class _ImageRows:
         return np.asarray(self._image.crop((0, top, self._image.width, bottom)))
 
 
+def storable(mode: str) -> bool:
+    """True when KMQ stores images of this mode, as they are or converted without loss."""
+    return mode in _NATIVE_MODES or mode in _LOSSLESS_CONVERSIONS or mode in _PREMULTIPLIED or mode == "P"
+
+
 def _pixels_to_store(im: Image.Image) -> _ImageRows:
     """The pixels KMQ stores for this image; ValueError naming the mode when that would lose data."""
     mode = im.mode
@@ -179,7 +184,8 @@ def _pixels_to_store(im: Image.Image) -> _ImageRows:
         return _ImageRows(im.convert(_PREMULTIPLIED[mode]))
     raise ValueError(
         f"cannot save mode {mode!r} as KMQ: KMQ stores 8-bit 'L', 'LA', 'RGB' and 'RGBA' ('1', 'P' and 'PA' are "
-        f"converted losslessly); convert the image first, e.g. im.convert('RGB')"
+        f"converted losslessly); convert the image first, e.g. pil_kmq.modes.to_storable(im), whose rules are "
+        f"documented (Pillow's own convert('L') clips 16-bit values)"
     )
 
 

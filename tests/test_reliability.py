@@ -166,12 +166,21 @@ def test_load_refuses_a_short_file_before_allocating(parrot: Image.Image) -> Non
     assert peak < 1_000_000  # the 12 MB image was never allocated
 
 
+def _peak_mb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def test_atheris_fuzzer_short_run_finds_nothing(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
     corpus = tmp_path / "corpus"
     subprocess.run([sys.executable, str(ROOT / "fuzz" / "make_corpus.py"), str(corpus)], check=True, timeout=60)
+    # libFuzzer's RSS is getrusage's maxrss, which a child inherits from this process's peak:
+    # its 2 GB limit is counted from there.
+    limit = 2048 + _peak_mb()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "fuzz" / "fuzz_decode.py"), str(corpus), "-runs=3000", "-seed=1", f"-artifact_prefix={tmp_path}/"],
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_decode.py"), str(corpus), "-runs=3000", "-seed=1", f"-rss_limit_mb={limit}", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
