@@ -8,16 +8,16 @@ import io
 import os
 import pty
 import struct
-import termios
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 from PIL import Image, ImageCms
 
-from conftest import SAMPLES
 from pil_kmq import decode_kmq, modes, stream
 from pil_kmq.cli import main
 
