@@ -433,7 +433,7 @@ def _decode(args: argparse.Namespace) -> None:
     image = _open_image(args.input)
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
-    metadata = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
+    metadata: dict[str, bytes] = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
     _save_as(image, args.output, output_format, args.input, args.force, **metadata_options(output_format, metadata))
 
 
@@ -448,26 +448,29 @@ def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str
     XMP: JPEG and WebP take them as they are; PNG takes XMP as an iTXt chunk, TIFF as tag
     700 and EXIF as its own tags; other writers get what they accept."""
     options: dict[str, object] = dict(metadata)
-    xmp = options.pop("xmp", None) if output_format in ("PNG", "TIFF") else None
+    xmp = metadata.get("xmp") if output_format in ("PNG", "TIFF") else None
     if output_format == "PNG" and xmp:
         from PIL import PngImagePlugin
 
+        del options["xmp"]
         text = PngImagePlugin.PngInfo()
-        text.add_itxt(XMP_PNG_KEY, bytes(xmp).decode("utf-8", "replace"))  # type: ignore[arg-type]
+        text.add_itxt(XMP_PNG_KEY, bytes(xmp).decode("utf-8", "replace"))
         options["pnginfo"] = text
     if output_format == "TIFF":
         from PIL import TiffImagePlugin
 
         tags = TiffImagePlugin.ImageFileDirectory_v2()
-        exif = options.pop("exif", None)
+        exif = metadata.get("exif")
+        options.pop("exif", None)
+        options.pop("xmp", None)
         if exif:
             loaded = Image.Exif()
-            loaded.load(bytes(exif))  # type: ignore[arg-type]
+            loaded.load(bytes(exif))
             for tag in _TIFF_EXIF_TAGS:
                 if tag in loaded:
                     tags[tag] = loaded[tag]
         if xmp:
-            tags[XMP_TIFF_TAG] = bytes(xmp)  # type: ignore[arg-type]
+            tags[XMP_TIFF_TAG] = bytes(xmp)
             tags.tagtype[XMP_TIFF_TAG] = 1  # BYTE
         if len(tags):
             options["tiffinfo"] = tags
