@@ -22,6 +22,7 @@ from .coding import (
 )
 from .decoding import (
     BLOCK_PIXELS,
+    JOB_PIXELS,
     READ_SIZE,
     WORKERS,
     StripDecoder,
@@ -218,7 +219,7 @@ class IndexStreamDecoder:
         return True
 
     def _ready_jobs(self, table: StripTable) -> list[list[tuple[int, bytes, int, int]]]:
-        """Whole small strips that have arrived, in up to WORKERS jobs of at most BLOCK_PIXELS
+        """Whole small strips that have arrived, in up to WORKERS jobs of about JOB_PIXELS
         pixels each: many tiny strips cost one job, not one each."""
         header = self.header
         jobs: list[list[tuple[int, bytes, int, int]]] = []
@@ -231,7 +232,7 @@ class IndexStreamDecoder:
             pixels, length = rows * header.width, int(table.lengths[number])
             if pixels > BLOCK_PIXELS or length > self._available():
                 break
-            if job and job_pixels + pixels > BLOCK_PIXELS:
+            if job and job_pixels + pixels > JOB_PIXELS:
                 jobs.append(job)
                 job, job_pixels = [], 0
                 if len(jobs) == WORKERS:

@@ -25,6 +25,10 @@ from .bitpack import padding_is_zero, unpack_indices
 from .format import KmqError, StripMethod, field_width, raw_stream_length
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are ~10 bytes per pixel of it
+# Pixels of small strips batched into one job of the shared pool: enough that tiny strips
+# cost little each, few enough that a photo's strips (2**18 pixels from our writer) spread
+# over both workers.
+JOB_PIXELS = 1 << 18
 READ_SIZE = 1 << 20  # compressed bytes read from a file, or handed to a decompressor, at a time
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support

@@ -49,6 +49,7 @@ from .coding import (
 )
 from .decoding import (
     BLOCK_PIXELS,
+    JOB_PIXELS,
     READ_SIZE,
     WORKERS,
     StripDecoder,
@@ -401,7 +402,7 @@ class KmqReader:
             jobs: list[list[tuple[int, bytes, int, int]]] = []
             while number <= last and len(jobs) < WORKERS:
                 job, pixels = [], 0
-                while number <= last and pixels + rows * width <= BLOCK_PIXELS:
+                while number <= last and rows * width <= BLOCK_PIXELS and (not job or pixels + rows * width <= JOB_PIXELS):
                     data = self._read_at(header.index_stream_offset + int(offsets[number]), int(table.lengths[number]))
                     job.append((number, data, number * strip_height, rows))
                     pixels += rows * width
