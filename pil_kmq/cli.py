@@ -465,7 +465,10 @@ def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str
         options.pop("xmp", None)
         if exif:
             loaded = Image.Exif()
-            loaded.load(bytes(exif))
+            try:
+                loaded.load(bytes(exif))
+            except Exception as error:  # noqa: BLE001 - Pillow's EXIF parser raises struct.error, KeyError...
+                warnings.warn(f"the EXIF data could not be read ({error}); the TIFF is written without it", stacklevel=2)
             for tag in _TIFF_EXIF_TAGS:
                 if tag in loaded:
                     tags[tag] = loaded[tag]
