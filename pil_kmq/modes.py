@@ -85,5 +85,13 @@ def _with_info(converted: Image.Image, original: Image.Image, srgb: bool = False
     colours were moved into sRGB (the old profile would now describe them wrongly)."""
     converted.info = dict(original.info)
     if srgb:
-        converted.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        converted.info["icc_profile"] = srgb_profile()
     return converted
+
+
+def srgb_profile() -> bytes:
+    """lcms's sRGB profile, its creation date fixed (bytes 24-35 of the ICC header) so that the
+    same image converts to the same bytes on any day."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[24:36] = bytes.fromhex("07d0 0001 0001 0000 0000 0000")  # 2000-01-01 00:00:00
+    return bytes(profile)
