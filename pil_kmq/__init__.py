@@ -6,7 +6,7 @@ again explicitly (idempotent). The numpy API mirrors the article the format come
 
 from __future__ import annotations
 
-from . import stream
+from . import modes, stream
 from .api import (
     COMPRESSIONS,
     DEFAULT_K,
@@ -38,6 +38,7 @@ __all__ = [
     "read_metadata",
     "reconstruct_image",
     "register",
+    "modes",
     "size_report",
     "stream",
 ]

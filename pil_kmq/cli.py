@@ -52,8 +52,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_CODES = (
-    "exit status: 0 done; 1 a file failed (unreadable, corrupt, truncated or unwritable input or output); "
-    "2 usage error (bad option or argument); 130 interrupted"
+    "exit status: 0 done; 1 a file failed (unreadable, corrupt or truncated input, an output that cannot be "
+    "written or that is the input); 2 usage error (a bad option or argument, an output name no writer takes); "
+    "130 interrupted"
 )
 
 
@@ -361,7 +362,6 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
 
 def _encode(args: argparse.Namespace) -> None:
     image = _open_image(args.input, args.convert)
-    _warn_on_foreign_extension(args.output, args.format)
     encoded = io.BytesIO()
     options = save_options(args.k, args.psnr, args.dither, args.seed, args.compression)
     what = f"psnr {args.psnr:g} dB" if args.psnr is not None else f"k = {options['k']}"
@@ -375,6 +375,7 @@ def _encode(args: argparse.Namespace) -> None:
         print(f"kmq: note: {args.input}: the first of its {frames} frames (KMQ holds one image)", file=sys.stderr)
     data = encoded.getvalue()
     _write_output(args.output, data, args.input, args.force)
+    _warn_on_foreign_extension(args.output, args.format)
     if not args.quiet:
         header = parse_header(data[:HEADER_SIZE])
         report = (
@@ -388,7 +389,7 @@ def _warn_on_foreign_extension(output: Path, explicit: str | None) -> None:
     """A KMQ file written under a name that says PNG, JPEG... surprises whoever opens it."""
     named = Image.registered_extensions().get(output.suffix.lower())
     if str(output) != "-" and explicit is None and named not in (None, FORMAT):
-        print(f"kmq: warning: {output}: writing KMQ to a name whose extension means {named} (--format KMQ says it is meant)", file=sys.stderr)
+        print(f"kmq: warning: {output}: KMQ written to a name whose extension means {named} (--format KMQ says it is meant)", file=sys.stderr)
 
 
 @contextlib.contextmanager

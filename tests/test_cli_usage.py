@@ -126,7 +126,7 @@ def test_write_errors_name_the_users_path(tmp_path: Path, capsys: pytest.Capture
 
 def test_kmq_under_a_foreign_extension_gets_a_warning_unless_meant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(tmp_path / "weird.png")]) == 0
-    assert "writing KMQ to a name whose extension means PNG" in capsys.readouterr().err
+    assert "KMQ written to a name whose extension means PNG" in capsys.readouterr().err
     assert main(["encode", "-q", "--format", "KMQ", str(SAMPLES / "kodim23.png"), str(tmp_path / "meant.png")]) == 0
     assert capsys.readouterr().err == ""
 
@@ -134,7 +134,7 @@ def test_kmq_under_a_foreign_extension_gets_a_warning_unless_meant(tmp_path: Pat
 def test_python_m_names_itself() -> None:
     result = subprocess.run([sys.executable, "-m", "pil_kmq", "--help"], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.startswith("usage: python -m pil_kmq")
-    assert "exit status: 0 done; 1 a file failed" in result.stdout
+    assert "exit status: 0 done; 1 a file failed" in " ".join(result.stdout.split())
 
 
 def test_every_option_shows_its_default_in_help() -> None:
