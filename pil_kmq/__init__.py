@@ -34,11 +34,11 @@ __all__ = [
     "compress_image",
     "decode_kmq",
     "encode_kmq",
+    "modes",
     "psnr_for_mse",
     "read_metadata",
     "reconstruct_image",
     "register",
-    "modes",
     "size_report",
     "stream",
 ]

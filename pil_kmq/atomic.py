@@ -24,6 +24,9 @@ from typing import IO
 PARTIAL_MARK = ".kmq-partial-"
 # errno values that mean "this filesystem or system has no O_TMPFILE".
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+# errno values of link(2) on a filesystem without hard links.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
+_PROC_FD = "/proc/self/fd"
 
 
 class SameFileError(ValueError):
@@ -76,7 +79,7 @@ def open_partial(directory: Path, name: str) -> tuple[IO[bytes], str | None]:
     """An open file for the new content in `directory`: unnamed (O_TMPFILE; name None), else a
     hidden temporary whose name is returned."""
     flag = getattr(os, "O_TMPFILE", 0)
-    if flag:
+    if flag and os.path.isdir(_PROC_FD):  # linking the file into place goes through /proc
         try:
             fd = os.open(directory, flag | os.O_WRONLY, 0o600)
         except OSError as error:
@@ -85,7 +88,7 @@ def open_partial(directory: Path, name: str) -> tuple[IO[bytes], str | None]:
         else:
             return os.fdopen(fd, "wb"), None
     # delete=False because it is renamed or linked into place, not deleted.
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}{PARTIAL_MARK}", delete=False)  # noqa: SIM115
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{_short(name)}{PARTIAL_MARK}", delete=False)  # noqa: SIM115
     return handle, handle.name  # type: ignore[return-value]
 
 
@@ -96,7 +99,7 @@ def _put_in_place(handle: IO[bytes], name: str | None, real: Path, overwrite: bo
             return
         # No system call links over an existing name: link under a fresh one, then rename.
         for _ in range(100):
-            temporary = real.with_name(f".{real.name}{PARTIAL_MARK}{os.urandom(6).hex()}")
+            temporary = real.with_name(f".{_short(real.name)}{PARTIAL_MARK}{os.urandom(6).hex()}")
             try:
                 _link_unnamed(handle, temporary)
             except FileExistsError:
@@ -111,15 +114,30 @@ def _put_in_place(handle: IO[bytes], name: str | None, real: Path, overwrite: bo
         raise FileExistsError(errno.EEXIST, "no free temporary name", str(real))
     if overwrite:
         os.replace(name, real)
-    else:
+        return
+    try:
         os.link(name, real)  # no-clobber: EEXIST if the name was taken meanwhile
-        os.unlink(name)
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        # No hard links here (FAT, exFAT...): take the name with O_EXCL, then rename over it.
+        os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(name, real)
+        return
+    os.unlink(name)
+
+
+def _short(name: str) -> str:
+    """A file's name as part of a temporary's: cut so that the temporary's name still fits
+    NAME_MAX (255 bytes) with the mark and random suffix added."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    return encoded[:200].decode("utf-8", "ignore") if len(encoded) > 200 else name
 
 
 def _link_unnamed(handle: IO[bytes], path: Path) -> None:
     """Give an O_TMPFILE file a name. linkat(2) must follow /proc/self/fd/N to the file, and
     os.link asks linkat to follow only when given a directory descriptor."""
-    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    proc = os.open(_PROC_FD, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.link(str(handle.fileno()), path, src_dir_fd=proc, follow_symlinks=True)
     finally:

@@ -14,7 +14,6 @@ from .coding import (
     STRIP_HEAD_SIZE,
     StripTable,
     check_strip_crc,
-    check_strip_crc_value,
     encode_strips,
     parse_strip_height,
     parse_table,
@@ -82,14 +81,17 @@ def place(first_pixel: int, found: np.ndarray, width: int) -> Piece:
     return row, column, found.reshape(1, -1)
 
 
-def decode_rows(strips: list[tuple[int, bytes, int, int]], table: StripTable, header: Header) -> np.ndarray:
-    """The indices of consecutive whole strips (number, bytes, first row, rows), each checked
-    against its strip_crc before it is decoded: one job for the shared pool."""
+Strip = tuple[int, bytes, int, int, int]  # number, bytes, first row, rows, strip_crc
+
+
+def decode_rows(strips: list[Strip], header: Header) -> np.ndarray:
+    """The indices of consecutive whole strips, each checked against its strip_crc before it
+    is decoded: one job for the shared pool."""
     width = header.width
     first = strips[0][2]
     out = np.empty((strips[-1][2] + strips[-1][3] - first, width), dtype=index_dtype(header.k))
-    for number, data, row, rows in strips:
-        check_strip_crc(data, table, number)
+    for number, data, row, rows, stored in strips:
+        check_strip_crc(crc32(data), stored, number)
         found = decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}")
         out[row - first : row - first + rows] = found.reshape(rows, width)
     return out
@@ -185,13 +187,13 @@ class IndexStreamDecoder:
                 yield from self._feed_strip()
                 if not self._strip.done:
                     return
-                check_strip_crc_value(self._strip_crc, table, self._next_strip)
+                check_strip_crc(self._strip_crc, int(table.crcs[self._next_strip]), self._next_strip)
                 self._strip = None
                 self._next_strip += 1
                 continue
             jobs = self._ready_jobs(table)
             if jobs:
-                for rows in run_jobs(decode_rows, [(job, table, header) for job in jobs]):
+                for rows in run_jobs(decode_rows, [(job, header) for job in jobs]):
                     first = jobs.pop(0)[0][2]
                     self._pixels_done = (first + len(rows)) * header.width
                     yield first, 0, rows
@@ -218,12 +220,12 @@ class IndexStreamDecoder:
         self._table = parse_table(self._consume(size), header.height, header.width, header.bits_per_index, header.index_stream_length)
         return True
 
-    def _ready_jobs(self, table: StripTable) -> list[list[tuple[int, bytes, int, int]]]:
+    def _ready_jobs(self, table: StripTable) -> list[list[Strip]]:
         """Whole small strips that have arrived, in up to WORKERS jobs of about JOB_PIXELS
         pixels each: many tiny strips cost one job, not one each."""
         header = self.header
-        jobs: list[list[tuple[int, bytes, int, int]]] = []
-        job: list[tuple[int, bytes, int, int]] = []
+        jobs: list[list[Strip]] = []
+        job: list[Strip] = []
         job_pixels = 0
         number = self._next_strip
         while number < len(table.lengths):
@@ -237,7 +239,7 @@ class IndexStreamDecoder:
                 job, job_pixels = [], 0
                 if len(jobs) == WORKERS:
                     break
-            job.append((number, self._consume(length), top, rows))
+            job.append((number, self._consume(length), top, rows, int(table.crcs[number])))
             job_pixels += pixels
             number += 1
         if job:

@@ -81,23 +81,44 @@ def parse_table(data: bytes, height: int, width: int, bits_per_index: int, strea
     count = strip_count(height, strip_height)
     entries = np.frombuffer(data, dtype=_TABLE_ENTRY, count=count, offset=STRIP_HEAD_SIZE)
     lengths, crcs = entries["length"].astype(np.uint64), entries["crc"].astype(np.uint32)
-    if count and not lengths.all():
-        raise KmqError(f"KMQ strip {int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
-    last_rows = height - (count - 1) * strip_height
-    limits = (max_strip_length(strip_height * width, bits_per_index), max_strip_length(last_rows * width, bits_per_index))
-    over = np.flatnonzero(lengths[:-1] > limits[0]).tolist() + ([count - 1] if int(lengths[-1]) > limits[1] else [])
-    if over:
-        number = over[0]
-        raise KmqError(f"KMQ strip {number}: strip_length {int(lengths[number])} is more than its pixels may take")
-    # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
-    total = (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
+    total = check_lengths(lengths, 0, strip_height, height, width, bits_per_index)
     table = StripTable(strip_height, lengths, crcs)
-    if table.size + total != stream_length:
+    check_total(total, table.size, count, stream_length)
+    return table
+
+
+def check_lengths(lengths: np.ndarray, first: int, strip_height: int, height: int, width: int, bits_per_index: int) -> int:
+    """Check the strip_lengths of strips first, first + 1, ...: each at least 1 and at most what
+    its pixels may take. Returns their sum (added without overflow)."""
+    if not lengths.size:
+        return 0
+    if not lengths.all():
+        raise KmqError(f"KMQ strip {first + int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
+    count = strip_count(height, strip_height)
+    last_rows = height - (count - 1) * strip_height
+    limits = np.full(lengths.size, max_strip_length(strip_height * width, bits_per_index), dtype=np.uint64)
+    if first + lengths.size == count:
+        limits[-1] = max_strip_length(last_rows * width, bits_per_index)
+    over = np.flatnonzero(lengths > limits)
+    if over.size:
+        number = int(over[0])
+        raise KmqError(f"KMQ strip {first + number}: strip_length {int(lengths[number])} is more than its pixels may take")
+    # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
+    return (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
+
+
+def check_total(total: int, table_bytes: int, count: int, stream_length: int) -> None:
+    if table_bytes + total != stream_length:
         raise KmqError(
-            f"KMQ strip table: {count} strips of {total} bytes plus a {table.size}-byte table "
+            f"KMQ strip table: {count} strips of {total} bytes plus a {table_bytes}-byte table "
             f"do not make index_stream_length {stream_length}"
         )
-    return table
+
+
+def read_entries(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """strip_length and strip_crc of `count` table entries."""
+    entries = np.frombuffer(data, dtype=_TABLE_ENTRY, count=count)
+    return entries["length"].astype(np.uint64), entries["crc"].astype(np.uint32)
 
 
 def strip_offsets(table: StripTable) -> np.ndarray:
@@ -110,14 +131,10 @@ def pack_table(table: StripTable) -> bytes:
     return _U32.pack(table.strip_height) + entries
 
 
-def check_strip_crc(data: bytes | memoryview, table: StripTable, number: int) -> None:
+def check_strip_crc(computed: int, stored: int, number: int) -> None:
     """Each strip's own CRC-32 locates corruption to the strip."""
-    check_strip_crc_value(crc32(data), table, number)
-
-
-def check_strip_crc_value(computed: int, table: StripTable, number: int) -> None:
-    if computed != int(table.crcs[number]):
-        raise KmqError(f"KMQ strip {number}: checksum mismatch (stored {int(table.crcs[number]):#010x}, computed {computed:#010x}): the strip is corrupt")
+    if computed != stored:
+        raise KmqError(f"KMQ strip {number}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the strip is corrupt")
 
 
 # --- the run/literal transform -------------------------------------------------------------

@@ -92,6 +92,7 @@ class Inflater:
         self._ended = False
         self._head = bytearray()  # a zstd frame header, until it is whole and checked
         self._engine: object = None if self._zstd else zlib.decompressobj()
+        self._fed = False  # input has gone into the streaming engine: no one-call decoding then
 
     def read(self, size: int) -> bytes | None:
         while len(self._out) < size:
@@ -154,10 +155,11 @@ class Inflater:
         if self._engine is None:
             self._take_zstd_header()
             return b""
-        if self.expected <= _ONE_CALL_OUTPUT and self._produced == 0 and not self._supply_more():
+        if self.expected <= _ONE_CALL_OUTPUT and not self._fed and not self._supply_more():
             return self._zstd_whole()
         size = len(self._input) if self.expected <= _ONE_CALL_OUTPUT else _SLICE
         data, self._input = self._input[:size], self._input[size:]
+        self._fed = True
         engine: Any = self._engine
         try:
             piece = engine.decompress(data)
@@ -230,12 +232,14 @@ def check_zstd_header(head: bytes, expected: int, what: str) -> None:
         raise KmqError(f"{what}: corrupt zstd frame header ({error})") from None
     if declared != expected:
         raise KmqError(f"{what}: zstd frame declares {declared} bytes, {expected} expected")
-    if not descriptor >> 5 & 1:
+    if descriptor >> 5 & 1:
+        window = declared  # a single-segment frame's window is its content
+    else:
         exponent, mantissa = head[5] >> 3, head[5] & 7
         base = 1 << (10 + exponent)
         window = base + base // 8 * mantissa
-        if window > MAX_ZSTD_WINDOW:
-            raise KmqError(f"{what}: zstd frame's window of {window:,} bytes is over {MAX_ZSTD_WINDOW:,}")
+    if window > MAX_ZSTD_WINDOW:
+        raise KmqError(f"{what}: zstd frame's window of {window:,} bytes is over {MAX_ZSTD_WINDOW:,}")
 
 
 # --- the bytes of one strip ---------------------------------------------------------------
@@ -583,6 +587,7 @@ def decode_whole(data: bytes | memoryview, pixels: int, first_pixel: int, width:
 # --- many strips --------------------------------------------------------------------------
 
 _pool: ThreadPoolExecutor | None = None
+_POOL_PREFIX = "kmq-pool"
 _pool_lock = threading.Lock()
 
 
@@ -592,7 +597,7 @@ def _shared_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kmq-decode")
+            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix=_POOL_PREFIX)
         return _pool
 
 
@@ -606,7 +611,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]) -> list:
-    """function(*job) for each job, in order, on the shared pool when there is more than one."""
-    if len(jobs) < 2 or WORKERS < 2:
+    """function(*job) for each job, in order, on the shared pool when there is more than one.
+    Called from one of the pool's own threads (a job that decodes a KMQ file), the jobs run
+    in that thread: waiting on the pool from inside it could wait forever."""
+    if len(jobs) < 2 or WORKERS < 2 or threading.current_thread().name.startswith(_POOL_PREFIX):
         return [function(*job) for job in jobs]
     return list(_shared_pool().map(lambda job: function(*job), jobs))

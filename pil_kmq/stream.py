@@ -33,18 +33,21 @@ from .api import (
 )
 from .atomic import atomic_output
 from .bitpack import pack_indices
-from .codec import IndexStreamDecoder, Piece, decode_rows, place, read_prefix
+from .codec import IndexStreamDecoder, Piece, Strip, decode_rows, place, read_prefix
 from .coding import (
+    STRIP_ENTRY_SIZE,
     STRIP_HEAD_SIZE,
     StripTable,
-    check_strip_crc_value,
+    check_lengths,
+    check_strip_crc,
+    check_total,
     encode_strip,
     pack_table,
     parallel_map,
     parse_strip_height,
-    parse_table,
+    read_entries,
+    strip_count,
     strip_height_for,
-    strip_offsets,
     table_size,
 )
 from .decoding import (
@@ -81,6 +84,7 @@ from .quantize import (
     streaming_histogram,
 )
 
+_TABLE_CHUNK = 1 << 16  # strip-table entries read at a time by a row-range read
 # Rows of an uncoded stream are packed this many pixels at a time (a multiple of 8 rows, so
 # each batch ends on a byte boundary and the batches concatenate to the whole stream).
 _PACK_PIXELS = 1 << 20
@@ -262,7 +266,7 @@ class KmqReader:
     codebook: np.ndarray
     _fp: IO[bytes]
     _prefix_crc: int
-    _table: StripTable | None = None
+    _table_checked: bool = False  # the strip table's total has been checked
 
     def close(self) -> None:
         self._fp.close()
@@ -368,60 +372,82 @@ class KmqReader:
     def _iter_all(self) -> Iterator[Piece]:
         """The whole file, sequentially, through the same incremental decoder as Pillow's load()."""
         decoder = IndexStreamDecoder(self.header, self._prefix_crc)
-        self._fp.seek(self.header.codebook_offset)
-        left = self.header.file_length - self.header.codebook_offset
-        while not decoder.done:
-            block = self._fp.read(min(READ_SIZE, left))
-            if not block:
-                raise KmqError(f"truncated KMQ file: it should be {self.header.file_length} bytes")
-            left -= len(block)
+        position, end = self.header.codebook_offset, self.header.file_length
+        while not decoder.done and position < end:
+            # Read by position: a caller may read other rows of this reader in between.
+            block = self._read_at(position, min(READ_SIZE, end - position))
+            position += len(block)
             yield from decoder.feed(block)
+        if not decoder.done:
+            raise KmqError(f"truncated KMQ file: it should be {end} bytes")
 
-    def _strip_table(self) -> StripTable:
-        if self._table is None:
-            header = self.header
-            head = self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE)
-            size = table_size(header.height, parse_strip_height(head, header.height, header.index_stream_length))
-            data = self._read_at(header.index_stream_offset, size)
-            self._table = parse_table(data, header.height, header.width, header.bits_per_index, header.index_stream_length)
-        return self._table
+    def _strips(self, first: int, last: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+        """strip_height, and (number, offset from the stream's start, length, crc) of strips
+        first..last. The table is read in chunks (memory bounded whatever the number of
+        strips), every entry checked and, once per reader, their total."""
+        header = self.header
+        strip_height = parse_strip_height(self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
+        count = strip_count(header.height, strip_height)
+        offset, total, wanted = table_size(header.height, strip_height), 0, []
+        scan_to = count if not self._table_checked else last + 1
+        for start in range(0, scan_to, _TABLE_CHUNK):
+            number = min(_TABLE_CHUNK, scan_to - start)
+            data = self._read_at(header.index_stream_offset + STRIP_HEAD_SIZE + STRIP_ENTRY_SIZE * start, STRIP_ENTRY_SIZE * number)
+            lengths, crcs = read_entries(data, number)
+            sums = check_lengths(lengths, start, strip_height, header.height, header.width, header.bits_per_index)
+            if start + number > first and start <= last:
+                running = offset + total  # where this chunk's first strip starts
+                for index in range(min(last + 1 - start, number)):
+                    if start + index >= first:
+                        wanted.append((start + index, running, int(lengths[index]), int(crcs[index])))
+                    running += int(lengths[index])
+            total += sums
+        if not self._table_checked:
+            check_total(total, table_size(header.height, strip_height), count, header.index_stream_length)
+            self._table_checked = True
+        return strip_height, wanted
 
     def _iter_strips(self, start: int, stop: int) -> Iterator[Piece]:
         """The strips holding rows [start, stop): small ones read whole and decoded in jobs on
         the shared pool, big ones checked against strip_crc, then decoded piece by piece."""
-        header, table = self.header, self._strip_table()
-        strip_height, width = table.strip_height, header.width
-        offsets = strip_offsets(table)
-        number, last = start // strip_height, (stop - 1) // strip_height
-        while number <= last:
+        header, width = self.header, self.header.width
+        strip_height, _ = self._strips(0, -1)
+        strips = self._strips(start // strip_height, (stop - 1) // strip_height)[1]
+        position = 0
+        while position < len(strips):
+            number, offset, length, crc = strips[position]
             rows = min(strip_height, header.height - number * strip_height)
             if rows * width > BLOCK_PIXELS:
-                yield from self._big_strip(number, rows, int(offsets[number]), table)
-                number += 1
+                yield from self._big_strip(number, rows, offset, length, crc, strip_height)
+                position += 1
                 continue
-            jobs: list[list[tuple[int, bytes, int, int]]] = []
-            while number <= last and len(jobs) < WORKERS:
-                job, pixels = [], 0
-                while number <= last and rows * width <= BLOCK_PIXELS and (not job or pixels + rows * width <= JOB_PIXELS):
-                    data = self._read_at(header.index_stream_offset + int(offsets[number]), int(table.lengths[number]))
-                    job.append((number, data, number * strip_height, rows))
-                    pixels += rows * width
-                    number += 1
+            jobs: list[list[Strip]] = []
+            while position < len(strips) and len(jobs) < WORKERS:
+                job: list[Strip] = []
+                pixels = 0
+                while position < len(strips):
+                    number, offset, length, crc = strips[position]
                     rows = min(strip_height, header.height - number * strip_height)
-                jobs.append(job)
-                if rows * width > BLOCK_PIXELS:
+                    if rows * width > BLOCK_PIXELS or (job and pixels + rows * width > JOB_PIXELS):
+                        break
+                    data = self._read_at(header.index_stream_offset + offset, length)
+                    job.append((number, data, number * strip_height, rows, crc))
+                    pixels += rows * width
+                    position += 1
+                if not job:
                     break
-            for job, found in zip(jobs, run_jobs(decode_rows, [(job, table, header) for job in jobs])):
+                jobs.append(job)
+            for job, found in zip(jobs, run_jobs(decode_rows, [(job, header) for job in jobs])):
                 yield job[0][2], 0, found
 
-    def _big_strip(self, number: int, rows: int, offset: int, table: StripTable) -> Iterator[Piece]:
+    def _big_strip(self, number: int, rows: int, offset: int, length: int, crc: int, strip_height: int) -> Iterator[Piece]:
         header = self.header
-        base, length = header.index_stream_offset + offset, int(table.lengths[number])
-        crc = 0
+        base = header.index_stream_offset + offset
+        computed = 0
         for position in range(0, length, READ_SIZE):  # strip_crc first, in bounded reads
-            crc = crc32(self._read_at(base + position, min(READ_SIZE, length - position)), crc)
-        check_strip_crc_value(crc, table, number)
-        top = number * table.strip_height
+            computed = crc32(self._read_at(base + position, min(READ_SIZE, length - position)), computed)
+        check_strip_crc(computed, crc, number)
+        top = number * strip_height
         decoder = StripDecoder(
             rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, length, f"KMQ strip {number}",
             lambda at, size: self._read_at(base + at, size),

@@ -301,3 +301,76 @@ def test_empty_and_prefixed_exif_chunks_read_as_pillow_expects() -> None:
     assert unpack_metadata([(b"exif", b"MM\0*rest")]) == {"exif": b"Exif\0\0MM\0*rest"}
     with pytest.warns(UserWarning, match="not EXIF data"):
         assert unpack_metadata([(b"exif", b"nonsense")]) == {}
+
+
+# --- found by review ------------------------------------------------------------------------
+
+
+def test_a_zstd_frame_split_across_feeds_decodes(tmp_path: Path) -> None:
+    """A big strip's literal frame arriving in parts went to the one-call decoder as a part."""
+    from PIL import ImageFile
+
+    rng = np.random.default_rng(7)
+    indices = np.repeat(rng.integers(0, 129, 400), 3000)[: 1100 * 1000].reshape(1000, 1100).astype(np.uint8)
+    codebook = rng.integers(0, 256, (129, 3), dtype=np.uint8)
+    from pil_kmq.coding import StripTable, encode_strip, pack_table
+    from pil_kmq.format import IndexCoding, StripMethod, crc32, new_header, pack_crc
+
+    strip = encode_strip(indices, 8, StripMethod.RUNS_ZSTD)
+    assert strip[0] == StripMethod.RUNS_ZSTD
+    table = pack_table(StripTable(1000, [len(strip)], [crc32(strip)]))
+    body = new_header(1100, 1000, 3, 129, IndexCoding.STRIPS, len(table) + len(strip)).pack() + codebook.tobytes() + table + strip
+    data = body + pack_crc(crc32(body))
+    expected = codebook[indices]
+    for size in (100, 65_536):
+        parser = ImageFile.Parser()
+        for start in range(0, len(data), size):
+            parser.feed(data[start : start + size])
+        with parser.close() as image:
+            assert np.array_equal(np.asarray(image), expected)
+    assert np.array_equal(decode_kmq(data)[1].indices, indices)
+
+
+def test_decoding_inside_a_pool_job_does_not_wait_on_the_pool(tmp_path: Path) -> None:
+    """stream.encode from a source that reads another KMQ file: both use the shared pool."""
+    from pil_kmq.decoding import run_jobs
+
+    buffer = io.BytesIO()
+    Image.open(SAMPLES / "ihc.png").convert("RGB").resize((1200, 900)).save(buffer, "KMQ", k=16)
+    data = buffer.getvalue()  # four strips: two jobs for the pool
+
+    def decode(_: int) -> int:
+        return int(decode_kmq(data)[1].indices.sum())
+
+    done: list[list[int]] = []
+    worker = threading.Thread(target=lambda: done.append(run_jobs(decode, [(0,), (1,), (2,)])), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done and len(set(done[0])) == 1
+
+
+def test_a_single_segment_zstd_frame_over_8_mib_is_refused_by_every_path(tmp_path: Path) -> None:
+    from pil_kmq.decoding import check_zstd_header
+
+    head = b"\x28\xb5\x2f\xfd" + bytes([0xA0]) + (10_500_000).to_bytes(4, "little")  # single segment, 4-byte size
+    with pytest.raises(KmqError, match="window of 10,500,000 bytes is over 8,388,608"):
+        check_zstd_header(head, 10_500_000, "test")
+
+
+def test_whole_image_rows_stay_right_while_other_rows_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "x.kmq"
+    path.write_bytes(hostile.many_tiny_strips(70_000))  # a strip table longer than one read chunk
+    expected = decode_kmq(path.read_bytes())[1].indices
+    with stream.open_kmq(path) as reader:
+        for row, rows in reader.iter_rows(indices=True):
+            if row % 9_999 == 0:
+                assert np.array_equal(reader.read_rows(row, row + 1, indices=True), expected[row : row + 1])
+            assert np.array_equal(rows, expected[row : row + len(rows)])
+        assert np.array_equal(reader.read_rows(65_530, 65_545, indices=True), expected[65_530:65_545])
+
+
+def test_long_output_names_are_written(tmp_path: Path) -> None:
+    target = tmp_path / ("a" * 240 + ".kmq")
+    atomic.write_atomic(target, b"data")
+    atomic.write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [target.name]
