@@ -34,14 +34,16 @@ from .api import (
 )
 from .atomic import SameFileError, write_atomic
 from .batch import save_options
-from .coding import (
-    STRIP_HEAD_SIZE,
-    StripTable,
-    parse_strip_height,
-    parse_table,
-    table_size,
+from .coding import STRIP_HEAD_SIZE, iter_table, parse_strip_height
+from .format import (
+    HEADER_SIZE,
+    MAGIC,
+    Header,
+    IndexCoding,
+    KmqError,
+    StripMethod,
+    parse_header,
 )
-from .format import HEADER_SIZE, MAGIC, Header, IndexCoding, StripMethod, parse_header
 from .modes import CONVERSIONS, describe, mode_hint, to_storable
 from .plugin import FORMAT, storable
 
@@ -497,69 +499,53 @@ def _save_as(image: Image.Image, output: Path, output_format: str, source: Path,
     _write_output(output, encoded.getvalue(), source, force)
 
 
-def _read_header(path: Path) -> tuple[Header, int, StripTable | None]:
-    """The header, the file's size, and for a strip-coded file its strip table."""
+def _read_header(path: Path) -> tuple[Header, int]:
+    """The header and the file's size."""
     try:
         with open(path, "rb") as file:
             head = file.read(HEADER_SIZE)
             if not head.startswith(MAGIC):
                 raise CliError(f"{path}: not a KMQ file")
-            header = parse_header(head)
-            file_size = os.fstat(file.fileno()).st_size
-            if header.index_coding != IndexCoding.STRIPS:
-                return header, file_size, None
-            file.seek(header.index_stream_offset)
-            start = file.read(STRIP_HEAD_SIZE)
-            if len(start) < STRIP_HEAD_SIZE:
-                raise CliError(
-                    f"{path}: truncated KMQ file: the strip table is cut short"
-                )
-            size = table_size(
-                header.height,
-                parse_strip_height(start, header.height, header.index_stream_length),
-            )
-            if header.index_stream_offset + size > file_size:
-                raise CliError(
-                    f"{path}: truncated KMQ file: the strip table is cut short"
-                )
-            table = parse_table(
-                start + file.read(size - STRIP_HEAD_SIZE),
-                header.height,
-                header.width,
-                header.bits_per_index,
-                header.index_stream_length,
-            )
-            return header, file_size, table
+            return parse_header(head), os.fstat(file.fileno()).st_size
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except OSError as error:
         raise CliError(f"{path}: {error}") from None
 
 
-def _strip_summary(path: Path, header: Header, table: StripTable) -> str:
-    """How many strips and how each is stored, read from each strip's first byte."""
+def _strip_summary(path: Path, header: Header, file_size: int) -> str:
+    """How many strips and how each is stored, read from each strip's first byte; the table is
+    read in chunks, so memory stays bounded however many strips there are."""
     methods: dict[str, int] = {}
-    with open(path, "rb") as file:
-        offset = header.index_stream_offset + table.size
-        for length in table.lengths:
-            file.seek(offset)
-            code = file.read(1)
-            name = (
-                StripMethod(code[0]).name.lower()
-                if code and code[0] in StripMethod._value2member_map_
-                else "invalid"
-            )
-            methods[name] = methods.get(name, 0) + 1
-            offset += length
+    strip_height = 0
+    try:
+        with open(path, "rb") as file:
+
+            def read_at(offset: int, size: int) -> bytes:
+                if offset + size > file_size:
+                    raise KmqError("truncated KMQ file: the strip table is cut short")
+                file.seek(offset)
+                return file.read(size)
+
+            fields = (header.height, header.width, header.bits_per_index, header.index_stream_length)
+            strip_height = parse_strip_height(read_at(header.index_stream_offset, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
+            for _, offset, _, _ in iter_table(read_at, header.index_stream_offset, fields, 0, header.height, True):
+                file.seek(header.index_stream_offset + offset)
+                code = file.read(1)
+                name = StripMethod(code[0]).name.lower() if code and code[0] in StripMethod._value2member_map_ else "invalid"
+                methods[name] = methods.get(name, 0) + 1
+    except OSError as error:
+        raise CliError(f"{path}: {error}") from None
     stored = ", ".join(f"{count} {name}" for name, count in methods.items())
-    return f"  {len(table.lengths)} strips of {table.strip_height} rows: {stored}"
+    return f"  {sum(methods.values())} strips of {strip_height} rows: {stored}"
 
 
 def _info(args: argparse.Namespace) -> None:
     failures = []
     for path in args.files:
         try:
-            header, file_size, table = _read_header(path)
+            header, file_size = _read_header(path)
+            summary = _strip_summary(path, header, file_size) if header.index_coding == IndexCoding.STRIPS and file_size >= header.file_length else None
         except CliError as error:
             print(f"kmq: error: {error}", file=sys.stderr)
             failures.append(path)
@@ -572,8 +558,8 @@ def _info(args: argparse.Namespace) -> None:
         if file_size < header.file_length:
             print(f"kmq: warning: {path}: file is truncated, the header declares {header.file_length} bytes", file=sys.stderr)
             failures.append(path)
-        if table is not None:
-            print(_strip_summary(path, header, table))
+        if summary is not None:
+            print(summary)
         coded_bits = header.index_stream_length * 8
         print(
             f"  index stream: {header.index_stream_length:,} bytes, {coded_bits / (header.width * header.height):.3f} bits per pixel"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -113,6 +113,36 @@ def check_total(total: int, table_bytes: int, count: int, stream_length: int) ->
             f"KMQ strip table: {count} strips of {total} bytes plus a {table_bytes}-byte table "
             f"do not make index_stream_length {stream_length}"
         )
+
+
+TABLE_CHUNK = 1 << 16  # strip-table entries read at a time by a random-access reader
+
+
+def iter_table(read_at: Callable[[int, int], bytes], stream_offset: int, header_fields: tuple[int, int, int, int], first: int, last: int, whole: bool) -> Iterator[tuple[int, int, int, int]]:
+    """(number, offset in the index stream, strip_length, strip_crc) of strips first..last,
+    reading the table in chunks through read_at(offset, size): memory stays bounded however
+    many strips there are. Every entry read is checked; with whole, the whole table is read
+    (after the last strip wanted) and its total checked against index_stream_length.
+    header_fields: height, width, bits_per_index, index_stream_length."""
+    height, width, bits_per_index, stream_length = header_fields
+    strip_height = parse_strip_height(read_at(stream_offset, STRIP_HEAD_SIZE), height, stream_length)
+    count = strip_count(height, strip_height)
+    table_bytes = table_size(height, strip_height)
+    scan_to = count if whole else min(count, last + 1)
+    total = 0
+    for start in range(0, scan_to, TABLE_CHUNK):
+        number = min(TABLE_CHUNK, scan_to - start)
+        lengths, crcs = read_entries(read_at(stream_offset + STRIP_HEAD_SIZE + STRIP_ENTRY_SIZE * start, STRIP_ENTRY_SIZE * number), number)
+        sums = check_lengths(lengths, start, strip_height, height, width, bits_per_index)
+        if start + number > first and start <= last:
+            running = table_bytes + total  # where this chunk's first strip starts
+            for index in range(min(last + 1 - start, number)):
+                if start + index >= first:
+                    yield start + index, running, int(lengths[index]), int(crcs[index])
+                running += int(lengths[index])
+        total += sums
+    if whole:
+        check_total(total, table_bytes, count, stream_length)
 
 
 def read_entries(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,18 +35,14 @@ from .atomic import atomic_output
 from .bitpack import pack_indices
 from .codec import IndexStreamDecoder, Piece, Strip, decode_rows, place, read_prefix
 from .coding import (
-    STRIP_ENTRY_SIZE,
     STRIP_HEAD_SIZE,
     StripTable,
-    check_lengths,
     check_strip_crc,
-    check_total,
     encode_strip,
+    iter_table,
     pack_table,
     parallel_map,
     parse_strip_height,
-    read_entries,
-    strip_count,
     strip_height_for,
     table_size,
 )
@@ -84,7 +80,6 @@ from .quantize import (
     streaming_histogram,
 )
 
-_TABLE_CHUNK = 1 << 16  # strip-table entries read at a time by a row-range read
 # Rows of an uncoded stream are packed this many pixels at a time (a multiple of 8 rows, so
 # each batch ends on a byte boundary and the batches concatenate to the whole stream).
 _PACK_PIXELS = 1 << 20
@@ -383,28 +378,13 @@ class KmqReader:
 
     def _strips(self, first: int, last: int) -> tuple[int, list[tuple[int, int, int, int]]]:
         """strip_height, and (number, offset from the stream's start, length, crc) of strips
-        first..last. The table is read in chunks (memory bounded whatever the number of
-        strips), every entry checked and, once per reader, their total."""
+        first..last: the table is read in chunks, every entry checked and, once per reader,
+        their total."""
         header = self.header
+        fields = (header.height, header.width, header.bits_per_index, header.index_stream_length)
+        wanted = list(iter_table(self._read_at, header.index_stream_offset, fields, first, last, not self._table_checked))
+        self._table_checked = True
         strip_height = parse_strip_height(self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
-        count = strip_count(header.height, strip_height)
-        offset, total, wanted = table_size(header.height, strip_height), 0, []
-        scan_to = count if not self._table_checked else last + 1
-        for start in range(0, scan_to, _TABLE_CHUNK):
-            number = min(_TABLE_CHUNK, scan_to - start)
-            data = self._read_at(header.index_stream_offset + STRIP_HEAD_SIZE + STRIP_ENTRY_SIZE * start, STRIP_ENTRY_SIZE * number)
-            lengths, crcs = read_entries(data, number)
-            sums = check_lengths(lengths, start, strip_height, header.height, header.width, header.bits_per_index)
-            if start + number > first and start <= last:
-                running = offset + total  # where this chunk's first strip starts
-                for index in range(min(last + 1 - start, number)):
-                    if start + index >= first:
-                        wanted.append((start + index, running, int(lengths[index]), int(crcs[index])))
-                    running += int(lengths[index])
-            total += sums
-        if not self._table_checked:
-            check_total(total, table_size(header.height, strip_height), count, header.index_stream_length)
-            self._table_checked = True
         return strip_height, wanted
 
     def _iter_strips(self, start: int, stop: int) -> Iterator[Piece]:
