@@ -245,3 +245,21 @@ def test_decoding_memory_is_bounded_by_strips_not_the_file() -> None:
     # The uint16 output (8 MB) plus temporaries of the two strips in flight (~3.5 MB each at
     # 250,000 pixels); decoding all 16 strips at once, as before, peaked above 60 MB.
     assert peak < 8_000_000 + 12_000_000
+
+
+@pytest.mark.parametrize("literal_share", [0.0, 0.004, 0.03, 0.5])
+def test_both_run_expansions_give_the_same_indices_across_pieces(monkeypatch: pytest.MonkeyPatch, literal_share: float) -> None:
+    """Long runs expand by np.repeat, short ones by a running count; pieces of 100 pixels make
+    runs cross piece boundaries and rows."""
+    from pil_kmq import decoding
+
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 100)
+    rng = np.random.default_rng(int(literal_share * 1000))
+    width, height, k = 37, 60, 300
+    changes = rng.random(width * height) < literal_share
+    values = rng.integers(0, k, width * height)
+    indices = values[np.maximum.accumulate(np.where(changes, np.arange(width * height), 0))].reshape(height, width)
+    strip = encode_strip(indices, 9, StripMethod.RUNS_ZSTD)
+    assert strip[0] == StripMethod.RUNS_ZSTD
+    decoded = decode_whole(strip, width * height, 0, width, k, 9, "strip")
+    assert np.array_equal(decoded.reshape(height, width), indices)
