@@ -151,11 +151,6 @@ def read_entries(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
     return entries["length"].astype(np.uint64), entries["crc"].astype(np.uint32)
 
 
-def strip_offsets(table: StripTable) -> np.ndarray:
-    """Where each strip starts, counted from the index stream's first byte (count + 1 values)."""
-    return np.concatenate(([0], np.cumsum(table.lengths, dtype=np.uint64))).astype(np.uint64) + np.uint64(table.size)
-
-
 def pack_table(table: StripTable) -> bytes:
     entries = b"".join(_ENTRY.pack(int(length), int(crc)) for length, crc in zip(table.lengths, table.crcs))
     return _U32.pack(table.strip_height) + entries

@@ -155,7 +155,7 @@ class Inflater:
         if self._engine is None:
             self._take_zstd_header()
             return b""
-        if self.expected <= _ONE_CALL_OUTPUT and not self._fed and not self._supply_more():
+        if self.expected <= _ONE_CALL_OUTPUT and not self._fed and self._final():  # the whole frame is in hand
             return self._zstd_whole()
         size = len(self._input) if self.expected <= _ONE_CALL_OUTPUT else _SLICE
         data, self._input = self._input[:size], self._input[size:]
@@ -170,10 +170,6 @@ class Inflater:
             if engine.unused_data or self._input:
                 raise KmqError(f"{self.what}: bytes follow the end of the zstd frame")
         return piece
-
-    def _supply_more(self) -> bool:
-        """Whether input beyond what is held may still come (then the frame may be partial)."""
-        return not self._final()
 
     def _zstd_whole(self) -> bytes:
         """The frame is all in hand and small: one call of the one-shot decoder, which also

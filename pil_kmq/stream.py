@@ -376,23 +376,25 @@ class KmqReader:
         if not decoder.done:
             raise KmqError(f"truncated KMQ file: it should be {end} bytes")
 
-    def _strips(self, first: int, last: int) -> tuple[int, list[tuple[int, int, int, int]]]:
-        """strip_height, and (number, offset from the stream's start, length, crc) of strips
-        first..last: the table is read in chunks, every entry checked and, once per reader,
-        their total."""
+    def _strip_height(self) -> int:
+        header = self.header
+        return parse_strip_height(self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
+
+    def _strips(self, first: int, last: int) -> list[tuple[int, int, int, int]]:
+        """(number, offset from the stream's start, length, crc) of strips first..last: the
+        table is read in chunks, every entry checked and, once per reader, their total."""
         header = self.header
         fields = (header.height, header.width, header.bits_per_index, header.index_stream_length)
         wanted = list(iter_table(self._read_at, header.index_stream_offset, fields, first, last, not self._table_checked))
         self._table_checked = True
-        strip_height = parse_strip_height(self._read_at(header.index_stream_offset, STRIP_HEAD_SIZE), header.height, header.index_stream_length)
-        return strip_height, wanted
+        return wanted
 
     def _iter_strips(self, start: int, stop: int) -> Iterator[Piece]:
         """The strips holding rows [start, stop): small ones read whole and decoded in jobs on
         the shared pool, big ones checked against strip_crc, then decoded piece by piece."""
         header, width = self.header, self.header.width
-        strip_height, _ = self._strips(0, -1)
-        strips = self._strips(start // strip_height, (stop - 1) // strip_height)[1]
+        strip_height = self._strip_height()
+        strips = self._strips(start // strip_height, (stop - 1) // strip_height)
         position = 0
         while position < len(strips):
             number, offset, length, crc = strips[position]
