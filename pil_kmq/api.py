@@ -25,7 +25,8 @@ from .format import (
     pack_metadata,
     unpack_metadata,
 )
-from .quantize import Quantized, RowSource, quantize, quantize_to_psnr
+from .quantize import Clustering, Quantized, RowSource
+from .rate import Trader, loss_budget, smallest_for_psnr
 
 DEFAULT_K = 16
 DEFAULT_SEED = 0
@@ -58,6 +59,15 @@ def check_psnr(psnr: object) -> float:
     if isinstance(psnr, bool) or not isinstance(psnr, numbers.Real) or math.isnan(float(psnr)) or not float(psnr) > 0:
         raise ValueError(f"psnr must be a number of dB above 0, not {psnr!r}")
     return float(psnr)
+
+
+def check_psnr_loss(loss: object) -> float:
+    """Validate the `psnr_loss` option: None or a number of dB from 0 (0: nearest entries only)."""
+    if loss is None:
+        return 0.0
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real) or not math.isfinite(float(loss)) or float(loss) < 0:
+        raise ValueError(f"psnr_loss must be a number of dB from 0 up, not {loss!r}")
+    return float(loss)
 
 
 def check_dither(dither: object) -> bool:
@@ -125,25 +135,52 @@ def compress_image(
     seed: int = DEFAULT_SEED,
     psnr: float | None = None,
     dither: bool = False,
+    psnr_loss: float | None = None,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> Quantized:
-    """Cluster an (H, W) or (H, W, C) uint8 image (array, or row-strip reader) into at most k
-    colours (default 16), or into the fewest that reach `psnr` dB (k and psnr are exclusive).
+    """Cluster an (H, W) or (H, W, C) uint8 image into at most k colours (default 16), or make
+    the smallest file that reaches `psnr` dB (k and psnr are exclusive).
 
-    Returns indices (H, W) (uint8 when K <= 256, else uint16) and codebook (K, C) uint8, K <= k;
-    every pixel's index is its nearest codebook colour (within its alpha class: fully
+    Returns indices (H, W) (uint8 when K <= 256, else uint16) and codebook (K, C) uint8, K <= k.
+    With k, every pixel's index is its nearest codebook colour (within its alpha class: fully
     transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
-    colours is kept exactly. dither=True maps the pixels onto the codebook by Floyd-Steinberg
-    error diffusion instead (the codebook is the same).
+    colours is kept exactly. psnr_loss=dB lets pixels take their left neighbour's index instead
+    (a run, nearly free to store) while PSNR drops by at most that much. With psnr, k and these
+    runs are chosen together for the smallest file in `compression`. dither=True maps the
+    pixels by Floyd-Steinberg error diffusion instead (the codebook is the same).
     """
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")
-    seed, dither = check_seed(seed), check_dither(dither)
+    seed, dither, loss = check_seed(seed), check_dither(dither), check_psnr_loss(psnr_loss)
+    method = check_compression(compression)
+    if loss and (dither or psnr is not None):
+        raise ValueError("psnr_loss applies to k= without dither: psnr= already trades error for size")
     pixels = _as_pixels(image)
+    clustering = Clustering(pixels, seed)
     if psnr is not None:
-        quantized = quantize_to_psnr(pixels, check_psnr(psnr), seed)
+        quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
     else:
-        quantized = quantize(pixels, check_k(DEFAULT_K if k is None else k), seed)
+        quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
+    if loss:
+        trader = Trader(pixels, quantized)
+        quantized = trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
     return _dithered(pixels, quantized.codebook) if dither else quantized
+
+
+def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None) -> Quantized:
+    """The smallest k that reaches psnr; where strips code runs, the smallest file: from a k
+    that reaches psnr (found roughly: larger k are tried anyway), k grows while traded indices
+    make a smaller file."""
+    if method is None:
+        return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
+
+    def size(quantized: Quantized) -> int:
+        return sum(len(part) for part in encode_parts(*quantized, method))
+
+    first = clustering.at_psnr(psnr, MAX_K, narrow=False)
+    found = smallest_for_psnr(pixels, first, psnr, clustering.at_k, size, min(clustering.colors, MAX_K))
+    assert found is not None  # at_psnr's result reaches psnr
+    return found
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

@@ -94,9 +94,10 @@ def save_options(
     dither: bool | None = None,
     seed: int = DEFAULT_SEED,
     compression: str = DEFAULT_COMPRESSION,
+    psnr_loss: float | None = None,
 ) -> dict[str, object]:
-    """The keyword options for Image.save(..., "KMQ"): k (default 16) or psnr, and dither only
-    when given."""
+    """The keyword options for Image.save(..., "KMQ"): k (default 16) or psnr, and dither and
+    psnr_loss only when given."""
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both")
     options: dict[str, object] = {"seed": seed, "compression": compression}
@@ -106,6 +107,8 @@ def save_options(
         options["k"] = DEFAULT_K if k is None else k
     if dither is not None:
         options["dither"] = dither
+    if psnr_loss is not None:
+        options["psnr_loss"] = psnr_loss
     return options
 
 

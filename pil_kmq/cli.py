@@ -110,6 +110,16 @@ def _psnr_option(text: str) -> float:
     return value
 
 
+def _loss_option(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"psnr-loss must be a number of decibels from 0 up, not {text!r}")
+    return value
+
+
 def _positive_int(name: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -291,6 +301,12 @@ def _build_parser(prog: str = "kmq") -> argparse.ArgumentParser:
         default=None,
         help="dither the image to its colours",
     )
+    compare.add_argument(
+        "--psnr-loss",
+        type=_loss_option,
+        metavar="DB",
+        help="panels with rate-optimized indices: PSNR at most DB decibels below nearest colours'",
+    )
     _add_save_options(compare)
     _add_convert_option(compare)
     compare.add_argument(
@@ -352,7 +368,14 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
         "--psnr",
         type=_psnr_option,
         metavar="DB",
-        help="instead of -k: the smallest k whose PSNR reaches DB decibels",
+        help="instead of -k: the smallest file whose PSNR reaches DB decibels",
+    )
+    parser.add_argument(
+        "--psnr-loss",
+        type=_loss_option,
+        metavar="DB",
+        help="with -k: smaller files from pixels taking their left neighbour's colour, "
+        "PSNR at most DB decibels below the nearest colours' (default 0: off)",
     )
     parser.add_argument(
         "--dither",
@@ -362,11 +385,20 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_loss(args: argparse.Namespace) -> None:
+    """--psnr-loss trades error for size at a given -k; --psnr and --dither choose otherwise."""
+    if args.psnr_loss and (getattr(args, "psnr", None) is not None or args.dither):
+        raise UsageError("--psnr-loss is for -k without --dither: --psnr already makes the smallest file")
+
+
 def _encode(args: argparse.Namespace) -> None:
+    _check_loss(args)
     image = _open_image(args.input, args.convert)
     encoded = io.BytesIO()
-    options = save_options(args.k, args.psnr, args.dither, args.seed, args.compression)
+    options = save_options(args.k, args.psnr, args.dither, args.seed, args.compression, args.psnr_loss)
     what = f"psnr {args.psnr:g} dB" if args.psnr is not None else f"k = {options['k']}"
+    if args.psnr_loss:
+        what += f", psnr-loss {args.psnr_loss:g} dB"
     try:
         with _working(f"{args.input.name}: {what}", args.quiet):
             image.save(encoded, FORMAT, **options)
@@ -570,6 +602,7 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
+    _check_loss(args)
     if args.dask_workers is not None and args.dask != batch.LOCAL:
         raise UsageError("--dask-workers is for --dask local")
     options = batch.save_options(
@@ -578,6 +611,7 @@ def _convert(args: argparse.Namespace) -> None:
         dither=args.dither,
         seed=args.seed,
         compression=args.compression,
+        psnr_loss=args.psnr_loss,
     )
     try:
         jobs = batch.plan_jobs(
@@ -652,12 +686,13 @@ def _dask_client(address: str | None, workers: int) -> Iterator[Client | None]:
 
 
 def _compare(args: argparse.Namespace) -> None:
+    _check_loss(args)
     output_format = _output_format(args.output, args.format)
     image = _open_image(args.input, args.convert)
     show = not args.quiet and sys.stderr.isatty()
     try:
         trips = [
-            figure.round_trip(image, k, seed=args.seed, compression=args.compression, dither=args.dither)
+            figure.round_trip(image, k, seed=args.seed, compression=args.compression, dither=args.dither, psnr_loss=args.psnr_loss)
             for k in tqdm(args.k, desc=f"kmq: {args.input.name}", unit="K", file=sys.stderr, leave=False, disable=not show)
         ]
     except ValueError as error:

@@ -93,11 +93,14 @@ def round_trip(
     seed: int = DEFAULT_SEED,
     compression: str = DEFAULT_COMPRESSION,
     dither: bool | None = None,
+    psnr_loss: float | None = None,
 ) -> RoundTrip:
     """Save image as KMQ with k colours into memory, decode it, and measure it against image."""
     options: dict[str, object] = {"k": k, "seed": seed, "compression": compression}
     if dither is not None:
         options["dither"] = dither
+    if psnr_loss is not None:
+        options["psnr_loss"] = psnr_loss
     encoded = io.BytesIO()
     image.save(encoded, FORMAT, **options)
     data = encoded.getvalue()

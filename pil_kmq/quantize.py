@@ -41,6 +41,7 @@ _MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest e
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
 _ESTIMATE_K_PRECISION = 16  # ... the estimates to within 1/16 (full clusterings refine it)
+_ROUGH_K_PRECISION = 4  # ... or to within 1/4 when a caller goes on to try larger k anyway
 _PSNR_GROWTH = 1.05
 _PSNR_MAX_STEPS = 8  # full clusterings spent closing in on the smallest k
 _NO_ENTRY_PENALTY = 2.0  # partial colours without entries of their own: ~ twice one entry's error  # k grows by this factor when a checked result falls short
@@ -556,7 +557,7 @@ def _estimate_error(hist: Histogram, k: int, seed: int) -> float:
     return within + between
 
 
-def _smallest_k(hist: Histogram, target: float, seed: int, limit: int) -> tuple[int, int]:
+def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION) -> tuple[int, int]:
     """By estimates alone: (a k whose estimate fails the target, the smallest found that meets
     it). Doubling k brackets the target; interpolating on the error curve closes in on it."""
     low: tuple[int, float] | None = None
@@ -567,7 +568,7 @@ def _smallest_k(hist: Histogram, target: float, seed: int, limit: int) -> tuple[
             break
         low, k = (k, error), min(limit, k * 2)
     high = (k, error)
-    while low is not None and high[0] - low[0] > max(1, high[0] // _ESTIMATE_K_PRECISION):
+    while low is not None and high[0] - low[0] > max(1, high[0] // precision):
         candidate = _next_candidate(low, high, target)
         error = _estimate_error(hist, candidate, seed)
         if error <= target:
@@ -617,16 +618,25 @@ def _next_candidate(low: tuple[int, float] | None, high: tuple[int, float], targ
     return int(np.clip(round(guess), k_low + margin, k_high - margin))
 
 
-def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest k (to within 1/32) whose clustering reaches psnr dB. A search on cheap
-    upper-bound estimates gives a k that passes; a few full clusterings, interpolated on the
-    error curve, then close in on the smallest (k grows first if rounding or the alpha classes
-    keep the estimate's k short). ValueError if even max_k entries cannot reach it."""
+def _psnr_start(hist: Histogram, psnr: float, seed: int, max_k: int, precision: int) -> tuple[float, int, int, int]:
+    """(target squared error, k limit, smallest k keeping the alpha classes, a k whose cheap
+    upper-bound estimate reaches psnr, to within 1/precision)."""
     pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
     target = mse_for_psnr(psnr) * pixels_channels
     limit = min(len(hist.keys), max_k)
     minimum = min(limit, _alpha_classes(hist))  # alpha classes stay exact only from this k
-    k = limit if target <= 0 else max(minimum, _smallest_k(_visible_histogram(hist), target, seed, limit)[1])
+    k = limit if target <= 0 else max(minimum, _smallest_k(_visible_histogram(hist), target, seed, limit, precision)[1])
+    return target, limit, minimum, k
+
+
+def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int, narrow: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest k (to within 1/32) whose clustering reaches psnr dB. A search on cheap
+    upper-bound estimates gives a k that passes; a few full clusterings, interpolated on the
+    error curve, then close in on the smallest (k grows first if rounding or the alpha classes
+    keep the estimate's k short). Without `narrow`, the first k that passes, from rougher
+    estimates. ValueError if even max_k entries cannot reach it."""
+    pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
+    target, limit, minimum, k = _psnr_start(hist, psnr, seed, max_k, _ESTIMATE_K_PRECISION if narrow else _ROUGH_K_PRECISION)
 
     def attempt(k: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
         result = quantize_histogram(hist, k, seed)
@@ -641,7 +651,7 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tup
         k = min(limit, max(k + 1, int(k * _PSNR_GROWTH)))
         error, best = attempt(k)
     high = (k, error)
-    for _ in range(_PSNR_MAX_STEPS):
+    for _ in range(_PSNR_MAX_STEPS if narrow else 0):
         if high[0] <= minimum or (low is not None and high[0] - low[0] <= max(1, high[0] // _PSNR_K_PRECISION)):
             break
         candidate = max(minimum, _next_candidate(low, high, target))
@@ -655,7 +665,7 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int) -> tup
     return best
 
 
-def _gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.ndarray:
+def gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.ndarray:
     """Each pixel's index (H, W), looked up by colour key: a table for <= 3 channels, else a search."""
     height, width, channels = image.shape
     dtype = np.uint8 if color_index.max(initial=0) < 256 else np.uint16
@@ -673,6 +683,27 @@ def _gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.nd
 
 
 
+class Clustering:
+    """An image's colour histogram, counted once, clustered at any k or PSNR."""
+
+    def __init__(self, image: RowSource, seed: int = 0) -> None:
+        self.image, self.seed = image, seed
+        self.hist = histogram(image)
+
+    @property
+    def colors(self) -> int:
+        """How many distinct colours the image has."""
+        return len(self.hist.keys)
+
+    def at_k(self, k: int) -> Quantized:
+        codebook, color_index = quantize_histogram(self.hist, k, self.seed)
+        return Quantized(gather(self.image, self.hist, color_index), codebook)
+
+    def at_psnr(self, psnr: float, max_k: int = 65_536, narrow: bool = True) -> Quantized:
+        codebook, color_index = cluster_for_psnr(self.hist, psnr, self.seed, max_k, narrow)
+        return Quantized(gather(self.image, self.hist, color_index), codebook)
+
+
 def quantize(image: RowSource, k: int, seed: int = 0) -> Quantized:
     """Cluster an (H, W, C) uint8 image into at most k colours; lossless when it has <= k colours.
 
@@ -680,14 +711,10 @@ def quantize(image: RowSource, k: int, seed: int = 0) -> Quantized:
     nearest codebook entry (ties to the lowest index) - among the entries of its alpha class for
     images with alpha (see cluster_alpha); entries no pixel uses are dropped.
     """
-    hist = histogram(image)
-    codebook, color_index = quantize_histogram(hist, k, seed)
-    return Quantized(_gather(image, hist, color_index), codebook)
+    return Clustering(image, seed).at_k(k)
 
 
 def quantize_to_psnr(image: RowSource, psnr: float, seed: int = 0, max_k: int = 65_536) -> Quantized:
     """As quantize, with the smallest k (to within ~3 %, up to max_k) whose result reaches psnr dB
     over all channels; ValueError if it cannot be reached."""
-    hist = histogram(image)
-    codebook, color_index = cluster_for_psnr(hist, psnr, seed, max_k)
-    return Quantized(_gather(image, hist, color_index), codebook)
+    return Clustering(image, seed).at_psnr(psnr, max_k)

@@ -177,8 +177,10 @@ def encode(
     metadata: dict[str, object] | None = None,
 ) -> Header:
     """Write source, an (H, W[, C]) uint8 array-like read by row strips, as a KMQ file to target
-    (a path, written atomically, or a binary file object); options as Image.save's. Memory
-    stays bounded whatever the image size; returns the file's header."""
+    (a path, written atomically, or a binary file object); options as Image.save's, except that
+    psnr= keeps the smallest k with nearest-entry indices (Image.save's smallest file compares
+    whole encodings across k). Memory stays bounded whatever the image size; returns the
+    file's header."""
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")
     seed, method = check_seed(seed), check_compression(compression)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, failing_output
+from conftest import SAMPLES, failing_output, kmq_bytes
 from PIL import Image
 
 from pil_kmq.cli import main
@@ -176,6 +176,34 @@ def test_encode_with_psnr_and_dither(tmp_path: Path) -> None:
     with Image.open(out) as image, Image.open(SAMPLES / "ihc.png") as source:
         assert image.kmq_header.k > 16  # 33 dB needs more than the default 16 colours on this slide
         assert image.size == source.size
+
+
+def test_encode_and_convert_with_psnr_loss_make_the_api_s_smaller_file(tmp_path: Path) -> None:
+    traded, plain = tmp_path / "traded.kmq", tmp_path / "plain.kmq"
+    assert main(["encode", str(SAMPLES / "ihc.png"), str(traded), "-k", "32", "--psnr-loss", "0.5", "-q"]) == 0
+    assert main(["encode", str(SAMPLES / "ihc.png"), str(plain), "-k", "32", "-q"]) == 0
+    assert main(["convert", str(SAMPLES / "ihc.png"), "-o", str(tmp_path / "out"), "-k", "32", "--psnr-loss", "0.5", "-q"]) == 0
+    with Image.open(SAMPLES / "ihc.png") as source:
+        assert traded.read_bytes() == kmq_bytes(source.convert("RGB"), k=32, psnr_loss=0.5)
+    assert (tmp_path / "out" / "ihc.kmq").read_bytes() == traded.read_bytes()
+    assert traded.stat().st_size < plain.stat().st_size
+
+
+@pytest.mark.parametrize("extra", [["--psnr", "30"], ["-k", "8", "--dither"]])
+def test_psnr_loss_with_psnr_or_dither_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+    assert main(["encode", str(SAMPLES / "ihc.png"), str(tmp_path / "x.kmq"), "--psnr-loss", "0.5", *extra]) == 2
+    assert "--psnr-loss is for -k without --dither" in capsys.readouterr().err
+    assert not (tmp_path / "x.kmq").exists()
+
+
+def test_compare_draws_rate_optimized_panels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain, traded = tmp_path / "plain.png", tmp_path / "traded.png"
+    assert main(["compare", str(SAMPLES / "kodim23.png"), "-k", "8", "32", "-o", str(plain)]) == 0
+    plain_table = capsys.readouterr().out
+    assert main(["compare", str(SAMPLES / "kodim23.png"), "-k", "8", "32", "--psnr-loss", "1", "-o", str(traded)]) == 0
+    traded_table = capsys.readouterr().out
+    sizes = [[int(line.split()[2].replace(",", "")) for line in table.splitlines() if line.split()[:1] in (["8"], ["32"])] for table in (plain_table, traded_table)]
+    assert len(sizes[0]) == 2 and all(after < before for before, after in zip(*sizes))
 
 
 def test_encode_k_and_psnr_are_exclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

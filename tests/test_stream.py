@@ -38,7 +38,7 @@ CASES = [
     ("ihc.png", "L", {"k": 5}),
     ("ihc.png", "RGB", {"k": 1}),
     ("ihc-cutout.png", "RGBA", {"k": 64}),
-    ("ihc-cutout.png", "LA", {"psnr": 30}),
+    ("ihc-cutout.png", "LA", {"psnr": 30, "compression": "none"}),
     ("kodim03-p12.png", "RGB", {"k": 16, "compression": "none"}),
 ]
 
@@ -50,6 +50,17 @@ def test_stream_encode_writes_the_bytes_image_save_writes(small_strips: None, na
     header = stream.encode(np.asarray(image), out, **options)
     assert out.getvalue() == kmq_bytes(image, **options)
     assert header.file_length == len(out.getvalue())
+
+
+def test_stream_psnr_is_the_smallest_k_that_reaches_it() -> None:
+    """Image.save's psnr= compares whole encoded files across k; stream.encode, reading the
+    image once more, keeps the smallest k with nearest entries (as compression="none" does)."""
+    image = sample("ihc.png", "RGB")
+    out = io.BytesIO()
+    header = stream.encode(np.asarray(image), out, psnr=33)
+    with Image.open(io.BytesIO(kmq_bytes(image, psnr=33, compression="none"))) as smallest_k, Image.open(out) as streamed:
+        assert header.k == smallest_k.kmq_header.k
+        assert np.array_equal(np.asarray(streamed), np.asarray(smallest_k))
 
 
 def test_metadata_is_written_and_read(tmp_path: Path) -> None:

@@ -1,0 +1,192 @@
+"""Rate-distortion: file bytes at equal PSNR against libimagequant (pngquant's library) + oxipng.
+
+Per photo, three curves of (PSNR, bytes):
+- libimagequant, no dithering, K = 4 ... 256, its PNG squeezed by oxipng (level 4): what a
+  careful user ships today;
+- KMQ `k=K`, the same K: nearest-entry indices (the default save);
+- KMQ `psnr=P`, P = 26 ... 44 dB: the smallest file pil_kmq finds that reaches P (k and
+  rate-optimized indices searched together), with its save time ÷ a plain `k=` save at the k
+  it chose.
+
+BD-rate (Bjøntegaard delta rate): the mean difference of log(bytes) between two curves, each
+interpolated as a monotone cubic in PSNR over the PSNR range both cover, as a percentage;
+negative means smaller files than the anchor. The Kodak set (tuning) and the held-out photos
+(heldout.py) are reported apart, per image and as geometric means. --plot draws the mean
+curves of both sets into a PNG (the README's figure).
+
+    pip install '.[bench]'
+    python benchmarks/rate.py --plot benchmarks/rate-distortion.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from common import geomean, kodak_images
+from PIL import Image
+from scipy.interpolate import PchipInterpolator
+
+import pil_kmq  # noqa: F401 - registers KMQ
+from pil_kmq.quantize import psnr_for_mse
+
+KS = (4, 8, 16, 32, 64, 128, 256)
+TARGETS = (26, 29, 32, 35, 38, 41, 44)
+Curve = list[tuple[float, int]]  # (PSNR dB, bytes)
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    difference = original.astype(np.int64) - decoded.astype(np.int64)
+    return psnr_for_mse(float((difference * difference).mean()))
+
+
+def libimagequant_curve(image: Image.Image) -> Curve:
+    import imagequant
+    import oxipng
+
+    pixels, curve = np.asarray(image), []
+    for k in KS:
+        paletted = imagequant.quantize_pil_image(image, dithering_level=0.0, max_colors=k)
+        buffer = io.BytesIO()
+        paletted.save(buffer, "PNG")
+        squeezed = oxipng.optimize_from_memory(buffer.getvalue(), level=4)
+        curve.append((psnr(pixels, np.asarray(paletted.convert("RGB"))), len(squeezed)))
+    return curve
+
+
+def kmq_point(image: Image.Image, **options: object) -> tuple[float, int, int, float]:
+    """(PSNR, bytes, stored k, save seconds) of one KMQ save."""
+    buffer = io.BytesIO()
+    start = time.perf_counter()
+    image.save(buffer, "KMQ", **options)
+    seconds = time.perf_counter() - start
+    with Image.open(io.BytesIO(buffer.getvalue())) as opened:
+        return psnr(np.asarray(image), np.asarray(opened.convert("RGB"))), len(buffer.getvalue()), opened.kmq_header.k, seconds
+
+
+def _interpolated(curve: Curve) -> tuple[PchipInterpolator, float, float]:
+    points = sorted(set(curve))
+    xs, ys = [], []
+    for quality, size in points:
+        if xs and quality <= xs[-1] + 1e-6:
+            continue  # equal PSNR: keep the smaller file (listed first)
+        xs.append(quality)
+        ys.append(np.log(size))
+    return PchipInterpolator(xs, ys), xs[0], xs[-1]
+
+
+def bd_rate(test: Curve, anchor: Curve) -> float:
+    """Mean log-bytes difference of test against anchor over their common PSNR range, in %."""
+    test_fit, test_low, test_high = _interpolated(test)
+    anchor_fit, anchor_low, anchor_high = _interpolated(anchor)
+    low, high = max(test_low, anchor_low), min(test_high, anchor_high)
+    if high - low < 0.5:
+        return float("nan")
+    grid = np.linspace(low, high, 200)
+    return float(np.expm1(np.mean(test_fit(grid) - anchor_fit(grid))) * 100)
+
+
+def measure(name: str, image: Image.Image) -> dict[str, object]:
+    liq = libimagequant_curve(image)
+    nearest = [kmq_point(image, k=k)[:2] for k in KS]
+    traded, time_ratios = [], []
+    for target in TARGETS:
+        quality, size, k, seconds = kmq_point(image, psnr=target)
+        traded.append((quality, size))
+        plain = min(kmq_point(image, k=k)[3] for _ in range(2))
+        time_ratios.append(seconds / plain)
+    return {
+        "name": name,
+        "liq": liq,
+        "nearest": nearest,
+        "traded": traded,
+        "traded_vs_liq": bd_rate(traded, liq),
+        "nearest_vs_liq": bd_rate(nearest, liq),
+        "traded_vs_nearest": bd_rate(traded, nearest),
+        "psnr_save_vs_plain": geomean(time_ratios),
+        "psnr_save_worst": max(time_ratios),
+        "pixels": image.width * image.height,
+    }
+
+
+def _ratio(percent: Iterable[float]) -> float:
+    """Geometric mean of BD-rates as ratios, back to a percentage."""
+    return (geomean(1 + value / 100 for value in percent) - 1) * 100
+
+
+def report(title: str, rows: list[dict[str, object]]) -> None:
+    print(f"\n### {title}\n")
+    print("| image | KMQ psnr= vs libimagequant + oxipng | KMQ k= vs libimagequant + oxipng | KMQ psnr= vs KMQ k= | psnr= save ÷ plain save (mean, worst) |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['name']} | {row['traded_vs_liq']:+.1f} % | {row['nearest_vs_liq']:+.1f} % | {row['traded_vs_nearest']:+.1f} % "
+            f"| {row['psnr_save_vs_plain']:.2f}, {row['psnr_save_worst']:.2f} |"
+        )
+    columns = ("traded_vs_liq", "nearest_vs_liq", "traded_vs_nearest")
+    means = [_ratio(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
+    worst = [max(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
+    times = geomean(row["psnr_save_vs_plain"] for row in rows)
+    print(f"| **geometric mean** | **{means[0]:+.1f} %** | **{means[1]:+.1f} %** | **{means[2]:+.1f} %** | **{times:.2f}** |")
+    print(f"| worst image | {worst[0]:+.1f} % | {worst[1]:+.1f} % | {worst[2]:+.1f} % | {max(row['psnr_save_worst'] for row in rows):.2f} |")
+
+
+def mean_curve(rows: list[dict[str, object]], key: str, grid: np.ndarray) -> np.ndarray:
+    """Geometric-mean bits per pixel at each PSNR of grid, over the images whose curve covers it."""
+    logs = np.full((len(rows), len(grid)), np.nan)
+    for number, row in enumerate(rows):
+        fit, low, high = _interpolated(row[key])
+        inside = (grid >= low) & (grid <= high)
+        logs[number, inside] = fit(grid[inside]) + np.log(8 / row["pixels"])
+    covered = np.isfinite(logs).all(axis=0)
+    return np.where(covered, np.exp(np.nanmean(logs, axis=0)), np.nan)
+
+
+def plot(sets: dict[str, list[dict[str, object]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(26, 44, 73)
+    figure, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4), sharey=True)
+    for axis, (title, rows) in zip(np.atleast_1d(axes), sets.items()):
+        for key, label, style in (
+            ("liq", "libimagequant + oxipng (PNG-8)", "C0--"),
+            ("nearest", "KMQ k= (nearest entries)", "C1:"),
+            ("traded", "KMQ psnr= (rate-optimized)", "C2-"),
+        ):
+            axis.plot(grid, mean_curve(rows, key, grid), style, label=label)
+        axis.set_title(f"{title}: {len(rows)} photos")
+        axis.set_xlabel("PSNR (dB)")
+        axis.grid(True, alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("bits per pixel (geometric mean)")
+    np.atleast_1d(axes)[0].legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    print(f"\nwrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=0, help="only the first N images of each set (0: all)")
+    parser.add_argument("--plot", type=Path, help="write the mean rate-distortion curves to this PNG")
+    args = parser.parse_args()
+    import heldout
+
+    sets = {"Kodak": kodak_images(), "held-out": list(heldout.photos().items())}
+    results = {}
+    for title, images in sets.items():
+        chosen = images[: args.images] if args.images else images
+        results[title] = [measure(name, image.convert("RGB")) for name, image in chosen]
+        report(f"{title} photos (BD-rate at equal PSNR; negative: smaller)", results[title])
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
