@@ -1,11 +1,14 @@
 """The psnr= and dither= save options on the Kodak set, measured against plain saves in the same run.
 
-psnr=: for each target, the k chosen, the PSNR reached, whether 10 % fewer colours fall
-short (is k the smallest?), and the save time divided by a plain save at that same k (the
-price of the search). dither=: save time divided by the same save undithered, and how far
-8 x 8 block means are from the original (banding), dithered and not.
+psnr= with compression="none" (bit-packed indices, where psnr= looks for the smallest k;
+with strips it looks for the smallest file, measured by rate.py): for each target, the k
+chosen, the PSNR reached, whether 10 % fewer colours fall short (is k the smallest?), and the
+save time divided by a plain save at that same k (the price of the search). dither=: save time divided by the same save undithered, and how far
+8 x 8 block means are from the original (banding), dithered and not. psnr_loss=: file bytes,
+PSNR drop and save time against the plain save at the same k, on these Kodak images and on
+the held-out photos (heldout.py, never tuned on; `--loss-only` skips the rest).
 
-    python benchmarks/options.py [--images N]
+    python benchmarks/options.py [--images N] [--loss-only]
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ def psnr_rows(images: list[tuple[str, Image.Image]]) -> None:
     for name, image in images:
         pixels = np.asarray(image)
         for target in TARGETS:
-            searched = best_time(lambda: save(image, psnr=target), repeat=1)
-            data = save(image, psnr=target)
+            searched = best_time(lambda: save(image, psnr=target, compression="none"), repeat=1)
+            data = save(image, psnr=target, compression="none")
             k = pil_kmq.decode_kmq(data)[0].k
-            plain = best_time(lambda: save(image, k=k), repeat=1)
+            plain = best_time(lambda: save(image, k=k, compression="none"), repeat=1)
             fewer = quantize(pixels, max(1, int(0.9 * k)), 0)
             below = psnr(pixels, fewer.codebook[fewer.indices])
             smallest.append(below < target)
@@ -86,14 +89,43 @@ def dither_rows(images: list[tuple[str, Image.Image]]) -> None:
         print(f"| {k} | {geomean(ratios):.2f} | {np.mean(plain_error):.2f} | {np.mean(dither_error):.2f} |")
 
 
+LOSSES = (0.25, 0.5, 1.0)
+LOSS_KS = (16, 64, 256)
+
+
+def loss_rows(title: str, images: list[tuple[str, Image.Image]]) -> None:
+    print(f"\n{title}: psnr_loss= against the plain save at the same k (geometric means, worst in brackets)\n")
+    print("| K | psnr_loss dB | bytes ÷ plain | PSNR drop dB (max) | save time ÷ plain |")
+    print("|---|---|---|---|---|")
+    for k in LOSS_KS:
+        rows: dict[float, list[tuple[float, float, float]]] = {loss: [] for loss in LOSSES}
+        for _, image in images:
+            pixels = np.asarray(image)
+            plain_data = save(image, k=k)
+            plain_psnr, plain_time = psnr(pixels, decoded(plain_data)), best_time(lambda: save(image, k=k), repeat=2)
+            for loss in LOSSES:
+                data = save(image, k=k, psnr_loss=loss)
+                seconds = best_time(lambda: save(image, k=k, psnr_loss=loss), repeat=2)
+                rows[loss].append((len(data) / len(plain_data), plain_psnr - psnr(pixels, decoded(data)), seconds / plain_time))
+        for loss, values in rows.items():
+            sizes, drops, times = zip(*values)
+            print(f"| {k} | {loss} | {geomean(sizes):.3f} ({max(sizes):.3f}) | {np.mean(drops):.2f} ({max(drops):.2f}) | {geomean(times):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8, help="every (24 / N)-th Kodak image (default 8)")
+    parser.add_argument("--loss-only", action="store_true", help="only the psnr_loss= tables")
     args = parser.parse_args()
     images = kodak_images()
     images = images[:: max(1, len(images) // args.images)][: args.images]
-    psnr_rows(images)
-    dither_rows(images)
+    if not args.loss_only:
+        psnr_rows(images)
+        dither_rows(images)
+    import heldout
+
+    loss_rows("Kodak", images)
+    loss_rows("Held-out photos", [(name, image.convert("RGB")) for name, image in heldout.photos().items()])
 
 
 if __name__ == "__main__":

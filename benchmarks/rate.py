@@ -142,8 +142,10 @@ def mean_curve(rows: list[dict[str, object]], key: str, grid: np.ndarray) -> np.
         fit, low, high = _interpolated(row[key])
         inside = (grid >= low) & (grid <= high)
         logs[number, inside] = fit(grid[inside]) + np.log(8 / row["pixels"])
-    covered = np.isfinite(logs).all(axis=0)
-    return np.where(covered, np.exp(np.nanmean(logs, axis=0)), np.nan)
+    mean = np.full(len(grid), np.nan)
+    covered = np.isfinite(logs).all(axis=0)  # only where every image's curve reaches
+    mean[covered] = np.exp(logs[:, covered].mean(axis=0))
+    return mean
 
 
 def plot(sets: dict[str, list[dict[str, object]]], path: Path) -> None:
