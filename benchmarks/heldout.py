@@ -197,10 +197,45 @@ COLUMNS = ("mse_ratio", "save_vs_median_cut", "save_vs_libimagequant", "bytes_vs
 TITLES = ("MSE ÷ seed", "save ÷ median cut + PNG", "save ÷ libimagequant + PNG", "bytes ÷ PNG-8", "bytes ÷ WebP-LL", "load ÷ PNG-8")
 
 
+def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
+    """Graphics stored losslessly, k = their number of colours: bytes against WebP lossless
+    and PNG-8 (optimize=True; oxipng level 4 too), load time against PNG-8's."""
+    import oxipng
+
+    print("\nGraphics at their exact colour count (lossless), geometric mean last:\n")
+    print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for name, image in images.items():
+        colours = len(image.getcolors(1 << 24) or ())
+        kmq = _saved(lambda fp: image.save(fp, "KMQ", k=colours))
+        webp = _saved(lambda fp: image.save(fp, "WEBP", lossless=True, quality=100, method=6))
+        _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
+        if colours <= 256:
+            paletted = Image.fromarray(indices.astype(np.uint8), "P")
+            paletted.putpalette(codebook.tobytes())
+        else:  # more than PNG-8 holds: PNG-24
+            paletted = image
+        assert paletted.convert("RGB").tobytes() == image.tobytes()
+        png8 = _saved(lambda fp: paletted.save(fp, "PNG", optimize=True))
+        squeezed = oxipng.optimize_from_memory(png8, level=4)
+        load_kmq = best_time(lambda: Image.open(io.BytesIO(kmq)).load(), max(repeat, 20))
+        load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 20))
+        row = (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
+        ratios.append(row)
+        print(f"| {name} | {image.width}x{image.height} | {colours} | {len(kmq):,} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
+    means = " | ".join(f"**{geomean(column):.3f}** ({max(column):.3f})" for column in zip(*ratios))
+    print(f"| **geometric mean** (worst) | | | | {means} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--exact-only", action="store_true", help="only the graphics at their exact colour count")
     args = parser.parse_args()
+    if args.exact_only:
+        exact_rows(graphics(), args.repeat)
+        return
     CACHE.mkdir(exist_ok=True)
     seeds = json.loads(SEED_CACHE.read_text()) if SEED_CACHE.exists() else {}
     sets = {"photo": photos(), "graphic": graphics()}
@@ -222,6 +257,7 @@ def main() -> None:
             chosen = [found for row_kind, _, row_k, found in rows if row_kind == kind and row_k == k]
             cells = " | ".join(f"{geomean(f[c] for f in chosen):.3f} ({max(f[c] for f in chosen):.3f})" for c in COLUMNS)
             print(f"| {kind} | {k} | {cells} |")
+    exact_rows(sets["graphic"], args.repeat)
 
 
 if __name__ == "__main__":

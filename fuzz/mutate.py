@@ -1,6 +1,6 @@
 """A field-aware mutator for KMQ files: it parses a file into its fields, changes one or a few
 of them (header fields, chunks, the strip table, a strip's method, flags_length, its
-decompressed flags or literals and how they are compressed), writes the file back with its
+decompressed flags, literals or packed rows and how they are compressed), writes the file back with its
 lengths made consistent or not, and re-computes every checksum (header_crc, strip_crc,
 file_crc), so that mutations reach the rules behind the checksums.
 """
@@ -28,6 +28,7 @@ class Strip:
     raw: bytes = b""  # method 0's payload, or undecodable bytes kept as they are
     flags: bytes = b""  # decompressed
     literals: bytes = b""  # decompressed
+    rows: bytes = b""  # a rows_zstd strip's packed rows, decompressed
     flags_length: int | None = None  # None: the length of the coded flags
     coder: str = "plain"  # how flags and literals are compressed again
     decoded: bool = False
@@ -88,6 +89,12 @@ def _parse_strip(data: bytes) -> Strip:
 
 
 def _decode_strip(data: bytes) -> Strip:
+    if data[:1] == b"\x03":
+        try:
+            rows = zstandard.ZstdDecompressor().decompress(data[1:], max_output_size=1 << 24)
+        except zstandard.ZstdError:
+            return Strip(3, raw=data[1:])
+        return Strip(3, rows=rows, coder="zstd", decoded=True)
     if not data or data[0] not in (1, 2) or len(data) < 9:
         return Strip(data[0] if data else 0, raw=data[1:])
     flags_length = struct.unpack_from(">Q", data, 1)[0]
@@ -129,6 +136,8 @@ def _strip_bytes(strip: Strip) -> bytes:
         return strip.original
     if not strip.decoded:
         return bytes([strip.method]) + strip.raw
+    if strip.method == 3:
+        return bytes([3]) + _compress(strip.rows, strip.coder)
     coded_flags = _compress(strip.flags, strip.coder)
     coded_literals = _compress(strip.literals, strip.coder)
     flags_length = len(coded_flags) if strip.flags_length is None else strip.flags_length
@@ -211,6 +220,9 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
         return
     strip = rng.choice(kmq.strips)
     strip.original = None
+    if strip.method == 3 and strip.decoded:
+        _rows_strip(strip, rng)
+        return
     choice = rng.randrange(9)
     if not strip.decoded or choice == 0:
         strip.method = rng.choice((0, 1, 2, 3, strip.method))
@@ -233,6 +245,25 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
         strip.method = 1 if strip.coder.startswith("zlib") else 2
     else:
         strip.flags = b"\x7f" + b"\xff" * (len(strip.flags) - 1) if strip.flags else strip.flags  # one long run
+
+
+def _rows_strip(strip: Strip, rng: random.Random) -> None:
+    """A rows_zstd strip: its packed rows (index values, padding bits, length) or its frame."""
+    choice = rng.randrange(6)
+    if choice == 0:
+        strip.rows = _flip(strip.rows, rng, rng.randrange(1, 4))
+    elif choice == 1 and strip.rows:
+        at = rng.randrange(len(strip.rows))
+        strip.rows = strip.rows[:at] + bytes([strip.rows[at] | rng.choice((1, 3, 0x0F, 0xFF))]) + strip.rows[at + 1 :]  # padding, high values
+    elif choice == 2:
+        strip.rows = strip.rows[: rng.randrange(len(strip.rows) + 1)] if rng.random() < 0.5 else strip.rows + bytes(rng.randrange(1, 9))
+    elif choice == 3:
+        strip.coder = rng.choice(("zlib", "zstd", "zstd-no-size", "zstd-checksum", "zstd-skippable-before", "zstd-skippable-after", "zstd-two-frames"))
+    elif choice == 4:
+        strip.method = rng.choice((0, 1, 2))  # the same bytes read as another method
+        strip.decoded, strip.raw = False, _compress(strip.rows, strip.coder)
+    else:
+        strip.rows = b"\xff" * len(strip.rows)
 
 
 def _codebook(kmq: KmqFile, rng: random.Random) -> None:

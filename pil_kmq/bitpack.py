@@ -84,3 +84,31 @@ def padding_is_zero(data: bytes | bytearray | memoryview, used_bits: int) -> boo
         return False
     tail = bytes(data[whole + (1 if rest else 0) :])
     return not any(tail)
+
+
+def pack_rows(indices: np.ndarray, width_bits: int) -> bytes:
+    """(rows, width) indices at width_bits (1, 2, 4, 8 or 16) bits each, MSB first, every row
+    completed with zero bits to a whole byte (the rows_zstd layout, spec 7.2)."""
+    rows, width = indices.shape
+    if width_bits in _BYTE_DTYPES:
+        return np.asarray(indices).astype(_BYTE_DTYPES[width_bits]).tobytes()
+    per_byte = 8 // width_bits
+    padded = np.zeros((rows, -(-width // per_byte) * per_byte), dtype=np.uint8)
+    padded[:, :width] = indices
+    return _pack_sub_byte(padded.ravel(), width_bits)
+
+
+_ROW_TABLES: dict[int, np.ndarray] = {}
+
+
+def unpack_rows(data: bytes | bytearray | memoryview, width_bits: int, rows: int, row_values: int) -> np.ndarray:
+    """The (rows, row_values) values of `rows` byte-aligned rows packed at width_bits, padding
+    values included (row_values = a row's bytes * 8 / width_bits)."""
+    if width_bits in _BYTE_DTYPES:
+        return np.frombuffer(data, _BYTE_DTYPES[width_bits], rows * row_values).reshape(rows, row_values)
+    table = _ROW_TABLES.get(width_bits)
+    if table is None:  # every byte's values, looked up rather than shifted out slot by slot
+        every = np.arange(256, dtype=np.uint8)
+        table = _ROW_TABLES[width_bits] = _unpack_sub_byte(every, width_bits, 256 * 8 // width_bits).astype(np.uint8).reshape(256, -1)
+    packed = np.frombuffer(data, np.uint8, rows * row_values * width_bits // 8)
+    return table[packed].reshape(rows, row_values)

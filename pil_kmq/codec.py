@@ -18,6 +18,7 @@ from .coding import (
     parse_strip_height,
     parse_table,
     table_size,
+    uses_rows,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -62,7 +63,8 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
         coding, stream = IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     else:
         coding, stream = IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
-    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension))
+    rows = coding == IndexCoding.STRIPS and uses_rows(stream[1:])
+    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), rows)
     crc = 0
     for part in (header.pack(), extension, np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
         crc = crc32(part, crc)

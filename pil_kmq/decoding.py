@@ -21,8 +21,15 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from .bitpack import padding_is_zero, unpack_indices
-from .format import KmqError, StripMethod, field_width, raw_stream_length
+from .bitpack import padding_is_zero, unpack_indices, unpack_rows
+from .format import (
+    KmqError,
+    StripMethod,
+    field_width,
+    packing_width,
+    raw_stream_length,
+    row_bytes,
+)
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are ~10 bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips
@@ -38,6 +45,7 @@ MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
 _ONE_CALL_OUTPUT = 1 << 24
 _SLICE = 512
 RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
+_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD)  # no flags_length follows these
 _U64 = struct.Struct(">Q")
 WORKERS = min(2, os.cpu_count() or 1)
 
@@ -54,7 +62,8 @@ def literal_width(bits_per_index: int) -> int:
 
 
 def max_strip_length(pixels: int, bits_per_index: int) -> int:
-    """The longest a strip of this many pixels may be: raw, or runs within stream_bound."""
+    """The longest a strip of this many pixels may be: raw, or runs within stream_bound (a
+    rows_zstd strip, at most 1 + stream_bound(pixels * literal width), is within that too)."""
     raw = 1 + raw_stream_length(pixels, 1, bits_per_index)
     runs = RUNS_HEAD_SIZE + stream_bound((pixels + 7) // 8) + stream_bound(pixels * literal_width(bits_per_index))
     return max(raw, runs)
@@ -83,7 +92,7 @@ class Inflater:
     (the bytes so far are kept), finish() False when the stream's end has not arrived yet."""
 
     def __init__(self, method: StripMethod, expected: int, what: str, supply: Callable[[], bytes], final: Callable[[], bool]) -> None:
-        self._zstd = method == StripMethod.RUNS_ZSTD
+        self._zstd = method in (StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD)
         self.expected, self.what = expected, what
         self._supply, self._final = supply, final
         self._input = memoryview(b"")
@@ -329,6 +338,8 @@ class StripDecoder:
         self._decoded = 0  # pixels yielded
         self._dtype = index_dtype(k)
         self._raw: Segment | None = None
+        self._packed: Segment | None = None  # a rows_zstd strip's frame
+        self._packed_reader: Inflater | None = None
         self._flags: Segment | None = None
         self._literals: Segment | None = None
         self._flag_reader: Inflater | None = None
@@ -349,25 +360,31 @@ class StripDecoder:
         taken = 0
         while taken < len(data) and self._received < self.length:
             part = data[taken : taken + self.length - self._received]
-            if self._raw is None and self._flags is None:
+            if not self._started:
                 used = self._take_head(part)
             elif self._raw is not None:
                 used = self._raw.push(part)
+            elif self._packed is not None:
+                used = self._packed.push(part)
             else:
                 assert self._flags is not None and self._literals is not None
                 used = self._flags.push(part) if not self._flags.complete else self._literals.push(part)
             taken += used
             self._received += used
-        if self._received == self.length and self._raw is None and self._flags is None:
+        if self._received == self.length and not self._started:
             self._start(None)  # the strip ended inside its head: says which rule it breaks
         return taken
 
+    @property
+    def _started(self) -> bool:
+        return self._raw is not None or self._packed is not None or self._flags is not None
+
     def _take_head(self, part: memoryview) -> int:
         """strip_method, and flags_length after a runs method."""
-        needed = 1 if not self._head or self._head[0] == StripMethod.RAW else RUNS_HEAD_SIZE
+        needed = 1 if not self._head or self._head[0] in _ONE_BYTE_HEADS else RUNS_HEAD_SIZE
         used = min(len(part), needed - len(self._head))
         self._head += part[:used]
-        if self._head[0] != StripMethod.RAW:
+        if self._head[0] not in _ONE_BYTE_HEADS:
             needed = RUNS_HEAD_SIZE
         if len(self._head) == needed:
             self._start(None)
@@ -395,6 +412,9 @@ class StripDecoder:
             self._raw_bit = self._first_bit
             self._raw_bytes = b""
             return
+        if self._method == StripMethod.ROWS_ZSTD:
+            self._start_rows(read_at)
+            return
         if len(self._head) < RUNS_HEAD_SIZE:
             raise KmqError(f"{self.what}: cut short before flags_length")
         (flags_length,) = _U64.unpack_from(self._head, 1)
@@ -406,12 +426,24 @@ class StripDecoder:
         self._flags = Segment(flags_length, read_at, RUNS_HEAD_SIZE, keep=True)
         self._literals = Segment(self.length - RUNS_HEAD_SIZE - flags_length, read_at, RUNS_HEAD_SIZE + flags_length)
 
+    def _start_rows(self, read_at: Callable[[int, int], bytes] | None) -> None:
+        """A rows_zstd strip: one zstd frame of whole rows, each padded to a byte."""
+        assert self.first_pixel % self.width == 0 and self.pixels % self.width == 0  # strips are whole rows
+        self._packing = packing_width(self.bits)
+        self._row_bytes = row_bytes(self.width, self.bits)
+        expected = self.pixels // self.width * self._row_bytes
+        frame = self.length - 1
+        if frame > stream_bound(expected):
+            raise KmqError(f"{self.what}: rows frame of {frame} bytes is over {stream_bound(expected)}, the most {expected} bytes of rows may take")
+        packed = self._packed = Segment(frame, read_at, 1)
+        self._packed_reader = Inflater(StripMethod.ROWS_ZSTD, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
+
     # -- pieces out
 
     def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first pixel in the image, flat indices) of every piece the bytes so far allow."""
         while not self.done:
-            if self._raw is None and self._flags is None:
+            if not self._started:
                 return
             if self._decoded == self.pixels:
                 if not self._end():
@@ -424,7 +456,12 @@ class StripDecoder:
                 count = self._raw_ready(start, count)  # rows show as soon as their bits arrive
                 if not count:
                     return
-            found = self._raw_piece(count) if self._raw is not None else self._runs_piece(count)
+            if self._raw is not None:
+                found = self._raw_piece(count)
+            elif self._packed is not None:
+                found = self._rows_piece(start, count)
+            else:
+                found = self._runs_piece(count)
             if found is None:
                 return
             self._decoded += count
@@ -455,6 +492,27 @@ class StripDecoder:
             self._check_range(found, self.first_pixel + self._decoded)
         whole = end_bit // 8
         self._raw_bytes, self._raw_bit = data[whole:], end_bit % 8
+        return found
+
+    def _rows_piece(self, start: int, count: int) -> np.ndarray | None:
+        """Whole rows, or part of one row (starting at a multiple of BLOCK_PIXELS, so on a byte)."""
+        assert self._packed_reader is not None
+        packing, column = self._packing, start % self.width
+        whole_rows = column == 0 and count % self.width == 0
+        if whole_rows:
+            rows, size = count // self.width, count // self.width * self._row_bytes
+        else:
+            rows, size = 1, (min((column + count) * packing, self.width * packing) + 7) // 8 - column * packing // 8
+        data = self._packed_reader.read(size)
+        if data is None:
+            return None
+        values = unpack_rows(data, packing, rows, size // rows * 8 // packing)
+        used = self.width if whole_rows else count
+        if values[:, used:].any():
+            raise KmqError(f"{self.what}: padding bits of a row are not zero")
+        found = values[:, :used].reshape(-1).astype(self._dtype, copy=False)
+        if self.k < 1 << packing:  # else every value the bits can hold is < k
+            self._check_range(found, start)
         return found
 
     def _runs_piece(self, count: int) -> np.ndarray | None:
@@ -541,6 +599,8 @@ class StripDecoder:
 
     def _end(self) -> bool:
         """After the last piece: the stream's end, padding and trailing bytes are right."""
+        if self._packed_reader is not None:
+            return self._packed_reader.finish()
         if self._raw is not None:
             if self._padded and self._raw_bit and not padding_is_zero(self._raw_bytes[:1], self._raw_bit):
                 raise KmqError(f"{self.what}: padding bits are not zero")

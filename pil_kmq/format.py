@@ -15,7 +15,7 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 2  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks
+VERSION_MINOR = 3  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3
 
 HEADER_SIZE = 44
 CRC_SIZE = 4
@@ -54,6 +54,7 @@ class StripMethod(IntEnum):
     RAW = 0  # bit-packed indices of the strip's rows, as index_coding 0
     RUNS_ZLIB = 1  # run flags and literals, each a zlib stream
     RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
+    ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
 
 
 
@@ -74,6 +75,17 @@ def field_width(bits_per_index: int) -> int:
     """Bits of a literal in a coded strip: whole bytes, so byte-oriented codecs see whole indices
     (measured: 8-bit literals compress better than 4-bit ones even at k = 16)."""
     return 8 if bits_per_index <= 8 else 16
+
+
+def packing_width(bits_per_index: int) -> int:
+    """Bits per index in a rows_zstd strip: the smallest of 1, 2, 4, 8 and 16 that holds an
+    index, so that no index straddles a byte and a row's bytes repeat when its indices do."""
+    return next(width for width in (1, 2, 4, 8, 16) if width >= bits_per_index)
+
+
+def row_bytes(width: int, bits_per_index: int) -> int:
+    """Bytes of one row of a rows_zstd strip, padded to a whole byte."""
+    return (width * packing_width(bits_per_index) + 7) // 8
 
 
 def raw_stream_length(width: int, height: int, bits_per_index: int) -> int:
@@ -144,12 +156,20 @@ class Header:
 
 
 def new_header(
-    width: int, height: int, channels: int, k: int, index_coding: IndexCoding, index_stream_length: int, extension_length: int = 0
+    width: int,
+    height: int,
+    channels: int,
+    k: int,
+    index_coding: IndexCoding,
+    index_stream_length: int,
+    extension_length: int = 0,
+    rows_strips: bool = False,
 ) -> Header:
-    """A header for these fields, validated as a reader would validate it."""
+    """A header for these fields, validated as a reader would validate it; rows_strips: some
+    strip is stored rows_zstd."""
     # version_minor is the lowest that has every feature the file uses: 1.0 readers of
     # index_coding 0 files are not turned away for nothing.
-    minor = 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0
+    minor = 3 if rows_strips else 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0
     header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, version_minor=minor)
     validate_header(header)
     return header

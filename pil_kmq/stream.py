@@ -45,6 +45,8 @@ from .coding import (
     parse_strip_height,
     strip_height_for,
     table_size,
+    uses_rows,
+    writer_strip_height,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -218,8 +220,9 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     the header, which precede them, need their lengths."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    strip_height = strip_height_for(width, height)
+    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height)
     lengths, crcs = [], []
+    rows_strips = False
 
     def code(top: int) -> bytes:
         return encode_strip(lookup(rows[top : top + strip_height]), bits, method)
@@ -230,11 +233,12 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
             for strip in parallel_map(code, [(top,) for top in tops[first : first + 2 * WORKERS]]):
                 lengths.append(len(strip))
                 crcs.append(crc32(strip))
+                rows_strips = rows_strips or uses_rows([strip])
                 spill.write(strip)
         table = pack_table(StripTable(strip_height, tuple(lengths), tuple(crcs)))
         assert len(table) == table_size(height, strip_height)
         stream_length = len(table) + sum(lengths)
-        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension))
+        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), rows_strips)
         crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes(), table)
         spill.seek(0)
         while block := spill.read(_COPY_BLOCK):

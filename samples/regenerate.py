@@ -36,6 +36,8 @@ GOLDEN = [
     ("ihc-cutout-k64-zstd.kmq", "ihc-cutout.png", "RGBA", 64, "zstd"),
     ("ihc-cutout-gray-k8.kmq", "ihc-cutout.png", "LA", 8, "none"),
     ("ihc-k16-metadata.kmq", "ihc.png", "RGB", 16, "zstd"),
+    ("ihc-k2-zstd.kmq", "ihc.png", "RGB", 2, "zstd"),  # a segmentation: strip_method 3, rows_zstd
+    ("ihc-cutout-gray-k3-zstd.kmq", "ihc-cutout.png", "LA", 3, "zstd"),  # rows_zstd, 2-bit packing
 ]
 # Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
 WITH_METADATA = {"ihc-k16-metadata.kmq"}

@@ -12,8 +12,8 @@ import zstandard
 from conftest import kmq_bytes
 from PIL import Image
 
-from pil_kmq import KmqError, decode_kmq, encode_kmq
-from pil_kmq.coding import STRIP_PIXELS, encode_strip, strip_height_for
+from pil_kmq import KmqError, coding, decode_kmq, encode_kmq
+from pil_kmq.coding import STRIP_PIXELS, encode_strip, parse_table, strip_height_for
 from pil_kmq.decoding import decode_whole
 from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
 
@@ -27,7 +27,39 @@ def test_every_method_round_trips_the_pixels(ihc: Image.Image, compression: str,
         assert coded.tobytes() == raw.tobytes()
     header, _ = decode_kmq(data)
     assert header.index_coding == (IndexCoding.NONE if compression == "none" else IndexCoding.STRIPS)
-    assert header.version_minor == (0 if compression == "none" else 1)
+    methods = strip_methods(data) if compression != "none" else set()
+    assert header.version_minor == (0 if compression == "none" else 3 if StripMethod.ROWS_ZSTD in methods else 1)
+    assert methods <= {StripMethod.RAW, StripMethod.ROWS_ZSTD, StripMethod.RUNS_ZLIB if compression == "zlib" else StripMethod.RUNS_ZSTD}
+
+
+def strip_methods(data: bytes) -> set[StripMethod]:
+    """The strip_method of every strip of a file."""
+    header, _ = decode_kmq(data)
+    start = header.codebook_offset + header.k * header.channels
+    table = parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length)
+    offsets = start + table.size + np.concatenate([[0], np.cumsum(table.lengths)[:-1]]).astype(int)
+    return {StripMethod(data[offset]) for offset in offsets}
+
+
+def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
+    """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
+    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels."""
+    tiled = Image.new("RGB", (303 * 4, 227 * 4))
+    for number in range(16):
+        tiled.paste(ihc, (number % 4 * 303, number // 4 * 227))
+    drawn = kmq_bytes(tiled.quantize(2).convert("RGB"), k=2)
+    assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
+    assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
+    assert len(drawn) < len(kmq_bytes(tiled.quantize(2).convert("RGB"), k=2, compression="zlib"))
+    photo = kmq_bytes(tiled, k=256)
+    assert strip_methods(photo) == {StripMethod.RUNS_ZSTD} and decode_kmq(photo)[0].version_minor == 1
+    assert strip_count(photo) == -(-tiled.height // strip_height_for(tiled.width, tiled.height))
+
+
+def strip_count(data: bytes) -> int:
+    header, _ = decode_kmq(data)
+    start = header.codebook_offset + header.k * header.channels
+    return len(parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length).lengths)
 
 
 @pytest.mark.parametrize("method", list(StripMethod))
@@ -259,7 +291,48 @@ def test_both_run_expansions_give_the_same_indices_across_pieces(monkeypatch: py
     changes = rng.random(width * height) < literal_share
     values = rng.integers(0, k, width * height)
     indices = values[np.maximum.accumulate(np.where(changes, np.arange(width * height), 0))].reshape(height, width)
-    strip = encode_strip(indices, 9, StripMethod.RUNS_ZSTD)
-    assert strip[0] == StripMethod.RUNS_ZSTD
+    strip = coding._runs_strip(indices, 9, StripMethod.RUNS_ZSTD)  # runs, though rows may be smaller
     decoded = decode_whole(strip, width * height, 0, width, k, 9, "strip")
     assert np.array_equal(decoded.reshape(height, width), indices)
+
+
+def _rows(content: bytes) -> bytes:
+    return bytes([StripMethod.ROWS_ZSTD]) + zstandard.ZstdCompressor(level=3, write_content_size=True).compress(content)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 8, 9, 16])
+@pytest.mark.parametrize("width", [37, 200])
+def test_rows_strip_decodes_in_pieces_of_whole_rows_and_of_wide_rows(monkeypatch: pytest.MonkeyPatch, bits: int, width: int) -> None:
+    """Pieces of 64 pixels: a 37-wide strip comes out a row at a time, a 200-wide one in
+    parts of rows (64, 64, 64, 8 pixels) that start on a byte of the packed row."""
+    from pil_kmq import decoding
+
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
+    k = (1 << bits) - 1  # every packed value but the largest is a valid index
+    indices = np.random.default_rng(bits).integers(0, k, (5, width))
+    strip = coding._rows_strip(indices, bits)
+    assert strip[0] == StripMethod.ROWS_ZSTD
+    assert np.array_equal(decode_whole(strip, 5 * width, 0, width, k, bits, "strip").reshape(5, width), indices)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes([0b00_01_10_01]), "padding bits of a row are not zero"),  # 3 indices of 2 bits, then 01
+        (bytes([0b00_11_10_00]), "index 3 at row 0, column 1 is out of range for k=3"),
+        (b"", "zstd frame declares 0 bytes, 1 expected"),
+        (bytes([0, 0]), "zstd frame declares 2 bytes, 1 expected"),
+    ],
+)
+def test_bad_rows_strip_is_an_oserror_naming_the_rule(content: bytes, message: str) -> None:
+    with pytest.raises(KmqError, match=message):
+        decode_whole(_rows(content), 3, 0, 3, 3, 2, "strip")
+
+
+def test_rows_strip_with_bytes_after_its_frame_or_over_its_bound_is_refused() -> None:
+    strip = _rows(bytes([0b00_01_10_00]))
+    assert np.array_equal(decode_whole(strip, 3, 0, 3, 3, 2, "strip"), [0, 1, 2])
+    with pytest.raises(KmqError, match="bytes follow the end of the zstd frame"):
+        decode_whole(strip + b"\0", 3, 0, 3, 3, 2, "strip")
+    with pytest.raises(KmqError, match=r"rows frame of 1\d{3} bytes is over 1025"):
+        decode_whole(strip + bytes(1100), 3, 0, 3, 3, 2, "strip")

@@ -21,6 +21,7 @@ from pil_kmq import KmqError, stream
 def small_strips(monkeypatch: pytest.MonkeyPatch) -> None:
     """Strips of a few rows, histogram strips and packing batches too: many of each on samples."""
     monkeypatch.setattr(pil_kmq.coding, "STRIP_PIXELS", 4096)
+    monkeypatch.setattr(pil_kmq.coding, "DRAWING_STRIP_PIXELS", 16384)
     monkeypatch.setattr(pil_kmq.quantize, "_STRIP_PIXELS", 5000)
     monkeypatch.setattr(pil_kmq.quantize, "_MERGE_MIN", 3000)
     monkeypatch.setattr(pil_kmq.stream, "_PACK_PIXELS", 4000)
@@ -37,6 +38,8 @@ CASES = [
     ("ihc.png", "RGB", {"compression": "zlib", "k": 1000}),
     ("ihc.png", "L", {"k": 5}),
     ("ihc.png", "RGB", {"k": 1}),
+    ("ihc.png", "RGB", {"k": 2}),  # a segmentation: rows_zstd strips
+    ("ihc-cutout.png", "LA", {"k": 3}),
     ("ihc-cutout.png", "RGBA", {"k": 64}),
     ("ihc-cutout.png", "LA", {"psnr": 30, "compression": "none"}),
     ("kodim03-p12.png", "RGB", {"k": 16, "compression": "none"}),
