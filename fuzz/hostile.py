@@ -11,7 +11,7 @@ import zlib
 
 import zstandard
 
-from pil_kmq.format import Header, IndexCoding, StripMethod, bits_for_k, crc32, pack_crc
+from pil_kmq.format import Header, IndexCoding, StripMethod, bits_for_k, crc32, pack_crc, row_bytes
 
 
 def _file(width: int, height: int, channels: int, k: int, coding: IndexCoding, stream: bytes, extension: bytes = b"", minor: int = 1) -> bytes:
@@ -40,6 +40,14 @@ def one_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k:
     coded_flags = _zstd(bytes(flags))
     strip = bytes([StripMethod.RUNS_ZSTD]) + struct.pack(">Q", len(coded_flags)) + coded_flags + _zstd(literal)
     return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height))
+
+
+def one_rows_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k: int = 257) -> bytes:
+    """The whole image in one rows_zstd strip of one colour (version 1.3): index 0 packed at
+    16 bits, ~10 kB for 89 megapixels."""
+    content = bytes(height * row_bytes(width, bits_for_k(k)))
+    strip = bytes([StripMethod.ROWS_ZSTD]) + _zstd(content)
+    return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height), minor=3)
 
 
 def one_wide_row(width: int = 2**31 - 1, channels: int = 3) -> bytes:
