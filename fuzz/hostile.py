@@ -11,7 +11,15 @@ import zlib
 
 import zstandard
 
-from pil_kmq.format import Header, IndexCoding, StripMethod, bits_for_k, crc32, pack_crc, row_bytes
+from pil_kmq.format import (
+    Header,
+    IndexCoding,
+    StripMethod,
+    bits_for_k,
+    crc32,
+    pack_crc,
+    row_bytes,
+)
 
 
 def _file(width: int, height: int, channels: int, k: int, coding: IndexCoding, stream: bytes, extension: bytes = b"", minor: int = 1) -> bytes:
