@@ -28,6 +28,9 @@ def _file(width: int, height: int, channels: int, k: int, coding: IndexCoding, s
     return body + pack_crc(crc32(body))
 
 
+ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=19, write_content_size=True).compress(data)
 
@@ -56,6 +59,20 @@ def one_rows_strip_image(width: int = 9459, height: int = 9459, channels: int = 
     content = bytes(height * row_bytes(width, bits_for_k(k)))
     strip = bytes([StripMethod.ROWS_ZSTD]) + _zstd(content)
     return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height), minor=3)
+
+
+def tall_rows_strip(height: int = 40_000_000, k: int = 2) -> bytes:
+    """A 1-pixel-wide image in one rows_zstd strip: each row is a byte of which one bit is
+    the index (8 values to unpack a pixel), the frame hand-made of RLE blocks (~1.3 kB)."""
+    content = height * row_bytes(1, bits_for_k(k))
+    frame = bytearray(ZSTD_FRAME_MAGIC) + bytes([2 << 6, (23 - 10) << 3]) + struct.pack("<I", content)  # 4-byte size, 8 MiB window
+    left = content
+    while left:
+        size = min(left, 1 << 17)
+        left -= size
+        frame += struct.pack("<I", int(left == 0) | 1 << 1 | size << 3)[:3] + b"\0"  # an RLE block of zeros
+    strip = bytes([StripMethod.ROWS_ZSTD]) + bytes(frame)
+    return _file(1, height, 3, k, IndexCoding.STRIPS, _strips([strip], height), minor=3)
 
 
 def one_wide_row(width: int = 2**31 - 1, channels: int = 3) -> bytes:

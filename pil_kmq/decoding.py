@@ -452,6 +452,11 @@ class StripDecoder:
                 return
             start = self.first_pixel + self._decoded
             count = piece_length(start, self.width, self.first_pixel + self.pixels)
+            if self._packed is not None and count % self.width == 0:
+                # Rows unpack with their padding (up to 8 values a pixel at width 1): at most
+                # BLOCK_PIXELS values a piece, not pixels.
+                per_row = self._row_bytes * 8 // self._packing
+                count = min(count, max(1, BLOCK_PIXELS // per_row) * self.width)
             if self._raw is not None:
                 count = self._raw_ready(start, count)  # rows show as soon as their bits arrive
                 if not count:
@@ -506,11 +511,15 @@ class StripDecoder:
         data = self._packed_reader.read(size)
         if data is None:
             return None
+        ends_rows = whole_rows or column + count == self.width
+        spare = size // rows * 8 - (self.width if whole_rows else count) * packing  # padding bits a row ends with
+        if ends_rows and spare:  # checked on each row's last byte, before anything is unpacked
+            last = np.frombuffer(data, np.uint8).reshape(rows, -1)[:, -1]
+            if np.any(last & ((1 << spare) - 1)):
+                raise KmqError(f"{self.what}: padding bits of a row are not zero")
         values = unpack_rows(data, packing, rows, size // rows * 8 // packing)
         used = self.width if whole_rows else count
-        if values[:, used:].any():
-            raise KmqError(f"{self.what}: padding bits of a row are not zero")
-        found = values[:, :used].reshape(-1).astype(self._dtype, copy=False)
+        found = np.array(values[:, :used], dtype=self._dtype).reshape(-1)  # a copy: data may be read-only
         if self.k < 1 << packing:  # else every value the bits can hold is < k
             self._check_range(found, start)
         return found

@@ -313,6 +313,10 @@ def test_rows_strip_decodes_in_pieces_of_whole_rows_and_of_wide_rows(monkeypatch
     strip = coding._rows_strip(indices, bits)
     assert strip[0] == StripMethod.ROWS_ZSTD
     assert np.array_equal(decode_whole(strip, 5 * width, 0, width, k, bits, "strip").reshape(5, width), indices)
+    pulled = decoding.StripDecoder(5 * width, 0, width, k, bits, len(strip), "strip", lambda at, size: strip[at : at + size])
+    pieces = list(pulled.pieces())
+    assert all(found.flags.writeable for _, found in pieces)  # callers may write into them
+    assert all(found.size <= 64 for _, found in pieces)
 
 
 @pytest.mark.parametrize(

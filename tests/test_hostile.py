@@ -66,6 +66,12 @@ def test_a_strip_covering_the_whole_image_costs_a_piece_not_the_strip(tmp_path: 
     assert _peak(tmp_path, *strip, entry, output + 400 * MB) <= 1.25 * output + 64 * MB
 
 
+@pytest.mark.parametrize("entry", ["verify", "iter_rows", "read_rows(0, 1)"])
+def test_rows_that_unpack_to_8_values_a_pixel_cost_a_piece_of_values(tmp_path: Path, entry: str) -> None:
+    """40 million 1-pixel rows, each a byte: a piece is bounded by the values it unpacks."""
+    assert _peak(tmp_path, "tall_rows_strip", [40_000_000, 2], entry, 400 * MB) <= 64 * MB
+
+
 @STRIPS
 def test_a_row_range_of_a_one_strip_image_costs_the_rows_asked_for(tmp_path: Path, strip: tuple[str, list[int]]) -> None:
     assert _peak(tmp_path, *strip, "read_rows(0, 1)", 400 * MB) <= 1.25 * 4000 * 4 + 64 * MB
