@@ -200,32 +200,38 @@ TITLES = ("MSE ÷ seed", "save ÷ median cut + PNG", "save ÷ libimagequant + PN
 def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
     """Graphics stored losslessly, k = their number of colours: bytes against WebP lossless
     and PNG-8 (optimize=True; oxipng level 4 too), load time against PNG-8's."""
-    import oxipng
-
     print("\nGraphics at their exact colour count (lossless), geometric mean last:\n")
     print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG |")
     print("|---|---|---|---|---|---|---|---|")
     ratios = []
     for name, image in images.items():
-        colours = len(image.getcolors(1 << 24) or ())
-        kmq = _saved(lambda fp: image.save(fp, "KMQ", k=colours))
-        webp = _saved(lambda fp: image.save(fp, "WEBP", lossless=True, quality=100, method=6))
-        _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
-        if colours <= 256:
-            paletted = Image.fromarray(indices.astype(np.uint8), "P")
-            paletted.putpalette(codebook.tobytes())
-        else:  # more than PNG-8 holds: PNG-24
-            paletted = image
-        assert paletted.convert("RGB").tobytes() == image.tobytes()
-        png8 = _saved(lambda fp: paletted.save(fp, "PNG", optimize=True))
-        squeezed = oxipng.optimize_from_memory(png8, level=4)
-        load_kmq = best_time(lambda: Image.open(io.BytesIO(kmq)).load(), max(repeat, 20))
-        load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 20))
-        row = (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
+        size, row = _exact_row(image, repeat)
         ratios.append(row)
-        print(f"| {name} | {image.width}x{image.height} | {colours} | {len(kmq):,} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
+        colours = len(image.getcolors(1 << 24) or ())
+        print(f"| {name} | {image.width}x{image.height} | {colours} | {size:,} | " + " | ".join(f"{value:.3f}" for value in row) + " |", flush=True)
     means = " | ".join(f"**{geomean(column):.3f}** ({max(column):.3f})" for column in zip(*ratios))
     print(f"| **geometric mean** (worst) | | | | {means} |")
+
+
+def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, float, float, float]]:
+    """KMQ bytes, then its bytes ÷ WebP lossless, ÷ PNG, ÷ PNG + oxipng, and load ÷ PNG's."""
+    import oxipng
+
+    colours = len(image.getcolors(1 << 24) or ())
+    kmq = _saved(lambda fp: image.save(fp, "KMQ", k=colours))
+    webp = _saved(lambda fp: image.save(fp, "WEBP", lossless=True, quality=100, method=6))
+    _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
+    if colours <= 256:
+        paletted = Image.fromarray(indices.astype(np.uint8), "P")
+        paletted.putpalette(codebook.tobytes())
+    else:  # more than PNG-8 holds: PNG-24
+        paletted = image
+    assert paletted.convert("RGB").tobytes() == image.tobytes()
+    png8 = _saved(lambda fp: paletted.save(fp, "PNG", optimize=True))
+    squeezed = oxipng.optimize_from_memory(png8, level=4)
+    load_kmq = best_time(lambda: Image.open(io.BytesIO(kmq)).load(), max(repeat, 20))
+    load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 20))
+    return len(kmq), (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
 
 
 def main() -> None:
