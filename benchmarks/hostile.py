@@ -22,6 +22,8 @@ CASES = {
     "one strip": ("one_strip_image", [9459, 9459, 4, 257], (9459, 9459, 4, 257)),
     "wide row": ("one_wide_row", [150_000_000], (150_000_000, 1, 3, 1)),
     "tiny strips": ("many_tiny_strips", [70_000], (8, 70_000, 3, 256)),
+    "one rows strip": ("one_rows_strip_image", [9459, 9459, 4, 257], (9459, 9459, 4, 257)),
+    "tall rows": ("tall_rows_strip", [40_000_000, 2], (1, 40_000_000, 3, 2)),
 }
 ENTRIES = ("verify", "load", "parser", "decode_kmq", "read_rows(0, 1)", "iter_rows", "kmq info")
 
@@ -46,7 +48,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for maker, arguments, (width, height, channels, k) in CASES.values():
         what = f"{width:,} x {height:,}, {channels} channels, k = {k}"
-        pillow_bytes = width * height * (1 if channels == 1 else 4)  # Pillow keeps RGB as 4 bytes a pixel
+        # Pillow keeps RGB as 4 bytes a pixel, and a pointer (8 bytes) to every row: a
+        # 1 x 40,000,000 image.new takes 458 MB, most of it the row pointers.
+        pillow_bytes = width * height * (1 if channels == 1 else 4) + 8 * height
         index_bytes = width * height * (1 if k <= 256 else 2)
         row_bytes = width * channels
         piece = 1 << 20  # pixels decoded at a time
