@@ -66,9 +66,11 @@ def strip_height_for(width: int, height: int, strip_pixels: int | None = None) -
 
 def looks_drawn(indices: np.ndarray) -> bool:
     """Few literals: a drawing, a label map, a screenshot - not a photo."""
-    flat = indices.ravel()
-    literals = 1 + int(np.count_nonzero(flat[1:] != flat[:-1]))
-    return literals * ROWS_TRY_FRACTION <= flat.size
+    return _few_literals(_run_flags(indices))
+
+
+def _few_literals(flags: np.ndarray) -> bool:
+    return (flags.size - int(np.count_nonzero(flags))) * ROWS_TRY_FRACTION <= flags.size
 
 
 def writer_strip_height(first: np.ndarray, width: int, height: int) -> int:
@@ -223,35 +225,51 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) 
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two)."""
     best = bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
-    if method == StripMethod.RAW:
-        return best
-    if method == StripMethod.ROWS_ZSTD or (method == StripMethod.RUNS_ZSTD and looks_drawn(indices) and _rows_look_smaller(indices, bits_per_index)):
+    if method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
+    elif method in _COMPRESS:
+        flags = _run_flags(indices)
+        streams = np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
+        rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
+        if rows is not None and _rows_look_smaller(rows, streams):
+            coded = _coded_rows(rows)
+        else:
+            coded = _coded_runs(*streams, method)
     else:
-        coded = _runs_strip(indices, bits_per_index, method)
+        return best
     return coded if len(coded) < len(best) else best
 
 
-def _rows_look_smaller(indices: np.ndarray, bits_per_index: int) -> bool:
-    """Rows against runs, both compressed at PROBE_LEVEL (~20x faster than the real levels)."""
-    flags = _run_flags(indices)
-    runs = len(_zstd_compress(np.packbits(flags).tobytes(), PROBE_LEVEL)) + len(
-        _zstd_compress(pack_indices(indices.ravel()[~flags], field_width(bits_per_index)), PROBE_LEVEL)
-    )
-    rows = len(_zstd_compress(pack_rows(indices.reshape(len(indices), -1), packing_width(bits_per_index)), PROBE_LEVEL))
-    return rows < runs
+def _packed_rows(indices: np.ndarray, bits_per_index: int) -> bytes:
+    return pack_rows(indices.reshape(len(indices), -1), packing_width(bits_per_index))
+
+
+def _rows_look_smaller(rows: bytes, streams: tuple[bytes, bytes]) -> bool:
+    """Rows against runs (flags, literals), all compressed at PROBE_LEVEL (~20x faster than the
+    real levels)."""
+    runs = sum(len(_zstd_compress(stream, PROBE_LEVEL)) for stream in streams)
+    return len(_zstd_compress(rows, PROBE_LEVEL)) < runs
 
 
 def _runs_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
+    """A runs strip of these indices, whatever rows would give."""
     flags = _run_flags(indices)
-    compress = _COMPRESS[method]
-    coded_flags = compress(np.packbits(flags).tobytes())
-    coded_literals = compress(pack_indices(indices.ravel()[~flags], field_width(bits_per_index)))
-    return bytes([method]) + _U64.pack(len(coded_flags)) + coded_flags + coded_literals
+    return _coded_runs(np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index)), method)
 
 
 def _rows_strip(indices: np.ndarray, bits_per_index: int) -> bytes:
-    rows = pack_rows(indices.reshape(len(indices), -1), packing_width(bits_per_index))
+    """A rows_zstd strip of these indices, whatever runs would give."""
+    return _coded_rows(_packed_rows(indices, bits_per_index))
+
+
+def _coded_runs(flags: bytes, literals: bytes, method: StripMethod) -> bytes:
+    """A runs strip from its packed flags and literals."""
+    compress = _COMPRESS[method]
+    coded_flags = compress(flags)
+    return bytes([method]) + _U64.pack(len(coded_flags)) + coded_flags + compress(literals)
+
+
+def _coded_rows(rows: bytes) -> bytes:
     return bytes([StripMethod.ROWS_ZSTD]) + _zstd_compress(rows, ROWS_ZSTD_LEVEL)
 
 
