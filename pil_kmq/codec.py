@@ -24,11 +24,9 @@ from .decoding import (
     BLOCK_PIXELS,
     JOB_PIXELS,
     READ_SIZE,
-    WORKERS,
     StripDecoder,
     decode_whole,
     index_dtype,
-    run_jobs,
 )
 from .format import (
     CRC_SIZE,
@@ -46,6 +44,7 @@ from .format import (
     parse_header,
     unpack_crc,
 )
+from .jobs import WORKERS, run_jobs
 from .quantize import Quantized
 
 

@@ -20,8 +20,9 @@ import numpy as np
 import zstandard
 
 from .bitpack import pack_indices, pack_rows
-from .decoding import WORKERS, max_strip_length, run_jobs
+from .decoding import max_strip_length
 from .format import KmqError, StripMethod, crc32, field_width, packing_width
+from .jobs import WORKERS, run_jobs
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")

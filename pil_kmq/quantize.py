@@ -10,17 +10,16 @@ every colour its exact nearest rounded entry; gather per pixel through a lookup 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from scipy.spatial import cKDTree
-from sklearn.cluster import kmeans_plusplus
+
+from . import kmeans
 
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
 _STRIP_PIXELS = 1 << 20
-# Rows per block in brute-force distance computations: bounds their temporaries (~32 MiB).
-_DISTANCE_BLOCK = 1 << 22
 # The coarsest level has at most max(MIN, FACTOR * k) points: finer seeds k-means++ better,
 # coarser is cheaper; where several seedings are tried (k <= _N_INIT_MAX_K) it is coarser.
 # These and the iteration caps below were chosen on the Kodak set (benchmarks/README.md).
@@ -34,10 +33,8 @@ _TOL = 1e-4  # scikit-learn's default tol, as the seed article ran it
 _COARSE_MAX_ITER = 100
 _LEVEL_MAX_ITER = 300  # the seed article's max_iter
 _EXACT_MAX_ITER = 20  # the exact level starts near convergence; its long tail gains ~0.1 %
-_BRUTE_FORCE_K = 16  # below this, brute force beats a k-d tree for nearest entries
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
 _MERGE_MIN = 1 << 22  # a streaming histogram of 4 channels merges its runs past this many keys
-_MARGIN = 1e-6  # slack for sqrt rounding when bounds prove a strictly nearest entry
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
 _ESTIMATE_K_PRECISION = 16  # ... the estimates to within 1/16 (full clusterings refine it)
@@ -145,39 +142,9 @@ def _merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarra
     return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
 
 
-def _exact_nearest(points: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """Brute force: nearest entry by squared distance, ties to the lowest index."""
-    # Integers below 2**24 are exact in float32, and so are these distances (<= 4 * 255**2 * 2).
-    points_f = points.astype(np.float32)
-    book_f = codebook.astype(np.float32)
-    book_norm = (book_f * book_f).sum(axis=1)
-    rows = max(1, _DISTANCE_BLOCK // len(codebook))
-    result = np.empty(len(points), dtype=np.intp)
-    for start in range(0, len(points), rows):
-        distance = book_norm[None, :] - 2 * (points_f[start : start + rows] @ book_f.T)
-        result[start : start + rows] = np.argmin(distance, axis=1)  # argmin keeps the first tie
-    return result
-
-
-def _nearest_two(colors: np.ndarray, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact nearest entry (ties to the lowest index) and the distances to the nearest and runner-up."""
-    if len(codebook) == 1:
-        distance = np.sqrt(((colors - codebook[0].astype(np.float64)) ** 2).sum(axis=1))
-        return np.zeros(len(colors), dtype=np.intp), distance, np.full(len(colors), np.inf)
-    distance, nearest = cKDTree(codebook.astype(np.float64)).query(colors.astype(np.float64), k=2)
-    labels = nearest[:, 0]
-    # Distances between integer points are exact in float64, so an equal runner-up is a real tie
-    # (duplicates included), which the tree may have broken either way: brute force settles it.
-    tied = np.flatnonzero(distance[:, 0] == distance[:, 1])
-    labels[tied] = _exact_nearest(colors[tied], codebook)
-    return labels, distance[:, 0], distance[:, 1]
-
-
 def nearest_index(colors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     """Index of each colour's nearest codebook entry (squared distance, ties to the lowest index)."""
-    if len(codebook) <= _BRUTE_FORCE_K:
-        return _exact_nearest(colors, codebook)
-    return _nearest_two(colors, codebook)[0]
+    return kmeans.exact_nearest(colors, codebook)
 
 
 class Level(NamedTuple):
@@ -186,7 +153,6 @@ class Level(NamedTuple):
     points: np.ndarray  # (m, C) float64: weighted mean colour of the cube
     weights: np.ndarray  # (m,) float64: pixels in the cube
     member: np.ndarray  # (n,) intp: the cube of each histogram colour
-    radius: float  # no histogram colour is farther than this from its cube's point
 
 
 def _cube_members(hist: Histogram, shift: int) -> tuple[np.ndarray, int]:
@@ -210,13 +176,11 @@ def _level(hist: Histogram, shift: int, members: tuple[np.ndarray, int] | None =
     colors = hist.colors.astype(np.float64)
     weights = hist.counts.astype(np.float64)
     if shift == 0:
-        return Level(colors, weights, np.arange(len(colors)), 0.0)
+        return Level(colors, weights, np.arange(len(colors)))
     member, size = members or _cube_members(hist, shift)
     mass = np.bincount(member, weights=weights, minlength=size)
     sums = np.stack([np.bincount(member, weights=colors[:, c] * weights, minlength=size) for c in range(colors.shape[1])], axis=1)
-    # Colours and their mean share a cube of side 2**shift - 1: the cube's diagonal bounds their distance.
-    radius = (2**shift - 1) * np.sqrt(colors.shape[1])
-    return Level(sums / mass[:, None], mass, member, radius)
+    return Level(sums / mass[:, None], mass, member)
 
 
 def _levels(hist: Histogram, k: int) -> list[Level]:
@@ -238,149 +202,35 @@ def _levels(hist: Histogram, k: int) -> list[Level]:
     return levels
 
 
-class _Bounds(NamedTuple):
-    """Per point: its label, its runner-up centroid, and distance bounds (Hamerly's, with the
-    runner-up tracked on its own so that only its shift loosens its bound)."""
-
-    labels: np.ndarray
-    upper: np.ndarray  # >= distance to its own centroid
-    second: np.ndarray  # the runner-up centroid at the last search
-    lower2: np.ndarray  # <= distance to the runner-up
-    lower: np.ndarray  # <= distance to every centroid but these two (the third-nearest's, decayed)
-
-
-def _search(tree: cKDTree, points: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """Nearest, runner-up and third-nearest of each point: (labels, d1, second, d2, d3)."""
-    neighbours = min(3, k)
-    distance, nearest = tree.query(points, k=neighbours)
-    if neighbours == 1:
-        distance, nearest = distance[:, None], nearest[:, None]
-    inf = np.full(len(points), np.inf)
-    second = nearest[:, 1] if neighbours > 1 else nearest[:, 0]
-    d2 = distance[:, 1] if neighbours > 1 else inf
-    d3 = distance[:, 2] if neighbours > 2 else inf
-    return nearest[:, 0], distance[:, 0], second, d2, d3
-
-
-def _full_bounds(points: np.ndarray, centroids: np.ndarray) -> _Bounds:
-    return _Bounds(*_search(cKDTree(centroids), points, len(centroids)))
-
-
-def _distance(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    return np.sqrt(((points - targets) ** 2).sum(axis=1))
-
-
-def _reassign(points: np.ndarray, centroids: np.ndarray, bounds: _Bounds) -> tuple[np.ndarray, np.ndarray]:
-    """Search again only points whose bounds overlap; settle a swap with the runner-up without a
-    search. Returns the points whose label changed and their previous labels."""
-    labels, upper, second, lower2, lower = bounds
-    tree = cKDTree(centroids)
-    half_gap = tree.query(centroids, k=2)[0][:, 1] / 2 if len(centroids) > 1 else np.full(1, np.inf)
-    check = np.flatnonzero(upper > np.maximum(np.minimum(lower2, lower), half_gap[labels]))
-    before = labels[check]
-    upper[check] = _distance(points[check], centroids[labels[check]])
-    lower2[check] = _distance(points[check], centroids[second[check]])
-    # The runner-up now nearer than the own centroid and than every other: swap, no search needed.
-    swap = check[(lower2[check] < upper[check]) & (lower2[check] < lower[check])]
-    labels[swap], second[swap] = second[swap], labels[swap].copy()
-    upper[swap], lower2[swap] = lower2[swap], upper[swap].copy()
-    unsettled = check[upper[check] >= np.minimum(lower2[check], lower[check])]
-    if len(unsettled):
-        found = _search(tree, points[unsettled], len(centroids))
-        labels[unsettled], upper[unsettled], second[unsettled], lower2[unsettled], lower[unsettled] = found
-    moved = labels[check] != before
-    return check[moved], before[moved]
-
-
-def _cluster_sums(level: Level, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per cluster: total weight and weighted sum of the points."""
-    weights = level.weights
-    mass = np.bincount(labels, weights=weights, minlength=k)
-    sums = np.stack([np.bincount(labels, weights=level.points[:, c] * weights, minlength=k) for c in range(level.points.shape[1])], axis=1)
-    return mass, sums
-
-
-def _move_points(level: Level, sums: np.ndarray, mass: np.ndarray, moved: np.ndarray, before: np.ndarray, after: np.ndarray) -> None:
-    """Update cluster sums for points that changed cluster: cost in proportion to the changes."""
-    k = len(mass)
-    weights = level.weights[moved]
-    mass += np.bincount(after, weights=weights, minlength=k) - np.bincount(before, weights=weights, minlength=k)
-    for c in range(sums.shape[1]):
-        weighted = level.points[moved, c] * weights
-        sums[:, c] += np.bincount(after, weights=weighted, minlength=k) - np.bincount(before, weights=weighted, minlength=k)
-
-
-def _relocate_empty(level: Level, centroids: np.ndarray, bounds: _Bounds, mass: np.ndarray) -> bool:
-    """Move centroids of empty clusters onto the points costing most (as scikit-learn does)."""
-    empty = np.flatnonzero(mass <= 0)
-    if not len(empty):
-        return False
-    cost = bounds.upper * bounds.upper * level.weights
-    worst = np.argsort(-cost, kind="stable")[: len(empty)]
-    centroids[empty[: len(worst)]] = level.points[worst]
-    return True
-
-
-def lloyd(level: Level, centroids: np.ndarray, bounds: _Bounds | None, max_iter: int, tol: float) -> tuple[np.ndarray, _Bounds]:
-    """Weighted Lloyd iterations with Hamerly's bounds, until no label changes or the centroids'
-    total squared shift is at most tol (scikit-learn's rule). Returns centroids and bounds."""
-    points = level.points
-    centroids = centroids.astype(np.float64, copy=True)
-    k = len(centroids)
-    if bounds is None:
-        bounds = _full_bounds(points, centroids)
-    else:
-        _reassign(points, centroids, bounds)
-    mass, sums = _cluster_sums(level, bounds.labels, k)
-    for _ in range(max_iter):
-        if _relocate_empty(level, centroids, bounds, mass):
-            bounds = _full_bounds(points, centroids)
-            mass, sums = _cluster_sums(level, bounds.labels, k)
-        filled = mass > 0
-        moved = centroids.copy()
-        moved[filled] = sums[filled] / mass[filled, None]
-        shift = np.sqrt(((moved - centroids) ** 2).sum(axis=1))
-        centroids = moved
-        # Each bound moves by the shift of the centroids it bounds: the own, the runner-up, the largest.
-        bounds.upper[:] += shift[bounds.labels]
-        bounds.lower2[:] -= shift[bounds.second]
-        bounds.lower[:] -= shift.max()
-        changed, before = _reassign(points, centroids, bounds)
-        _move_points(level, sums, mass, changed, before, bounds.labels[changed])
-        if not len(changed) or (shift * shift).sum() <= tol:
-            break
-    return centroids, bounds
-
-
-def _descend(parent: Level, child: Level, bounds: _Bounds) -> _Bounds:
-    """Bounds for the next finer level from its parent's: a child point lies within the parent's radius."""
+def _parent_labels(parent: Level, child: Level, labels: np.ndarray) -> np.ndarray:
+    """Each point of the next finer level starts with the label of the cube it lies in."""
     parent_of = np.empty(len(child.points), dtype=np.intp)
     parent_of[child.member] = parent.member
-    upper = np.full(len(parent_of), np.inf)  # _reassign measures it where it matters
-    lower2 = bounds.lower2[parent_of] - parent.radius
-    lower = bounds.lower[parent_of] - parent.radius
-    return _Bounds(bounds.labels[parent_of], upper, bounds.second[parent_of], lower2, lower)
+    return labels[parent_of]
+
+
+def _level_error(level: Level, centroids: np.ndarray, labels: np.ndarray) -> float:
+    return float(((level.points - centroids[labels]) ** 2).sum(axis=1) @ level.weights)
 
 
 def _seeds(level: Level, k: int, seed: int) -> np.ndarray:
     """k-means++ seeds; above _KPP_MAX_K, where its k x n cost is too high, a weighted random draw."""
     if k <= _KPP_MAX_K:
-        seeds, _ = kmeans_plusplus(level.points, k, sample_weight=level.weights, random_state=seed)
-        return seeds
+        return kmeans.plusplus(level.points, level.weights, k, seed)
     # Sampling without replacement, in proportion to weight: the k smallest Exp(1) / weight keys.
     keys = np.random.default_rng(seed).exponential(size=len(level.points)) / level.weights
     return level.points[np.sort(np.argpartition(keys, k - 1)[:k])]
 
 
-def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, _Bounds]:
+def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Of several k-means++ seedings run to convergence on the coarsest level, the lowest-error one."""
     best = None
     for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1):
         seeds = _seeds(level, k, (seed + attempt) % 2**32)  # scikit-learn takes seeds below 2**32
-        centroids, bounds = lloyd(level, seeds, None, _COARSE_MAX_ITER, tol)
-        error = float((((level.points - centroids[bounds.labels]) ** 2).sum(axis=1) * level.weights).sum())
+        centroids, labels, _ = kmeans.lloyd(level.points, level.weights, seeds, kmeans.initial_labels(level.points, seeds), _COARSE_MAX_ITER, tol)
+        error = _level_error(level, centroids, labels)
         if best is None or error < best[0]:
-            best = (error, centroids, bounds)
+            best = (error, centroids, labels)
     assert best is not None
     return best[1], best[2]
 
@@ -392,36 +242,18 @@ def _tolerance(level: Level) -> float:
     return _TOL * float(variance)
 
 
-def _assign_rounded(exact: Level, codebook: np.ndarray, centroids: np.ndarray, bounds: _Bounds) -> np.ndarray:
-    """Exact nearest entries of the rounded codebook, searching only colours whose bounds allow a change."""
-    book = codebook.astype(np.float64)
-    labels = bounds.labels.copy()
-    upper = _distance(exact.points, book[labels])
-    # Rounding moved every centroid by at most this much: the bounds on the others loosen by it.
-    lower = np.minimum(bounds.lower2, bounds.lower) - _distance(book, centroids).max()
-    half_gap = cKDTree(book).query(book, k=2)[0][:, 1] / 2 if len(book) > 1 else np.full(1, np.inf)
-    # Strictly nearer than every other entry (with a margin for rounding in sqrt): no tie possible.
-    check = np.flatnonzero(upper >= np.maximum(lower, half_gap[labels]) - _MARGIN)
-    labels[check] = _nearest_two(exact.points[check], codebook)[0]
-    return labels
-
-
-def _round(exact: Level, centroids: np.ndarray, bounds: _Bounds) -> tuple[np.ndarray, np.ndarray]:
-    """Round the centroids to uint8 and give every colour its exact nearest rounded entry."""
-    codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
-    return codebook, _assign_rounded(exact, codebook, centroids, bounds)
-
-
 def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist)."""
     levels = _levels(hist, k)
     tol = _tolerance(levels[-1])
-    centroids, bounds = _best_start(levels[0], k, seed, tol)
-    for parent, child in zip(levels, levels[1:]):
-        bounds = _descend(parent, child, bounds)
+    centroids, labels = _best_start(levels[0], k, seed, tol)
+    for parent, child in itertools.pairwise(levels):
         max_iter = _EXACT_MAX_ITER if child is levels[-1] else _LEVEL_MAX_ITER
-        centroids, bounds = lloyd(child, centroids, bounds, max_iter, tol)
-    codebook, labels = _round(levels[-1], centroids, bounds)
+        labels = _parent_labels(parent, child, labels)
+        centroids, labels, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
+    # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
+    codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
+    labels = kmeans.exact_nearest(hist.colors, codebook, labels)
     used, labels = np.unique(labels, return_inverse=True)  # drop entries no colour uses
     return codebook[used], labels.ravel()
 
@@ -552,9 +384,9 @@ def _estimate_error(hist: Histogram, k: int, seed: int) -> float:
     within = float(((_visible_colors(hist) - coarse.points[coarse.member]) ** 2).sum(axis=1) @ hist.counts)
     if len(coarse.points) <= k:
         return within
-    centroids, bounds = lloyd(coarse, _seeds(coarse, k, seed), None, _ESTIMATE_MAX_ITER, _tolerance(levels[-1]))
-    between = float(((coarse.points - centroids[bounds.labels]) ** 2).sum(axis=1) @ coarse.weights)
-    return within + between
+    seeds = _seeds(coarse, k, seed)
+    centroids, labels, _ = kmeans.lloyd(coarse.points, coarse.weights, seeds, kmeans.initial_labels(coarse.points, seeds), _ESTIMATE_MAX_ITER, _tolerance(levels[-1]))
+    return within + _level_error(coarse, centroids, labels)
 
 
 def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION) -> tuple[int, int]:

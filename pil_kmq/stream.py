@@ -52,10 +52,8 @@ from .decoding import (
     BLOCK_PIXELS,
     JOB_PIXELS,
     READ_SIZE,
-    WORKERS,
     StripDecoder,
     index_dtype,
-    run_jobs,
 )
 from .format import (
     HEADER_SIZE,
@@ -73,6 +71,7 @@ from .format import (
     raw_stream_length,
     unpack_metadata,
 )
+from .jobs import WORKERS, run_jobs
 from .quantize import (
     Histogram,
     RowSource,

@@ -346,7 +346,7 @@ def test_a_zstd_frame_split_across_feeds_decodes(tmp_path: Path) -> None:
 
 def test_decoding_inside_a_pool_job_does_not_wait_on_the_pool(tmp_path: Path) -> None:
     """stream.encode from a source that reads another KMQ file: both use the shared pool."""
-    from pil_kmq.decoding import run_jobs
+    from pil_kmq.jobs import run_jobs
 
     buffer = io.BytesIO()
     Image.open(SAMPLES / "ihc.png").convert("RGB").resize((1200, 900)).save(buffer, "KMQ", k=16)

@@ -1,0 +1,349 @@
+"""Compiled k-means kernels (numba): weighted Lloyd iterations and exact nearest-entry search.
+
+Every search starts from a guess (the point's label, its parent cube's label) and walks the
+guess's neighbour list, the other centroids sorted by distance from it: by the triangle
+inequality a centroid j is no nearer to x than |c_guess - c_j| - |x - c_guess|, so the walk
+stops after the few centroids around the guess. Lloyd iterations skip most points altogether
+with Hamerly's bounds (an upper bound on the distance to the own centroid, a lower bound on
+the distance to every other). Neighbour lists are rebuilt only after the centroids have
+drifted; in between, each listed distance is loosened by how far both ends have moved.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numba import njit
+from scipy.spatial import cKDTree
+
+from .jobs import WORKERS, run_jobs
+
+# Neighbours listed per centroid: a walk that runs off the list scans every centroid instead.
+NEIGHBOURS = 48
+# Lists are rebuilt once a centroid has drifted this fraction of the median gap between
+# neighbouring centroids: sooner costs rebuilds, later loosens every bound.
+REBUILD_DRIFT = 0.25
+# Runner-up bounds loosen by the largest shift among this many nearest neighbours of a point's
+# centroid (the farther ones are bounded by their distance): one far centroid's jump then
+# leaves most points' bounds alone.
+NEAR = 16
+# Above this many centroids the lists come from a k-d tree instead of all pairwise distances.
+_BRUTE_LISTS_K = 512
+# Searches of at least this many points are split between the pool's threads.
+SPLIT_POINTS = 1 << 15
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _squared(points: np.ndarray, i: int, centroids: np.ndarray, j: int) -> float:
+    total = 0.0
+    for c in range(points.shape[1]):
+        d = points[i, c] - centroids[j, c]
+        total += d * d
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _brute_lists(centroids: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    k = centroids.shape[0]
+    order = np.empty((k, m), dtype=np.int64)
+    distance = np.empty((k, m))
+    row = np.empty(k)
+    for a in range(k):
+        for j in range(k):
+            row[j] = _squared(centroids, a, centroids, j)
+        row[a] = -1.0  # itself first, even beside a duplicate
+        # The m smallest without sorting the whole row: those up to the m-th smallest value.
+        threshold = np.partition(row, m - 1)[m - 1]
+        near = np.flatnonzero(row <= threshold)
+        near = near[np.argsort(row[near], kind="mergesort")[:m]]
+        order[a] = near
+        for t in range(m):
+            distance[a, t] = np.sqrt(max(row[near[t]], 0.0))
+    return order, distance
+
+
+def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per centroid: its nearest m = min(k, NEIGHBOURS) centroids, itself first (k, m), and the
+    distance to the nearest one not listed (inf when all are)."""
+    k = len(centroids)
+    m = min(k, NEIGHBOURS)
+    wanted = min(k, m + 1)
+    if k <= _BRUTE_LISTS_K:
+        order, distance = _brute_lists(np.ascontiguousarray(centroids, dtype=np.float64), wanted)
+    else:
+        distance, order = cKDTree(centroids).query(centroids, k=wanted, workers=-1)
+        rows = np.arange(k)
+        own = np.argmax(order == rows[:, None], axis=1)  # a duplicate may come before itself
+        order[rows, own], distance[rows, own] = order[:, 0], distance[:, 0]
+        order[:, 0], distance[:, 0] = rows, 0.0
+    tail = distance[:, m] if m < k else np.full(k, np.inf)
+    return np.ascontiguousarray(order[:, :m], dtype=np.int64), np.array(tail, dtype=np.float64)
+
+
+@njit(cache=True, nogil=True)
+def _floors(centroids, order, tail, drift):
+    """floor[a, t] <= the distance from centroid a to every centroid from position t of its
+    list on, unlisted ones included (floor[a, m]): listed distances measured now, the unlisted
+    bounded by their distance when listed less how far both ends have drifted since."""
+    k, m = order.shape
+    farthest = 0.0
+    for j in range(k):
+        farthest = max(farthest, drift[j])
+    floor = np.empty((k, m + 1))
+    for a in range(k):
+        low = max(tail[a] - drift[a] - farthest, 0.0)
+        floor[a, m] = low
+        for t in range(m - 1, 0, -1):
+            low = min(low, np.sqrt(_squared(centroids, a, centroids, order[a, t])))
+            floor[a, t] = low
+        floor[a, 0] = 0.0
+    return floor
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _walk(points, i, centroids, guess, order, floor):
+    """Nearest and runner-up centroid of point i, walking the guess's list: (nearest, squared
+    distance, a lower bound on the runner-up's distance). A centroid at list position t or
+    later is no nearer than floor[guess, t] - |x - c_guess| (triangle inequality)."""
+    k = centroids.shape[0]
+    m = order.shape[1]
+    s1 = _squared(points, i, centroids, guess)
+    own = np.sqrt(s1)
+    best, s2, d2 = guess, np.inf, np.inf
+    for t in range(1, m):
+        if floor[guess, t] - own >= d2:
+            return best, s1, d2
+        j = order[guess, t]
+        s = _squared(points, i, centroids, j)
+        if s < s1:
+            best, s2, s1 = j, s1, s
+            d2 = np.sqrt(s2)
+        elif s < s2:
+            s2 = s
+            d2 = np.sqrt(s2)
+    rest = floor[guess, m] - own if m < k else np.inf
+    if rest >= np.sqrt(s1):
+        return best, s1, min(d2, rest)
+    best, s1, s2 = 0, np.inf, np.inf  # an unlisted centroid may be nearer: scan them all
+    for j in range(k):
+        s = _squared(points, i, centroids, j)
+        if s < s1:
+            best, s2, s1 = j, s1, s
+        elif s < s2:
+            s2 = s
+    return best, s1, np.sqrt(s2)
+
+
+@njit(cache=True, nogil=True)
+def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyone, start, stop):
+    """One assignment step for points start..stop: bounds moved by this step's shifts, then
+    every point that its bounds cannot settle is searched. Returns how many labels changed."""
+    k, m = order.shape
+    near = min(NEAR, m)
+    # A point's runner-up bound loosens by the largest shift among its centroid's `near` nearest
+    # neighbours; the centroids beyond them are bounded afresh by floor[a, near] - upper.
+    near_shift = np.zeros(k)
+    for a in range(k):
+        for t in range(1, near):
+            near_shift[a] = max(near_shift[a], shift[order[a, t]])
+    changed = 0
+    for i in range(start, stop):
+        a = labels[i]
+        upper[i] += shift[a]
+        lower[i] = min(lower[i] - near_shift[a], floor[a, near] - upper[i])
+        if not everyone:
+            # Hamerly: nearer than half the gap to every other centroid, or than the runner-up.
+            bound = max(lower[i], floor[a, 1] * 0.5) if k > 1 else np.inf
+            if upper[i] <= bound:
+                continue
+            upper[i] = np.sqrt(_squared(points, i, centroids, a))
+            if upper[i] <= bound:
+                continue
+        best, s1, d2 = _walk(points, i, centroids, a, order, floor)
+        if best != a:
+            changed += 1
+        labels[i] = best
+        upper[i] = np.sqrt(s1)
+        lower[i] = d2
+    return changed
+
+
+@njit(cache=True, nogil=True)
+def _update(points, weights, labels, centroids):
+    """Weighted means of the clusters (an empty cluster keeps its centroid), each centroid's
+    shift, and how many clusters are empty."""
+    k, channels = centroids.shape
+    mass = np.zeros(k)
+    sums = np.zeros((k, channels))
+    for i in range(points.shape[0]):
+        a = labels[i]
+        mass[a] += weights[i]
+        for c in range(channels):
+            sums[a, c] += weights[i] * points[i, c]
+    moved = centroids.copy()
+    shift = np.zeros(k)
+    empty = 0
+    for j in range(k):
+        if mass[j] <= 0:
+            empty += 1
+            continue
+        total = 0.0
+        for c in range(channels):
+            moved[j, c] = sums[j, c] / mass[j]
+            d = moved[j, c] - centroids[j, c]
+            total += d * d
+        shift[j] = np.sqrt(total)
+    return moved, shift, empty
+
+
+def _split(kernel, n: int, *args: object) -> list:
+    """kernel(*args, start, stop) over 0..n, in one part per worker when n is large."""
+    parts = WORKERS if n >= SPLIT_POINTS else 1
+    bounds = [n * part // parts for part in range(parts + 1)]
+    return run_jobs(kernel, [(*args, start, stop) for start, stop in itertools.pairwise(bounds)])
+
+
+def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each point's nearest centroid by a k-d tree (ties either way): a start for lloyd()."""
+    return cKDTree(centroids).query(points, k=1, workers=-1)[1].astype(np.int64)
+
+
+def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
+    step searches every point from its guess), until no label changes or the centroids' total
+    squared shift is at most tol (scikit-learn's rule). Returns (centroids, labels, distance of
+    each point to its centroid)."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    centroids = np.array(centroids, dtype=np.float64)
+    labels = np.array(labels, dtype=np.int64)
+    k, n = len(centroids), len(points)
+    upper, lower = np.zeros(n), np.zeros(n)
+
+    def search_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order, tail = neighbour_lists(centroids)
+        drift = np.zeros(k)
+        _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True)
+        return order, tail, drift
+
+    order, tail, drift = search_all()
+    for _ in range(max_iter):
+        moved, shift, empty = _update(points, weights, labels, centroids)
+        if empty:  # move empty clusters onto the points costing most, as scikit-learn does
+            mass = np.bincount(labels, weights=weights, minlength=k)
+            worst = np.argsort(-(upper * upper * weights), kind="stable")[:empty]
+            centroids[np.flatnonzero(mass <= 0)[: len(worst)]] = points[worst]
+            order, tail, drift = search_all()
+            moved, shift, empty = _update(points, weights, labels, centroids)
+        centroids = moved
+        drift += shift
+        if drift.max() > REBUILD_DRIFT * np.median(tail):  # the unlisted ones' bound grew loose
+            order, tail = neighbour_lists(centroids)
+            drift[:] = 0.0
+        floor = _floors(centroids, order, tail, drift)
+        changed = sum(_split(_assign, n, points, centroids, labels, upper, lower, order, floor, shift, False))
+        if not changed or float(shift @ shift) <= tol:
+            break
+    return centroids, labels, upper
+
+
+@njit(cache=True, nogil=True)
+def _exact(colors, book, labels, order, floor, start, stop):
+    """Nearest entry by exact squared distance, ties to the lowest index, walking from each
+    label. Distances of integer colours are exact in float64; the floors (square roots) get a
+    margin so that a tie is never cut off."""
+    k = book.shape[0]
+    m = order.shape[1]
+    for i in range(start, stop):
+        guess = labels[i]
+        s1 = _squared(colors, i, book, guess)
+        best, own = guess, np.sqrt(s1)
+        cut = own + own + 1e-6
+        walked = True
+        for t in range(1, m):
+            if floor[guess, t] > cut:
+                walked = False
+                break
+            j = order[guess, t]
+            s = _squared(colors, i, book, j)
+            if s < s1 or (s == s1 and j < best):
+                best, s1 = j, s
+                cut = own + np.sqrt(s1) + 1e-6
+        if walked and m < k and floor[guess, m] <= cut:
+            best, s1 = 0, np.inf  # an unlisted entry may be as near: scan them all
+            for j in range(k):
+                s = _squared(colors, i, book, j)
+                if s < s1:
+                    best, s1 = j, s
+        labels[i] = best
+
+
+def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
+    """Each colour's nearest codebook entry (squared distance, ties to the lowest index), from
+    guesses (a k-d tree's when not given) that only speed the search."""
+    book = np.ascontiguousarray(codebook, dtype=np.float64)
+    points = np.ascontiguousarray(colors, dtype=np.float64)
+    labels = initial_labels(points, book) if guess is None else np.array(guess, dtype=np.int64)
+    order, tail = neighbour_lists(book)
+    floor = _floors(book, order, tail, np.zeros(len(book)))
+    _split(_exact, len(points), points, book, labels, order, floor)
+    return labels
+
+
+@njit(cache=True, nogil=True)
+def _potentials(columns, weights, closest, candidates, potentials):
+    """The weighted potential left by adding each candidate centre.
+    columns: the points channel by channel (channels, n), so that the inner loops vectorize."""
+    channels, n = columns.shape
+    for t in range(candidates.shape[0]):
+        distance = np.zeros(n)
+        for c in range(channels):
+            row = columns[c]
+            centre = row[candidates[t]]
+            for i in range(n):
+                d = row[i] - centre
+                distance[i] += d * d
+        total = 0.0
+        for i in range(n):
+            total += weights[i] * min(closest[i], distance[i])
+        potentials[t] = total
+
+
+@njit(cache=True, nogil=True)
+def _plusplus(points, weights, first, draws):
+    """Greedy k-means++ (as scikit-learn runs it): each new centre is the best, by the weighted
+    potential it leaves, of several candidates drawn in proportion to weight x squared distance
+    to the nearest centre so far. draws: (k - 1, trials) uniforms in [0, 1)."""
+    n = points.shape[0]
+    k, trials = draws.shape[0] + 1, draws.shape[1]
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = first
+    columns = np.ascontiguousarray(points.T)
+    closest = np.empty(n)
+    for i in range(n):
+        closest[i] = _squared(points, i, points, first)
+    cumulative = np.empty(n)
+    potentials = np.empty(trials)
+    candidates = np.empty(trials, dtype=np.int64)
+    for c in range(1, k):
+        total = 0.0
+        for i in range(n):
+            total += weights[i] * closest[i]
+            cumulative[i] = total
+        for t in range(trials):
+            candidates[t] = min(np.searchsorted(cumulative, draws[c - 1, t] * total), n - 1)
+        _potentials(columns, weights, closest, candidates, potentials)
+        best = candidates[np.argmin(potentials)]
+        chosen[c] = best
+        for i in range(n):
+            closest[i] = min(closest[i], _squared(points, i, points, best))
+    return chosen
+
+
+def plusplus(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k centres by greedy k-means++ with 2 + ln k candidates per centre (scikit-learn's choice)."""
+    rng = np.random.default_rng(seed)
+    first = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum()))
+    draws = rng.random((k - 1, 2 + int(np.log(k))))
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    return points[_plusplus(points, np.ascontiguousarray(weights, dtype=np.float64), min(first, len(points) - 1), draws)]
