@@ -1,12 +1,14 @@
-"""Compiled k-means kernels (numba): weighted Lloyd iterations and exact nearest-entry search.
+"""Compiled k-means kernels (numba): weighted Lloyd iterations, greedy k-means++ and exact
+nearest-entry search.
 
 Every search starts from a guess (the point's label, its parent cube's label) and walks the
 guess's neighbour list, the other centroids sorted by distance from it: by the triangle
 inequality a centroid j is no nearer to x than |c_guess - c_j| - |x - c_guess|, so the walk
 stops after the few centroids around the guess. Lloyd iterations skip most points altogether
 with Hamerly's bounds (an upper bound on the distance to the own centroid, a lower bound on
-the distance to every other). Neighbour lists are rebuilt only after the centroids have
-drifted; in between, each listed distance is loosened by how far both ends have moved.
+the distance to every other). The listed distances are measured again at every step (k x m);
+the lists themselves are rebuilt only when searches keep running off them after the
+centroids have drifted.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from scipy.spatial import cKDTree
 from .jobs import WORKERS, run_jobs
 
 # Neighbours listed per centroid: a walk that runs off the list scans every centroid instead.
-NEIGHBOURS = 48
-# Lists are rebuilt once a centroid has drifted this fraction of the median gap between
-# neighbouring centroids: sooner costs rebuilds, later loosens every bound.
-REBUILD_DRIFT = 0.25
+NEIGHBOURS = 96
+# Lists are rebuilt once an assignment step scanned every centroid for more than k / this
+# many points (a rebuild costs about k x k distances, a scan k).
+REBUILD_SCANS = 4
+REBUILD_DRIFT = 0.5
 # Runner-up bounds loosen by the largest shift among this many nearest neighbours of a point's
 # centroid (the farther ones are bounded by their distance): one far centroid's jump then
 # leaves most points' bounds alone.
@@ -43,24 +46,59 @@ def _squared(points: np.ndarray, i: int, centroids: np.ndarray, j: int) -> float
     return total
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sift_down(keys, items, root, size):
+    """Restore the max-heap below root (keys[0] is the largest of keys[:size])."""
+    while True:
+        child = 2 * root + 1
+        if child >= size:
+            return
+        if child + 1 < size and keys[child + 1] > keys[child]:
+            child += 1
+        if keys[root] >= keys[child]:
+            return
+        keys[root], keys[child] = keys[child], keys[root]
+        items[root], items[child] = items[child], items[root]
+        root = child
+
+
 @njit(cache=True, nogil=True)
 def _brute_lists(centroids: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m nearest of each centroid, itself first (ties in any order): a max-heap of the m
+    nearest so far, which few later centroids are near enough to enter, then heapsorted."""
     k = centroids.shape[0]
     order = np.empty((k, m), dtype=np.int64)
-    distance = np.empty((k, m))
-    row = np.empty(k)
+    squared = np.empty((k, m))
+    keys, items = np.empty(m), np.empty(m, dtype=np.int64)
     for a in range(k):
+        size = 0
         for j in range(k):
-            row[j] = _squared(centroids, a, centroids, j)
-        row[a] = -1.0  # itself first, even beside a duplicate
-        # The m smallest without sorting the whole row: those up to the m-th smallest value.
-        threshold = np.partition(row, m - 1)[m - 1]
-        near = np.flatnonzero(row <= threshold)
-        near = near[np.argsort(row[near], kind="mergesort")[:m]]
-        order[a] = near
-        for t in range(m):
-            distance[a, t] = np.sqrt(max(row[near[t]], 0.0))
-    return order, distance
+            d = -1.0 if j == a else _squared(centroids, a, centroids, j)  # itself first
+            if size < m:  # push: sift up from the end
+                t = size
+                size += 1
+                while t > 0 and keys[(t - 1) // 2] < d:
+                    keys[t], items[t] = keys[(t - 1) // 2], items[(t - 1) // 2]
+                    t = (t - 1) // 2
+                keys[t], items[t] = d, j
+            elif d < keys[0]:  # nearer than the farthest kept: replace it
+                keys[0], items[0] = d, j
+                _sift_down(keys, items, 0, m)
+        for end in range(m - 1, 0, -1):  # heapsort: ascending
+            keys[0], keys[end] = keys[end], keys[0]
+            items[0], items[end] = items[end], items[0]
+            _sift_down(keys, items, 0, end)
+        squared[a], order[a] = keys, items
+    return order, np.sqrt(np.maximum(squared, 0.0))
+
+
+@njit(cache=True, nogil=True)
+def _lists(centroids, m):
+    """neighbour_lists() by all pairwise distances (compiled, for up to _BRUTE_LISTS_K centroids)."""
+    k = centroids.shape[0]
+    order, distance = _brute_lists(centroids, min(k, m + 1))
+    tail = distance[:, m].copy() if m < k else np.full(k, np.inf)
+    return order[:, :m].copy(), tail
 
 
 def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,15 +106,13 @@ def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distance to the nearest one not listed (inf when all are)."""
     k = len(centroids)
     m = min(k, NEIGHBOURS)
-    wanted = min(k, m + 1)
     if k <= _BRUTE_LISTS_K:
-        order, distance = _brute_lists(np.ascontiguousarray(centroids, dtype=np.float64), wanted)
-    else:
-        distance, order = cKDTree(centroids).query(centroids, k=wanted, workers=-1)
-        rows = np.arange(k)
-        own = np.argmax(order == rows[:, None], axis=1)  # a duplicate may come before itself
-        order[rows, own], distance[rows, own] = order[:, 0], distance[:, 0]
-        order[:, 0], distance[:, 0] = rows, 0.0
+        return _lists(np.ascontiguousarray(centroids, dtype=np.float64), m)
+    distance, order = cKDTree(centroids).query(centroids, k=min(k, m + 1), workers=-1)
+    rows = np.arange(k)
+    own = np.argmax(order == rows[:, None], axis=1)  # a duplicate may come before itself
+    order[rows, own], distance[rows, own] = order[:, 0], distance[:, 0]
+    order[:, 0], distance[:, 0] = rows, 0.0
     tail = distance[:, m] if m < k else np.full(k, np.inf)
     return np.ascontiguousarray(order[:, :m], dtype=np.int64), np.array(tail, dtype=np.float64)
 
@@ -104,7 +140,8 @@ def _floors(centroids, order, tail, drift):
 @njit(cache=True, nogil=True, inline="always")
 def _walk(points, i, centroids, guess, order, floor):
     """Nearest and runner-up centroid of point i, walking the guess's list: (nearest, squared
-    distance, a lower bound on the runner-up's distance). A centroid at list position t or
+    distance, a lower bound on the runner-up's distance, whether every centroid had to be
+    scanned). A centroid at list position t or
     later is no nearer than floor[guess, t] - |x - c_guess| (triangle inequality)."""
     k = centroids.shape[0]
     m = order.shape[1]
@@ -113,7 +150,7 @@ def _walk(points, i, centroids, guess, order, floor):
     best, s2, d2 = guess, np.inf, np.inf
     for t in range(1, m):
         if floor[guess, t] - own >= d2:
-            return best, s1, d2
+            return best, s1, d2, False
         j = order[guess, t]
         s = _squared(points, i, centroids, j)
         if s < s1:
@@ -124,7 +161,7 @@ def _walk(points, i, centroids, guess, order, floor):
             d2 = np.sqrt(s2)
     rest = floor[guess, m] - own if m < k else np.inf
     if rest >= np.sqrt(s1):
-        return best, s1, min(d2, rest)
+        return best, s1, min(d2, rest), False
     best, s1, s2 = 0, np.inf, np.inf  # an unlisted centroid may be nearer: scan them all
     for j in range(k):
         s = _squared(points, i, centroids, j)
@@ -132,26 +169,33 @@ def _walk(points, i, centroids, guess, order, floor):
             best, s2, s1 = j, s1, s
         elif s < s2:
             s2 = s
-    return best, s1, np.sqrt(s2)
+    return best, s1, np.sqrt(s2), True
 
 
 @njit(cache=True, nogil=True)
 def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyone, start, stop):
     """One assignment step for points start..stop: bounds moved by this step's shifts, then
-    every point that its bounds cannot settle is searched. Returns how many labels changed."""
+    every point that its bounds cannot settle is searched. Returns how many labels changed and
+    how many searches ran off their list and scanned every centroid."""
     k, m = order.shape
     near = min(NEAR, m)
     # A point's runner-up bound loosens by the largest shift among its centroid's `near` nearest
     # neighbours; the centroids beyond them are bounded afresh by floor[a, near] - upper.
+    first, top, second = 0, 0.0, 0.0  # Hamerly's plain rule: the largest shift of any other centroid
+    for j in range(k):
+        if shift[j] > top:
+            first, second, top = j, top, shift[j]
+        elif shift[j] > second:
+            second = shift[j]
     near_shift = np.zeros(k)
     for a in range(k):
         for t in range(1, near):
             near_shift[a] = max(near_shift[a], shift[order[a, t]])
-    changed = 0
+    changed, scans = 0, 0
     for i in range(start, stop):
         a = labels[i]
         upper[i] += shift[a]
-        lower[i] = min(lower[i] - near_shift[a], floor[a, near] - upper[i])
+        lower[i] = max(lower[i] - (second if a == first else top), min(lower[i] - near_shift[a], floor[a, near] - upper[i]))
         if not everyone:
             # Hamerly: nearer than half the gap to every other centroid, or than the runner-up.
             bound = max(lower[i], floor[a, 1] * 0.5) if k > 1 else np.inf
@@ -160,13 +204,13 @@ def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyo
             upper[i] = np.sqrt(_squared(points, i, centroids, a))
             if upper[i] <= bound:
                 continue
-        best, s1, d2 = _walk(points, i, centroids, a, order, floor)
-        if best != a:
-            changed += 1
+        best, s1, d2, scanned = _walk(points, i, centroids, a, order, floor)
+        changed += best != a
+        scans += scanned
         labels[i] = best
         upper[i] = np.sqrt(s1)
         lower[i] = d2
-    return changed
+    return changed, scans
 
 
 @njit(cache=True, nogil=True)
@@ -209,42 +253,70 @@ def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return cKDTree(centroids).query(points, k=1, workers=-1)[1].astype(np.int64)
 
 
-def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
-    step searches every point from its guess), until no label changes or the centroids' total
-    squared shift is at most tol (scikit-learn's rule). Returns (centroids, labels, distance of
-    each point to its centroid)."""
-    points = np.ascontiguousarray(points, dtype=np.float64)
-    centroids = np.array(centroids, dtype=np.float64)
-    labels = np.array(labels, dtype=np.int64)
-    k, n = len(centroids), len(points)
-    upper, lower = np.zeros(n), np.zeros(n)
+_DONE, _STALE_LISTS, _MOVED_EMPTY = 0, 1, 2
 
-    def search_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order, tail = neighbour_lists(centroids)
-        drift = np.zeros(k)
-        _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True)
-        return order, tail, drift
 
-    order, tail, drift = search_all()
-    for _ in range(max_iter):
+@njit(cache=True, nogil=True)
+def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol):
+    """Lloyd steps (update, assign) until no label changes, the total squared shift is at most
+    tol, or `steps` are done: (centroids, steps done, status, scans). With more centroids than
+    _BRUTE_LISTS_K, new neighbour lists come from the caller: the loop returns _STALE_LISTS when
+    they have grown loose, _MOVED_EMPTY when an empty cluster's centroid was moved (then every
+    point must be searched again), both before the step they interrupt."""
+    n, k, m = points.shape[0], centroids.shape[0], order.shape[1]
+    brute = k <= _BRUTE_LISTS_K
+    for step in range(steps):
+        if scans * REBUILD_SCANS > k and drift.max() > REBUILD_DRIFT * np.median(tail):
+            if not brute:
+                return centroids, step, _STALE_LISTS, scans
+            order, tail = _lists(centroids, m)
+            drift[:] = 0.0
         moved, shift, empty = _update(points, weights, labels, centroids)
         if empty:  # move empty clusters onto the points costing most, as scikit-learn does
-            mass = np.bincount(labels, weights=weights, minlength=k)
-            worst = np.argsort(-(upper * upper * weights), kind="stable")[:empty]
-            centroids[np.flatnonzero(mass <= 0)[: len(worst)]] = points[worst]
-            order, tail, drift = search_all()
+            mass = np.zeros(k)
+            for i in range(n):
+                mass[labels[i]] += weights[i]
+            worst = np.argsort(-(upper * upper * weights), kind="mergesort")[:empty]
+            moving = 0
+            for j in range(k):
+                if mass[j] <= 0 and moving < len(worst):
+                    centroids[j] = points[worst[moving]]
+                    moving += 1
+            if not brute:  # the caller searches every point again: that is this step's assignment
+                return centroids, step + 1, _MOVED_EMPTY, scans
+            order, tail = _lists(centroids, m)
+            drift[:] = 0.0
+            _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, 0, n)
             moved, shift, empty = _update(points, weights, labels, centroids)
         centroids = moved
         drift += shift
-        if drift.max() > REBUILD_DRIFT * np.median(tail):  # the unlisted ones' bound grew loose
-            order, tail = neighbour_lists(centroids)
-            drift[:] = 0.0
-        floor = _floors(centroids, order, tail, drift)
-        changed = sum(_split(_assign, n, points, centroids, labels, upper, lower, order, floor, shift, False))
-        if not changed or float(shift @ shift) <= tol:
-            break
-    return centroids, labels, upper
+        changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, 0, n)
+        if changed == 0 or (shift * shift).sum() <= tol:
+            return centroids, step + 1, _DONE, scans
+    return centroids, steps, _DONE, scans
+
+
+def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
+    step searches every point from its guess, on the pool's threads when there are many),
+    until no label changes or the centroids' total squared shift is at most tol (scikit-learn's
+    rule). Returns (centroids, labels, distance of each point to its centroid)."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    centroids = np.array(centroids, dtype=np.float64)
+    labels = np.array(labels, dtype=np.int64)
+    k, n = len(centroids), len(points)
+    upper, lower, drift = np.zeros(n), np.zeros(n), np.zeros(k)
+    status, scans, left = _MOVED_EMPTY, 0, max_iter
+    while True:
+        order, tail = neighbour_lists(centroids)
+        drift[:] = 0.0
+        if status == _MOVED_EMPTY:
+            _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True)
+        centroids, steps, status, scans = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol)
+        left -= steps
+        if status == _DONE:
+            return centroids, labels, upper
 
 
 @njit(cache=True, nogil=True)
@@ -291,12 +363,14 @@ def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | 
 
 
 @njit(cache=True, nogil=True)
-def _potentials(columns, weights, closest, candidates, potentials):
-    """The weighted potential left by adding each candidate centre.
-    columns: the points channel by channel (channels, n), so that the inner loops vectorize."""
+def _potentials(columns, weights, closest, candidates, potentials, distances):
+    """The weighted potential left by adding each candidate centre, and the squared distances
+    to it (trials, n). columns: the points channel by channel (channels, n), so that the inner
+    loops vectorize."""
     channels, n = columns.shape
     for t in range(candidates.shape[0]):
-        distance = np.zeros(n)
+        distance = distances[t]
+        distance[:] = 0.0
         for c in range(channels):
             row = columns[c]
             centre = row[candidates[t]]
@@ -324,6 +398,7 @@ def _plusplus(points, weights, first, draws):
         closest[i] = _squared(points, i, points, first)
     cumulative = np.empty(n)
     potentials = np.empty(trials)
+    distances = np.empty((trials, n))
     candidates = np.empty(trials, dtype=np.int64)
     for c in range(1, k):
         total = 0.0
@@ -332,11 +407,10 @@ def _plusplus(points, weights, first, draws):
             cumulative[i] = total
         for t in range(trials):
             candidates[t] = min(np.searchsorted(cumulative, draws[c - 1, t] * total), n - 1)
-        _potentials(columns, weights, closest, candidates, potentials)
-        best = candidates[np.argmin(potentials)]
-        chosen[c] = best
-        for i in range(n):
-            closest[i] = min(closest[i], _squared(points, i, points, best))
+        _potentials(columns, weights, closest, candidates, potentials, distances)
+        best = np.argmin(potentials)
+        chosen[c] = candidates[best]
+        np.minimum(closest, distances[best], closest)
     return chosen
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from . import kmeans
+from .jobs import run_jobs
 
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
 _STRIP_PIXELS = 1 << 20
@@ -25,7 +26,7 @@ _STRIP_PIXELS = 1 << 20
 # These and the iteration caps below were chosen on the Kodak set (benchmarks/README.md).
 _COARSE_MIN, _COARSE_FACTOR = 16384, 32
 _TRIAL_MIN, _TRIAL_FACTOR = 4096, 32
-_N_INIT, _N_INIT_MAX_K = 3, 64
+_N_INIT, _N_INIT_MAX_K = 5, 64
 _LEVEL_STEP = 2  # a level must be at least this many times smaller than the next finer one
 _FIRST_SHIFT = 2  # cubes of 2 x 2 x 2 rarely halve a photo's colours: not worth a level
 _KPP_MAX_K = 1024  # above this k, k-means++'s k x n cost is too high: weighted random seeds
@@ -222,24 +223,27 @@ def _seeds(level: Level, k: int, seed: int) -> np.ndarray:
     return level.points[np.sort(np.argpartition(keys, k - 1)[:k])]
 
 
+def _start(level: Level, k: int, seed: int, tol: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """One k-means++ seeding run to convergence on the coarsest level: (error, centroids, labels)."""
+    seeds = _seeds(level, k, seed % 2**32)  # scikit-learn takes seeds below 2**32: so do we
+    centroids, labels, _ = kmeans.lloyd(level.points, level.weights, seeds, kmeans.initial_labels(level.points, seeds), _COARSE_MAX_ITER, tol)
+    return _level_error(level, centroids, labels), centroids, labels
+
+
 def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Of several k-means++ seedings run to convergence on the coarsest level, the lowest-error one."""
-    best = None
-    for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1):
-        seeds = _seeds(level, k, (seed + attempt) % 2**32)  # scikit-learn takes seeds below 2**32
-        centroids, labels, _ = kmeans.lloyd(level.points, level.weights, seeds, kmeans.initial_labels(level.points, seeds), _COARSE_MAX_ITER, tol)
-        error = _level_error(level, centroids, labels)
-        if best is None or error < best[0]:
-            best = (error, centroids, labels)
-    assert best is not None
-    return best[1], best[2]
+    """Of several seedings (side by side on the pool's threads), the lowest-error one; the first
+    of equal ones, so the result does not depend on the threads."""
+    attempts = [(level, k, seed + attempt, tol) for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1)]
+    _, centroids, labels = min(run_jobs(_start, attempts), key=lambda result: result[0])
+    return centroids, labels
 
 
 def _tolerance(level: Level) -> float:
     """scikit-learn's tol, relative to the data's mean per-channel variance."""
-    mean = np.average(level.points, axis=0, weights=level.weights)
-    variance = np.average((level.points - mean) ** 2, axis=0, weights=level.weights).mean()
-    return _TOL * float(variance)
+    total = level.weights.sum()
+    mean = level.weights @ level.points / total
+    variance = level.weights @ (level.points * level.points) / total - mean * mean  # E[x^2] - E[x]^2: two passes fewer
+    return _TOL * float(variance.mean())
 
 
 def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,9 +257,14 @@ def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
         centroids, labels, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
     # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
     codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
-    labels = kmeans.exact_nearest(hist.colors, codebook, labels)
-    used, labels = np.unique(labels, return_inverse=True)  # drop entries no colour uses
-    return codebook[used], labels.ravel()
+    return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
+
+
+def _drop_unused(codebook: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The codebook without entries no colour uses, and the labels renumbered (order kept)."""
+    used = np.bincount(labels, minlength=len(codebook)) > 0
+    renumber = np.cumsum(used) - 1
+    return codebook[used], renumber[labels]
 
 
 def _sub_histogram(hist: Histogram, mask: np.ndarray, channels: int) -> Histogram:
@@ -333,8 +342,7 @@ def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.nd
     codebook = np.concatenate(books)
     if partial.any():  # may match an opaque or transparent entry better than any of their own
         color_index[partial] = nearest_index(hist.colors[partial], codebook)
-    used, color_index = np.unique(color_index, return_inverse=True)  # drop entries no colour uses
-    return codebook[used], color_index.ravel()
+    return _drop_unused(codebook, color_index)
 
 
 def quantize_histogram(hist: Histogram, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
