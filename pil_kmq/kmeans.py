@@ -21,8 +21,9 @@ from scipy.spatial import cKDTree
 
 from .jobs import WORKERS, run_jobs
 
-# Neighbours listed per centroid: a walk that runs off the list scans every centroid instead.
-NEIGHBOURS = 96
+# Neighbours listed per centroid: a walk that runs off the list scans every centroid instead
+# (fewer when lists come from a k-d tree, whose queries then settle such walks cheaply).
+NEIGHBOURS, TREE_NEIGHBOURS = 96, 32
 # Lists are rebuilt once an assignment step scanned every centroid for more than k / this
 # many points (a rebuild costs about k x k distances, a scan k).
 REBUILD_SCANS = 4
@@ -102,10 +103,10 @@ def _lists(centroids, m):
 
 
 def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per centroid: its nearest m = min(k, NEIGHBOURS) centroids, itself first (k, m), and the
+    """Per centroid: its nearest m = min(k, NEIGHBOURS or TREE_NEIGHBOURS) centroids, itself first (k, m), and the
     distance to the nearest one not listed (inf when all are)."""
     k = len(centroids)
-    m = min(k, NEIGHBOURS)
+    m = min(k, NEIGHBOURS if k <= _BRUTE_LISTS_K else TREE_NEIGHBOURS)
     if k <= _BRUTE_LISTS_K:
         return _lists(np.ascontiguousarray(centroids, dtype=np.float64), m)
     distance, order = cKDTree(centroids).query(centroids, k=min(k, m + 1), workers=-1)
@@ -140,9 +141,10 @@ def _floors(centroids, order, tail, drift):
 @njit(cache=True, nogil=True, inline="always")
 def _walk(points, i, centroids, guess, order, floor):
     """Nearest and runner-up centroid of point i, walking the guess's list: (nearest, squared
-    distance, a lower bound on the runner-up's distance, whether every centroid had to be
-    scanned). A centroid at list position t or
-    later is no nearer than floor[guess, t] - |x - c_guess| (triangle inequality)."""
+    distance, a lower bound on the runner-up's distance, whether the walk ran off the list).
+    A centroid at list position t or later is no nearer than floor[guess, t] - |x - c_guess|
+    (triangle inequality). Off the list, every centroid is scanned, or with more than
+    _BRUTE_LISTS_K the nearest is -1: left to the caller."""
     k = centroids.shape[0]
     m = order.shape[1]
     s1 = _squared(points, i, centroids, guess)
@@ -162,6 +164,8 @@ def _walk(points, i, centroids, guess, order, floor):
     rest = floor[guess, m] - own if m < k else np.inf
     if rest >= np.sqrt(s1):
         return best, s1, min(d2, rest), False
+    if k > _BRUTE_LISTS_K:
+        return -1, 0.0, 0.0, True  # an unlisted centroid may be nearer: the caller's k-d tree finds it
     best, s1, s2 = 0, np.inf, np.inf  # an unlisted centroid may be nearer: scan them all
     for j in range(k):
         s = _squared(points, i, centroids, j)
@@ -173,10 +177,11 @@ def _walk(points, i, centroids, guess, order, floor):
 
 
 @njit(cache=True, nogil=True)
-def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyone, start, stop):
+def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyone, deferred, start, stop):
     """One assignment step for points start..stop: bounds moved by this step's shifts, then
-    every point that its bounds cannot settle is searched. Returns how many labels changed and
-    how many searches ran off their list and scanned every centroid."""
+    every point that its bounds cannot settle is searched. Returns how many labels changed,
+    and how many searches ran off their list: with more than _BRUTE_LISTS_K centroids, those
+    points are listed from deferred[start] on, for the caller to search."""
     k, m = order.shape
     near = min(NEAR, m)
     # A point's runner-up bound loosens by the largest shift among its centroid's `near` nearest
@@ -205,6 +210,10 @@ def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyo
             if upper[i] <= bound:
                 continue
         best, s1, d2, scanned = _walk(points, i, centroids, a, order, floor)
+        if best < 0:
+            deferred[start + scans] = i
+            scans += 1
+            continue
         changed += best != a
         scans += scanned
         labels[i] = best
@@ -253,22 +262,25 @@ def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return cKDTree(centroids).query(points, k=1, workers=-1)[1].astype(np.int64)
 
 
-_DONE, _STALE_LISTS, _MOVED_EMPTY = 0, 1, 2
+_DONE, _STALE_LISTS, _MOVED_EMPTY, _DEFERRED = 0, 1, 2, 3
 
 
 @njit(cache=True, nogil=True)
-def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol):
+def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred):
     """Lloyd steps (update, assign) until no label changes, the total squared shift is at most
-    tol, or `steps` are done: (centroids, steps done, status, scans). With more centroids than
-    _BRUTE_LISTS_K, new neighbour lists come from the caller: the loop returns _STALE_LISTS when
-    they have grown loose, _MOVED_EMPTY when an empty cluster's centroid was moved (then every
-    point must be searched again), both before the step they interrupt."""
+    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift). With more
+    centroids than _BRUTE_LISTS_K the caller's k-d tree helps: the loop returns _STALE_LISTS
+    when the lists have grown loose (before the step), _MOVED_EMPTY when an empty cluster's
+    centroid was moved (every point must be searched again), _DEFERRED when searches ran off
+    their lists (deferred[:scans]; the caller finishes the step)."""
     n, k, m = points.shape[0], centroids.shape[0], order.shape[1]
     brute = k <= _BRUTE_LISTS_K
     for step in range(steps):
-        if scans * REBUILD_SCANS > k and drift.max() > REBUILD_DRIFT * np.median(tail):
+        # A brute-force scan costs k distances, a deferred search a k-d tree query (far less);
+        # a rebuild costs about k x k distances, or k tree queries of m neighbours.
+        if scans * REBUILD_SCANS > (k if brute else k * m // 8) and drift.max() > REBUILD_DRIFT * np.median(tail):
             if not brute:
-                return centroids, step, _STALE_LISTS, scans
+                return centroids, step, _STALE_LISTS, scans, 0, drift
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
         moved, shift, empty = _update(points, weights, labels, centroids)
@@ -283,17 +295,30 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
                     centroids[j] = points[worst[moving]]
                     moving += 1
             if not brute:  # the caller searches every point again: that is this step's assignment
-                return centroids, step + 1, _MOVED_EMPTY, scans
+                return centroids, step + 1, _MOVED_EMPTY, scans, 0, drift
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
-            _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, 0, n)
+            _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, deferred, 0, n)
             moved, shift, empty = _update(points, weights, labels, centroids)
         centroids = moved
         drift += shift
-        changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, 0, n)
+        changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, deferred, 0, n)
+        if not brute and scans:
+            return centroids, step + 1, _DEFERRED, scans, changed, shift
         if changed == 0 or (shift * shift).sum() <= tol:
-            return centroids, step + 1, _DONE, scans
-    return centroids, steps, _DONE, scans
+            return centroids, step + 1, _DONE, scans, changed, shift
+    return centroids, steps, _DONE, scans, 0, drift
+
+
+def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> int:
+    """Nearest and runner-up of the points whose walks ran off their lists, by a k-d tree;
+    returns how many labels changed."""
+    if not len(found):
+        return 0
+    distance, nearest = cKDTree(centroids).query(points[found], k=2, workers=-1)
+    changed = int((labels[found] != nearest[:, 0]).sum())
+    labels[found], upper[found], lower[found] = nearest[:, 0], distance[:, 0], distance[:, 1]
+    return changed
 
 
 def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -307,25 +332,36 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
     labels = np.array(labels, dtype=np.int64)
     k, n = len(centroids), len(points)
     upper, lower, drift = np.zeros(n), np.zeros(n), np.zeros(k)
+    deferred = np.empty(n, dtype=np.int64)
     status, scans, left = _MOVED_EMPTY, 0, max_iter
     while True:
-        order, tail = neighbour_lists(centroids)
-        drift[:] = 0.0
+        if status != _DEFERRED:
+            order, tail = neighbour_lists(centroids)
+            drift[:] = 0.0
         if status == _MOVED_EMPTY:
-            _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True)
-        centroids, steps, status, scans = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol)
+            parts = _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, deferred)
+            if k > _BRUTE_LISTS_K:
+                starts = [n * part // len(parts) for part in range(len(parts))]
+                found = np.concatenate([deferred[start : start + count] for start, (_, count) in zip(starts, parts)])
+                _search_deferred(points, centroids, found, labels, upper, lower)
+        centroids, steps, status, scans, changed, shift = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred)
         left -= steps
+        if status == _DEFERRED:
+            changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
+            status = _DONE if not changed or float(shift @ shift) <= tol or left <= 0 else _DEFERRED
         if status == _DONE:
             return centroids, labels, upper
 
 
 @njit(cache=True, nogil=True)
-def _exact(colors, book, labels, order, floor, start, stop):
+def _exact(colors, book, labels, order, floor, deferred, start, stop):
     """Nearest entry by exact squared distance, ties to the lowest index, walking from each
     label. Distances of integer colours are exact in float64; the floors (square roots) get a
-    margin so that a tie is never cut off."""
+    margin so that a tie is never cut off. A walk that runs off its list scans every entry, or
+    with more than _BRUTE_LISTS_K entries is listed from deferred[start] on (returns how many)."""
     k = book.shape[0]
     m = order.shape[1]
+    count = 0
     for i in range(start, stop):
         guess = labels[i]
         s1 = _squared(colors, i, book, guess)
@@ -342,12 +378,17 @@ def _exact(colors, book, labels, order, floor, start, stop):
                 best, s1 = j, s
                 cut = own + np.sqrt(s1) + 1e-6
         if walked and m < k and floor[guess, m] <= cut:
+            if k > _BRUTE_LISTS_K:
+                deferred[start + count] = i
+                count += 1
+                continue
             best, s1 = 0, np.inf  # an unlisted entry may be as near: scan them all
             for j in range(k):
                 s = _squared(colors, i, book, j)
                 if s < s1:
                     best, s1 = j, s
         labels[i] = best
+    return count
 
 
 def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
@@ -358,7 +399,23 @@ def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | 
     labels = initial_labels(points, book) if guess is None else np.array(guess, dtype=np.int64)
     order, tail = neighbour_lists(book)
     floor = _floors(book, order, tail, np.zeros(len(book)))
-    _split(_exact, len(points), points, book, labels, order, floor)
+    deferred = np.empty(len(points), dtype=np.int64)
+    counts = _split(_exact, len(points), points, book, labels, order, floor, deferred)
+    starts = [len(points) * part // len(counts) for part in range(len(counts))]
+    found = np.concatenate([deferred[start : start + count] for start, count in zip(starts, counts)])
+    if len(found):
+        labels[found] = _tree_exact(points[found], book)
+    return labels
+
+
+def _tree_exact(points: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Exact nearest entries by a k-d tree: its nearest is exact unless the runner-up is as
+    near (distances of integer points are exact in float64); such ties are settled by all
+    distances, to the lowest index."""
+    distance, nearest = cKDTree(book).query(points, k=2, workers=-1)
+    labels = nearest[:, 0]
+    for i in np.flatnonzero(distance[:, 0] == distance[:, 1]):
+        labels[i] = int(np.argmin(((book - points[i]) ** 2).sum(axis=1)))
     return labels
 
 

@@ -24,6 +24,18 @@ def test_nearest_index_matches_brute_force_with_ties_to_lowest(channels: int, se
     assert np.array_equal(nearest_index(colours, codebook), brute_force_nearest(colours, codebook))
 
 
+@pytest.mark.parametrize("entries", [600, 3000])
+def test_nearest_index_exact_with_many_entries_and_far_colours(entries: int) -> None:
+    """Above 512 entries a search that runs off its neighbour list goes to a k-d tree: still
+    the nearest, ties to the lowest index (duplicates and equidistant entries are common here)."""
+    rng = np.random.default_rng(entries)
+    codebook = (rng.integers(0, 8, (entries, 3)) * 16).astype(np.uint8)  # all inside [0, 112]
+    near = (rng.integers(0, 15, (300, 3)) * 8).astype(np.uint8)
+    far = (rng.integers(20, 32, (300, 3)) * 8).clip(0, 255).astype(np.uint8)  # beyond every list
+    colours = np.concatenate([near, far])
+    assert np.array_equal(nearest_index(colours, codebook), brute_force_nearest(colours, codebook))
+
+
 def _clustered_image(seed: int, height: int, width: int) -> np.ndarray:
     """Random blobs of colour on a coarse grid: many exact ties and dense clusters, like photos and art."""
     rng = np.random.default_rng(seed)
