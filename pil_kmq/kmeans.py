@@ -262,17 +262,18 @@ def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return cKDTree(centroids).query(points, k=1, workers=-1)[1].astype(np.int64)
 
 
-_DONE, _STALE_LISTS, _MOVED_EMPTY, _DEFERRED = 0, 1, 2, 3
+_DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN = 0, 1, 2, 3
 
 
 @njit(cache=True, nogil=True)
-def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred):
+def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred, split):
     """Lloyd steps (update, assign) until no label changes, the total squared shift is at most
-    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift). With more
-    centroids than _BRUTE_LISTS_K the caller's k-d tree helps: the loop returns _STALE_LISTS
-    when the lists have grown loose (before the step), _MOVED_EMPTY when an empty cluster's
-    centroid was moved (every point must be searched again), _DEFERRED when searches ran off
-    their lists (deferred[:scans]; the caller finishes the step)."""
+    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift). The caller
+    takes over when its k-d tree or threads are needed: _STALE_LISTS when lists of more than
+    _BRUTE_LISTS_K centroids have grown loose (before the step); _MOVED_EMPTY when an empty
+    cluster's centroid was moved (every point must be searched again); _ASSIGN when the caller
+    is to assign: with `split` (every step, on its threads), or when searches ran off their
+    lists (deferred[:scans], for its tree)."""
     n, k, m = points.shape[0], centroids.shape[0], order.shape[1]
     brute = k <= _BRUTE_LISTS_K
     for step in range(steps):
@@ -302,9 +303,11 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
             moved, shift, empty = _update(points, weights, labels, centroids)
         centroids = moved
         drift += shift
+        if split:
+            return centroids, step + 1, _ASSIGN, 0, -1, shift
         changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, deferred, 0, n)
         if not brute and scans:
-            return centroids, step + 1, _DEFERRED, scans, changed, shift
+            return centroids, step + 1, _ASSIGN, scans, changed, shift
         if changed == 0 or (shift * shift).sum() <= tol:
             return centroids, step + 1, _DONE, scans, changed, shift
     return centroids, steps, _DONE, scans, 0, drift
@@ -321,11 +324,17 @@ def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarra
     return changed
 
 
+def _deferred_parts(deferred: np.ndarray, n: int, counts: list[int]) -> np.ndarray:
+    """The points each part of a split search left for the k-d tree (listed from its start)."""
+    starts = [n * part // len(counts) for part in range(len(counts))]
+    return np.concatenate([deferred[start : start + count] for start, count in zip(starts, counts)])
+
+
 def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
-    step searches every point from its guess, on the pool's threads when there are many),
-    until no label changes or the centroids' total squared shift is at most tol (scikit-learn's
-    rule). Returns (centroids, labels, distance of each point to its centroid)."""
+    step searches every point from its guess), until no label changes or the centroids' total
+    squared shift is at most tol (scikit-learn's rule); the assignments of large levels on the
+    pool's threads. Returns (centroids, labels, distance of each point to its centroid)."""
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
@@ -333,22 +342,31 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
     k, n = len(centroids), len(points)
     upper, lower, drift = np.zeros(n), np.zeros(n), np.zeros(k)
     deferred = np.empty(n, dtype=np.int64)
+    split = n >= SPLIT_POINTS and WORKERS > 1
+
+    def assign(shift: np.ndarray, everyone: bool) -> tuple[int, int]:
+        """One assignment step by this thread or the pool's: (labels changed, searches run off their lists)."""
+        parts = _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, everyone, deferred)
+        changed, scans = (sum(part) for part in zip(*parts))
+        if k > _BRUTE_LISTS_K and scans:
+            changed += _search_deferred(points, centroids, _deferred_parts(deferred, n, [part[1] for part in parts]), labels, upper, lower)
+        return changed, scans
+
     status, scans, left = _MOVED_EMPTY, 0, max_iter
     while True:
-        if status != _DEFERRED:
+        if status != _ASSIGN:
             order, tail = neighbour_lists(centroids)
             drift[:] = 0.0
         if status == _MOVED_EMPTY:
-            parts = _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, deferred)
-            if k > _BRUTE_LISTS_K:
-                starts = [n * part // len(parts) for part in range(len(parts))]
-                found = np.concatenate([deferred[start : start + count] for start, (_, count) in zip(starts, parts)])
-                _search_deferred(points, centroids, found, labels, upper, lower)
-        centroids, steps, status, scans, changed, shift = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred)
+            assign(drift, True)
+        centroids, steps, status, scans, changed, shift = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred, split)
         left -= steps
-        if status == _DEFERRED:
-            changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
-            status = _DONE if not changed or float(shift @ shift) <= tol or left <= 0 else _DEFERRED
+        if status == _ASSIGN:
+            if changed < 0:  # split: the whole step is the caller's
+                changed, scans = assign(shift, False)
+            else:  # the kernel's searches ran off their lists
+                changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
+            status = _DONE if not changed or float(shift @ shift) <= tol or left <= 0 else _ASSIGN
         if status == _DONE:
             return centroids, labels, upper
 
@@ -400,9 +418,7 @@ def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | 
     order, tail = neighbour_lists(book)
     floor = _floors(book, order, tail, np.zeros(len(book)))
     deferred = np.empty(len(points), dtype=np.int64)
-    counts = _split(_exact, len(points), points, book, labels, order, floor, deferred)
-    starts = [len(points) * part // len(counts) for part in range(len(counts))]
-    found = np.concatenate([deferred[start : start + count] for start, count in zip(starts, counts)])
+    found = _deferred_parts(deferred, len(points), _split(_exact, len(points), points, book, labels, order, floor, deferred))
     if len(found):
         labels[found] = _tree_exact(points[found], book)
     return labels
