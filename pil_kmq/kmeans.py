@@ -109,7 +109,7 @@ def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = min(k, NEIGHBOURS if k <= _BRUTE_LISTS_K else TREE_NEIGHBOURS)
     if k <= _BRUTE_LISTS_K:
         return _lists(np.ascontiguousarray(centroids, dtype=np.float64), m)
-    distance, order = cKDTree(centroids).query(centroids, k=min(k, m + 1), workers=-1)
+    distance, order = cKDTree(centroids).query(centroids, k=min(k, m + 1), workers=_workers(k))
     rows = np.arange(k)
     own = np.argmax(order == rows[:, None], axis=1)  # a duplicate may come before itself
     order[rows, own], distance[rows, own] = order[:, 0], distance[:, 0]
@@ -250,6 +250,12 @@ def _update(points, weights, labels, centroids):
     return moved, shift, empty
 
 
+def _workers(queries: int) -> int:
+    """Threads for a k-d tree query: scipy starts them per call, which costs more than a
+    small query."""
+    return WORKERS if queries >= SPLIT_POINTS else 1
+
+
 def _split(kernel, n: int, *args: object) -> list:
     """kernel(*args, start, stop) over 0..n, in one part per worker when n is large."""
     parts = WORKERS if n >= SPLIT_POINTS else 1
@@ -259,7 +265,7 @@ def _split(kernel, n: int, *args: object) -> list:
 
 def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Each point's nearest centroid by a k-d tree (ties either way): a start for lloyd()."""
-    return cKDTree(centroids).query(points, k=1, workers=-1)[1].astype(np.int64)
+    return cKDTree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
 
 
 _DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN = 0, 1, 2, 3
@@ -318,7 +324,7 @@ def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarra
     returns how many labels changed."""
     if not len(found):
         return 0
-    distance, nearest = cKDTree(centroids).query(points[found], k=2, workers=-1)
+    distance, nearest = cKDTree(centroids).query(points[found], k=2, workers=_workers(len(found)))
     changed = int((labels[found] != nearest[:, 0]).sum())
     labels[found], upper[found], lower[found] = nearest[:, 0], distance[:, 0], distance[:, 1]
     return changed
@@ -428,7 +434,7 @@ def _tree_exact(points: np.ndarray, book: np.ndarray) -> np.ndarray:
     """Exact nearest entries by a k-d tree: its nearest is exact unless the runner-up is as
     near (distances of integer points are exact in float64); such ties are settled by all
     distances, to the lowest index."""
-    distance, nearest = cKDTree(book).query(points, k=2, workers=-1)
+    distance, nearest = cKDTree(book).query(points, k=2, workers=_workers(len(points)))
     labels = nearest[:, 0]
     for i in np.flatnonzero(distance[:, 0] == distance[:, 1]):
         labels[i] = int(np.argmin(((book - points[i]) ** 2).sum(axis=1)))

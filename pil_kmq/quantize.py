@@ -27,6 +27,7 @@ _STRIP_PIXELS = 1 << 20
 _COARSE_MIN, _COARSE_FACTOR = 16384, 32
 _TRIAL_MIN, _TRIAL_FACTOR = 4096, 32
 _N_INIT, _N_INIT_MAX_K = 5, 64
+_FEW_INITS, _FEW_INITS_MAX_K = 3, 16  # small k: three seedings did as well as five
 _LEVEL_STEP = 2  # a level must be at least this many times smaller than the next finer one
 _FIRST_SHIFT = 2  # cubes of 2 x 2 x 2 rarely halve a photo's colours: not worth a level
 _KPP_MAX_K = 1024  # above this k, k-means++'s k x n cost is too high: weighted random seeds
@@ -233,7 +234,8 @@ def _start(level: Level, k: int, seed: int, tol: float) -> tuple[float, np.ndarr
 def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Of several seedings (side by side on the pool's threads), the lowest-error one; the first
     of equal ones, so the result does not depend on the threads."""
-    attempts = [(level, k, seed + attempt, tol) for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1)]
+    inits = _FEW_INITS if k <= _FEW_INITS_MAX_K else _N_INIT if k <= _N_INIT_MAX_K else 1
+    attempts = [(level, k, seed + attempt, tol) for attempt in range(inits)]
     _, centroids, labels = min(run_jobs(_start, attempts), key=lambda result: result[0])
     return centroids, labels
 
