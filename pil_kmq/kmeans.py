@@ -23,7 +23,7 @@ from .jobs import WORKERS, run_jobs
 
 # Neighbours listed per centroid: a walk that runs off the list scans every centroid instead
 # (fewer when lists come from a k-d tree, whose queries then settle such walks cheaply).
-NEIGHBOURS, TREE_NEIGHBOURS = 96, 32
+NEIGHBOURS, TREE_NEIGHBOURS = 96, 64
 # Lists are rebuilt once an assignment step scanned every centroid for more than k / this
 # many points (a rebuild costs about k x k distances, a scan k).
 REBUILD_SCANS = 4
