@@ -263,6 +263,15 @@ def _split(kernel, n: int, *args: object) -> list:
     return run_jobs(kernel, [(*args, start, stop) for start, stop in itertools.pairwise(bounds)])
 
 
+def _checked_labels(labels: np.ndarray, k: int) -> np.ndarray:
+    """A copy of start labels as int64, each a valid centroid number (the kernels index with them
+    unchecked)."""
+    labels = np.array(labels, dtype=np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"start labels must be in 0..{k - 1}")
+    return labels
+
+
 def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Each point's nearest centroid by a k-d tree (ties either way): a start for lloyd()."""
     return cKDTree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
@@ -274,7 +283,8 @@ _DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN = 0, 1, 2, 3
 @njit(cache=True, nogil=True)
 def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred, split):
     """Lloyd steps (update, assign) until no label changes, the total squared shift is at most
-    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift). The caller
+    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift, and the
+    neighbour lists, which the kernel may have rebuilt: drift is measured from them). The caller
     takes over when its k-d tree or threads are needed: _STALE_LISTS when lists of more than
     _BRUTE_LISTS_K centroids have grown loose (before the step); _MOVED_EMPTY when an empty
     cluster's centroid was moved (every point must be searched again); _ASSIGN when the caller
@@ -287,7 +297,7 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
         # a rebuild costs about k x k distances, or k tree queries of m neighbours.
         if scans * REBUILD_SCANS > (k if brute else k * m // 8) and drift.max() > REBUILD_DRIFT * np.median(tail):
             if not brute:
-                return centroids, step, _STALE_LISTS, scans, 0, drift
+                return centroids, step, _STALE_LISTS, scans, 0, drift, order, tail
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
         moved, shift, empty = _update(points, weights, labels, centroids)
@@ -302,7 +312,7 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
                     centroids[j] = points[worst[moving]]
                     moving += 1
             if not brute:  # the caller searches every point again: that is this step's assignment
-                return centroids, step + 1, _MOVED_EMPTY, scans, 0, drift
+                return centroids, step + 1, _MOVED_EMPTY, scans, 0, drift, order, tail
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
             _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, deferred, 0, n)
@@ -310,13 +320,13 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
         centroids = moved
         drift += shift
         if split:
-            return centroids, step + 1, _ASSIGN, 0, -1, shift
+            return centroids, step + 1, _ASSIGN, 0, -1, shift, order, tail
         changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, deferred, 0, n)
         if not brute and scans:
-            return centroids, step + 1, _ASSIGN, scans, changed, shift
+            return centroids, step + 1, _ASSIGN, scans, changed, shift, order, tail
         if changed == 0 or (shift * shift).sum() <= tol:
-            return centroids, step + 1, _DONE, scans, changed, shift
-    return centroids, steps, _DONE, scans, 0, drift
+            return centroids, step + 1, _DONE, scans, changed, shift, order, tail
+    return centroids, steps, _DONE, scans, 0, drift, order, tail
 
 
 def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> int:
@@ -344,7 +354,7 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
-    labels = np.array(labels, dtype=np.int64)
+    labels = _checked_labels(labels, len(centroids))
     k, n = len(centroids), len(points)
     upper, lower, drift = np.zeros(n), np.zeros(n), np.zeros(k)
     deferred = np.empty(n, dtype=np.int64)
@@ -365,7 +375,7 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
             drift[:] = 0.0
         if status == _MOVED_EMPTY:
             assign(drift, True)
-        centroids, steps, status, scans, changed, shift = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred, split)
+        centroids, steps, status, scans, changed, shift, order, tail = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred, split)
         left -= steps
         if status == _ASSIGN:
             if changed < 0:  # split: the whole step is the caller's
@@ -420,7 +430,7 @@ def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | 
     guesses (a k-d tree's when not given) that only speed the search."""
     book = np.ascontiguousarray(codebook, dtype=np.float64)
     points = np.ascontiguousarray(colors, dtype=np.float64)
-    labels = initial_labels(points, book) if guess is None else np.array(guess, dtype=np.int64)
+    labels = initial_labels(points, book) if guess is None else _checked_labels(guess, len(book))
     order, tail = neighbour_lists(book)
     floor = _floors(book, order, tail, np.zeros(len(book)))
     deferred = np.empty(len(points), dtype=np.int64)

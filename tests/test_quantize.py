@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pil_kmq import compress_image, reconstruct_image
+from pil_kmq import compress_image, kmeans, reconstruct_image
 from pil_kmq.quantize import histogram, nearest_index, quantize
 
 
@@ -128,3 +128,27 @@ def test_histogram_counts_every_distinct_colour() -> None:
 def test_compress_image_rejects_bad_arrays(image: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         compress_image(image, k=4)
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("k", [97, 200, 700])
+def test_lloyd_labels_are_nearest_at_convergence(monkeypatch: pytest.MonkeyPatch, split: bool, k: int) -> None:
+    """Run to convergence from duplicated centroids (empty clusters, rebuilt neighbour lists),
+    with the assignment split over two threads or not: every label is a nearest centroid."""
+    monkeypatch.setattr(kmeans, "WORKERS", 2)
+    monkeypatch.setattr(kmeans, "SPLIT_POINTS", 1 << 14 if split else 1 << 30)
+    rng = np.random.default_rng(k)
+    points = rng.integers(0, 256, (20_000, 3)).astype(np.float64)
+    weights = rng.integers(1, 50, len(points)).astype(np.float64)
+    start = points[rng.choice(len(points), k // 4, replace=False)][rng.integers(0, k // 4, k)]
+    centroids, labels, upper = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
+    distance = ((points[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+    own = distance[np.arange(len(points)), labels]
+    assert (own <= distance.min(axis=1) + 1e-9).all()
+    assert (upper * upper >= own - 1e-6).all()
+
+
+def test_start_labels_out_of_range_are_refused() -> None:
+    codebook = np.zeros((20, 3), np.uint8)
+    with pytest.raises(ValueError, match="start labels"):
+        kmeans.exact_nearest(np.zeros((5, 3), np.uint8), codebook, np.full(5, 20))
