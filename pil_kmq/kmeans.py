@@ -25,7 +25,8 @@ from .jobs import WORKERS, run_jobs
 # (fewer when lists come from a k-d tree, whose queries then settle such walks cheaply).
 NEIGHBOURS, TREE_NEIGHBOURS = 96, 64
 # Lists are rebuilt once an assignment step scanned every centroid for more than k / this
-# many points (a rebuild costs about k x k distances, a scan k).
+# many points (a rebuild costs about k x k distances, a scan k), and some centroid has drifted
+# more than this fraction of the median distance to the first unlisted one since.
 REBUILD_SCANS = 4
 REBUILD_DRIFT = 0.5
 # Runner-up bounds loosen by the largest shift among this many nearest neighbours of a point's
@@ -103,8 +104,9 @@ def _lists(centroids, m):
 
 
 def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per centroid: its nearest m = min(k, NEIGHBOURS or TREE_NEIGHBOURS) centroids, itself first (k, m), and the
-    distance to the nearest one not listed (inf when all are)."""
+    """Per centroid: its nearest m centroids, itself first (k, m; m = min(k, NEIGHBOURS), or
+    TREE_NEIGHBOURS above _BRUTE_LISTS_K), and the distance to the nearest one not listed (inf
+    when all are)."""
     k = len(centroids)
     m = min(k, NEIGHBOURS if k <= _BRUTE_LISTS_K else TREE_NEIGHBOURS)
     if k <= _BRUTE_LISTS_K:
@@ -225,7 +227,7 @@ def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyo
 @njit(cache=True, nogil=True)
 def _update(points, weights, labels, centroids):
     """Weighted means of the clusters (an empty cluster keeps its centroid), each centroid's
-    shift, and how many clusters are empty."""
+    shift, and each cluster's weight."""
     k, channels = centroids.shape
     mass = np.zeros(k)
     sums = np.zeros((k, channels))
@@ -236,10 +238,8 @@ def _update(points, weights, labels, centroids):
             sums[a, c] += weights[i] * points[i, c]
     moved = centroids.copy()
     shift = np.zeros(k)
-    empty = 0
     for j in range(k):
         if mass[j] <= 0:
-            empty += 1
             continue
         total = 0.0
         for c in range(channels):
@@ -247,7 +247,7 @@ def _update(points, weights, labels, centroids):
             d = moved[j, c] - centroids[j, c]
             total += d * d
         shift[j] = np.sqrt(total)
-    return moved, shift, empty
+    return moved, shift, mass
 
 
 def _workers(queries: int) -> int:
@@ -256,11 +256,15 @@ def _workers(queries: int) -> int:
     return WORKERS if queries >= SPLIT_POINTS else 1
 
 
-def _split(kernel, n: int, *args: object) -> list:
-    """kernel(*args, start, stop) over 0..n, in one part per worker when n is large."""
+def _part_bounds(n: int) -> list[int]:
+    """Where the parts of a split search of n points start, and n: one part per worker when n is large."""
     parts = WORKERS if n >= SPLIT_POINTS else 1
-    bounds = [n * part // parts for part in range(parts + 1)]
-    return run_jobs(kernel, [(*args, start, stop) for start, stop in itertools.pairwise(bounds)])
+    return [n * part // parts for part in range(parts + 1)]
+
+
+def _split(kernel, n: int, *args: object) -> list:
+    """kernel(*args, start, stop) over each part of 0..n (_part_bounds), one part per thread."""
+    return run_jobs(kernel, [(*args, start, stop) for start, stop in itertools.pairwise(_part_bounds(n))])
 
 
 def _checked_labels(labels: np.ndarray, k: int) -> np.ndarray:
@@ -300,11 +304,9 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
                 return centroids, step, _STALE_LISTS, scans, 0, drift, order, tail
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
-        moved, shift, empty = _update(points, weights, labels, centroids)
+        moved, shift, mass = _update(points, weights, labels, centroids)
+        empty = (mass <= 0).sum()
         if empty:  # move empty clusters onto the points costing most, as scikit-learn does
-            mass = np.zeros(k)
-            for i in range(n):
-                mass[labels[i]] += weights[i]
             worst = np.argsort(-(upper * upper * weights), kind="mergesort")[:empty]
             moving = 0
             for j in range(k):
@@ -316,7 +318,7 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
             order, tail = _lists(centroids, m)
             drift[:] = 0.0
             _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), drift, True, deferred, 0, n)
-            moved, shift, empty = _update(points, weights, labels, centroids)
+            moved, shift, mass = _update(points, weights, labels, centroids)
         centroids = moved
         drift += shift
         if split:
@@ -342,8 +344,7 @@ def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarra
 
 def _deferred_parts(deferred: np.ndarray, n: int, counts: list[int]) -> np.ndarray:
     """The points each part of a split search left for the k-d tree (listed from its start)."""
-    starts = [n * part // len(counts) for part in range(len(counts))]
-    return np.concatenate([deferred[start : start + count] for start, count in zip(starts, counts)])
+    return np.concatenate([deferred[start : start + count] for start, count in zip(_part_bounds(n), counts)])
 
 
 def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
