@@ -11,7 +11,6 @@ file (row ranges). Knows nothing of Pillow.
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import zstandard
 
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
+from .expand import expand_runs, zero_flags
 from .format import (
     KmqError,
     StripMethod,
@@ -93,22 +93,33 @@ class Inflater:
         self.expected, self.what = expected, what
         self._supply, self._final = supply, final
         self._input = memoryview(b"")
-        self._out = bytearray()
+        self._out = b""  # inflated bytes not read yet, from self._at on
+        self._at = 0
         self._produced = 0
         self._ended = False
         self._head = bytearray()  # a zstd frame header, until it is whole and checked
         self._engine: object = None if self._zstd else zlib.decompressobj()
         self._fed = False  # input has gone into the streaming engine: no one-call decoding then
 
-    def read(self, size: int) -> bytes | None:
-        while len(self._out) < size:
-            if self._ended:
-                raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
-            if not self._refill():
-                return None
-            self._step(size - len(self._out))
-        taken = bytes(self._out[:size])
-        del self._out[:size]
+    def read(self, size: int) -> memoryview | None:
+        """The next `size` inflated bytes (a view of an immutable bytes object, not a copy)."""
+        if len(self._out) - self._at < size:
+            parts = [self._out[self._at :]]  # joined once: a streamed frame comes in many pieces
+            have = len(parts[0])
+            try:
+                while have < size:
+                    if self._ended:
+                        raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
+                    if not self._refill():
+                        return None
+                    piece = self._step(size - have)
+                    parts.append(piece)
+                    have += len(piece)
+            finally:  # bytes inflated before input ran out are kept for the next call
+                self._out = parts[-1] if have == len(parts[-1]) else b"".join(parts)
+                self._at = 0
+        taken = memoryview(self._out)[self._at : self._at + size]
+        self._at += size
         return taken
 
     def finish(self) -> bool:
@@ -117,8 +128,10 @@ class Inflater:
         while not self._ended:
             if not self._refill():
                 return False
-            self._step(1)
-        if self._out or self._produced != self.expected:
+            piece = self._step(1)
+            if piece:  # more than was read: refused below
+                self._out, self._at = piece, 0
+        if self._at < len(self._out) or self._produced != self.expected:
             raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
         if self._input or self._supply():
             raise KmqError(f"{self.what}: bytes follow the end of the stream")
@@ -134,7 +147,7 @@ class Inflater:
             self._input = memoryview(data)
         return True
 
-    def _step(self, wanted: int) -> None:
+    def _step(self, wanted: int) -> bytes:
         if self._zstd:
             piece = self._zstd_step()
         else:
@@ -142,7 +155,7 @@ class Inflater:
         self._produced += len(piece)
         if self._produced > self.expected:
             raise KmqError(f"{self.what}: stream holds more than {self.expected} bytes")
-        self._out += piece
+        return piece
 
     def _zlib_step(self, wanted: int) -> bytes:
         engine: Any = self._engine
@@ -344,6 +357,7 @@ class StripDecoder:
         self._flag_bytes = b""  # inflated flags from the byte holding the next pixel's flag on
         self._all_flags: bytes | None = None  # the whole inflated flags, when small enough to keep
         self._previous = 0  # the last index of the previous piece: a run may go on across pieces
+        self._literal_total = 0  # 0 flags in the whole strip
         self.done = False
         if read_at is not None:
             self._open_pulled()
@@ -524,19 +538,21 @@ class StripDecoder:
     def _runs_piece(self, count: int) -> np.ndarray | None:
         if self._literal_reader is None and not self._count_literals():
             return None
-        flags = self._peek_flags(count)
-        literal_count = count - int(np.count_nonzero(flags))
+        flags, bit = self._peek_flags(count)
+        # A piece that is the whole strip (the usual case) uses the literals counted already.
+        literal_count = self._literal_total if count == self.pixels else zero_flags(flags, bit, count)
         assert self._literal_reader is not None
         data = self._literal_reader.read(literal_count * literal_width(self.bits))
         if data is None:
             return None
         self._use_flags(count)
-        literals = np.frombuffer(data, dtype=np.uint8 if self.bits <= 8 else ">u2")
+        literals = np.frombuffer(data, dtype=np.uint8) if self.bits <= 8 else np.frombuffer(data, dtype=">u2").astype(np.uint16)
         if literals.size and int(literals.max()) >= self.k:
             bad = int(np.argmax(literals >= self.k))
-            pixel = self.first_pixel + self._decoded + int(np.flatnonzero(~flags)[bad])
-            self._range_error(int(literals[bad]), pixel)
-        found = _expand_runs(flags, literals, self._previous, self._dtype)
+            zero_at = np.flatnonzero(np.unpackbits(flags)[bit : bit + count] == 0)[bad]
+            self._range_error(int(literals[bad]), self.first_pixel + self._decoded + int(zero_at))
+        found = np.empty(count, dtype=self._dtype)
+        expand_runs(flags, bit, literals, self._previous, found)
         self._previous = int(found[-1])
         return found
 
@@ -556,10 +572,10 @@ class StripDecoder:
             assert data is not None  # the flags are complete
             if seen == 0 and data[0] & 0x80:
                 raise KmqError(f"{self.what} flags: the first flag of a strip must be 0")
-            bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=min(size * 8, self.pixels - seen * 8))
-            zeros += bits.size - int(np.count_nonzero(bits))
+            flags = min(size * 8, self.pixels - seen * 8)
+            zeros += zero_flags(np.frombuffer(data, dtype=np.uint8), 0, flags)
             seen += size
-            if seen == total and not padding_is_zero(data, bits.size):
+            if seen == total and not padding_is_zero(data, flags):
                 raise KmqError(f"{self.what} flags: padding bits are not zero")
             if keep:
                 kept.append(data)
@@ -569,6 +585,7 @@ class StripDecoder:
         else:
             self._flags.rewind()
             self._flag_reader = self._flag_inflater(total)
+        self._literal_total = zeros
         expected = zeros * literal_width(self.bits)
         if self._literals.length > stream_bound(expected):
             raise KmqError(f"{self.what} literals: {self._literals.length} bytes is over {stream_bound(expected)}, the most {expected} bytes of literals may take")
@@ -582,8 +599,8 @@ class StripDecoder:
         flags = self._flags
         return Inflater(self._method, total, f"{self.what} flags", flags.take, lambda: flags.exhausted)
 
-    def _peek_flags(self, count: int) -> np.ndarray:
-        """The flags of the next `count` pixels (bit self._decoded of the strip's flags on)."""
+    def _peek_flags(self, count: int) -> tuple[np.ndarray, int]:
+        """The packed flags of the next `count` pixels: bytes, and the bit of the first one."""
         bit = self._decoded % 8
         needed = (bit + count + 7) // 8
         if self._all_flags is not None:
@@ -596,8 +613,7 @@ class StripDecoder:
                 assert more is not None  # the flags are complete
                 self._flag_bytes += more
             data = self._flag_bytes[:needed]
-        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-        return bits[bit : bit + count].view(bool)
+        return np.frombuffer(data, dtype=np.uint8), bit
 
     def _use_flags(self, count: int) -> None:
         if self._all_flags is None:
@@ -624,41 +640,6 @@ class StripDecoder:
     def _range_error(self, value: int, pixel: int) -> None:
         row, column = divmod(pixel, self.width)
         raise KmqError(f"{self.what}: index {value} at row {row}, column {column} is out of range for k={self.k}")
-
-
-def _expand_runs(flags: np.ndarray, literals: np.ndarray, previous: int, dtype: np.dtype) -> np.ndarray:
-    """Each pixel's index: the most recent literal at or before it (`previous` before the
-    first). Few literals (long runs: graphics, label maps): np.repeat of the run lengths,
-    measured 4x faster at 0.5 % literals; otherwise a running count and a gather, which win
-    above about 3 %."""
-    count = flags.size
-    if literals.size * 32 < count:
-        starts = np.flatnonzero(~flags)
-        found = np.empty(count, dtype=dtype)
-        head = int(starts[0]) if starts.size else count
-        found[:head] = previous
-        found[head:] = np.repeat(literals.astype(dtype, copy=False), np.diff(starts, append=count))
-        return found
-    starts, rank = _scratch(count)
-    np.logical_not(flags, out=starts)
-    np.cumsum(starts, dtype=np.int32, out=rank)
-    table = np.empty(literals.size + 1, dtype=dtype)
-    table[0] = previous
-    table[1:] = literals
-    return np.take(table, rank)  # measured 1.5x faster than table[rank]
-
-
-_scratch_buffers = threading.local()
-
-
-def _scratch(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's run-start and running-count buffers, reused from piece to piece: fresh
-    ones would be fresh pages, and faulting in ~5 bytes of pages a pixel cost more than the
-    count itself (measured 3x on a 240,000-pixel strip). At most BLOCK_PIXELS each."""
-    buffers = _scratch_buffers
-    if getattr(buffers, "rank", None) is None or buffers.rank.size < count:
-        buffers.starts, buffers.rank = np.empty(count, dtype=bool), np.empty(count, dtype=np.int32)
-    return buffers.starts[:count], buffers.rank[:count]
 
 
 def decode_whole(data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str) -> np.ndarray:

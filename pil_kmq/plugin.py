@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from .api import (
     compress_image,
 )
 from .codec import IndexStreamDecoder, encode_parts
+from .expand import lookup
 from .format import (
     HEADER_SIZE,
     KNOWN_CHUNKS,
@@ -115,6 +117,9 @@ class KmqDecoder(ImageFile.PyDecoder):
     def init(self, args: tuple[Any, ...]) -> None:
         header, prefix_crc = args
         self._stream = IndexStreamDecoder(header, prefix_crc)
+        self._table: np.ndarray | None = None  # codebook entries as words, once it has been read
+        self._rawmode = ""
+        self._words = np.empty(0, dtype=np.uint8)
 
     def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
         data = memoryview(buffer)  # type: ignore[arg-type]
@@ -125,29 +130,50 @@ class KmqDecoder(ImageFile.PyDecoder):
         return len(data), 0
 
     def _put(self, row: int, column: int, indices: np.ndarray) -> None:
-        """Paste a piece: whole rows, or part of one row."""
+        """Write a piece (whole rows, or part of one row) into the image: its entries looked
+        up a bounded chunk at a time and handed to Pillow's raw unpacker for that rectangle,
+        so no image-sized temporary is made."""
         assert self.im is not None and self._stream.codebook is not None
-        pixels = _rows_image(indices, self._stream.codebook, self.mode)
+        if self._table is None:
+            self._table, self._rawmode = _entry_words(self._stream.codebook, self.mode)
+            self._words = np.empty(min(_LOOKUP_CHUNK, self.state.xsize * self.state.ysize), dtype=self._table.dtype)
         x0, y0 = self.state.xoff + column, self.state.yoff + row
-        self.im.paste(pixels.im, (x0, y0, x0 + indices.shape[1], y0 + indices.shape[0]))
+        height, width = indices.shape
+        for top, left, part in _chunks(indices):
+            words = self._words[: part.size]
+            lookup(self._table, part, words)
+            unpacker = Image._getdecoder(self.mode, "raw", self._rawmode, ())
+            unpacker.setimage(self.im, (x0 + left, y0 + top, x0 + left + part.shape[1], y0 + top + part.shape[0]))
+            unpacker.decode(memoryview(words).cast("B"))
 
 
-def _rows_image(indices: np.ndarray, codebook: np.ndarray, mode: str) -> Image.Image:
-    """codebook[indices] as a Pillow image of `mode`."""
+# Pixels looked up per chunk: a 256 KiB buffer of words, reused.
+_LOOKUP_CHUNK = 1 << 16
+# Pillow raw modes of a codebook entry stored as one word (RGB padded to four bytes).
+_ENTRY_RAWMODES = {"L": "L", "LA": "LA", "RGB": "RGBX", "RGBA": "RGBA"}
+
+
+def _entry_words(codebook: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
+    """Each codebook entry's bytes, in the order of its Pillow raw mode, as one unsigned word."""
+    entries = np.ascontiguousarray(codebook, dtype=np.uint8)
+    if mode == "RGB":
+        entries = np.concatenate([entries, np.zeros((len(entries), 1), dtype=np.uint8)], axis=1)
+    word = {1: np.uint8, 2: np.uint16, 4: np.uint32}[entries.shape[1]]
+    return entries.view(word).reshape(-1), _ENTRY_RAWMODES[mode]
+
+
+def _chunks(indices: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(row, column, 2-D indices) pieces of at most _LOOKUP_CHUNK pixels: whole rows of the
+    piece, or part of one row when a row is wider than a chunk."""
     height, width = indices.shape
-    if len(codebook) > 256:
-        return Image.frombuffer(mode, (width, height), np.take(codebook, indices, axis=0).tobytes(), "raw", mode, 0, 1)
-    # Up to 256 entries: Pillow's palette conversion, in C, is ~10x faster than a numpy gather.
-    paletted = Image.frombuffer("P", (width, height), indices.astype(np.uint8, copy=False).tobytes(), "raw", "P", 0, 1)
-    channels = codebook.shape[1]
-    grey = channels <= 2
-    colours = np.repeat(codebook[:, :1], 3, axis=1) if grey else codebook[:, :3]
-    if channels in (2, 4):
-        palette = np.concatenate([colours, codebook[:, -1:]], axis=1)
-        paletted.putpalette(palette.tobytes(), "RGBA")
-    else:
-        paletted.putpalette(colours.tobytes(), "RGB")
-    return paletted.convert(mode)
+    if width <= _LOOKUP_CHUNK:
+        step = _LOOKUP_CHUNK // width
+        for top in range(0, height, step):
+            yield top, 0, indices[top : top + step]
+        return
+    for top in range(height):
+        for left in range(0, width, _LOOKUP_CHUNK):
+            yield top, left, indices[top : top + 1, left : left + _LOOKUP_CHUNK]
 
 
 class _ImageRows:

@@ -1,0 +1,104 @@
+"""Compiled inner loops of the run decoder (spec 7.2, "Runs and literals"): counting the
+literals a stretch of run flags calls for, and expanding flags and literals to indices.
+
+Flags are read straight from their packed bytes (MSB first): unpacking them to a byte a
+flag, then a running count and a gather, wrote ~7 bytes of temporaries a pixel, and on a
+photo that churn of fresh pages cost more than the decoding itself. Each loop checks its
+reads against the sizes of the arrays it is given, so no file can make it read past them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Number of 0 bits in each byte value.
+_ZEROS = np.array([8 - bin(value).count("1") for value in range(256)], dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _zero_bits(flags: np.ndarray, bit: int, count: int) -> int:
+    zeros = 0
+    position, end = bit, bit + count
+    while position < end and position & 7:
+        zeros += 1 - ((flags[position >> 3] >> (7 - (position & 7))) & 1)
+        position += 1
+    while position + 8 <= end:
+        zeros += _ZEROS[flags[position >> 3]]
+        position += 8
+    while position < end:
+        zeros += 1 - ((flags[position >> 3] >> (7 - (position & 7))) & 1)
+        position += 1
+    return zeros
+
+
+def zero_flags(flags: np.ndarray, bit: int, count: int) -> int:
+    """How many of the `count` flags from bit `bit` of `flags` are 0: the literals they use."""
+    if (bit + count + 7) // 8 > flags.size:
+        raise ValueError("fewer flag bytes than flags")
+    return int(_zero_bits(flags, bit, count))
+
+
+# _RANKS[b, i]: the 0 bits among bits 0 … i (MSB first) of byte b, i.e. the literals its
+# first i + 1 flags use.
+_RANKS = np.array([[sum(1 - (value >> (7 - j) & 1) for j in range(i + 1)) for i in range(8)] for value in range(256)], dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray) -> int:
+    count, available = out.size, literals.size
+    current, used = previous, 0
+    j, position = 0, bit
+    while j < count:
+        byte = flags[position >> 3]
+        if position & 7 == 0 and j + 8 <= count and (byte == 0xFF or used):
+            # A whole byte of flags without a branch a flag: pixel i takes the literal
+            # before the first one this byte uses, plus the zeros up to i. The literal before
+            # is the current one (used > 0), so no table of `previous` plus literals is built.
+            if byte == 0xFF:
+                for i in range(8):
+                    out[j + i] = current
+            else:
+                if used + _RANKS[byte, 7] > available:
+                    return -1
+                before = used - 1
+                for i in range(8):
+                    out[j + i] = literals[before + _RANKS[byte, i]]
+                used += _RANKS[byte, 7]
+                current = literals[used - 1]
+            j += 8
+            position += 8
+            continue
+        if (byte >> (7 - (position & 7))) & 1 == 0:
+            if used == available:
+                return -1
+            current = literals[used]
+            used += 1
+        out[j] = current
+        j += 1
+        position += 1
+    return used
+
+
+def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray) -> None:
+    """Fill `out` with the indices of out.size pixels whose flags start at bit `bit` of
+    `flags`: each pixel takes the most recent literal at or before it, `previous` before the
+    first. `literals` must hold exactly as many values as those flags have zeros."""
+    if (bit + out.size + 7) // 8 > flags.size:
+        raise ValueError("fewer flag bytes than flags")
+    if _expand(flags, bit, literals, previous, out) != literals.size:
+        raise ValueError("flags and literals do not match")
+
+
+@njit(cache=True, nogil=True)
+def _lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+    for j in range(indices.size):
+        out[j] = table[indices[j]]
+
+
+def lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+    """out[j] = table[indices[j]]: a pixel's whole codebook entry as one word. Every index
+    must be below table.size (the decoder has checked them against k)."""
+    if out.size < indices.size or (indices.size and int(indices.max()) >= table.size):
+        raise ValueError("indices out of the table's range, or too small an output")
+    _lookup(table, indices.reshape(-1), out)

@@ -1,0 +1,72 @@
+"""The compiled run decoder and palette lookup: same indices as the spec's definition for
+any flags, offset and literals; a mismatch of flags and literals is refused, never read past."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pil_kmq.expand import expand_runs, lookup, zero_flags
+
+
+def spec_runs(indices: np.ndarray, previous: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flags and literals of spec 7.2, a repeat sometimes coded as a literal (valid too)."""
+    before = np.concatenate([[previous], indices[:-1]])
+    flags = (before == indices) & (rng.random(indices.size) < 0.9)
+    return flags, indices[~flags]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_expansion_matches_the_definition_at_any_bit_offset(dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(1500):
+        count, offset, previous = int(rng.integers(1, 90)), int(rng.integers(0, 8)), int(rng.integers(0, 3))
+        indices = rng.integers(0, 3, count).astype(dtype)
+        if rng.random() < 0.5:  # long runs: whole bytes of 1 flags
+            indices = np.repeat(indices[: count // 12 + 1], 12)[:count]
+        flags, literals = spec_runs(indices, previous, rng)
+        packed = np.packbits(np.concatenate([rng.random(offset) < 0.5, flags, rng.random(7) < 0.5]))
+        out = np.empty(count, dtype=dtype)
+        expand_runs(packed, offset, literals, previous, out)
+        np.testing.assert_array_equal(out, indices)
+        assert zero_flags(packed, offset, count) == literals.size
+
+
+def test_too_few_or_too_many_literals_are_refused() -> None:
+    indices = np.array([1, 1, 2, 2, 2, 2, 2, 2, 2, 0, 0, 1], dtype=np.uint8)
+    flags, literals = spec_runs(indices, 0, np.random.default_rng(1))
+    packed = np.packbits(flags)
+    out = np.empty(indices.size, dtype=np.uint8)
+    for wrong in (literals[:-1], literals[:0], np.concatenate([literals, literals])):
+        with pytest.raises(ValueError, match="do not match"):
+            expand_runs(packed, 0, wrong, 0, out)
+    with pytest.raises(ValueError, match="fewer flag bytes"):
+        expand_runs(packed[:1], 0, literals, 0, out)
+
+
+def test_lookup_refuses_an_index_beyond_the_table() -> None:
+    table = np.arange(4, dtype=np.uint32)
+    out = np.empty(3, dtype=np.uint32)
+    lookup(table, np.array([3, 0, 2], dtype=np.uint8), out)
+    assert out.tolist() == [3, 0, 2]
+    with pytest.raises(ValueError, match="range"):
+        lookup(table, np.array([0, 4, 1], dtype=np.uint8), out)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_rows_wider_than_a_lookup_chunk_decode_whole(mode: str) -> None:
+    """A 70,000-pixel row is written in parts of one row; every mode's entries land whole."""
+    rng = np.random.default_rng(3)
+    channels = len(mode)
+    palette = rng.integers(0, 256, (5, channels), dtype=np.uint8)
+    indices = np.repeat(rng.integers(0, 5, 7000), 10).reshape(1, -1).repeat(2, axis=0)
+    pixels = palette[indices].reshape(2, -1, channels)
+    image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=5)
+    with Image.open(buffer) as decoded:
+        assert decoded.mode == mode
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
