@@ -51,21 +51,26 @@ def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, ou
     j, position = 0, bit
     while j < count:
         byte = flags[position >> 3]
-        if position & 7 == 0 and j + 8 <= count and (byte == 0xFF or used):
+        if position & 7 == 0 and j + 8 <= count and byte == 0xFF:
+            # A run: filled to the end of its whole bytes of 1 flags at once.
+            end = j + 8
+            while end + 8 <= count and flags[(position + end - j) >> 3] == 0xFF:
+                end += 8
+            out[j:end] = current
+            position += end - j
+            j = end
+            continue
+        if position & 7 == 0 and j + 8 <= count and used:
             # A whole byte of flags without a branch a flag: pixel i takes the literal
             # before the first one this byte uses, plus the zeros up to i. The literal before
             # is the current one (used > 0), so no table of `previous` plus literals is built.
-            if byte == 0xFF:
-                for i in range(8):
-                    out[j + i] = current
-            else:
-                if used + _RANKS[byte, 7] > available:
-                    return -1
-                before = used - 1
-                for i in range(8):
-                    out[j + i] = literals[before + _RANKS[byte, i]]
-                used += _RANKS[byte, 7]
-                current = literals[used - 1]
+            if used + _RANKS[byte, 7] > available:
+                return -1
+            before = used - 1
+            for i in range(8):
+                out[j + i] = literals[before + _RANKS[byte, i]]
+            used += _RANKS[byte, 7]
+            current = literals[used - 1]
             j += 8
             position += 8
             continue
