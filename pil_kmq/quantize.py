@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from . import kmeans
+from . import kmeans, radix
 from .jobs import run_jobs
 
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
@@ -97,16 +97,15 @@ def _strips(image: RowSource) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def histogram(image: RowSource) -> Histogram:
-    """The colour histogram of an (H, W, C) uint8 image; sorts one uint32 key per pixel in place."""
-    height, width, channels = image.shape
-    keys = np.empty(height * width, dtype=np.uint32)
+    """The colour histogram of an (H, W, C) uint8 image, strip by strip: each strip's keys
+    sorted and counted (radix.py), the strips' counts merged."""
+    _, _, channels = image.shape
+    merged = (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
     for first, pixels in _strips(image):
-        keys[first : first + len(pixels)] = color_keys(pixels)
-    keys.sort()
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    counts = np.diff(np.append(starts, len(keys)))
-    unique = keys[starts]
-    return Histogram(unique, _unpack_keys(unique, channels), counts)
+        counts = radix.strip_counts(pixels)
+        merged = counts if first == 0 else radix.merge_counts(merged, counts)
+    keys, counts = merged
+    return Histogram(keys, _unpack_keys(keys, channels), counts)
 
 
 def streaming_histogram(image: RowSource, release: Callable[[int, int], None] | None = None) -> Histogram:
@@ -118,7 +117,7 @@ def streaming_histogram(image: RowSource, release: Callable[[int, int], None] | 
     merged = (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     for first, pixels in _strips(image):
-        keys, counts = np.unique(color_keys(pixels), return_counts=True)
+        keys, counts = radix.strip_counts(pixels)
         if release is not None:
             release(first // width, (first + len(pixels)) // width)
         if dense is not None:

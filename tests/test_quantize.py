@@ -117,6 +117,20 @@ def test_histogram_counts_every_distinct_colour() -> None:
     assert np.array_equal(hist.counts, counts)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_histogram_of_many_strips_matches_a_plain_count(channels: int) -> None:
+    """Strips of 2**20 pixels, each radix-sorted on its own, then merged: the counts of a
+    plain np.unique, for every key width (8 to 32 bits, one to three radix passes)."""
+    rng = np.random.default_rng(channels)
+    palette = rng.integers(0, 256, (5000, channels), dtype=np.uint8)
+    pixels = palette[rng.integers(0, 5000, (1100, 1000)) ** 2 // 5000]  # skewed counts
+    hist = histogram(pixels)
+    expected, counts = np.unique(pixels.reshape(-1, channels), axis=0, return_counts=True)
+    assert np.array_equal(hist.colors, expected)
+    assert np.array_equal(hist.counts, counts)
+    assert np.all(np.diff(hist.keys.astype(np.int64)) > 0)
+
+
 @pytest.mark.parametrize(
     ("image", "message"),
     [
