@@ -124,11 +124,11 @@ def check_lengths(lengths: np.ndarray, first: int, strip_height: int, height: in
     if not lengths.all():
         raise KmqError(f"KMQ strip {first + int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
     count = strip_count(height, strip_height)
-    last_rows = height - (count - 1) * strip_height
-    limits = np.full(lengths.size, max_strip_length(strip_height * width, bits_per_index), dtype=np.uint64)
-    if first + lengths.size == count:
-        limits[-1] = max_strip_length(last_rows * width, bits_per_index)
-    over = np.flatnonzero(lengths > limits)
+    over = np.flatnonzero(lengths > np.uint64(max_strip_length(strip_height * width, bits_per_index)))
+    if not over.size and first + lengths.size == count:  # the last strip may have fewer rows
+        last_rows = height - (count - 1) * strip_height
+        if int(lengths[-1]) > max_strip_length(last_rows * width, bits_per_index):
+            over = np.array([lengths.size - 1])
     if over.size:
         number = int(over[0])
         raise KmqError(f"KMQ strip {first + number}: strip_length {int(lengths[number])} is more than its pixels may take")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -131,20 +130,36 @@ class KmqDecoder(ImageFile.PyDecoder):
 
     def _put(self, row: int, column: int, indices: np.ndarray) -> None:
         """Write a piece (whole rows, or part of one row) into the image: its entries looked
-        up a bounded chunk at a time and handed to Pillow's raw unpacker for that rectangle,
-        so no image-sized temporary is made."""
+        up a bounded chunk at a time and handed to Pillow's raw unpacker, so no image-sized
+        temporary is made."""
         assert self.im is not None and self._stream.codebook is not None
         if self._table is None:
             self._table, self._rawmode = _entry_words(self._stream.codebook, self.mode)
             self._words = np.empty(min(_LOOKUP_CHUNK, self.state.xsize * self.state.ysize), dtype=self._table.dtype)
         x0, y0 = self.state.xoff + column, self.state.yoff + row
         height, width = indices.shape
-        for top, left, part in _chunks(indices):
-            words = self._words[: part.size]
-            lookup(self._table, part, words)
-            unpacker = Image._getdecoder(self.mode, "raw", self._rawmode, ())
-            unpacker.setimage(self.im, (x0 + left, y0 + top, x0 + left + part.shape[1], y0 + top + part.shape[0]))
-            unpacker.decode(memoryview(words).cast("B"))
+        if width <= _LOOKUP_CHUNK:  # one unpacker for the piece, fed whole rows a chunk at a time
+            unpacker = self._unpacker(x0, y0, width, height)
+            step = _LOOKUP_CHUNK // width
+            for top in range(0, height, step):
+                unpacker.decode(self._entries(indices[top : top + step]))
+            return
+        for top in range(height):  # a row wider than a chunk: each part of it on its own
+            for left in range(0, width, _LOOKUP_CHUNK):
+                part = indices[top, left : left + _LOOKUP_CHUNK]
+                self._unpacker(x0 + left, y0 + top, part.size, 1).decode(self._entries(part))
+
+    def _unpacker(self, x: int, y: int, width: int, height: int) -> Any:
+        unpacker = Image._getdecoder(self.mode, "raw", self._rawmode, ())
+        unpacker.setimage(self.im, (x, y, x + width, y + height))
+        return unpacker
+
+    def _entries(self, indices: np.ndarray) -> memoryview:
+        """The codebook entries of up to _LOOKUP_CHUNK indices, as raw bytes of self._rawmode."""
+        assert self._table is not None
+        words = self._words[: indices.size]
+        lookup(self._table, indices, words)
+        return memoryview(words).cast("B")
 
 
 # Pixels looked up per chunk: a 256 KiB buffer of words, reused.
@@ -160,20 +175,6 @@ def _entry_words(codebook: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
         entries = np.concatenate([entries, np.zeros((len(entries), 1), dtype=np.uint8)], axis=1)
     word = {1: np.uint8, 2: np.uint16, 4: np.uint32}[entries.shape[1]]
     return entries.view(word).reshape(-1), _ENTRY_RAWMODES[mode]
-
-
-def _chunks(indices: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(row, column, 2-D indices) pieces of at most _LOOKUP_CHUNK pixels: whole rows of the
-    piece, or part of one row when a row is wider than a chunk."""
-    height, width = indices.shape
-    if width <= _LOOKUP_CHUNK:
-        step = _LOOKUP_CHUNK // width
-        for top in range(0, height, step):
-            yield top, 0, indices[top : top + step]
-        return
-    for top in range(height):
-        for left in range(0, width, _LOOKUP_CHUNK):
-            yield top, left, indices[top : top + 1, left : left + _LOOKUP_CHUNK]
 
 
 class _ImageRows:
