@@ -36,7 +36,7 @@ def anchors(decoded: Image.Image) -> tuple[bytes, bytes]:
     paletted = decoded.quantize(colours, dither=Image.Dither.NONE)
     assert paletted.convert("RGB").tobytes() == decoded.tobytes(), "PNG-8 must hold the very same pixels"
     paletted.save(png8, "PNG", optimize=True)
-    decoded.save(webp, "WEBP", lossless=True, method=6)
+    decoded.save(webp, "WEBP", lossless=True, quality=100, method=6)  # libwebp's greatest effort
     return png8.getvalue(), webp.getvalue()
 
 
