@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .quantize import Quantized, RowSource, mse_for_psnr
 
@@ -66,32 +67,37 @@ def _squared(pixels: np.ndarray, colors: np.ndarray) -> np.ndarray:
     return np.einsum("...c,...c->...", difference, difference)
 
 
-def _allowed(codebook: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """For codebooks with alpha: may a pixel whose nearest entry is `own` take entry `other`?
-    Only when both have the same alpha, so that transparent and opaque pixels stay exact."""
-    if codebook.shape[1] not in (2, 4):
-        return None
-    alpha = codebook[:, -1]
-    return lambda own, other: alpha[own] == alpha[other]
-
-
 def scan(segments: Segments, codebook: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     """(indices (SEGMENT, m), added squared error): left to right, a pixel takes the index just
-    chosen for the pixel before it when that adds at most threshold to its squared error."""
+    chosen for the pixel before it when that adds at most threshold to its squared error; with
+    alpha, only an entry of its own entry's alpha (transparent and opaque pixels stay exact)."""
     pixels, nearest, error = segments.pixels, segments.nearest, segments.error
-    colors = codebook.astype(np.int32)
-    allowed = _allowed(codebook)
-    limit = error + np.int32(min(threshold, MAX_THRESHOLD))  # the most squared error a run may have
-    chosen = nearest.copy()
-    previous = chosen[0]
-    for j in range(1, len(chosen)):
-        difference = pixels[j] - colors[previous]
-        take = np.einsum("ij,ij->i", difference, difference) <= limit[j]
-        if allowed is not None:
-            take &= allowed(nearest[j], previous)
-        np.copyto(chosen[j], previous, where=take)
-        previous = chosen[j]
-    return chosen, int(_squared(pixels, colors[chosen]).sum(dtype=np.int64) - error.sum(dtype=np.int64))
+    alpha = codebook[:, -1].astype(np.int32) if codebook.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
+    chosen = np.empty_like(nearest)
+    added = _scan(pixels, nearest, error, codebook.astype(np.int32), alpha, int(min(threshold, MAX_THRESHOLD)), chosen)
+    return chosen, int(added)
+
+
+@njit(cache=True, nogil=True)
+def _scan(pixels: np.ndarray, nearest: np.ndarray, error: np.ndarray, colors: np.ndarray, alpha: np.ndarray, threshold: int, chosen: np.ndarray) -> int:
+    # Step j of every segment before step j + 1, as the segments lie in memory.
+    length, segments, channels = pixels.shape
+    added = 0
+    chosen[0] = nearest[0]
+    for j in range(1, length):
+        for s in range(segments):
+            previous, own = chosen[j - 1, s], nearest[j, s]
+            chosen[j, s] = own
+            if alpha.size and alpha[own] != alpha[previous]:
+                continue
+            distance = 0
+            for c in range(channels):
+                difference = pixels[j, s, c] - colors[previous, c]
+                distance += difference * difference
+            if distance <= error[j, s] + threshold:
+                chosen[j, s] = previous
+                added += distance - error[j, s]
+    return added
 
 
 def _bands(image: RowSource, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
