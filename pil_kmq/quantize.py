@@ -184,23 +184,57 @@ def _level(hist: Histogram, shift: int, members: tuple[np.ndarray, int] | None =
     return Level(sums / mass[:, None], mass, member)
 
 
-def _levels(hist: Histogram, k: int) -> list[Level]:
-    """Coarse-to-fine levels ending with the exact histogram, each >= _LEVEL_STEP times smaller than
-    the next. Where several seedings are tried (small k) the coarsest level is smaller, as they cost."""
+class _Made:
+    """The cube levels of one histogram, each made once: a psnr= search estimates many k from
+    the same few cube sizes. Also the error of the colours around their cube means."""
+
+    def __init__(self, hist: Histogram) -> None:
+        self.hist = hist
+        self._members: dict[int, tuple[np.ndarray, int]] = {}
+        self._levels: dict[int, Level] = {}
+        self._within: dict[int, float] = {}
+
+    def cubes(self, shift: int) -> int:
+        if shift not in self._members:
+            self._members[shift] = _cube_members(self.hist, shift)
+        return self._members[shift][1]
+
+    def level(self, shift: int) -> Level:
+        if shift not in self._levels:
+            self._levels[shift] = _level(self.hist, shift, self._members.get(shift))
+        return self._levels[shift]
+
+    def within(self, shift: int) -> float:
+        if shift not in self._within:
+            level = self.level(shift)
+            self._within[shift] = float(((_visible_colors(self.hist) - level.points[level.member]) ** 2).sum(axis=1) @ self.hist.counts)
+        return self._within[shift]
+
+
+def _level_shifts(made: _Made, k: int) -> list[int]:
+    """Cube shifts of the coarse-to-fine levels, ending with 0 (the exact histogram), each
+    level >= _LEVEL_STEP times smaller than the next. Where several seedings are tried (small
+    k) the coarsest level is smaller, as they cost."""
     if k <= _N_INIT_MAX_K:
         limit = max(_TRIAL_MIN, _TRIAL_FACTOR * k)
     else:
         limit = max(_COARSE_MIN, _COARSE_FACTOR * k)
-    levels = [_level(hist, 0)]
+    shifts, coarsest = [0], len(made.hist.keys)
     for shift in range(_FIRST_SHIFT, 8):
-        if len(levels[0].points) <= limit:
+        if coarsest <= limit:
             break
-        members = _cube_members(hist, shift)
-        if members[1] <= k:
+        cubes = made.cubes(shift)
+        if cubes <= k:
             break
-        if members[1] * _LEVEL_STEP <= len(levels[0].points):
-            levels.insert(0, _level(hist, shift, members))
-    return levels
+        if cubes * _LEVEL_STEP <= coarsest:
+            shifts.insert(0, shift)
+            coarsest = cubes
+    return shifts
+
+
+def _levels(hist: Histogram, k: int) -> list[Level]:
+    made = _Made(hist)
+    return [made.level(shift) for shift in _level_shifts(made, k)]
 
 
 def _parent_labels(parent: Level, child: Level, labels: np.ndarray) -> np.ndarray:
@@ -384,17 +418,19 @@ def squared_error(hist: Histogram, codebook: np.ndarray, color_index: np.ndarray
     return float(((difference * difference).sum(axis=1) * hist.counts).sum())
 
 
-def _estimate_error(hist: Histogram, k: int, seed: int) -> float:
+def _estimate_error(hist: Histogram, k: int, seed: int, made: _Made | None = None) -> float:
     """An upper bound on the squared error of cluster(hist, k, seed), from its coarsest level
     alone: a few Lloyd steps on the cube means, plus the error of the colours around their cube
-    means (the full run starts from this very solution and only improves on it, rounding aside)."""
-    levels = _levels(hist, k)
-    coarse = levels[0]
-    within = float(((_visible_colors(hist) - coarse.points[coarse.member]) ** 2).sum(axis=1) @ hist.counts)
+    means (the full run starts from this very solution and only improves on it, rounding aside).
+    `made`: levels of this histogram already made."""
+    made = made or _Made(hist)
+    shifts = _level_shifts(made, k)
+    coarse = made.level(shifts[0])
+    within = made.within(shifts[0])
     if len(coarse.points) <= k:
         return within
     seeds = _seeds(coarse, k, seed)
-    centroids, labels, _ = kmeans.lloyd(coarse.points, coarse.weights, seeds, kmeans.initial_labels(coarse.points, seeds), _ESTIMATE_MAX_ITER, _tolerance(levels[-1]))
+    centroids, labels, _ = kmeans.lloyd(coarse.points, coarse.weights, seeds, kmeans.initial_labels(coarse.points, seeds), _ESTIMATE_MAX_ITER, _tolerance(made.level(0)))
     return within + _level_error(coarse, centroids, labels)
 
 
@@ -402,16 +438,17 @@ def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision
     """By estimates alone: (a k whose estimate fails the target, the smallest found that meets
     it). Doubling k brackets the target; interpolating on the error curve closes in on it."""
     low: tuple[int, float] | None = None
+    made = _Made(hist)
     k = 1
     while True:
-        error = _estimate_error(hist, k, seed)
+        error = _estimate_error(hist, k, seed, made)
         if error <= target or k >= limit:
             break
         low, k = (k, error), min(limit, k * 2)
     high = (k, error)
     while low is not None and high[0] - low[0] > max(1, high[0] // precision):
         candidate = _next_candidate(low, high, target)
-        error = _estimate_error(hist, candidate, seed)
+        error = _estimate_error(hist, candidate, seed, made)
         if error <= target:
             high = (candidate, error)
         else:
