@@ -21,7 +21,14 @@ import zstandard
 
 from .bitpack import pack_indices, pack_rows
 from .decoding import max_strip_length
-from .format import KmqError, StripMethod, crc32, field_width, packing_width, raw_stream_length
+from .format import (
+    KmqError,
+    StripMethod,
+    crc32,
+    field_width,
+    packing_width,
+    raw_stream_length,
+)
 from .jobs import WORKERS, run_jobs
 
 _U32 = struct.Struct(">I")

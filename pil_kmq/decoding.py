@@ -29,7 +29,7 @@ from .format import (
     row_bytes,
 )
 
-BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are ~10 bytes per pixel of it
+BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips
 # cost little each, few enough that a photo's strips (2**18 pixels from our writer) spread
 # over both workers.
@@ -95,6 +95,8 @@ class Inflater:
         self._input = memoryview(b"")
         self._out = b""  # inflated bytes not read yet, from self._at on
         self._at = 0
+        self._parts: list[bytes] = []  # ... then these, inflated since and not joined yet
+        self._parts_size = 0
         self._produced = 0
         self._ended = False
         self._head = bytearray()  # a zstd frame header, until it is whole and checked
@@ -103,21 +105,19 @@ class Inflater:
 
     def read(self, size: int) -> memoryview | None:
         """The next `size` inflated bytes (a view of an immutable bytes object, not a copy)."""
-        if len(self._out) - self._at < size:
-            parts = [self._out[self._at :]]  # joined once: a streamed frame comes in many pieces
-            have = len(parts[0])
-            try:
-                while have < size:
-                    if self._ended:
-                        raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
-                    if not self._refill():
-                        return None
-                    piece = self._step(size - have)
-                    parts.append(piece)
-                    have += len(piece)
-            finally:  # bytes inflated before input ran out are kept for the next call
-                self._out = parts[-1] if have == len(parts[-1]) else b"".join(parts)
-                self._at = 0
+        while len(self._out) - self._at + self._parts_size < size:
+            if self._ended:
+                raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
+            if not self._refill():
+                return None  # what was inflated stays in self._parts for the next call
+            piece = self._step(size - (len(self._out) - self._at + self._parts_size))
+            self._parts.append(piece)
+            self._parts_size += len(piece)
+        if self._parts:  # joined once a read is complete: a streamed frame comes in many pieces
+            rest = [self._out[self._at :]] if self._at < len(self._out) else []
+            pieces = rest + self._parts
+            self._out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            self._at, self._parts, self._parts_size = 0, [], 0
         taken = memoryview(self._out)[self._at : self._at + size]
         self._at += size
         return taken
@@ -128,10 +128,10 @@ class Inflater:
         while not self._ended:
             if not self._refill():
                 return False
-            piece = self._step(1)
-            if piece:  # more than was read: refused below
-                self._out, self._at = piece, 0
-        if self._at < len(self._out) or self._produced != self.expected:
+            piece = self._step(1)  # bytes here were never read: refused below
+            self._parts.append(piece)
+            self._parts_size += len(piece)
+        if self._at < len(self._out) or self._parts_size or self._produced != self.expected:
             raise KmqError(f"{self.what}: stream holds {self._produced} bytes, {self.expected} expected")
         if self._input or self._supply():
             raise KmqError(f"{self.what}: bytes follow the end of the stream")

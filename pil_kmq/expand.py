@@ -3,8 +3,10 @@ literals a stretch of run flags calls for, and expanding flags and literals to i
 
 Flags are read straight from their packed bytes (MSB first): unpacking them to a byte a
 flag, then a running count and a gather, wrote ~7 bytes of temporaries a pixel, and on a
-photo that churn of fresh pages cost more than the decoding itself. Each loop checks its
-reads against the sizes of the arrays it is given, so no file can make it read past them.
+photo that churn of fresh pages cost more than the decoding itself. numba checks no bounds:
+the kernels are called only through the wrappers below, which check every size a kernel
+relies on (and _expand counts its literals against their array), so no file can make them
+read or write past an array.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from numba import njit
 
 # Number of 0 bits in each byte value.
-_ZEROS = np.array([8 - bin(value).count("1") for value in range(256)], dtype=np.uint8)
+_ZEROS = np.array([8 - value.bit_count() for value in range(256)], dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
@@ -104,6 +106,6 @@ def _lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
 def lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
     """out[j] = table[indices[j]]: a pixel's whole codebook entry as one word. Every index
     must be below table.size (the decoder has checked them against k)."""
-    if out.size < indices.size or (indices.size and int(indices.max()) >= table.size):
-        raise ValueError("indices out of the table's range, or too small an output")
+    if indices.dtype.kind != "u" or out.size < indices.size or (indices.size and int(indices.max()) >= table.size):
+        raise ValueError("indices out of the table's range (or signed), or too small an output")
     _lookup(table, indices.reshape(-1), out)

@@ -150,6 +150,7 @@ class KmqDecoder(ImageFile.PyDecoder):
                 self._unpacker(x0 + left, y0 + top, part.size, 1).decode(self._entries(part))
 
     def _unpacker(self, x: int, y: int, width: int, height: int) -> Any:
+        assert self.im is not None
         unpacker = Image._getdecoder(self.mode, "raw", self._rawmode, ())
         unpacker.setimage(self.im, (x, y, x + width, y + height))
         return unpacker
@@ -159,10 +160,11 @@ class KmqDecoder(ImageFile.PyDecoder):
         assert self._table is not None
         words = self._words[: indices.size]
         lookup(self._table, indices, words)
-        return memoryview(words).cast("B")
+        return words.data.cast("B")
 
 
-# Pixels looked up per chunk: a 256 KiB buffer of words, reused.
+# Pixels looked up per chunk, into a buffer of words reused for the whole image (256 KiB
+# for RGB and RGBA).
 _LOOKUP_CHUNK = 1 << 16
 # Pillow raw modes of a codebook entry stored as one word (RGB padded to four bytes).
 _ENTRY_RAWMODES = {"L": "L", "LA": "LA", "RGB": "RGBX", "RGBA": "RGBA"}
@@ -171,8 +173,8 @@ _ENTRY_RAWMODES = {"L": "L", "LA": "LA", "RGB": "RGBX", "RGBA": "RGBA"}
 def _entry_words(codebook: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     """Each codebook entry's bytes, in the order of its Pillow raw mode, as one unsigned word."""
     entries = np.ascontiguousarray(codebook, dtype=np.uint8)
-    if mode == "RGB":
-        entries = np.concatenate([entries, np.zeros((len(entries), 1), dtype=np.uint8)], axis=1)
+    if mode == "RGB":  # the pad byte as Pillow's own decoders leave it
+        entries = np.concatenate([entries, np.full((len(entries), 1), 255, dtype=np.uint8)], axis=1)
     word = {1: np.uint8, 2: np.uint16, 4: np.uint32}[entries.shape[1]]
     return entries.view(word).reshape(-1), _ENTRY_RAWMODES[mode]
 

@@ -98,13 +98,20 @@ def _strips(image: RowSource) -> Iterator[tuple[int, np.ndarray]]:
 
 def histogram(image: RowSource) -> Histogram:
     """The colour histogram of an (H, W, C) uint8 image, strip by strip: each strip's keys
-    sorted and counted (radix.py), the strips' counts merged."""
+    sorted and counted (radix.py), then the strips' counts merged."""
     _, _, channels = image.shape
-    merged = (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
-    for first, pixels in _strips(image):
-        counts = radix.strip_counts(pixels)
-        merged = counts if first == 0 else radix.merge_counts(merged, counts)
-    keys, counts = merged
+    runs: list[tuple[np.ndarray, np.ndarray]] = []
+    for _, pixels in _strips(image):
+        runs.append(radix.strip_counts(pixels))
+        # Runs of about equal size are merged as they come (as in a merge sort): an image of
+        # many strips of distinct colours costs n log n, not strips x colours.
+        while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
+            last = runs.pop()
+            runs[-1] = radix.merge_counts(runs[-1], last)
+    while len(runs) > 1:
+        last = runs.pop()
+        runs[-1] = radix.merge_counts(runs[-1], last)
+    keys, counts = runs[0] if runs else (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
     return Histogram(keys, _unpack_keys(keys, channels), counts)
 
 

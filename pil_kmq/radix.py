@@ -70,11 +70,25 @@ def _distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
+def _union_size(keys_a: np.ndarray, keys_b: np.ndarray) -> int:
+    i = j = size = 0
+    while i < keys_a.size and j < keys_b.size:
+        if keys_a[i] <= keys_b[j]:
+            j += keys_a[i] == keys_b[j]
+            i += 1
+        else:
+            j += 1
+        size += 1
+    return size + (keys_a.size - i) + (keys_b.size - j)
+
+
+@njit(cache=True, nogil=True)
 def _merge(keys_a: np.ndarray, counts_a: np.ndarray, keys_b: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keys = np.empty(keys_a.size + keys_b.size, dtype=np.uint32)
-    counts = np.empty(keys.size, dtype=np.int64)
-    i = j = at = 0
-    while i < keys_a.size or j < keys_b.size:
+    size = _union_size(keys_a, keys_b)  # sized exactly: the merged counts can be most of a save's memory
+    keys = np.empty(size, dtype=np.uint32)
+    counts = np.empty(size, dtype=np.int64)
+    i = j = 0
+    for at in range(size):
         if j == keys_b.size or (i < keys_a.size and keys_a[i] < keys_b[j]):
             keys[at], counts[at] = keys_a[i], counts_a[i]
             i += 1
@@ -85,8 +99,7 @@ def _merge(keys_a: np.ndarray, counts_a: np.ndarray, keys_b: np.ndarray, counts_
             keys[at], counts[at] = keys_a[i], counts_a[i] + counts_b[j]
             i += 1
             j += 1
-        at += 1
-    return keys[:at].copy(), counts[:at].copy()
+    return keys, counts
 
 
 def strip_counts(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -280,9 +280,9 @@ def test_decoding_memory_is_bounded_by_strips_not_the_file() -> None:
 
 
 @pytest.mark.parametrize("literal_share", [0.0, 0.004, 0.03, 0.5])
-def test_both_run_expansions_give_the_same_indices_across_pieces(monkeypatch: pytest.MonkeyPatch, literal_share: float) -> None:
-    """Long runs expand by np.repeat, short ones by a running count; pieces of 100 pixels make
-    runs cross piece boundaries and rows."""
+def test_runs_expand_to_the_same_indices_across_pieces(monkeypatch: pytest.MonkeyPatch, literal_share: float) -> None:
+    """Long runs (whole bytes of 1 flags) and short ones; pieces of 100 pixels make runs cross
+    piece boundaries, rows and flag bytes."""
     from pil_kmq import decoding
 
     monkeypatch.setattr(decoding, "BLOCK_PIXELS", 100)

@@ -70,3 +70,24 @@ def test_rows_wider_than_a_lookup_chunk_decode_whole(mode: str) -> None:
     with Image.open(buffer) as decoded:
         assert decoded.mode == mode
         np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_pieces_of_part_of_a_row_land_where_they_belong(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Pieces of 64 pixels in rows of 100, looked up 7 pixels at a time: every piece starts
+    mid-row and mid-flag-byte, and the image is the one decode_kmq gives."""
+    from pil_kmq import codec, decoding, plugin
+
+    rng = np.random.default_rng(5)
+    channels = len(mode)
+    palette = rng.integers(1, 255, (9, channels), dtype=np.uint8)
+    indices = np.repeat(rng.integers(0, 9, 30 * 50), rng.integers(1, 6, 30 * 50))[: 30 * 100].reshape(30, 100)
+    pixels = palette[indices]
+    image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=9)
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
+    monkeypatch.setattr(codec, "BLOCK_PIXELS", 64)
+    monkeypatch.setattr(plugin, "_LOOKUP_CHUNK", 7)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
