@@ -96,6 +96,7 @@ def measure(name: str, image: Image.Image) -> dict[str, object]:
     traded, time_ratios = [], []
     for target in TARGETS:
         quality, size, k, seconds = kmq_point(image, psnr=target)
+        seconds = min(seconds, kmq_point(image, psnr=target)[3])  # best of 2, as the plain save below
         traded.append((quality, size))
         plain = min(kmq_point(image, k=k)[3] for _ in range(2))
         time_ratios.append(seconds / plain)
