@@ -128,29 +128,19 @@ def check_lengths(lengths: np.ndarray, first: int, strip_height: int, height: in
     its pixels may take. Returns their sum (added without overflow)."""
     if not lengths.size:
         return 0
+    if not lengths.all():
+        raise KmqError(f"KMQ strip {first + int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
     count = strip_count(height, strip_height)
-    limit = max_strip_length(strip_height * width, bits_per_index)
-    last_rows = height - (count - 1) * strip_height
-    last_limit = max_strip_length(last_rows * width, bits_per_index) if first + lengths.size == count else limit
-    if lengths.size <= _SMALL_TABLE:  # Python ints: a few numpy calls cost more than a small table
-        values = lengths.tolist()
-        bad = next((i for i, value in enumerate(values) if not 1 <= value <= (last_limit if i == len(values) - 1 else limit)), None)
-        total = sum(values)
-    else:
-        empty, over = np.flatnonzero(lengths == 0), np.flatnonzero(lengths > np.uint64(limit))
-        bad = min(int(empty[0]) if empty.size else lengths.size, int(over[0]) if over.size else lengths.size)
-        bad = bad if bad < lengths.size else (lengths.size - 1 if int(lengths[-1]) > last_limit else None)
-        # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
-        total = (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
-    if bad is not None:
-        value = int(lengths[bad])
-        if not value:
-            raise KmqError(f"KMQ strip {first + bad} is empty: every strip holds at least its strip_method byte")
-        raise KmqError(f"KMQ strip {first + bad}: strip_length {value} is more than its pixels may take")
-    return total
-
-
-_SMALL_TABLE = 64  # strip-table entries checked with Python ints
+    over = np.flatnonzero(lengths > np.uint64(max_strip_length(strip_height * width, bits_per_index)))
+    if not over.size and first + lengths.size == count:  # the last strip may have fewer rows
+        last_rows = height - (count - 1) * strip_height
+        if int(lengths[-1]) > max_strip_length(last_rows * width, bits_per_index):
+            over = np.array([lengths.size - 1])
+    if over.size:
+        number = int(over[0])
+        raise KmqError(f"KMQ strip {first + number}: strip_length {int(lengths[number])} is more than its pixels may take")
+    # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
+    return (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
 
 
 def check_total(total: int, table_bytes: int, count: int, stream_length: int) -> None:

@@ -36,7 +36,6 @@ _COARSE_MAX_ITER = 100
 _LEVEL_MAX_ITER = 300  # the seed article's max_iter
 _EXACT_MAX_ITER = 20  # the exact level starts near convergence; its long tail gains ~0.1 %
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
-_MERGE_MIN = 1 << 22  # a streaming histogram of 4 channels merges its runs past this many keys
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
 _ESTIMATE_K_PRECISION = 16  # ... the estimates to within 1/16 (full clusterings refine it)
@@ -99,55 +98,57 @@ def _strips(image: RowSource) -> Iterator[tuple[int, np.ndarray]]:
 def histogram(image: RowSource) -> Histogram:
     """The colour histogram of an (H, W, C) uint8 image, strip by strip: each strip's keys
     sorted and counted (radix.py), then the strips' counts merged."""
-    _, _, channels = image.shape
-    runs: list[tuple[np.ndarray, np.ndarray]] = []
+    channels = image.shape[2]
+    counts = _Counts()
     for _, pixels in _strips(image):
-        runs.append(radix.strip_counts(pixels))
-        # Runs of about equal size are merged as they come (as in a merge sort): an image of
-        # many strips of distinct colours costs n log n, not strips x colours.
-        while len(runs) > 1 and len(runs[-2][0]) <= 2 * len(runs[-1][0]):
-            last = runs.pop()
-            runs[-1] = radix.merge_counts(runs[-1], last)
-    while len(runs) > 1:
-        last = runs.pop()
-        runs[-1] = radix.merge_counts(runs[-1], last)
-    keys, counts = runs[0] if runs else (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
-    return Histogram(keys, _unpack_keys(keys, channels), counts)
+        counts.add(radix.strip_counts(color_keys(pixels), 8 * channels))
+    keys, totals = counts.merged()
+    return Histogram(keys, _unpack_keys(keys, channels), totals)
 
 
 def streaming_histogram(image: RowSource, release: Callable[[int, int], None] | None = None) -> Histogram:
     """histogram(), in memory bounded by the colour count instead of the pixel count: strip by
-    strip, into a dense table of counts for <= 3 channels (2**24 for RGB), else into sorted
-    runs merged as they grow. release(top, bottom) is called after each strip is read."""
+    strip, into a dense table of counts for <= 3 channels (2**24 for RGB), else merged as
+    histogram() merges. release(top, bottom) is called after each strip is read."""
     _, width, channels = image.shape
     dense = np.zeros(1 << (8 * channels), dtype=np.int64) if channels <= 3 else None
-    merged = (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
-    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    counts = _Counts()
     for first, pixels in _strips(image):
-        keys, counts = radix.strip_counts(pixels)
+        strip = radix.strip_counts(color_keys(pixels), 8 * channels)
         if release is not None:
             release(first // width, (first + len(pixels)) // width)
         if dense is not None:
-            dense[keys] += counts
-            continue
-        pending.append((keys, counts))
-        if sum(len(part[0]) for part in pending) > max(len(merged[0]), _MERGE_MIN):
-            merged, pending = _merge_counts([merged, *pending]), []
+            dense[strip[0]] += strip[1]
+        else:
+            counts.add(strip)
     if dense is not None:
         keys = np.flatnonzero(dense).astype(np.uint32)
         return Histogram(keys, _unpack_keys(keys, channels), dense[keys])
-    keys, counts = _merge_counts([merged, *pending])
-    return Histogram(keys, _unpack_keys(keys, channels), counts)
+    keys, totals = counts.merged()
+    return Histogram(keys, _unpack_keys(keys, channels), totals)
 
 
-def _merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct keys and summed counts of several (keys, counts) runs."""
-    keys = np.concatenate([part[0] for part in parts])
-    counts = np.concatenate([part[1] for part in parts])
-    order = np.argsort(keys, kind="stable")
-    keys, counts = keys[order], counts[order]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
+class _Counts:
+    """Sorted (keys, counts) runs merged as they come, runs of about equal size first (as in
+    a merge sort): many strips of distinct colours cost n log n, not strips x colours, and the
+    runs waiting hold at most about twice the largest of them."""
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, run: tuple[np.ndarray, np.ndarray]) -> None:
+        self._runs.append(run)
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            self._merge_last()
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray]:
+        while len(self._runs) > 1:
+            self._merge_last()
+        return self._runs[0] if self._runs else (np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
+
+    def _merge_last(self) -> None:
+        last = self._runs.pop()
+        self._runs[-1] = radix.merge_counts(self._runs[-1], last)
 
 
 def nearest_index(colors: np.ndarray, codebook: np.ndarray) -> np.ndarray:

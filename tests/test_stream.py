@@ -23,7 +23,6 @@ def small_strips(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pil_kmq.coding, "STRIP_PIXELS", 4096)
     monkeypatch.setattr(pil_kmq.coding, "DRAWING_STRIP_PIXELS", 16384)
     monkeypatch.setattr(pil_kmq.quantize, "_STRIP_PIXELS", 5000)
-    monkeypatch.setattr(pil_kmq.quantize, "_MERGE_MIN", 3000)
     monkeypatch.setattr(pil_kmq.stream, "_PACK_PIXELS", 4000)
 
 
