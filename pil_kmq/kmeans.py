@@ -461,17 +461,39 @@ def _potentials(columns, weights, closest, candidates, potentials, distances):
     channels, n = columns.shape
     for t in range(candidates.shape[0]):
         distance = distances[t]
-        distance[:] = 0.0
-        for c in range(channels):
-            row = columns[c]
-            centre = row[candidates[t]]
+        j = candidates[t]
+        if channels == 3:  # one pass for the common case
+            red, green, blue = columns[0], columns[1], columns[2]
+            r, g, b = red[j], green[j], blue[j]
             for i in range(n):
-                d = row[i] - centre
-                distance[i] += d * d
-        total = 0.0
-        for i in range(n):
-            total += weights[i] * min(closest[i], distance[i])
-        potentials[t] = total
+                dr, dg, db = red[i] - r, green[i] - g, blue[i] - b
+                distance[i] = dr * dr + dg * dg + db * db
+        else:
+            distance[:] = 0.0
+            for c in range(channels):
+                row = columns[c]
+                centre = row[j]
+                for i in range(n):
+                    d = row[i] - centre
+                    distance[i] += d * d
+        potentials[t] = _weighted_minimum(weights, closest, distance)
+
+
+@njit(cache=True, nogil=True)
+def _weighted_minimum(weights, closest, distance):
+    """sum(weights * minimum(closest, distance)) in four running sums: one sum would wait for
+    each addition to finish before the next."""
+    n = weights.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    whole = n - n % 4
+    for i in range(0, whole, 4):
+        s0 += weights[i] * min(closest[i], distance[i])
+        s1 += weights[i + 1] * min(closest[i + 1], distance[i + 1])
+        s2 += weights[i + 2] * min(closest[i + 2], distance[i + 2])
+        s3 += weights[i + 3] * min(closest[i + 3], distance[i + 3])
+    for i in range(whole, n):
+        s0 += weights[i] * min(closest[i], distance[i])
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True, nogil=True)
