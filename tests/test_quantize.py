@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pil_kmq import compress_image, kmeans, reconstruct_image
-from pil_kmq.quantize import histogram, nearest_index, quantize
+from pil_kmq import quantize as quantize_module
+from pil_kmq.quantize import cluster, histogram, nearest_index, quantize, squared_error
 
 
 def brute_force_nearest(colours: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -107,6 +108,35 @@ def test_quality_is_near_a_full_kmeans_fit(ihc: object) -> None:
         reference_mse = ((pixels - reference) ** 2).sum(axis=1).mean()
         ours_mse = ((pixels - ours) ** 2).sum(axis=1).mean()
         assert ours_mse <= reference_mse * 1.03
+
+
+def test_heavy_cubes_are_cut_so_that_a_dark_sky_keeps_its_quality(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most pixels in a few cubes of the coarse levels (a dim, noisy sky) need many centroids
+    there; cutting heavy cubes keeps the levels as good as clustering the colours directly.
+    Without the cut this image came out 1.37 x worse at k = 256."""
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 24, (300_000, 3))
+    bright = rng.integers(0, 256, (30_000, 3))
+    hist = histogram(np.concatenate([dark, bright]).astype(np.uint8).reshape(330, 1000, 3))
+    with_levels = squared_error(hist, *cluster(hist, 256, 0))
+    monkeypatch.setattr(quantize_module, "_COARSE_MIN", 1 << 30)  # no levels: the colours themselves
+    direct = squared_error(hist, *cluster(hist, 256, 0))
+    assert with_levels <= 1.03 * direct
+
+
+def test_cells_of_a_level_refine_the_coarser_level() -> None:
+    """Each cell of a finer level lies in one cell of the coarser: labels can go down the levels."""
+    rng = np.random.default_rng(1)
+    pixels = np.concatenate([rng.integers(0, 40, (50_000, 3)), rng.integers(0, 256, (5_000, 3))]).astype(np.uint8)
+    made = quantize_module._Made(histogram(pixels.reshape(-1, 100, 3)))
+    for k in (16, 256):
+        for coarse, fine in ((5, 3), (3, 2), (2, 0)):
+            coarse_cells, _ = made.cells(coarse, k)
+            fine_cells, count = made.cells(fine, k)
+            parents = np.full(count, -1)
+            parents[fine_cells] = coarse_cells
+            assert (parents[fine_cells] == coarse_cells).all()
+            assert (parents >= 0).all()
 
 
 def test_histogram_counts_every_distinct_colour() -> None:
