@@ -5,7 +5,7 @@ Knows the byte layout and the bit packing; knows nothing of Pillow or of k-means
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -85,17 +85,26 @@ def place(first_pixel: int, found: np.ndarray, width: int) -> Piece:
 Strip = tuple[int, bytes, int, int, int]  # number, bytes, first row, rows, strip_crc
 
 
-def decode_rows(strips: list[Strip], header: Header) -> np.ndarray:
-    """The indices of consecutive whole strips, each checked against its strip_crc before it
-    is decoded: one job for the shared pool."""
+def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = None, table: np.ndarray | None = None) -> np.ndarray:
+    """The indices (or their `table` values) of consecutive whole strips, decoded into `out`
+    (their rows x width) or a new array, each checked against its strip_crc before it is
+    decoded: one job for the shared pool. A caller that decodes image after image makes `out`
+    in its own thread: made and freed in a pool thread, large arrays went back to the system
+    after every image and were faulted in again."""
     width = header.width
     first = strips[0][2]
-    out = np.empty((strips[-1][2] + strips[-1][3] - first, width), dtype=index_dtype(header.k))
+    if out is None:
+        out = rows_array(strips, header, table)
     for number, data, row, rows, stored in strips:
         check_strip_crc(crc32(data), stored, number)
-        found = decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}")
-        out[row - first : row - first + rows] = found.reshape(rows, width)
+        decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}", table, out[row - first : row - first + rows].reshape(-1))
     return out
+
+
+def rows_array(strips: list[Strip], header: Header, table: np.ndarray | None = None) -> np.ndarray:
+    """An array for decode_rows to decode these strips into."""
+    rows = sum(strip[3] for strip in strips)
+    return np.empty((rows, header.width), dtype=index_dtype(header.k) if table is None else table.dtype)
 
 
 class IndexStreamDecoder:
@@ -103,12 +112,15 @@ class IndexStreamDecoder:
     bounded by a piece (BLOCK_PIXELS) whatever the strips' sizes.
 
     `feed` yields a Piece for every run of pixels it completes, so a caller can show a
-    partial image; `done` turns True once the file_crc has been checked.
+    partial image; `done` turns True once the file_crc has been checked. Given `table_for`,
+    pieces hold table_for(codebook)[index] instead of indices (see StripDecoder).
     """
 
-    def __init__(self, header: Header, prefix_crc: int) -> None:
+    def __init__(self, header: Header, prefix_crc: int, table_for: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.header = header
         self.codebook: np.ndarray | None = None
+        self._table_for = table_for
+        self._values: np.ndarray | None = None  # table_for(codebook), once it has been read
         self.done = False
         self._crc = prefix_crc
         self._pending = bytearray()
@@ -151,6 +163,8 @@ class IndexStreamDecoder:
             return False
         raw = self._consume(length)
         self.codebook = np.frombuffer(raw, dtype=np.uint8).reshape(self.header.k, self.header.channels)
+        if self._table_for is not None:
+            self._values = self._table_for(self.codebook)
         return True
 
     def _take_uncoded(self) -> Iterator[Piece]:
@@ -158,7 +172,7 @@ class IndexStreamDecoder:
         if self._strip is None:
             pixels = header.width * header.height
             self._strip = StripDecoder(
-                pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW
+                pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW, table=self._values
             )
         yield from self._feed_strip()
 
@@ -194,7 +208,7 @@ class IndexStreamDecoder:
                 continue
             jobs = self._ready_jobs(table)
             if jobs:
-                for rows in run_jobs(decode_rows, [(job, header) for job in jobs]):
+                for rows in run_jobs(decode_rows, [(job, header, rows_array(job, header, self._values), self._values) for job in jobs]):
                     first = jobs.pop(0)[0][2]
                     self._pixels_done = (first + len(rows)) * header.width
                     yield first, 0, rows
@@ -205,7 +219,7 @@ class IndexStreamDecoder:
             if rows * header.width <= BLOCK_PIXELS:
                 return  # a small strip is decoded whole, once all of it has arrived
             self._strip = StripDecoder(
-                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}"
+                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values
             )
             self._strip_crc = 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import zstandard
 
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
-from .expand import expand_runs, zero_flags
+from .expand import expand_runs, lookup, zero_flags
 from .format import (
     KmqError,
     StripMethod,
@@ -321,7 +321,11 @@ class StripDecoder:
     pushed by feed() or pulled through read_at. `first_pixel` places the strip in the image
     (pieces follow the image's rows). A given method (RAW) means the bytes have no
     strip_method byte: the uncoded stream of index_coding 0, or part of it that starts
-    `first_bit` bits into its first byte and, unless `padded`, ends before the stream does."""
+    `first_bit` bits into its first byte and, unless `padded`, ends before the stream does.
+    With a `table` (k values or more), pieces hold table[index] instead of the indices: a
+    run decodes straight to codebook entries, with no array of indices in between. With
+    `out` (`pixels` values of the pieces' dtype), pieces are decoded into it and are views
+    of it."""
 
     def __init__(
         self,
@@ -336,6 +340,8 @@ class StripDecoder:
         method: StripMethod | None = None,
         first_bit: int = 0,
         padded: bool = True,
+        table: np.ndarray | None = None,
+        out: np.ndarray | None = None,
     ) -> None:
         self.pixels, self.first_pixel, self.width, self.k = pixels, first_pixel, width, k
         self.bits, self.length, self.what = bits_per_index, length, what
@@ -347,6 +353,11 @@ class StripDecoder:
         self._received = 0 if read_at is None else length
         self._decoded = 0  # pixels yielded
         self._dtype = index_dtype(k)
+        self._table = table
+        self._out = out
+        self._out_dtype = self._dtype if table is None else table.dtype
+        if out is not None and (out.dtype != self._out_dtype or out.shape != (pixels,)):
+            raise ValueError(f"out must be {pixels} values of {self._out_dtype}")
         self._raw: Segment | None = None
         self._packed: Segment | None = None  # a rows_zstd strip's frame
         self._packed_reader: Inflater | None = None
@@ -452,7 +463,8 @@ class StripDecoder:
     # -- pieces out
 
     def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first pixel in the image, flat indices) of every piece the bytes so far allow."""
+        """(first pixel in the image, flat indices, or their table values) of every piece the
+        bytes so far allow."""
         while not self.done:
             if not self._started:
                 return
@@ -473,15 +485,33 @@ class StripDecoder:
                 if not count:
                     return
             if self._raw is not None:
-                found = self._raw_piece(count)
+                found = self._placed(self._raw_piece(count))
             elif self._packed is not None:
-                found = self._rows_piece(start, count)
+                found = self._placed(self._rows_piece(start, count))
             else:
                 found = self._runs_piece(count)
             if found is None:
                 return
             self._decoded += count
             yield start, found
+
+    def _placed(self, indices: np.ndarray | None) -> np.ndarray | None:
+        """These indices (already checked against k), or their table values, in the next
+        piece's place."""
+        if indices is None or (self._table is None and self._out is None):
+            return indices
+        piece = self._piece(indices.size)
+        if self._table is None:
+            piece[:] = indices
+        else:
+            lookup(self._table, indices, piece)
+        return piece
+
+    def _piece(self, count: int) -> np.ndarray:
+        """Where the next `count` pixels go: their part of `out`, or a new array."""
+        if self._out is None:
+            return np.empty(count, dtype=self._out_dtype)
+        return self._out[self._decoded : self._decoded + count]
 
     def _raw_ready(self, start: int, count: int) -> int:
         """Of the next `count` pixels, those whose bits have arrived: whole rows, or part of a row
@@ -551,9 +581,10 @@ class StripDecoder:
             bad = int(np.argmax(literals >= self.k))
             zero_at = np.flatnonzero(np.unpackbits(flags)[bit : bit + count] == 0)[bad]
             self._range_error(int(literals[bad]), self.first_pixel + self._decoded + int(zero_at))
-        found = np.empty(count, dtype=self._dtype)
-        expand_runs(flags, bit, literals, self._previous, found)
-        self._previous = int(found[-1])
+        found = self._piece(count)
+        expand_runs(flags, bit, literals, self._previous, found, self._table)
+        if literals.size:  # the last pixel holds the last literal: a run may go on into the next piece
+            self._previous = int(literals[-1])
         return found
 
     def _count_literals(self) -> bool:
@@ -642,17 +673,21 @@ class StripDecoder:
         raise KmqError(f"{self.what}: index {value} at row {row}, column {column} is out of range for k={self.k}")
 
 
-def decode_whole(data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str) -> np.ndarray:
-    """The flat indices of a strip whose bytes are all in memory, decoded piece by piece."""
+def decode_whole(
+    data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str, table: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The flat indices (or their `table` values) of a strip whose bytes are all in memory,
+    decoded piece by piece into `out` (see StripDecoder), or into a new array."""
     view = memoryview(data)
 
     def read_at(offset: int, size: int) -> bytes:
         return bytes(view[offset : offset + size])
 
-    decoder = StripDecoder(pixels, first_pixel, width, k, bits_per_index, len(view), what, read_at)
-    out = np.empty(pixels, dtype=index_dtype(k))
-    for start, found in decoder.pieces():
-        out[start - first_pixel : start - first_pixel + found.size] = found
+    if out is None:
+        out = np.empty(pixels, dtype=index_dtype(k) if table is None else table.dtype)
+    decoder = StripDecoder(pixels, first_pixel, width, k, bits_per_index, len(view), what, read_at, table=table, out=out)
+    for _ in decoder.pieces():
+        pass
     if not decoder.done:
         raise KmqError(f"{what}: cut short")
     return out

@@ -47,9 +47,10 @@ _RANKS = np.array([[sum(1 - (value >> (7 - j) & 1) for j in range(i + 1)) for i 
 
 
 @njit(cache=True, nogil=True)
-def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray) -> int:
-    count, available = out.size, literals.size
-    current, used = previous, 0
+def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray, table: np.ndarray) -> int:
+    count, available, size = out.size, literals.size, table.size
+    used = 0
+    word = table[previous]
     j, position = 0, bit
     while j < count:
         byte = flags[position >> 3]
@@ -58,7 +59,7 @@ def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, ou
             end = j + 8
             while end + 8 <= count and flags[(position + end - j) >> 3] == 0xFF:
                 end += 8
-            out[j:end] = current
+            out[j:end] = word
             position += end - j
             j = end
             continue
@@ -67,45 +68,78 @@ def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, ou
             # before the first one this byte uses, plus the zeros up to i. The literal before
             # is the current one (used > 0), so no table of `previous` plus literals is built.
             if used + _RANKS[byte, 7] > available:
-                return -1
+                return _TOO_FEW
             before = used - 1
             for i in range(8):
-                out[j + i] = literals[before + _RANKS[byte, i]]
+                value = literals[before + _RANKS[byte, i]]
+                if value >= size:
+                    return _BEYOND_TABLE
+                out[j + i] = table[value]
             used += _RANKS[byte, 7]
-            current = literals[used - 1]
+            word = table[literals[used - 1]]
             j += 8
             position += 8
             continue
         if (byte >> (7 - (position & 7))) & 1 == 0:
             if used == available:
-                return -1
-            current = literals[used]
+                return _TOO_FEW
+            if literals[used] >= size:
+                return _BEYOND_TABLE
+            word = table[literals[used]]
             used += 1
-        out[j] = current
+        out[j] = word
         j += 1
         position += 1
     return used
 
 
-def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray) -> None:
+_TOO_FEW, _BEYOND_TABLE = -1, -2
+
+
+def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray, table: np.ndarray | None = None) -> None:
     """Fill `out` with the indices of out.size pixels whose flags start at bit `bit` of
     `flags`: each pixel takes the most recent literal at or before it, `previous` before the
-    first. `literals` must hold exactly as many values as those flags have zeros."""
+    first. `literals` must hold exactly as many values as those flags have zeros. With a
+    `table`, each pixel takes table[its index] instead (a codebook entry as one word), in
+    the same pass."""
+    if table is None:
+        table = identity(out.dtype)
     if (bit + out.size + 7) // 8 > flags.size:
         raise ValueError("fewer flag bytes than flags")
-    if _expand(flags, bit, literals, previous, out) != literals.size:
+    if previous >= table.size or previous < 0:
+        raise ValueError("previous index beyond the table")
+    used = _expand(flags, bit, literals, previous, out, table)
+    if used == _BEYOND_TABLE:
+        raise ValueError("a literal beyond the table")
+    if used != literals.size:
         raise ValueError("flags and literals do not match")
 
 
+_IDENTITIES: dict[np.dtype, np.ndarray] = {}
+
+
+def identity(dtype: np.dtype) -> np.ndarray:
+    """The table that maps each index to itself, for unsigned indices of this dtype."""
+    dtype = np.dtype(dtype)
+    if dtype not in _IDENTITIES:
+        _IDENTITIES[dtype] = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+    return _IDENTITIES[dtype]
+
+
 @njit(cache=True, nogil=True)
-def _lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+def _lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> bool:
+    size = table.size
     for j in range(indices.size):
+        if indices[j] >= size:
+            return False
         out[j] = table[indices[j]]
+    return True
 
 
 def lookup(table: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
     """out[j] = table[indices[j]]: a pixel's whole codebook entry as one word. Every index
-    must be below table.size (the decoder has checked them against k)."""
-    if indices.dtype.kind != "u" or out.size < indices.size or (indices.size and int(indices.max()) >= table.size):
-        raise ValueError("indices out of the table's range (or signed), or too small an output")
-    _lookup(table, indices.reshape(-1), out)
+    must be below table.size."""
+    if indices.dtype.kind != "u" or out.size < indices.size:
+        raise ValueError("signed indices, or too small an output")
+    if not _lookup(table, indices.reshape(-1), out):
+        raise ValueError("an index beyond the table")

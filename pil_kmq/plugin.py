@@ -20,7 +20,6 @@ from .api import (
     compress_image,
 )
 from .codec import IndexStreamDecoder, encode_parts
-from .expand import lookup
 from .format import (
     HEADER_SIZE,
     KNOWN_CHUNKS,
@@ -115,57 +114,32 @@ class KmqDecoder(ImageFile.PyDecoder):
 
     def init(self, args: tuple[Any, ...]) -> None:
         header, prefix_crc = args
-        self._stream = IndexStreamDecoder(header, prefix_crc)
-        self._table: np.ndarray | None = None  # codebook entries as words, once it has been read
+        self._stream = IndexStreamDecoder(header, prefix_crc, self._entry_words)
         self._rawmode = ""
-        self._words = np.empty(0, dtype=np.uint8)
+
+    def _entry_words(self, codebook: np.ndarray) -> np.ndarray:
+        table, self._rawmode = _entry_words(codebook, self.mode)
+        return table
 
     def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
         data = memoryview(buffer)  # type: ignore[arg-type]
-        for row, column, indices in self._stream.feed(data):
-            self._put(row, column, indices)
+        for row, column, words in self._stream.feed(data):
+            self._put(row, column, words)
         if self._stream.done:
             return -1, 0
         return len(data), 0
 
-    def _put(self, row: int, column: int, indices: np.ndarray) -> None:
-        """Write a piece (whole rows, or part of one row) into the image: its entries looked
-        up a bounded chunk at a time and handed to Pillow's raw unpacker, so no image-sized
-        temporary is made."""
-        assert self.im is not None and self._stream.codebook is not None
-        if self._table is None:
-            self._table, self._rawmode = _entry_words(self._stream.codebook, self.mode)
-            self._words = np.empty(min(_LOOKUP_CHUNK, self.state.xsize * self.state.ysize), dtype=self._table.dtype)
-        x0, y0 = self.state.xoff + column, self.state.yoff + row
-        height, width = indices.shape
-        if width <= _LOOKUP_CHUNK:  # one unpacker for the piece, fed whole rows a chunk at a time
-            unpacker = self._unpacker(x0, y0, width, height)
-            step = _LOOKUP_CHUNK // width
-            for top in range(0, height, step):
-                unpacker.decode(self._entries(indices[top : top + step]))
-            return
-        for top in range(height):  # a row wider than a chunk: each part of it on its own
-            for left in range(0, width, _LOOKUP_CHUNK):
-                part = indices[top, left : left + _LOOKUP_CHUNK]
-                self._unpacker(x0 + left, y0 + top, part.size, 1).decode(self._entries(part))
-
-    def _unpacker(self, x: int, y: int, width: int, height: int) -> Any:
+    def _put(self, row: int, column: int, words: np.ndarray) -> None:
+        """Write a piece (whole rows, or part of one row), decoded straight to codebook
+        entries as words, into the image through Pillow's raw unpacker."""
         assert self.im is not None
+        height, width = words.shape
+        x, y = self.state.xoff + column, self.state.yoff + row
         unpacker = Image._getdecoder(self.mode, "raw", self._rawmode, ())
         unpacker.setimage(self.im, (x, y, x + width, y + height))
-        return unpacker
-
-    def _entries(self, indices: np.ndarray) -> memoryview:
-        """The codebook entries of up to _LOOKUP_CHUNK indices, as raw bytes of self._rawmode."""
-        assert self._table is not None
-        words = self._words[: indices.size]
-        lookup(self._table, indices, words)
-        return words.data.cast("B")
+        unpacker.decode(np.ascontiguousarray(words).data.cast("B"))
 
 
-# Pixels looked up per chunk, into a buffer of words reused for the whole image (256 KiB
-# for RGB and RGBA).
-_LOOKUP_CHUNK = 1 << 16
 # Pillow raw modes of a codebook entry stored as one word (RGB padded to four bytes).
 _ENTRY_RAWMODES = {"L": "L", "LA": "LA", "RGB": "RGBX", "RGBA": "RGBA"}
 

@@ -52,13 +52,37 @@ def test_lookup_refuses_an_index_beyond_the_table() -> None:
     out = np.empty(3, dtype=np.uint32)
     lookup(table, np.array([3, 0, 2], dtype=np.uint8), out)
     assert out.tolist() == [3, 0, 2]
-    with pytest.raises(ValueError, match="range"):
+    with pytest.raises(ValueError, match="beyond the table"):
         lookup(table, np.array([0, 4, 1], dtype=np.uint8), out)
 
 
+def test_expansion_through_a_table_is_the_table_of_the_expansion() -> None:
+    """With a table each pixel gets table[index] in the same pass; a literal or a previous
+    index the table does not cover is refused."""
+    rng = np.random.default_rng(11)
+    table = rng.integers(0, 2**32, 5, dtype=np.uint32)
+    for _ in range(300):
+        count, offset, previous = int(rng.integers(1, 70)), int(rng.integers(0, 8)), int(rng.integers(0, 5))
+        indices = np.repeat(rng.integers(0, 5, count // 6 + 1), 6)[:count].astype(np.uint8)
+        flags, literals = spec_runs(indices, previous, rng)
+        packed = np.packbits(np.concatenate([np.zeros(offset, dtype=bool), flags]))
+        out = np.empty(count, dtype=np.uint32)
+        expand_runs(packed, offset, literals, previous, out, table)
+        np.testing.assert_array_equal(out, table[indices])
+    packed, out = np.packbits([False, True, False]), np.empty(3, dtype=np.uint32)
+    with pytest.raises(ValueError, match="literal beyond the table"):
+        expand_runs(packed, 0, np.array([1, 5], dtype=np.uint8), 0, out, table)
+    with pytest.raises(ValueError, match="previous index"):
+        expand_runs(packed, 0, np.array([1, 2], dtype=np.uint8), 5, out, table)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
-def test_rows_wider_than_a_lookup_chunk_decode_whole(mode: str) -> None:
+def test_rows_wider_than_a_piece_decode_whole(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     """A 70,000-pixel row is written in parts of one row; every mode's entries land whole."""
+    from pil_kmq import codec, decoding
+
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 1 << 14)
+    monkeypatch.setattr(codec, "BLOCK_PIXELS", 1 << 14)
     rng = np.random.default_rng(3)
     channels = len(mode)
     palette = rng.integers(0, 256, (5, channels), dtype=np.uint8)
@@ -74,9 +98,9 @@ def test_rows_wider_than_a_lookup_chunk_decode_whole(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", ["L", "RGBA"])
 def test_pieces_of_part_of_a_row_land_where_they_belong(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    """Pieces of 64 pixels in rows of 100, looked up 7 pixels at a time: every piece starts
-    mid-row and mid-flag-byte, and the image is the one decode_kmq gives."""
-    from pil_kmq import codec, decoding, plugin
+    """Pieces of 64 pixels in rows of 100, decoded straight to codebook entries: every piece
+    starts mid-row and mid-flag-byte, and the image is the one decode_kmq gives."""
+    from pil_kmq import codec, decoding
 
     rng = np.random.default_rng(5)
     channels = len(mode)
@@ -88,6 +112,5 @@ def test_pieces_of_part_of_a_row_land_where_they_belong(monkeypatch: pytest.Monk
     image.save(buffer, "KMQ", k=9)
     monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
     monkeypatch.setattr(codec, "BLOCK_PIXELS", 64)
-    monkeypatch.setattr(plugin, "_LOOKUP_CHUNK", 7)
     with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
         np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
