@@ -211,7 +211,8 @@ class _Made:
     the same few cube sizes. Also the error of the colours around their cube means.
 
     A level's cells are the cubes of 2**shift per side, except that a cube holding more than
-    _HEAVY_FACTOR times the pixels of an average cluster (total / k) is cut into its eight
+    _HEAVY_FACTOR times the pixels of an average cluster (total / k, k rounded down to a power
+    of two) is cut into its eight
     half-size cubes, and so on down to single colours: a level's points can only be split
     between centroids where the level has points, and a dark sky or a flat background of a
     few heavy cubes needs many centroids (a photo of the deep sky, its dark colours in a
@@ -232,7 +233,8 @@ class _Made:
         return self._members[shift]
 
     def _limit(self, k: int) -> float:
-        return _HEAVY_FACTOR * self._total / k
+        # k rounded down to a power of two: a psnr= search's estimates at nearby k share levels
+        return _HEAVY_FACTOR * self._total / (1 << (k.bit_length() - 1))
 
     def cells(self, shift: int, k: int) -> tuple[np.ndarray, int]:
         """Each colour's cell at this level (numbered from 0) and the cell count."""
@@ -510,24 +512,46 @@ def _estimate_error(hist: Histogram, k: int, seed: int, made: _Made | None = Non
 
 def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION) -> tuple[int, int]:
     """By estimates alone: (a k whose estimate fails the target, the smallest found that meets
-    it). Doubling k brackets the target; interpolating on the error curve closes in on it."""
-    low: tuple[int, float] | None = None
+    it). One entry's error is the colours' variance, known without clustering; from it k is
+    extrapolated on the error curve until one passes (an estimate costs more the larger its
+    k, so from below), then interpolation closes in."""
     made = _Made(hist)
-    k = 1
+    one = (1, _variance_error(hist))
+    if one[1] <= target or limit <= 1:
+        return 0, 1
+    low = one
     while True:
+        k = min(limit, _extrapolated(one, low, target))
         error = _estimate_error(hist, k, seed, made)
         if error <= target or k >= limit:
             break
-        low, k = (k, error), min(limit, k * 2)
+        low = (k, error)
     high = (k, error)
-    while low is not None and high[0] - low[0] > max(1, high[0] // precision):
+    while high[0] - low[0] > max(1, high[0] // precision):
         candidate = _next_candidate(low, high, target)
         error = _estimate_error(hist, candidate, seed, made)
         if error <= target:
             high = (candidate, error)
         else:
             low = (candidate, error)
-    return (0 if low is None else low[0]), high[0]
+    return low[0], high[0]
+
+
+def _variance_error(hist: Histogram) -> float:
+    """The squared error of one entry, the colours' weighted mean: their total variance."""
+    colors = _visible_colors(hist)
+    mean = hist.counts @ colors / hist.counts.sum()
+    return float(((colors - mean) ** 2).sum(axis=1) @ hist.counts)
+
+
+def _extrapolated(one: tuple[int, float], low: tuple[int, float], target: float) -> int:
+    """A k where the error might reach target, from the failing k `low`: along the curve's
+    mean slope since one entry (error ~ 1 / k at first). Photos' curves flatten as k grows,
+    so this stays below the answer, where estimates are cheap; at least 1.25 x low."""
+    k, error = low
+    slope = 1.0 if k == 1 else max(0.1, float(np.log(one[1] / error) / np.log(k)))
+    guess = k * (error / target) ** (1.0 / slope)
+    return int(np.ceil(min(max(guess, 1.25 * k, k + 1), 8.0 * k)))
 
 
 def mse_for_psnr(psnr: float) -> float:
