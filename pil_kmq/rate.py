@@ -49,22 +49,36 @@ def _visible(colors: np.ndarray) -> np.ndarray:
 
 def _segments(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray) -> Segments:
     """Cut a band's (n, C) pixels and (n,) nearest indices into SEGMENT-long pieces (codebook:
-    the visible one)."""
-    pixels = _visible(pixels)
-    count = len(nearest)
-    pad = -count % SEGMENT
-    if pad:
-        pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
-        nearest = np.concatenate([nearest, np.repeat(nearest[-1:], pad)])
-    pixels = pixels.astype(np.int32).reshape(-1, SEGMENT, pixels.shape[1]).transpose(1, 0, 2)
-    nearest = nearest.reshape(-1, SEGMENT).T
-    error = _squared(pixels, codebook.astype(np.int32)[nearest])
-    return Segments(np.ascontiguousarray(pixels), np.ascontiguousarray(nearest), np.ascontiguousarray(error), count)
+    the visible one), in one compiled pass."""
+    count, channels = pixels.shape
+    columns = -(-count // SEGMENT)
+    cut = Segments(
+        np.empty((SEGMENT, columns, channels), dtype=np.int32), np.empty((SEGMENT, columns), dtype=nearest.dtype), np.empty((SEGMENT, columns), dtype=np.int32), count
+    )
+    if len(codebook) and int(nearest.max()) >= len(codebook):
+        raise ValueError("nearest indices beyond the codebook")
+    _cut(np.ascontiguousarray(pixels), np.ascontiguousarray(nearest), codebook.astype(np.int32), channels in (2, 4), cut.pixels, cut.nearest, cut.error)
+    return cut
 
 
-def _squared(pixels: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    difference = pixels - colors
-    return np.einsum("...c,...c->...", difference, difference)
+@njit(cache=True, nogil=True)
+def _cut(pixels, nearest, colors, alpha, out_pixels, out_nearest, out_error):
+    # Position j of segment s is pixel s * SEGMENT + j; the last segment repeats the last pixel.
+    length, columns, channels = out_pixels.shape
+    count = pixels.shape[0]
+    for s in range(columns):
+        for j in range(length):
+            i = min(s * length + j, count - 1)
+            own = nearest[i]
+            out_nearest[j, s] = own
+            hidden = alpha and pixels[i, channels - 1] == 0  # a fully transparent colour is not seen
+            total = 0
+            for c in range(channels):
+                value = 0 if hidden and c < channels - 1 else np.int32(pixels[i, c])
+                out_pixels[j, s, c] = value
+                difference = value - colors[own, c]
+                total += difference * difference
+            out_error[j, s] = total
 
 
 def scan(segments: Segments, codebook: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
