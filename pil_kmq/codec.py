@@ -71,11 +71,11 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     yield pack_crc(crc)
 
 
-Piece = tuple[int, int, np.ndarray]  # (row, column, indices): whole rows, or part of one row
+Piece = tuple[int, int, np.ndarray]  # (row, column, indices or their table values): whole rows, or part of one row
 
 
 def place(first_pixel: int, found: np.ndarray, width: int) -> Piece:
-    """A decoded run of pixels as (row, column, 2-D indices)."""
+    """A decoded run of pixels as (row, column, 2-D indices or table values)."""
     row, column = divmod(first_pixel, width)
     if column == 0 and found.size % width == 0:
         return row, 0, found.reshape(-1, width)
@@ -95,6 +95,8 @@ def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = No
     first = strips[0][2]
     if out is None:
         out = rows_array(strips, header, table)
+    if not out.flags.c_contiguous or out.shape != (strips[-1][2] + strips[-1][3] - first, width):
+        raise ValueError("out must be a C-contiguous array of the strips' rows")
     for number, data, row, rows, stored in strips:
         check_strip_crc(crc32(data), stored, number)
         decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}", table, out[row - first : row - first + rows].reshape(-1))

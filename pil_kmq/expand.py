@@ -1,12 +1,13 @@
 """Compiled inner loops of the run decoder (spec 7.2, "Runs and literals"): counting the
-literals a stretch of run flags calls for, and expanding flags and literals to indices.
+literals a stretch of run flags calls for, expanding flags and literals to indices or
+straight to codebook entries (a table of one word an entry), and looking indices up.
 
 Flags are read straight from their packed bytes (MSB first): unpacking them to a byte a
 flag, then a running count and a gather, wrote ~7 bytes of temporaries a pixel, and on a
 photo that churn of fresh pages cost more than the decoding itself. numba checks no bounds:
 the kernels are called only through the wrappers below, which check every size a kernel
-relies on (and _expand counts its literals against their array), so no file can make them
-read or write past an array.
+relies on (and the kernels check each literal or index against the table they look it up
+in), so no file can make them read or write past an array.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int
     the same pass."""
     if table is None:
         table = identity(out.dtype)
+    if literals.dtype.kind != "u" or table.dtype != out.dtype:
+        raise ValueError("signed literals, or a table of another type than the output")
     if (bit + out.size + 7) // 8 > flags.size:
         raise ValueError("fewer flag bytes than flags")
     if previous >= table.size or previous < 0:
@@ -119,8 +122,10 @@ _IDENTITIES: dict[np.dtype, np.ndarray] = {}
 
 
 def identity(dtype: np.dtype) -> np.ndarray:
-    """The table that maps each index to itself, for unsigned indices of this dtype."""
+    """The table that maps each index to itself, for indices of this dtype (uint8 or uint16)."""
     dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+        raise ValueError(f"indices are uint8 or uint16, not {dtype}")
     if dtype not in _IDENTITIES:
         _IDENTITIES[dtype] = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
     return _IDENTITIES[dtype]

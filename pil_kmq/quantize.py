@@ -22,10 +22,9 @@ from .jobs import run_jobs
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
 _STRIP_PIXELS = 1 << 20
 # The coarsest level has at most max(MIN, FACTOR * k) points: finer seeds k-means++ better,
-# coarser is cheaper; where several seedings are tried (k <= _N_INIT_MAX_K) it is coarser.
-# These and the iteration caps below were chosen on the Kodak set (benchmarks/README.md).
+# coarser is cheaper. These and the iteration caps below were chosen on the Kodak set
+# (benchmarks/README.md).
 _COARSE_MIN, _COARSE_FACTOR = 8192, 32
-_TRIAL_MIN, _TRIAL_FACTOR = 8192, 32
 _N_INIT, _N_INIT_MAX_K = 5, 64
 _FEW_INITS, _FEW_INITS_MAX_K = 3, 16  # small k: three seedings did as well as five
 _LEVEL_STEP = 2  # a level must be at least this many times smaller than the next finer one
@@ -41,9 +40,9 @@ _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
 _ESTIMATE_K_PRECISION = 16  # ... the estimates to within 1/16 (full clusterings refine it)
 _ROUGH_K_PRECISION = 4  # ... or to within 1/4 when a caller goes on to try larger k anyway
-_PSNR_GROWTH = 1.05
+_PSNR_GROWTH = 1.05  # k grows by this factor when a checked result falls short
 _PSNR_MAX_STEPS = 8  # full clusterings spent closing in on the smallest k
-_NO_ENTRY_PENALTY = 2.0  # partial colours without entries of their own: ~ twice one entry's error  # k grows by this factor when a checked result falls short
+_NO_ENTRY_PENALTY = 2.0  # partial colours without entries of their own: ~ twice one entry's error
 
 
 class Quantized(NamedTuple):
@@ -158,11 +157,11 @@ def nearest_index(colors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 
 
 class Level(NamedTuple):
-    """The histogram merged into cubes of 2**shift per side: one weighted-mean point per cube."""
+    """The histogram merged into cells (cubes, see _Made): one weighted-mean point per cell."""
 
-    points: np.ndarray  # (m, C) float64: weighted mean colour of the cube
-    weights: np.ndarray  # (m,) float64: pixels in the cube
-    member: np.ndarray  # (n,) intp: the cube of each histogram colour
+    points: np.ndarray  # (m, C) float64: weighted mean colour of the cell
+    weights: np.ndarray  # (m,) float64: pixels in the cell
+    member: np.ndarray  # (n,) intp: the cell of each histogram colour
 
 
 def _cube_keys(colors: np.ndarray, shift: int | np.ndarray) -> np.ndarray:
@@ -195,12 +194,12 @@ def _cube_masses(hist: Histogram, rows: np.ndarray, shift: int) -> tuple[np.ndar
     return inverse, np.bincount(inverse, weights=hist.counts[rows])
 
 
-def _level(hist: Histogram, shift: int, members: tuple[np.ndarray, int] | None = None) -> Level:
+def _level(hist: Histogram, shift: int, cells: tuple[np.ndarray, int]) -> Level:
     colors = hist.colors.astype(np.float64)
     weights = hist.counts.astype(np.float64)
     if shift == 0:
         return Level(colors, weights, np.arange(len(colors)))
-    member, size = members or _cube_members(hist, shift)
+    member, size = cells
     mass = np.bincount(member, weights=weights, minlength=size)
     sums = np.stack([np.bincount(member, weights=colors[:, c] * weights, minlength=size) for c in range(colors.shape[1])], axis=1)
     return Level(sums / mass[:, None], mass, member)
@@ -212,8 +211,7 @@ class _Made:
 
     A level's cells are the cubes of 2**shift per side, except that a cube holding more than
     _HEAVY_FACTOR times the pixels of an average cluster (total / k, k rounded down to a power
-    of two) is cut into its eight
-    half-size cubes, and so on down to single colours: a level's points can only be split
+    of two) is cut into its eight half-size cubes, and so on down to single colours: a level's points can only be split
     between centroids where the level has points, and a dark sky or a flat background of a
     few heavy cubes needs many centroids (a photo of the deep sky, its dark colours in a
     handful of cubes of 8 per side, came out 9 % worse than clustering all colours)."""
@@ -234,7 +232,7 @@ class _Made:
 
     def _limit(self, k: int) -> float:
         # k rounded down to a power of two: a psnr= search's estimates at nearby k share levels
-        return _HEAVY_FACTOR * self._total / (1 << (k.bit_length() - 1))
+        return _HEAVY_FACTOR * self._total / (1 << (int(k).bit_length() - 1))
 
     def cells(self, shift: int, k: int) -> tuple[np.ndarray, int]:
         """Each colour's cell at this level (numbered from 0) and the cell count."""
@@ -289,12 +287,8 @@ class _Made:
 
 def _level_shifts(made: _Made, k: int) -> list[int]:
     """Cube shifts of the coarse-to-fine levels, ending with 0 (the exact histogram), each
-    level >= _LEVEL_STEP times smaller than the next. Where several seedings are tried (small
-    k) the coarsest level is smaller, as they cost."""
-    if k <= _N_INIT_MAX_K:
-        limit = max(_TRIAL_MIN, _TRIAL_FACTOR * k)
-    else:
-        limit = max(_COARSE_MIN, _COARSE_FACTOR * k)
+    level >= _LEVEL_STEP times smaller than the next."""
+    limit = max(_COARSE_MIN, _COARSE_FACTOR * k)
     shifts, coarsest = [0], len(made.hist.keys)
     for shift in range(_FIRST_SHIFT, 8):
         if coarsest <= limit:
@@ -547,11 +541,11 @@ def _variance_error(hist: Histogram) -> float:
 def _extrapolated(one: tuple[int, float], low: tuple[int, float], target: float) -> int:
     """A k where the error might reach target, from the failing k `low`: along the curve's
     mean slope since one entry (error ~ 1 / k at first). Photos' curves flatten as k grows,
-    so this stays below the answer, where estimates are cheap; at least 1.25 x low."""
+    so this stays below the answer, where estimates are cheap; 1.25 to 8 x low."""
     k, error = low
     slope = 1.0 if k == 1 else max(0.1, float(np.log(one[1] / error) / np.log(k)))
-    guess = k * (error / target) ** (1.0 / slope)
-    return int(np.ceil(min(max(guess, 1.25 * k, k + 1), 8.0 * k)))
+    growth = float(np.log(error / target)) / slope  # in log space: a far target overflows a power
+    return int(np.ceil(k * np.exp(np.clip(growth, np.log(1.25), np.log(8.0)))))
 
 
 def mse_for_psnr(psnr: float) -> float:

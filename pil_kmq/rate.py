@@ -55,7 +55,9 @@ def _segments(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray) -> 
     cut = Segments(
         np.empty((SEGMENT, columns, channels), dtype=np.int32), np.empty((SEGMENT, columns), dtype=nearest.dtype), np.empty((SEGMENT, columns), dtype=np.int32), count
     )
-    if len(codebook) and int(nearest.max()) >= len(codebook):
+    if nearest.dtype.kind != "u" or nearest.shape != (count,) or codebook.shape[1:] != (channels,):
+        raise ValueError("nearest must be unsigned, one a pixel, into a codebook of the pixels' channels")
+    if count and (not len(codebook) or int(nearest.max()) >= len(codebook)):
         raise ValueError("nearest indices beyond the codebook")
     _cut(np.ascontiguousarray(pixels), np.ascontiguousarray(nearest), codebook.astype(np.int32), channels in (2, 4), cut.pixels, cut.nearest, cut.error)
     return cut

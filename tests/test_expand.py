@@ -74,6 +74,8 @@ def test_expansion_through_a_table_is_the_table_of_the_expansion() -> None:
         expand_runs(packed, 0, np.array([1, 5], dtype=np.uint8), 0, out, table)
     with pytest.raises(ValueError, match="previous index"):
         expand_runs(packed, 0, np.array([1, 2], dtype=np.uint8), 5, out, table)
+    with pytest.raises(ValueError, match="signed literals"):
+        expand_runs(packed, 0, np.array([1, -2], dtype=np.int16), 0, out, table)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])

@@ -11,7 +11,7 @@ from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from pil_kmq.quantize import mse_for_psnr, psnr_for_mse, quantize
+from pil_kmq.quantize import mse_for_psnr, psnr_for_mse, quantize, quantize_to_psnr
 
 
 def psnr(original: np.ndarray, result: np.ndarray) -> float:
@@ -90,6 +90,13 @@ def test_huge_psnr_means_lossless_not_an_overflow(parrot: Image.Image) -> None:
     for target in (1e4, 1e9, 1e308):
         with Image.open(io.BytesIO(kmq_bytes(parrot, psnr=target))) as image:
             assert image.tobytes() == parrot.tobytes()
+
+
+def test_a_far_target_on_a_flat_error_curve_is_no_overflow() -> None:
+    """Noise's error falls slowly with k: the search's extrapolation must not overflow."""
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for target in (400.0, 2500.0):
+        assert len(quantize_to_psnr(noise, target).codebook) == 32 * 32
 
 
 def test_a_low_target_with_alpha_still_keeps_alpha_classes_exact() -> None:

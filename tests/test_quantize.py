@@ -139,6 +139,11 @@ def test_cells_of_a_level_refine_the_coarser_level() -> None:
             assert (parents >= 0).all()
 
 
+def test_k_may_be_a_numpy_integer() -> None:
+    image = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert np.array_equal(quantize(image, np.int64(16)).codebook, quantize(image, 16).codebook)
+
+
 def test_histogram_counts_every_distinct_colour() -> None:
     pixels = np.random.default_rng(4).integers(0, 4, (10, 10, 4)).astype(np.uint8)
     hist = histogram(pixels)
