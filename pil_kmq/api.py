@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, decode_bytes, encode_parts, read_prefix
+from .codec import DEFAULT_MAX_PIXELS, coded, decode_bytes, encode_parts, read_prefix
 from .format import (
     CRC_SIZE,
     EXIF_PREFIX,
@@ -174,8 +174,9 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     if method is None:
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
 
-    def size(quantized: Quantized) -> int:
-        return sum(len(part) for part in encode_parts(*quantized, method))
+    def size(quantized: Quantized) -> tuple[int, Quantized]:
+        result = coded(quantized, method)  # the file is written from these bytes if it wins
+        return sum(len(part) for part in encode_parts(*result, method, reuse=result)), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
     found = smallest_for_psnr(pixels, first, psnr, clustering.at_k, size, min(clustering.colors, MAX_K))

@@ -48,20 +48,43 @@ from .jobs import WORKERS, run_jobs
 from .quantize import Quantized
 
 
-def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"") -> Iterator[bytes]:
+class Coded(Quantized):
+    """A Quantized whose index stream has been coded already (a psnr= search measures the
+    files it compares): writing it with the same method reuses those bytes."""
+
+    method: StripMethod | None
+    index_stream: tuple[IndexCoding, list[bytes]]
+
+
+def coded(quantized: Quantized, method: StripMethod | None) -> Coded:
+    """quantized with its index stream coded with `method`."""
+    result = Coded(*quantized)
+    result.method, result.index_stream = method, index_stream(quantized.indices, len(quantized.codebook), method)
+    return result
+
+
+def index_stream(indices: np.ndarray, k: int, method: StripMethod | None) -> tuple[IndexCoding, list[bytes]]:
+    """The index_coding and the parts of the index stream of these indices."""
+    bits_per_index = bits_for_k(k)
+    if method is None or k == 1:
+        return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
+    return IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
+
+
+def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"", reuse: Quantized | None = None) -> Iterator[bytes]:
     """The bytes of a KMQ file in order: header, extension area, codebook, index stream, file_crc.
 
     indices is (height, width) with values < len(codebook); codebook is (k, channels) uint8.
     method None writes index_coding 0 (bit-packed); a StripMethod writes index_coding 1 with
     strips stored that way (or RAW where that is smaller). k = 1 has no indices to code.
+    `reuse`: a Coded result of these very indices, whose stream is used if its method matches.
     """
     height, width = indices.shape
     k, channels = codebook.shape
-    bits_per_index = bits_for_k(k)
-    if method is None or k == 1:
-        coding, stream = IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
+    if isinstance(reuse, Coded) and reuse.indices is indices and reuse.method == method:
+        coding, stream = reuse.index_stream
     else:
-        coding, stream = IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
+        coding, stream = index_stream(indices, k, method)
     rows = coding == IndexCoding.STRIPS and uses_rows(stream[1:])
     header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), rows)
     crc = 0

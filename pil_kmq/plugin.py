@@ -247,7 +247,7 @@ class KmqEncoder(ImageFile.PyEncoder):
 
     def encode(self, bufsize: int) -> tuple[int, int, bytes]:
         indices, codebook = self._quantized
-        data = b"".join(encode_parts(indices, codebook, self._method, self._extension))
+        data = b"".join(encode_parts(indices, codebook, self._method, self._extension, reuse=self._quantized))
         return len(data), 1, data
 
 

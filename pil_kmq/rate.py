@@ -224,19 +224,19 @@ MAX_GROWTH_STEPS = 3
 
 
 def smallest_for_psnr(
-    image: RowSource, first: Quantized, psnr: float, quantize_k: Callable[[int], Quantized], size: Callable[[Quantized], int], limit: int
+    image: RowSource, first: Quantized, psnr: float, quantize_k: Callable[[int], Quantized], size: Callable[[Quantized], tuple[int, Quantized]], limit: int
 ) -> Quantized | None:
     """Of traded results that reach psnr dB, the smallest file: `first` spends its margin on
     runs, then larger k (up to limit) while each makes a smaller file. size(quantized) is the
-    coder's real byte count. None if `first` itself falls short of psnr."""
+    coder's real byte count and the result to keep (which may carry the coded bytes). None if
+    `first` itself falls short of psnr."""
 
     def traded(quantized: Quantized) -> tuple[int, Quantized] | None:
         trader = Trader(image, quantized)
         budget = mse_for_psnr(psnr) * trader.pixels_channels - trader.error
         if budget < 0:
             return None
-        result = trader.within(budget)
-        return size(result), result
+        return size(trader.within(budget))
 
     start = traded(first)
     if start is None:

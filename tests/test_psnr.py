@@ -82,6 +82,24 @@ def test_bad_psnr_options_raise_valueerror(parrot: Image.Image, options: dict[st
     assert out.getvalue() == b""
 
 
+def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search codes each candidate to measure it; the winner's bytes are written as they
+    were coded (no stream is coded but the candidates'), and are the bytes a fresh encoding
+    of its indices gives."""
+    from pil_kmq import api, codec
+
+    candidates: list[int] = []
+    streams: list[int] = []
+    original_coded, original_stream = api.coded, codec.index_stream
+    monkeypatch.setattr(api, "coded", lambda *args: candidates.append(1) or original_coded(*args))
+    monkeypatch.setattr(codec, "index_stream", lambda *args: streams.append(1) or original_stream(*args))
+    data = kmq_bytes(ihc, psnr=33)
+    assert candidates and len(streams) == len(candidates)
+    monkeypatch.undo()
+    _, (indices, codebook) = pil_kmq.decode_kmq(data)
+    assert pil_kmq.encode_kmq(indices, codebook) == data
+
+
 def test_psnr_is_deterministic(ihc: Image.Image) -> None:
     assert kmq_bytes(ihc, psnr=33) == kmq_bytes(ihc, psnr=33)
 
