@@ -34,7 +34,10 @@ _KPP_MAX_K = 1024  # above this k, k-means++'s k x n cost is too high: weighted 
 _TOL = 1e-4  # scikit-learn's default tol, as the seed article ran it
 _COARSE_MAX_ITER = 100
 _LEVEL_MAX_ITER = 300  # the seed article's max_iter
-_EXACT_MAX_ITER = 40  # the exact level starts near convergence; its long tail gains ~0.1 %
+# The exact level starts near convergence; its long tail gains ~0.1 %: up to 40 steps, fewer
+# (down to 20) where many colours make each step dear (a JPEG photo has ~100,000).
+_EXACT_MIN_ITER, _EXACT_MAX_ITER = 20, 40
+_EXACT_POINT_STEPS = 1 << 21
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
@@ -357,12 +360,16 @@ def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     tol = _tolerance(levels[-1])
     centroids, labels = _best_start(levels[0], k, seed, tol)
     for parent, child in itertools.pairwise(levels):
-        max_iter = _EXACT_MAX_ITER if child is levels[-1] else _LEVEL_MAX_ITER
+        max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
         labels = _parent_labels(parent, child, labels)
         centroids, labels, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
     # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
     codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
     return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
+
+
+def _exact_steps(points: int) -> int:
+    return int(np.clip(_EXACT_POINT_STEPS // max(1, points), _EXACT_MIN_ITER, _EXACT_MAX_ITER))
 
 
 def _drop_unused(codebook: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
