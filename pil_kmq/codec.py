@@ -5,6 +5,7 @@ Knows the byte layout and the bit packing; knows nothing of Pillow or of k-means
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -126,6 +127,40 @@ def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = No
     return out
 
 
+class _Spare:
+    """Arrays of decoded rows kept from one image to the next. Made afresh for every image,
+    the 4-byte-a-pixel arrays of codebook entries were given back to the system when freed
+    and faulted in again by the next image (~750 page faults a Kodak load, when loads
+    alternate with other work); at most WORKERS arrays of up to MAX_BYTES are kept."""
+
+    MAX_BYTES = 1 << 22
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+        size = shape[0] * shape[1] * np.dtype(dtype).itemsize
+        with self._lock:
+            fits = [number for number, buffer in enumerate(self._free) if buffer.size >= size]
+            if fits:
+                buffer = self._free.pop(min(fits, key=lambda number: self._free[number].size))
+                return buffer[:size].view(dtype).reshape(shape)
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        with self._lock:
+            for array in arrays:
+                buffer = array
+                while isinstance(buffer.base, np.ndarray):  # back to the whole buffer it was cut from
+                    buffer = buffer.base
+                if buffer.nbytes <= self.MAX_BYTES and len(self._free) < WORKERS and buffer.flags.c_contiguous:
+                    self._free.append(buffer.reshape(-1).view(np.uint8))
+
+
+_SPARE_ROWS = _Spare()
+
+
 def rows_array(strips: list[Strip], header: Header, table: np.ndarray | None = None) -> np.ndarray:
     """An array for decode_rows to decode these strips into."""
     rows = sum(strip[3] for strip in strips)
@@ -138,7 +173,9 @@ class IndexStreamDecoder:
 
     `feed` yields a Piece for every run of pixels it completes, so a caller can show a
     partial image; `done` turns True once the file_crc has been checked. Given `table_for`,
-    pieces hold table_for(codebook)[index] instead of indices (see StripDecoder).
+    pieces hold table_for(codebook)[index] instead of indices (see StripDecoder), and a piece
+    is valid only until the next one is asked for: its memory is used again (Pillow's decoder
+    copies each piece into the image at once).
     """
 
     def __init__(self, header: Header, prefix_crc: int, table_for: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
@@ -233,10 +270,13 @@ class IndexStreamDecoder:
                 continue
             jobs = self._ready_jobs(table)
             if jobs:
-                for rows in run_jobs(decode_rows, [(job, header, rows_array(job, header, self._values), self._values) for job in jobs]):
+                outs = [self._job_rows(job) for job in jobs]
+                for rows in run_jobs(decode_rows, [(job, header, out, self._values) for job, out in zip(jobs, outs)]):
                     first = jobs.pop(0)[0][2]
                     self._pixels_done = (first + len(rows)) * header.width
                     yield first, 0, rows
+                if self._values is not None:  # the caller is done with them: see table_for
+                    _SPARE_ROWS.give(*outs)
                 continue
             number = self._next_strip
             top = number * table.strip_height
@@ -247,6 +287,12 @@ class IndexStreamDecoder:
                 rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values
             )
             self._strip_crc = 0
+
+    def _job_rows(self, job: list[Strip]) -> np.ndarray:
+        if self._values is None:
+            return rows_array(job, self.header)
+        rows = sum(strip[3] for strip in job)
+        return _SPARE_ROWS.take((rows, self.header.width), self._values.dtype)
 
     def _take_table(self) -> bool:
         header = self.header

@@ -116,3 +116,34 @@ def test_pieces_of_part_of_a_row_land_where_they_belong(monkeypatch: pytest.Monk
     monkeypatch.setattr(codec, "BLOCK_PIXELS", 64)
     with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
         np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_images_loaded_side_by_side_never_share_decoded_rows() -> None:
+    """Decoded rows live in arrays kept from one image to the next: two threads loading
+    different images, and two parsers fed in turns, each get their own pixels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import ImageFile
+
+    rng = np.random.default_rng(9)
+    images, files = [], []
+    for colours in (3, 7):
+        palette = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+        indices = np.repeat(rng.integers(0, colours, 300 * 240), 4).reshape(600, 480)  # two strips
+        images.append(palette[indices])
+        buffer = io.BytesIO()
+        Image.fromarray(images[-1]).save(buffer, "KMQ", k=colours)
+        files.append(buffer.getvalue())
+
+    def load(which: int) -> bool:
+        with Image.open(io.BytesIO(files[which])) as image:
+            return bool(np.array_equal(np.asarray(image), images[which]))
+
+    with ThreadPoolExecutor(2) as pool:
+        assert all(pool.map(load, [0, 1] * 20))
+    parsers = [ImageFile.Parser(), ImageFile.Parser()]
+    for start in range(0, max(map(len, files)), 997):
+        for parser, data in zip(parsers, files):
+            parser.feed(data[start : start + 997])
+    for parser, expected in zip(parsers, images):
+        np.testing.assert_array_equal(np.asarray(parser.close()), expected)
