@@ -234,7 +234,7 @@ class IndexStreamDecoder:
         if self._strip is None:
             pixels = header.width * header.height
             self._strip = StripDecoder(
-                pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW, table=self._values
+                pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW, table=self._values, scratch=self._scratch()
             )
         yield from self._feed_strip()
 
@@ -265,6 +265,7 @@ class IndexStreamDecoder:
                 if not self._strip.done:
                     return
                 check_strip_crc(self._strip_crc, int(table.crcs[self._next_strip]), self._next_strip)
+                self._give_scratch()
                 self._strip = None
                 self._next_strip += 1
                 continue
@@ -284,9 +285,20 @@ class IndexStreamDecoder:
             if rows * header.width <= BLOCK_PIXELS:
                 return  # a small strip is decoded whole, once all of it has arrived
             self._strip = StripDecoder(
-                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values
+                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values, scratch=self._scratch()
             )
             self._strip_crc = 0
+
+    def _scratch(self) -> np.ndarray | None:
+        """Where a strip decoded piece by piece puts each piece, kept from image to image as
+        the batches' rows are (with table_for only)."""
+        if self._values is None:
+            return None
+        return _SPARE_ROWS.take((1, BLOCK_PIXELS), self._values.dtype).reshape(-1)
+
+    def _give_scratch(self) -> None:
+        if self._strip is not None and self._strip._scratch is not None:
+            _SPARE_ROWS.give(self._strip._scratch)
 
     def _job_rows(self, job: list[Strip]) -> np.ndarray:
         if self._values is None:
@@ -339,6 +351,7 @@ class IndexStreamDecoder:
         stored = unpack_crc(bytes(self._pending[self._at : self._at + CRC_SIZE]))
         if stored != self._crc:
             raise KmqError(f"KMQ file checksum mismatch (stored {stored:#010x}, computed {self._crc:#010x}): the data is corrupt")
+        self._give_scratch()  # the uncoded stream's pieces are all out
         self._pending.clear()
         self._at = 0
         self.done = True

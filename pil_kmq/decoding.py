@@ -325,7 +325,8 @@ class StripDecoder:
     With a `table` (k values or more), pieces hold table[index] instead of the indices: a
     run decodes straight to codebook entries, with no array of indices in between. With
     `out` (`pixels` values of the pieces' dtype), pieces are decoded into it and are views
-    of it."""
+    of it; else with `scratch` (a flat array of the pieces' dtype), each piece that fits is
+    decoded into its start, valid until the next piece is asked for."""
 
     def __init__(
         self,
@@ -342,6 +343,7 @@ class StripDecoder:
         padded: bool = True,
         table: np.ndarray | None = None,
         out: np.ndarray | None = None,
+        scratch: np.ndarray | None = None,
     ) -> None:
         self.pixels, self.first_pixel, self.width, self.k = pixels, first_pixel, width, k
         self.bits, self.length, self.what = bits_per_index, length, what
@@ -358,6 +360,9 @@ class StripDecoder:
         self._out_dtype = self._dtype if table is None else table.dtype
         if out is not None and (out.dtype != self._out_dtype or out.shape != (pixels,)):
             raise ValueError(f"out must be {pixels} values of {self._out_dtype}")
+        if scratch is not None and (scratch.dtype != self._out_dtype or scratch.ndim != 1):
+            raise ValueError(f"scratch must be a flat array of {self._out_dtype}")
+        self._scratch = scratch
         self._raw: Segment | None = None
         self._packed: Segment | None = None  # a rows_zstd strip's frame
         self._packed_reader: Inflater | None = None
@@ -508,10 +513,12 @@ class StripDecoder:
         return piece
 
     def _piece(self, count: int) -> np.ndarray:
-        """Where the next `count` pixels go: their part of `out`, or a new array."""
-        if self._out is None:
-            return np.empty(count, dtype=self._out_dtype)
-        return self._out[self._decoded : self._decoded + count]
+        """Where the next `count` pixels go: their part of `out`, the scratch array, or a new array."""
+        if self._out is not None:
+            return self._out[self._decoded : self._decoded + count]
+        if self._scratch is not None and self._scratch.size >= count:
+            return self._scratch[:count]
+        return np.empty(count, dtype=self._out_dtype)
 
     def _raw_ready(self, start: int, count: int) -> int:
         """Of the next `count` pixels, those whose bits have arrived: whole rows, or part of a row

@@ -118,12 +118,20 @@ def test_pieces_of_part_of_a_row_land_where_they_belong(monkeypatch: pytest.Monk
         np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
 
 
-def test_images_loaded_side_by_side_never_share_decoded_rows() -> None:
+@pytest.mark.parametrize("piece", [None, 4096])
+def test_images_loaded_side_by_side_never_share_decoded_rows(monkeypatch: pytest.MonkeyPatch, piece: int | None) -> None:
     """Decoded rows live in arrays kept from one image to the next: two threads loading
-    different images, and two parsers fed in turns, each get their own pixels."""
+    different images, and two parsers fed in turns, each get their own pixels (strips
+    decoded whole, or piece by piece into a kept scratch array)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from PIL import ImageFile
+
+    from pil_kmq import codec, decoding
+
+    if piece:
+        monkeypatch.setattr(decoding, "BLOCK_PIXELS", piece)
+        monkeypatch.setattr(codec, "BLOCK_PIXELS", piece)
 
     rng = np.random.default_rng(9)
     images, files = [], []
