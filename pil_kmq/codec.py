@@ -119,7 +119,7 @@ def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = No
     first = strips[0][2]
     if out is None:
         out = rows_array(strips, header, table)
-    if not out.flags.c_contiguous or out.shape != (strips[-1][2] + strips[-1][3] - first, width):
+    if not out.flags.c_contiguous or out.shape != _rows_shape(strips, header):
         raise ValueError("out must be a C-contiguous array of the strips' rows")
     for number, data, row, rows, stored in strips:
         check_strip_crc(crc32(data), stored, number)
@@ -163,8 +163,11 @@ _SPARE_ROWS = _Spare()
 
 def rows_array(strips: list[Strip], header: Header, table: np.ndarray | None = None) -> np.ndarray:
     """An array for decode_rows to decode these strips into."""
-    rows = sum(strip[3] for strip in strips)
-    return np.empty((rows, header.width), dtype=index_dtype(header.k) if table is None else table.dtype)
+    return np.empty(_rows_shape(strips, header), dtype=index_dtype(header.k) if table is None else table.dtype)
+
+
+def _rows_shape(strips: list[Strip], header: Header) -> tuple[int, int]:
+    return sum(strip[3] for strip in strips), header.width
 
 
 class IndexStreamDecoder:
@@ -183,6 +186,7 @@ class IndexStreamDecoder:
         self.codebook: np.ndarray | None = None
         self._table_for = table_for
         self._values: np.ndarray | None = None  # table_for(codebook), once it has been read
+        self._piece_scratch: np.ndarray | None = None  # where strips decoded piece by piece put each piece
         self.done = False
         self._crc = prefix_crc
         self._pending = bytearray()
@@ -265,7 +269,6 @@ class IndexStreamDecoder:
                 if not self._strip.done:
                     return
                 check_strip_crc(self._strip_crc, int(table.crcs[self._next_strip]), self._next_strip)
-                self._give_scratch()
                 self._strip = None
                 self._next_strip += 1
                 continue
@@ -290,21 +293,16 @@ class IndexStreamDecoder:
             self._strip_crc = 0
 
     def _scratch(self) -> np.ndarray | None:
-        """Where a strip decoded piece by piece puts each piece, kept from image to image as
-        the batches' rows are (with table_for only)."""
-        if self._values is None:
-            return None
-        return _SPARE_ROWS.take((1, BLOCK_PIXELS), self._values.dtype).reshape(-1)
-
-    def _give_scratch(self) -> None:
-        if self._strip is not None and self._strip._scratch is not None:
-            _SPARE_ROWS.give(self._strip._scratch)
+        """Where a strip decoded piece by piece puts each piece, one array for the whole
+        stream, kept from image to image as the batches' rows are (with table_for only)."""
+        if self._values is not None and self._piece_scratch is None:
+            self._piece_scratch = _SPARE_ROWS.take((1, BLOCK_PIXELS), self._values.dtype).reshape(-1)
+        return self._piece_scratch
 
     def _job_rows(self, job: list[Strip]) -> np.ndarray:
         if self._values is None:
             return rows_array(job, self.header)
-        rows = sum(strip[3] for strip in job)
-        return _SPARE_ROWS.take((rows, self.header.width), self._values.dtype)
+        return _SPARE_ROWS.take(_rows_shape(job, self.header), self._values.dtype)
 
     def _take_table(self) -> bool:
         header = self.header
@@ -351,7 +349,9 @@ class IndexStreamDecoder:
         stored = unpack_crc(bytes(self._pending[self._at : self._at + CRC_SIZE]))
         if stored != self._crc:
             raise KmqError(f"KMQ file checksum mismatch (stored {stored:#010x}, computed {self._crc:#010x}): the data is corrupt")
-        self._give_scratch()  # the uncoded stream's pieces are all out
+        if self._piece_scratch is not None:  # every piece is out
+            _SPARE_ROWS.give(self._piece_scratch)
+            self._piece_scratch = None
         self._pending.clear()
         self._at = 0
         self.done = True

@@ -213,10 +213,11 @@ class _Made:
 
     A level's cells are the cubes of 2**shift per side, except that a cube holding more than
     _HEAVY_FACTOR times the pixels of an average cluster (total / k, k rounded down to a power
-    of two) is cut into its eight half-size cubes, and so on down to single colours: a level's points can only be split
-    between centroids where the level has points, and a dark sky or a flat background of a
-    few heavy cubes needs many centroids (a photo of the deep sky, its dark colours in a
-    handful of cubes of 8 per side, came out 9 % worse than clustering all colours)."""
+    of two) is cut into its eight half-size cubes, and so on down to single colours: a
+    level's points can only be split between centroids where the level has points, and a
+    dark sky or a flat background of a few heavy cubes needs many centroids (a photo of the
+    deep sky, its dark colours in a handful of cubes of 8 per side, came out 9 % worse than
+    clustering all colours)."""
 
     def __init__(self, hist: Histogram) -> None:
         self.hist = hist
@@ -232,15 +233,16 @@ class _Made:
             self._members[shift] = (np.arange(len(self.hist.keys)), len(self.hist.keys)) if shift == 0 else _cube_members(self.hist, shift)
         return self._members[shift]
 
-    def _limit(self, k: int) -> float:
-        # k rounded down to a power of two: a psnr= search's estimates at nearby k share levels
-        return _HEAVY_FACTOR * self._total / (1 << (int(k).bit_length() - 1))
+    def _key(self, shift: int, k: int) -> tuple[int, float]:
+        """(shift, heavy-cube limit): the exact level (shift 0) is the same for every k. k is
+        rounded down to a power of two: a psnr= search's estimates at nearby k share levels."""
+        return shift, _HEAVY_FACTOR * self._total / (1 << (int(k).bit_length() - 1)) if shift else 0.0
 
     def cells(self, shift: int, k: int) -> tuple[np.ndarray, int]:
         """Each colour's cell at this level (numbered from 0) and the cell count."""
-        key = (shift, self._limit(k))
+        key = self._key(shift, k)
         if key not in self._cells:
-            self._cells[key] = self._split_heavy(shift, key[1])
+            self._cells[key] = self._split_heavy(*key)
         return self._cells[key]
 
     def _split_heavy(self, shift: int, limit: float) -> tuple[np.ndarray, int]:
@@ -274,13 +276,13 @@ class _Made:
         return cells, base + int(finer_cell.max()) + 1
 
     def level(self, shift: int, k: int) -> Level:
-        key = (shift, self._limit(k) if shift else 0.0)
+        key = self._key(shift, k)
         if key not in self._levels:
             self._levels[key] = _level(self.hist, shift, self.cells(shift, k))
         return self._levels[key]
 
     def within(self, shift: int, k: int) -> float:
-        key = (shift, self._limit(k) if shift else 0.0)
+        key = self._key(shift, k)
         if key not in self._within:
             level = self.level(shift, k)
             self._within[key] = float(((_visible_colors(self.hist) - level.points[level.member]) ** 2).sum(axis=1) @ self.hist.counts)

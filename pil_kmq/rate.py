@@ -51,14 +51,14 @@ def _segments(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray) -> 
     """Cut a band's (n, C) pixels and (n,) nearest indices into SEGMENT-long pieces (codebook:
     the visible one), in one compiled pass."""
     count, channels = pixels.shape
-    columns = -(-count // SEGMENT)
-    cut = Segments(
-        np.empty((SEGMENT, columns, channels), dtype=np.int32), np.empty((SEGMENT, columns), dtype=nearest.dtype), np.empty((SEGMENT, columns), dtype=np.int32), count
-    )
     if nearest.dtype.kind != "u" or nearest.shape != (count,) or codebook.shape[1:] != (channels,):
         raise ValueError("nearest must be unsigned, one a pixel, into a codebook of the pixels' channels")
     if count and (not len(codebook) or int(nearest.max()) >= len(codebook)):
         raise ValueError("nearest indices beyond the codebook")
+    columns = -(-count // SEGMENT)
+    cut = Segments(
+        np.empty((SEGMENT, columns, channels), dtype=np.int32), np.empty((SEGMENT, columns), dtype=nearest.dtype), np.empty((SEGMENT, columns), dtype=np.int32), count
+    )
     _cut(np.ascontiguousarray(pixels), np.ascontiguousarray(nearest), codebook.astype(np.int32), channels in (2, 4), cut.pixels, cut.nearest, cut.error)
     return cut
 
