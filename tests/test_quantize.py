@@ -197,6 +197,27 @@ def test_lloyd_labels_are_nearest_at_convergence(monkeypatch: pytest.MonkeyPatch
     assert (upper * upper >= own - 1e-6).all()
 
 
+@pytest.mark.parametrize("k", [16, 97, 200, 300, 512])
+def test_neighbour_lists_are_the_nearest_in_order(k: int) -> None:
+    """Each centroid lists itself, then its nearest others by distance (rows of 256 are
+    sorted whole, longer ones partitioned first); `tail` is the nearest unlisted one. A
+    coarse grid makes duplicates and equal distances common."""
+    centroids = (np.random.default_rng(k).integers(0, 6, (k, 3)) * 40).astype(np.float64)
+    order, tail = kmeans.neighbour_lists(centroids)
+    m = order.shape[1]
+    assert m == min(k, kmeans.NEIGHBOURS)
+    assert np.array_equal(order[:, 0], np.arange(k))
+    distance = np.sqrt(((centroids[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+    listed = np.take_along_axis(distance, order, 1)
+    assert (np.diff(listed[:, 1:], axis=1) >= 0).all()
+    assert all(len(set(row)) == m for row in order)
+    unlisted = np.ones((k, k), dtype=bool)
+    np.put_along_axis(unlisted, order, False, 1)
+    nearest_unlisted = np.where(unlisted, distance, np.inf).min(axis=1)
+    assert np.array_equal(tail, nearest_unlisted)
+    assert (listed[:, -1] <= tail).all()
+
+
 def test_start_labels_out_of_range_are_refused() -> None:
     codebook = np.zeros((20, 3), np.uint8)
     with pytest.raises(ValueError, match="start labels"):
