@@ -33,6 +33,9 @@ REBUILD_DRIFT = 0.5
 # centroid (the farther ones are bounded by their distance): one far centroid's jump then
 # leaves most points' bounds alone.
 NEAR = 16
+# Centroids that drifted farthest are measured in every walk rather than loosening the bound on
+# all unlisted ones (a few jump 2-5x farther than the rest at k = 4,096).
+WANDERERS = 16
 # Above this many centroids the lists come from a k-d tree instead of all pairwise distances.
 _BRUTE_LISTS_K = 512
 # Searches of at least this many points are split between the pool's threads.
@@ -94,41 +97,79 @@ def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
+def _wanderers(drift):
+    """The WANDERERS centroids that drifted farthest since the lists were built (those beyond
+    the next one's drift), and that next drift: the unlisted centroids' bound in a walk takes
+    the wanderers out (they are measured instead), so that one far jump leaves it alone."""
+    count = min(WANDERERS + 1, drift.shape[0])
+    top = np.full(count, -1, dtype=np.int64)  # the largest drifts, descending
+    for j in range(drift.shape[0]):
+        t = count
+        while t > 0 and (top[t - 1] < 0 or drift[j] > drift[top[t - 1]]):
+            t -= 1
+        if t < count:
+            top[t + 1 :] = top[t:-1].copy()
+            top[t] = j
+    farthest = drift[top[-1]] if count > WANDERERS else 0.0
+    wanderers = top[:WANDERERS]
+    return wanderers[drift[wanderers] > farthest], farthest
+
+
+@njit(cache=True, nogil=True)
 def _floors(centroids, order, tail, drift):
-    """floor[a, t] <= the distance from centroid a to every centroid from position t of its
-    list on, unlisted ones included (floor[a, m]): listed distances measured now, the unlisted
-    bounded by their distance when listed less how far both ends have drifted since."""
+    """Lower bounds on distances between centroids, for walks and for settling points:
+    floor[a, t] <= the distance from centroid a to every centroid from position t of its list
+    on and to every unlisted one but the wanderers (floor[a, m]); unlisted[a] <= its distance
+    to every unlisted one. Listed distances are measured now, the unlisted bounded by their
+    distance when listed less how far both ends have drifted since. Also the wanderers (see
+    _wanderers), as numbers and as a mask."""
     k, m = order.shape
-    farthest = 0.0
-    for j in range(k):
-        farthest = max(farthest, drift[j])
+    # With every centroid listed there are no unlisted ones to bound, and no wanderers.
+    wanderers, farthest = _wanderers(drift) if m < k else (np.empty(0, dtype=np.int64), 0.0)
+    wandering = np.zeros(k, dtype=np.bool_)
+    wandering[wanderers] = True
     floor = np.empty((k, m + 1))
+    unlisted = np.empty(k)
+    everyone = drift.max() if k else 0.0
     for a in range(k):
+        unlisted[a] = max(tail[a] - drift[a] - everyone, 0.0)
         low = max(tail[a] - drift[a] - farthest, 0.0)
         floor[a, m] = low
         for t in range(m - 1, 0, -1):
             low = min(low, np.sqrt(_squared(centroids, a, centroids, order[a, t])))
             floor[a, t] = low
         floor[a, 0] = 0.0
-    return floor
+    return floor, unlisted, wanderers, wandering
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _walk(points, i, centroids, guess, order, floor):
-    """Nearest and runner-up centroid of point i, walking the guess's list: (nearest, squared
-    distance, a lower bound on the runner-up's distance, whether the walk ran off the list).
-    A centroid at list position t or later is no nearer than floor[guess, t] - |x - c_guess|
-    (triangle inequality). Off the list, every centroid is scanned, or with more than
-    _BRUTE_LISTS_K the nearest is -1: left to the caller."""
+def _walk(points, i, centroids, guess, order, floor, wanderers, wandering):
+    """Nearest and runner-up centroid of point i, walking the guess's list after measuring the
+    wanderers: (nearest, squared distance, a lower bound on the runner-up's distance, whether
+    the walk ran off the list). A centroid at list position t or later is no nearer than
+    floor[guess, t] - |x - c_guess| (triangle inequality). Off the list, every centroid is
+    scanned, or with more than _BRUTE_LISTS_K the nearest is -1: left to the caller."""
     k = centroids.shape[0]
     m = order.shape[1]
     s1 = _squared(points, i, centroids, guess)
     own = np.sqrt(s1)
     best, s2, d2 = guess, np.inf, np.inf
+    for j in wanderers:
+        if j == guess:
+            continue
+        s = _squared(points, i, centroids, j)
+        if s < s1:
+            best, s2, s1 = j, s1, s
+            d2 = np.sqrt(s2)
+        elif s < s2:
+            s2 = s
+            d2 = np.sqrt(s2)
     for t in range(1, m):
         if floor[guess, t] - own >= d2:
             return best, s1, d2, False
         j = order[guess, t]
+        if wandering[j]:
+            continue
         s = _squared(points, i, centroids, j)
         if s < s1:
             best, s2, s1 = j, s1, s
@@ -152,13 +193,14 @@ def _walk(points, i, centroids, guess, order, floor):
 
 
 @njit(cache=True, nogil=True)
-def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyone, deferred, start, stop):
+def _assign(points, centroids, labels, upper, lower, order, floors, shift, everyone, deferred, start, stop):
     """One assignment step for points start..stop: bounds moved by this step's shifts, then
     every point that its bounds cannot settle is searched. Returns how many labels changed,
     and how many searches ran off their list: with more than _BRUTE_LISTS_K centroids, those
     points are listed from deferred[start] on, for the caller to search."""
     k, m = order.shape
     near = min(NEAR, m)
+    floor, unlisted, wanderers, wandering = floors
     # A point's runner-up bound loosens by the largest shift among its centroid's `near` nearest
     # neighbours; the centroids beyond them are bounded afresh by floor[a, near] - upper.
     first, top, second = 0, 0.0, 0.0  # Hamerly's plain rule: the largest shift of any other centroid
@@ -175,16 +217,16 @@ def _assign(points, centroids, labels, upper, lower, order, floor, shift, everyo
     for i in range(start, stop):
         a = labels[i]
         upper[i] += shift[a]
-        lower[i] = max(lower[i] - (second if a == first else top), min(lower[i] - near_shift[a], floor[a, near] - upper[i]))
+        lower[i] = max(lower[i] - (second if a == first else top), min(lower[i] - near_shift[a], min(floor[a, near], unlisted[a]) - upper[i]))
         if not everyone:
             # Hamerly: nearer than half the gap to every other centroid, or than the runner-up.
-            bound = max(lower[i], floor[a, 1] * 0.5) if k > 1 else np.inf
+            bound = max(lower[i], min(floor[a, 1], unlisted[a]) * 0.5) if k > 1 else np.inf
             if upper[i] <= bound:
                 continue
             upper[i] = np.sqrt(_squared(points, i, centroids, a))
             if upper[i] <= bound:
                 continue
-        best, s1, d2, scanned = _walk(points, i, centroids, a, order, floor)
+        best, s1, d2, scanned = _walk(points, i, centroids, a, order, floor, wanderers, wandering)
         if best < 0:
             deferred[start + scans] = i
             scans += 1
@@ -400,7 +442,7 @@ def exact_nearest(colors: np.ndarray, codebook: np.ndarray, guess: np.ndarray | 
     points = np.ascontiguousarray(colors, dtype=np.float64)
     labels = initial_labels(points, book) if guess is None else _checked_labels(guess, len(book))
     order, tail = neighbour_lists(book)
-    floor = _floors(book, order, tail, np.zeros(len(book)))
+    floor = _floors(book, order, tail, np.zeros(len(book)))[0]
     deferred = np.empty(len(points), dtype=np.int64)
     found = _deferred_parts(deferred, len(points), _split(_exact, len(points), points, book, labels, order, floor, deferred))
     if len(found):
