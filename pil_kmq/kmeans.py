@@ -356,11 +356,12 @@ def _deferred_parts(deferred: np.ndarray, n: int, counts: list[int]) -> np.ndarr
     return np.concatenate([deferred[start : start + count] for start, count in zip(_part_bounds(n), counts)])
 
 
-def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
     step searches every point from its guess), until no label changes or the centroids' total
     squared shift is at most tol (scikit-learn's rule); the assignments of large levels on the
-    pool's threads. Returns (centroids, labels, distance of each point to its centroid)."""
+    pool's threads. Returns (centroids, labels, distance of each point to its centroid, steps
+    taken: fewer than max_iter when the steps converged)."""
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
@@ -394,7 +395,7 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
                 changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
             status = _DONE if not changed or float(shift @ shift) <= tol or left <= 0 else _ASSIGN
         if status == _DONE:
-            return centroids, labels, upper
+            return centroids, labels, upper, max_iter - left
 
 
 @njit(cache=True, nogil=True)

@@ -227,6 +227,7 @@ class _Made:
         self._cells: dict[tuple[int, float], tuple[np.ndarray, int]] = {}
         self._levels: dict[tuple[int, float], Level] = {}
         self._within: dict[tuple[int, float], float] = {}
+        self._fits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, int]] = {}
 
     def _cubes(self, shift: int) -> tuple[np.ndarray, int]:
         if shift not in self._members:
@@ -281,6 +282,21 @@ class _Made:
             self._levels[key] = _level(self.hist, shift, self.cells(shift, k))
         return self._levels[key]
 
+    def coarse_run(self, k: int, seed: int, max_iter: int) -> tuple[Level, np.ndarray, np.ndarray]:
+        """Seeds (_seeds) on the coarsest level for k, then Lloyd steps until they converge or
+        max_iter in all: (level, centroids, labels). A run stopped short earlier (a psnr= search's
+        estimate at this k) is carried on, not repeated: the same steps, but that a centroid
+        left without points may land elsewhere (bounds, not distances, pick where)."""
+        level, seed = self.level(_level_shifts(self, k)[0], k), seed % 2**32  # scikit-learn takes seeds below 2**32: so do we
+        if (k, seed) not in self._fits:
+            seeds = _seeds(level, k, seed)
+            self._fits[k, seed] = (seeds, kmeans.initial_labels(level.points, seeds), 0, 0)
+        centroids, labels, steps, limit = self._fits[k, seed]
+        if steps == limit < max_iter:  # stopped by its limit, not converged: go on
+            centroids, labels, _, more = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, _tolerance(self.level(0, k)))
+            self._fits[k, seed] = (centroids, labels, steps + more, max_iter)
+        return level, centroids, labels
+
     def within(self, shift: int, k: int) -> float:
         key = self._key(shift, k)
         if key not in self._within:
@@ -306,8 +322,7 @@ def _level_shifts(made: _Made, k: int) -> list[int]:
     return shifts
 
 
-def _levels(hist: Histogram, k: int) -> list[Level]:
-    made = _Made(hist)
+def _levels(made: _Made, k: int) -> list[Level]:
     return [made.level(shift, k) for shift in _level_shifts(made, k)]
 
 
@@ -331,17 +346,16 @@ def _seeds(level: Level, k: int, seed: int) -> np.ndarray:
     return level.points[np.sort(np.argpartition(keys, k - 1)[:k])]
 
 
-def _start(level: Level, k: int, seed: int, tol: float) -> tuple[float, np.ndarray, np.ndarray]:
+def _start(made: _Made, k: int, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
     """One k-means++ seeding run to convergence on the coarsest level: (error, centroids, labels)."""
-    seeds = _seeds(level, k, seed % 2**32)  # scikit-learn takes seeds below 2**32: so do we
-    centroids, labels, _ = kmeans.lloyd(level.points, level.weights, seeds, kmeans.initial_labels(level.points, seeds), _COARSE_MAX_ITER, tol)
+    level, centroids, labels = made.coarse_run(k, seed, _COARSE_MAX_ITER)
     return _level_error(level, centroids, labels), centroids, labels
 
 
-def _best_start(level: Level, k: int, seed: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
+def _best_start(made: _Made, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Of several seedings (side by side on the pool's threads), the lowest-error one; the first
     of equal ones, so the result does not depend on the threads."""
-    attempts = [(level, k, seed + attempt, tol) for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1)]
+    attempts = [(made, k, seed + attempt) for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1)]
     _, centroids, labels = min(run_jobs(_start, attempts), key=lambda result: result[0])
     return centroids, labels
 
@@ -354,15 +368,17 @@ def _tolerance(level: Level) -> float:
     return _TOL * float(variance.mean())
 
 
-def cluster(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist)."""
-    levels = _levels(hist, k)
+def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist).
+    `made`: this histogram's levels and coarse runs made so far (by a psnr= search)."""
+    made = made or _Made(hist)
+    levels = _levels(made, k)
     tol = _tolerance(levels[-1])
-    centroids, labels = _best_start(levels[0], k, seed, tol)
+    centroids, labels = _best_start(made, k, seed)
     for parent, child in itertools.pairwise(levels):
         max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
         labels = _parent_labels(parent, child, labels)
-        centroids, labels, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
+        centroids, labels, _, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
     # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
     codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
     return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
@@ -457,14 +473,14 @@ def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.nd
     return _drop_unused(codebook, color_index)
 
 
-def quantize_histogram(hist: Histogram, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def quantize_histogram(hist: Histogram, k: int, seed: int = 0, made: _Made | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codebook (<= k entries) and each histogram colour's index; lossless when <= k colours.
-    Two or four channels are colours with alpha: see cluster_alpha."""
+    Two or four channels are colours with alpha: see cluster_alpha. `made`: as for cluster."""
     if len(hist.keys) <= k:
         return hist.colors, np.arange(len(hist.keys))
     if hist.colors.shape[1] in (2, 4):
         return cluster_alpha(hist, k, seed)
-    return cluster(hist, k, seed)
+    return cluster(hist, k, seed, made)
 
 
 def _visible_colors(hist: Histogram) -> np.ndarray:
@@ -506,17 +522,16 @@ def _estimate_error(hist: Histogram, k: int, seed: int, made: _Made | None = Non
     within = made.within(shifts[0], k)
     if len(coarse.points) <= k:
         return within
-    seeds = _seeds(coarse, k, seed)
-    centroids, labels, _ = kmeans.lloyd(coarse.points, coarse.weights, seeds, kmeans.initial_labels(coarse.points, seeds), _ESTIMATE_MAX_ITER, _tolerance(made.level(0, k)))
+    _, centroids, labels = made.coarse_run(k, seed, _ESTIMATE_MAX_ITER)
     return within + _level_error(coarse, centroids, labels)
 
 
-def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION) -> tuple[int, int]:
+def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION, made: _Made | None = None) -> tuple[int, int]:
     """By estimates alone: (a k whose estimate fails the target, the smallest found that meets
     it). One entry's error is the colours' variance, known without clustering; from it k is
     extrapolated on the error curve until one passes (an estimate costs more the larger its
     k, so from below), then interpolation closes in."""
-    made = _Made(hist)
+    made = made or _Made(hist)
     one = (1, _variance_error(hist))
     if one[1] <= target or limit <= 1:
         return 0, 1
@@ -595,28 +610,30 @@ def _next_candidate(low: tuple[int, float] | None, high: tuple[int, float], targ
     return int(np.clip(round(guess), k_low + margin, k_high - margin))
 
 
-def _psnr_start(hist: Histogram, psnr: float, seed: int, max_k: int, precision: int) -> tuple[float, int, int, int]:
+def _psnr_start(hist: Histogram, psnr: float, seed: int, max_k: int, precision: int, made: _Made) -> tuple[float, int, int, int]:
     """(target squared error, k limit, smallest k keeping the alpha classes, a k whose cheap
     upper-bound estimate reaches psnr, to within 1/precision)."""
     pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
     target = mse_for_psnr(psnr) * pixels_channels
     limit = min(len(hist.keys), max_k)
     minimum = min(limit, _alpha_classes(hist))  # alpha classes stay exact only from this k
-    k = limit if target <= 0 else max(minimum, _smallest_k(_visible_histogram(hist), target, seed, limit, precision)[1])
+    visible = _visible_histogram(hist)
+    k = limit if target <= 0 else max(minimum, _smallest_k(visible, target, seed, limit, precision, made if visible is hist else None)[1])
     return target, limit, minimum, k
 
 
-def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int, narrow: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int, narrow: bool = True, made: _Made | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The smallest k (to within 1/32) whose clustering reaches psnr dB. A search on cheap
     upper-bound estimates gives a k that passes; a few full clusterings, interpolated on the
     error curve, then close in on the smallest (k grows first if rounding or the alpha classes
     keep the estimate's k short). Without `narrow`, the first k that passes, from rougher
     estimates. ValueError if even max_k entries cannot reach it."""
     pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
-    target, limit, minimum, k = _psnr_start(hist, psnr, seed, max_k, _ESTIMATE_K_PRECISION if narrow else _ROUGH_K_PRECISION)
+    made = made or _Made(hist)  # the estimates' levels and coarse runs serve the full clusterings
+    target, limit, minimum, k = _psnr_start(hist, psnr, seed, max_k, _ESTIMATE_K_PRECISION if narrow else _ROUGH_K_PRECISION, made)
 
     def attempt(k: int) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-        result = quantize_histogram(hist, k, seed)
+        result = quantize_histogram(hist, k, seed, made)
         return squared_error(hist, *result), result
 
     error, best = attempt(k)
@@ -661,11 +678,14 @@ def gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.nda
 
 
 class Clustering:
-    """An image's colour histogram, counted once, clustered at any k or PSNR."""
+    """An image's colour histogram, counted once, clustered at any k or PSNR. From a PSNR
+    search on, levels and coarse runs are kept from one clustering to the next (the search
+    makes many); a plain clustering keeps nothing."""
 
     def __init__(self, image: RowSource, seed: int = 0) -> None:
         self.image, self.seed = image, seed
         self.hist = histogram(image)
+        self._made: _Made | None = None
 
     @property
     def colors(self) -> int:
@@ -673,11 +693,12 @@ class Clustering:
         return len(self.hist.keys)
 
     def at_k(self, k: int) -> Quantized:
-        codebook, color_index = quantize_histogram(self.hist, k, self.seed)
+        codebook, color_index = quantize_histogram(self.hist, k, self.seed, self._made)
         return Quantized(gather(self.image, self.hist, color_index), codebook)
 
     def at_psnr(self, psnr: float, max_k: int = 65_536, narrow: bool = True) -> Quantized:
-        codebook, color_index = cluster_for_psnr(self.hist, psnr, self.seed, max_k, narrow)
+        self._made = self._made or _Made(self.hist)
+        codebook, color_index = cluster_for_psnr(self.hist, psnr, self.seed, max_k, narrow, self._made)
         return Quantized(gather(self.image, self.hist, color_index), codebook)
 
 

@@ -139,6 +139,22 @@ def test_cells_of_a_level_refine_the_coarser_level() -> None:
             assert (parents >= 0).all()
 
 
+@pytest.mark.parametrize("k", [12, 200])
+def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int) -> None:
+    """A psnr= estimate's few Lloyd steps are carried on by the full clustering at its k, not
+    repeated: the same centroids as one run of all the steps (smooth colours: no cluster
+    empties, whose new centroid a run's bounds would place), and the cached run is reused."""
+    rng = np.random.default_rng(k)
+    pixels = np.clip(rng.normal(128, 40, (60_000, 3)), 0, 255).astype(np.uint8).reshape(-1, 100, 3)
+    hist = histogram(pixels)
+    once = quantize_module._Made(hist).coarse_run(k, 0, 8)  # both stop short of converging (11 and 20 steps)
+    made = quantize_module._Made(hist)
+    made.coarse_run(k, 0, 3)
+    carried = made.coarse_run(k, 0, 8)
+    assert np.array_equal(carried[1], once[1]) and np.array_equal(carried[2], once[2])
+    assert made.coarse_run(k, 0, 8)[1] is carried[1]  # at its limit already: kept
+
+
 def test_k_may_be_a_numpy_integer() -> None:
     image = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     assert np.array_equal(quantize(image, np.int64(16)).codebook, quantize(image, 16).codebook)
@@ -190,11 +206,12 @@ def test_lloyd_labels_are_nearest_at_convergence(monkeypatch: pytest.MonkeyPatch
     points = rng.integers(0, 256, (20_000, 3)).astype(np.float64)
     weights = rng.integers(1, 50, len(points)).astype(np.float64)
     start = points[rng.choice(len(points), k // 4, replace=False)][rng.integers(0, k // 4, k)]
-    centroids, labels, upper = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
+    centroids, labels, upper, steps = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
     distance = ((points[:, None, :] - centroids[None]) ** 2).sum(axis=2)
     own = distance[np.arange(len(points)), labels]
     assert (own <= distance.min(axis=1) + 1e-9).all()
     assert (upper * upper >= own - 1e-6).all()
+    assert 0 < steps < 1000  # converged
 
 
 @pytest.mark.parametrize("k", [16, 97, 200, 300, 512])
