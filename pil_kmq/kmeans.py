@@ -33,8 +33,9 @@ REBUILD_DRIFT = 0.5
 # centroid (the farther ones are bounded by their distance): one far centroid's jump then
 # leaves most points' bounds alone.
 NEAR = 16
-# Centroids that drifted farthest are measured in every walk rather than loosening the bound on
-# all unlisted ones (a few jump 2-5x farther than the rest at k = 4,096).
+# Above _BRUTE_LISTS_K, the centroids that drifted farthest are measured in every walk rather
+# than loosening the bound on all unlisted ones (a few jump 2-5x farther than the rest at
+# k = 4,096).
 WANDERERS = 16
 # Above this many centroids the lists come from a k-d tree instead of all pairwise distances.
 _BRUTE_LISTS_K = 512
@@ -124,13 +125,15 @@ def _floors(centroids, order, tail, drift):
     distance when listed less how far both ends have drifted since. Also the wanderers (see
     _wanderers), as numbers and as a mask."""
     k, m = order.shape
-    # With every centroid listed there are no unlisted ones to bound, and no wanderers.
-    wanderers, farthest = _wanderers(drift) if m < k else (np.empty(0, dtype=np.int64), 0.0)
+    everyone = drift.max() if k else 0.0
+    # Only where a walk that runs off its list costs a k-d tree query: at k <= _BRUTE_LISTS_K
+    # it scans k centroids, and measuring the wanderers in every walk cost more (a photo of
+    # 100k colours saved 20-30 % slower at k = 256).
+    wanderers, farthest = _wanderers(drift) if m < k and k > _BRUTE_LISTS_K else (np.empty(0, dtype=np.int64), everyone)
     wandering = np.zeros(k, dtype=np.bool_)
     wandering[wanderers] = True
     floor = np.empty((k, m + 1))
     unlisted = np.empty(k)
-    everyone = drift.max() if k else 0.0
     for a in range(k):
         unlisted[a] = max(tail[a] - drift[a] - everyone, 0.0)
         low = max(tail[a] - drift[a] - farthest, 0.0)
