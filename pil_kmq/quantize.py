@@ -352,10 +352,12 @@ def _start(made: _Made, k: int, seed: int) -> tuple[float, np.ndarray, np.ndarra
     return _level_error(level, centroids, labels), centroids, labels
 
 
-def _best_start(made: _Made, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Of several seedings (side by side on the pool's threads), the lowest-error one; the first
-    of equal ones, so the result does not depend on the threads."""
-    attempts = [(made, k, seed + attempt) for attempt in range(_N_INIT if k <= _N_INIT_MAX_K else 1)]
+def _best_start(made: _Made, k: int, seed: int, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Of several seedings (side by side on the pool's threads; by default _N_INIT up to
+    _N_INIT_MAX_K, else one), the lowest-error one; the first of equal ones, so the result does
+    not depend on the threads."""
+    seedings = seedings or (_N_INIT if k <= _N_INIT_MAX_K else 1)
+    attempts = [(made, k, seed + attempt) for attempt in range(seedings)]
     _, centroids, labels = min(run_jobs(_start, attempts), key=lambda result: result[0])
     return centroids, labels
 
@@ -368,13 +370,14 @@ def _tolerance(level: Level) -> float:
     return _TOL * float(variance.mean())
 
 
-def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist).
-    `made`: this histogram's levels and coarse runs made so far (by a psnr= search)."""
+    `made`: this histogram's levels and coarse runs made so far (by a psnr= search);
+    `seedings`: k-means++ seedings to keep the best of (default: see _best_start)."""
     made = made or _Made(hist)
     levels = _levels(made, k)
     tol = _tolerance(levels[-1])
-    centroids, labels = _best_start(made, k, seed)
+    centroids, labels = _best_start(made, k, seed, seedings)
     for parent, child in itertools.pairwise(levels):
         max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
         labels = _parent_labels(parent, child, labels)
@@ -473,14 +476,15 @@ def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.nd
     return _drop_unused(codebook, color_index)
 
 
-def quantize_histogram(hist: Histogram, k: int, seed: int = 0, made: _Made | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantize_histogram(hist: Histogram, k: int, seed: int = 0, made: _Made | None = None, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codebook (<= k entries) and each histogram colour's index; lossless when <= k colours.
-    Two or four channels are colours with alpha: see cluster_alpha. `made`: as for cluster."""
+    Two or four channels are colours with alpha: see cluster_alpha. `made`, `seedings`: as
+    for cluster."""
     if len(hist.keys) <= k:
         return hist.colors, np.arange(len(hist.keys))
     if hist.colors.shape[1] in (2, 4):
         return cluster_alpha(hist, k, seed)
-    return cluster(hist, k, seed, made)
+    return cluster(hist, k, seed, made, seedings)
 
 
 def _visible_colors(hist: Histogram) -> np.ndarray:
@@ -692,8 +696,8 @@ class Clustering:
         """How many distinct colours the image has."""
         return len(self.hist.keys)
 
-    def at_k(self, k: int) -> Quantized:
-        codebook, color_index = quantize_histogram(self.hist, k, self.seed, self._made)
+    def at_k(self, k: int, seedings: int | None = None) -> Quantized:
+        codebook, color_index = quantize_histogram(self.hist, k, self.seed, self._made, seedings)
         return Quantized(gather(self.image, self.hist, color_index), codebook)
 
     def at_psnr(self, psnr: float, max_k: int = 65_536, narrow: bool = True) -> Quantized:

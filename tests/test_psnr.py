@@ -100,6 +100,20 @@ def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Imag
     assert pil_kmq.encode_kmq(indices, codebook) == data
 
 
+def test_psnr_seeds_the_larger_codebooks_it_tries_once(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first clustering that reaches the target keeps the best of its seedings; the larger
+    ones the search tries for a smaller file are seeded once (api.GROWTH_SEEDINGS)."""
+    from pil_kmq import api, quantize as quantize_module
+
+    seedings: list[int | None] = []
+    original = quantize_module._best_start
+    monkeypatch.setattr(quantize_module, "_best_start", lambda made, k, seed, count=None: seedings.append(count) or original(made, k, seed, count))
+    kmq_bytes(ihc, psnr=30)
+    first_growth = seedings.index(api.GROWTH_SEEDINGS)
+    assert first_growth >= 1 and set(seedings[:first_growth]) == {None}
+    assert set(seedings[first_growth:]) == {api.GROWTH_SEEDINGS}
+
+
 def test_psnr_is_deterministic(ihc: Image.Image) -> None:
     assert kmq_bytes(ihc, psnr=33) == kmq_bytes(ihc, psnr=33)
 
