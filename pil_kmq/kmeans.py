@@ -14,6 +14,7 @@ centroids have drifted.
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -300,13 +301,13 @@ def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return cKDTree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
 
 
-_DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN = 0, 1, 2, 3
+_DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN, _SPENT = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
 def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred, split):
-    """Lloyd steps (update, assign) until no label changes, the total squared shift is at most
-    tol, or `steps` are done: (centroids, steps done, status, scans, changed, shift, and the
+    """Lloyd steps (update, assign) until no label changes or the total squared shift is at most
+    tol (_DONE), or `steps` are done (_SPENT): (centroids, steps done, status, scans, changed, shift, and the
     neighbour lists: drift is measured from them). The caller takes over to build lists, and
     when its k-d tree or threads are needed: _STALE_LISTS when the lists have grown loose
     (before the step); _MOVED_EMPTY when an empty cluster's centroid was moved (every point
@@ -340,7 +341,7 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
             return centroids, step + 1, _ASSIGN, scans, changed, shift, order, tail
         if changed == 0 or (shift * shift).sum() <= tol:
             return centroids, step + 1, _DONE, scans, changed, shift, order, tail
-    return centroids, steps, _DONE, scans, 0, drift, order, tail
+    return centroids, steps, _SPENT, scans, 0, drift, order, tail
 
 
 def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> int:
@@ -359,12 +360,19 @@ def _deferred_parts(deferred: np.ndarray, n: int, counts: list[int]) -> np.ndarr
     return np.concatenate([deferred[start : start + count] for start, count in zip(_part_bounds(n), counts)])
 
 
-def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+class Fit(NamedTuple):
+    centroids: np.ndarray
+    labels: np.ndarray
+    upper: np.ndarray  # each point's distance to its centroid, or more
+    steps: int
+    converged: bool  # stopped by the rule, not by max_iter (both can hold at the last step)
+
+
+def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> Fit:
     """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
     step searches every point from its guess), until no label changes or the centroids' total
-    squared shift is at most tol (scikit-learn's rule); the assignments of large levels on the
-    pool's threads. Returns (centroids, labels, distance of each point to its centroid, steps
-    taken: fewer than max_iter when the steps converged)."""
+    squared shift is at most tol (scikit-learn's rule), or max_iter steps; the assignments of
+    large levels on the pool's threads."""
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
@@ -396,9 +404,9 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
                 changed, scans = assign(shift, False)
             else:  # the kernel's searches ran off their lists
                 changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
-            status = _DONE if not changed or float(shift @ shift) <= tol or left <= 0 else _ASSIGN
-        if status == _DONE:
-            return centroids, labels, upper, max_iter - left
+            status = _DONE if not changed or float(shift @ shift) <= tol else _SPENT if left <= 0 else _ASSIGN
+        if status in (_DONE, _SPENT):
+            return Fit(centroids, labels, upper, max_iter - left, status == _DONE)
 
 
 @njit(cache=True, nogil=True)

@@ -227,7 +227,7 @@ class _Made:
         self._cells: dict[tuple[int, float], tuple[np.ndarray, int]] = {}
         self._levels: dict[tuple[int, float], Level] = {}
         self._within: dict[tuple[int, float], float] = {}
-        self._fits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, int]] = {}
+        self._fits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, bool]] = {}
 
     def _cubes(self, shift: int) -> tuple[np.ndarray, int]:
         if shift not in self._members:
@@ -284,17 +284,19 @@ class _Made:
 
     def coarse_run(self, k: int, seed: int, max_iter: int) -> tuple[Level, np.ndarray, np.ndarray]:
         """Seeds (_seeds) on the coarsest level for k, then Lloyd steps until they converge or
-        max_iter in all: (level, centroids, labels). A run stopped short earlier (a psnr= search's
+        max_iter in all: (level, centroids, labels). A run cut short earlier (a psnr= search's
         estimate at this k) is carried on, not repeated: the same steps, but that a centroid
-        left without points may land elsewhere (bounds, not distances, pick where)."""
+        left without points may land elsewhere (bounds, not distances, pick where). A run taken
+        further already is returned as it is."""
         level, seed = self.level(_level_shifts(self, k)[0], k), seed % 2**32  # scikit-learn takes seeds below 2**32: so do we
         if (k, seed) not in self._fits:
             seeds = _seeds(level, k, seed)
-            self._fits[k, seed] = (seeds, kmeans.initial_labels(level.points, seeds), 0, 0)
-        centroids, labels, steps, limit = self._fits[k, seed]
-        if steps == limit < max_iter:  # stopped by its limit, not converged: go on
-            centroids, labels, _, more = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, _tolerance(self.level(0, k)))
-            self._fits[k, seed] = (centroids, labels, steps + more, max_iter)
+            self._fits[k, seed] = (seeds, kmeans.initial_labels(level.points, seeds), 0, False)
+        centroids, labels, steps, converged = self._fits[k, seed]
+        if not converged and steps < max_iter:
+            fit = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, _tolerance(self.level(0, k)))
+            centroids, labels = fit.centroids, fit.labels
+            self._fits[k, seed] = (centroids, labels, steps + fit.steps, fit.converged)
         return level, centroids, labels
 
     def within(self, shift: int, k: int) -> float:
@@ -381,7 +383,7 @@ def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedi
     for parent, child in itertools.pairwise(levels):
         max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
         labels = _parent_labels(parent, child, labels)
-        centroids, labels, _, _ = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)
+        centroids, labels = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)[:2]
     # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
     codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
     return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
@@ -440,13 +442,13 @@ def _class_budget(k: int, opaque: Histogram, partial: Histogram, seed: int) -> t
     return best, min(k - best, sizes[1])
 
 
-def _class_codebook(part: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _class_codebook(part: Histogram, k: int, seed: int, seedings: int | None) -> tuple[np.ndarray, np.ndarray]:
     if len(part.keys) <= k:
         return part.colors, np.arange(len(part.keys))
-    return cluster(part, k, seed)
+    return cluster(part, k, seed, seedings=seedings)
 
 
-def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def cluster_alpha(hist: Histogram, k: int, seed: int, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """cluster() for colours with alpha (last channel), keeping alpha classes apart: fully
     transparent colours share one entry (all channels 0), fully opaque ones get only opaque
     entries (clustered on colour alone), partial ones are clustered with their alpha and then
@@ -456,7 +458,7 @@ def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.nd
     transparent, opaque = alpha == 0, alpha == 255
     partial = ~(transparent | opaque)
     if k < int(transparent.any()) + int(opaque.any()):
-        return cluster(hist, k, seed)
+        return cluster(hist, k, seed, seedings=seedings)
     channels = hist.colors.shape[1]
     books = [np.zeros((int(transparent.any()), channels), dtype=np.uint8)]
     color_index = np.zeros(len(hist.keys), dtype=np.intp)  # transparent colours: entry 0, if any
@@ -465,7 +467,7 @@ def cluster_alpha(hist: Histogram, k: int, seed: int) -> tuple[np.ndarray, np.nd
     for mask, part, k_part, solid in ((opaque, opaque_hist, k_opaque, True), (partial, partial_hist, k_partial, False)):
         if not k_part:
             continue
-        book, labels = _class_codebook(part, k_part, seed)
+        book, labels = _class_codebook(part, k_part, seed, seedings)
         if solid:
             book = np.concatenate([book, np.full((len(book), 1), 255, dtype=np.uint8)], axis=1)
         color_index[mask] = labels + sum(len(b) for b in books)
@@ -483,7 +485,7 @@ def quantize_histogram(hist: Histogram, k: int, seed: int = 0, made: _Made | Non
     if len(hist.keys) <= k:
         return hist.colors, np.arange(len(hist.keys))
     if hist.colors.shape[1] in (2, 4):
-        return cluster_alpha(hist, k, seed)
+        return cluster_alpha(hist, k, seed, seedings)
     return cluster(hist, k, seed, made, seedings)
 
 

@@ -101,17 +101,25 @@ def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Imag
 
 
 def test_psnr_seeds_the_larger_codebooks_it_tries_once(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first clustering that reaches the target keeps the best of its seedings; the larger
-    ones the search tries for a smaller file are seeded once (api.GROWTH_SEEDINGS)."""
+    """The first clustering that reaches the target keeps the best of five seedings (k <= 64);
+    the larger ones the search tries for a smaller file are seeded once (api.GROWTH_SEEDINGS)."""
     from pil_kmq import api, quantize as quantize_module
 
-    seedings: list[int | None] = []
-    original = quantize_module._best_start
-    monkeypatch.setattr(quantize_module, "_best_start", lambda made, k, seed, count=None: seedings.append(count) or original(made, k, seed, count))
+    seeded: list[tuple[int, int]] = []  # (k, seedings run)
+    original = quantize_module.run_jobs
+
+    def counting(function, jobs):
+        if function is quantize_module._start:
+            seeded.append((jobs[0][1], len(jobs)))
+        return original(function, jobs)
+
+    monkeypatch.setattr(quantize_module, "run_jobs", counting)
     kmq_bytes(ihc, psnr=30)
-    first_growth = seedings.index(api.GROWTH_SEEDINGS)
-    assert first_growth >= 1 and set(seedings[:first_growth]) == {None}
-    assert set(seedings[first_growth:]) == {api.GROWTH_SEEDINGS}
+    runs = [count for _, count in seeded]
+    first_growth = runs.index(api.GROWTH_SEEDINGS)
+    assert first_growth >= 1 and set(runs[:first_growth]) == {quantize_module._N_INIT}
+    assert set(runs[first_growth:]) == {api.GROWTH_SEEDINGS}
+    assert all(k <= quantize_module._N_INIT_MAX_K for k, _ in seeded)  # where five is the default
 
 
 def test_psnr_is_deterministic(ihc: Image.Image) -> None:

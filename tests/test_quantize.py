@@ -139,20 +139,41 @@ def test_cells_of_a_level_refine_the_coarser_level() -> None:
             assert (parents >= 0).all()
 
 
+def _smooth_histogram(seed: int):
+    rng = np.random.default_rng(seed)
+    return histogram(np.clip(rng.normal(128, 40, (60_000, 3)), 0, 255).astype(np.uint8).reshape(-1, 100, 3))
+
+
 @pytest.mark.parametrize("k", [12, 200])
-def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int) -> None:
+def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A psnr= estimate's few Lloyd steps are carried on by the full clustering at its k, not
     repeated: the same centroids as one run of all the steps (smooth colours: no cluster
-    empties, whose new centroid a run's bounds would place), and the cached run is reused."""
-    rng = np.random.default_rng(k)
-    pixels = np.clip(rng.normal(128, 40, (60_000, 3)), 0, 255).astype(np.uint8).reshape(-1, 100, 3)
-    hist = histogram(pixels)
+    empties, whose new centroid a run's bounds would place), from only the steps still to go."""
+    hist = _smooth_histogram(k)
     once = quantize_module._Made(hist).coarse_run(k, 0, 8)  # both stop short of converging (11 and 20 steps)
     made = quantize_module._Made(hist)
     made.coarse_run(k, 0, 3)
+    asked: list[int] = []
+    original = kmeans.lloyd
+    monkeypatch.setattr(kmeans, "lloyd", lambda *args: asked.append(args[4]) or original(*args))
     carried = made.coarse_run(k, 0, 8)
+    assert asked == [5]
     assert np.array_equal(carried[1], once[1]) and np.array_equal(carried[2], once[2])
-    assert made.coarse_run(k, 0, 8)[1] is carried[1]  # at its limit already: kept
+    assert made.coarse_run(k, 0, 8)[1] is carried[1] and asked == [5]  # at its limit already: kept
+
+
+def test_a_coarse_run_converged_at_its_limit_is_not_carried_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that converged on the very step its limit allowed is final: carrying it on would
+    take steps a single run does not."""
+    hist = _smooth_histogram(12)
+    made = quantize_module._Made(hist)
+    made.coarse_run(12, 0, 100)
+    steps = made._fits[12, 0][2]  # where one run converges
+    assert made._fits[12, 0][3] and steps < 100
+    at_limit = quantize_module._Made(hist)
+    first = at_limit.coarse_run(12, 0, steps)
+    monkeypatch.setattr(kmeans, "lloyd", lambda *args: pytest.fail("a converged run was carried on"))
+    assert at_limit.coarse_run(12, 0, 100)[1] is first[1]
 
 
 def test_k_may_be_a_numpy_integer() -> None:
@@ -206,12 +227,12 @@ def test_lloyd_labels_are_nearest_at_convergence(monkeypatch: pytest.MonkeyPatch
     points = rng.integers(0, 256, (20_000, 3)).astype(np.float64)
     weights = rng.integers(1, 50, len(points)).astype(np.float64)
     start = points[rng.choice(len(points), k // 4, replace=False)][rng.integers(0, k // 4, k)]
-    centroids, labels, upper, steps = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
+    centroids, labels, upper, steps, converged = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
     distance = ((points[:, None, :] - centroids[None]) ** 2).sum(axis=2)
     own = distance[np.arange(len(points)), labels]
     assert (own <= distance.min(axis=1) + 1e-9).all()
     assert (upper * upper >= own - 1e-6).all()
-    assert 0 < steps < 1000  # converged
+    assert converged and 0 < steps < 1000
 
 
 @pytest.mark.parametrize("k", [16, 97, 200, 300, 512])
@@ -233,6 +254,39 @@ def test_neighbour_lists_are_the_nearest_in_order(k: int) -> None:
     nearest_unlisted = np.where(unlisted, distance, np.inf).min(axis=1)
     assert np.array_equal(tail, nearest_unlisted)
     assert (listed[:, -1] <= tail).all()
+
+
+def test_a_far_centroid_landing_beside_another_is_found() -> None:
+    """Above 512 centroids a centroid that drifted far (here: the farthest one, unlisted for
+    centroid a, lands beside a) is measured in every walk; the bounds that settle points
+    without a walk must allow for it too. Every point ends at its nearest centroid."""
+    grid = np.arange(0, 200, 22.0)
+    old = np.array(np.meshgrid(grid, grid, grid)).reshape(3, -1).T[:600].copy()
+    order, tail = kmeans.neighbour_lists(old)
+    a = 300
+    far = int(np.argmax(((old - old[a]) ** 2).sum(axis=1)))
+    assert far not in order[a]
+    rng = np.random.default_rng(0)
+    new = old + rng.normal(0, 0.05, old.shape)
+    new[far] = old[a] + np.array([3.0, 0.0, 0.0])
+    shift = np.sqrt(((new - old) ** 2).sum(axis=1))
+    points = old[a] + rng.uniform(-4, 4, (500, 3))
+    before = np.sqrt(((points[:, None] - old[None]) ** 2).sum(axis=2))
+    keep = before.argmin(axis=1) == a
+    points, before = np.ascontiguousarray(points[keep]), before[keep]
+    labels = np.full(len(points), a, dtype=np.int64)
+    upper = before[:, a].copy()
+    others = before.copy()
+    others[:, a] = np.inf
+    lower = others.min(axis=1)
+    deferred = np.empty(len(points), dtype=np.int64)
+    floors = kmeans._floors(new, order, tail, shift.copy())
+    assert far in floors[2]
+    _, scans = kmeans._assign(points, new, labels, upper, lower, order, floors, shift, False, deferred, 0, len(points))
+    kmeans._search_deferred(points, new, deferred[:scans], labels, upper, lower)
+    after = np.sqrt(((points[:, None] - new[None]) ** 2).sum(axis=2))
+    assert (after[np.arange(len(points)), labels] <= after.min(axis=1) + 1e-9).all()
+    assert (labels == far).any()
 
 
 def test_start_labels_out_of_range_are_refused() -> None:
