@@ -228,6 +228,7 @@ class _Made:
         self._levels: dict[tuple[int, float], Level] = {}
         self._within: dict[tuple[int, float], float] = {}
         self._fits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._tolerance: float | None = None
 
     def _cubes(self, shift: int) -> tuple[np.ndarray, int]:
         if shift not in self._members:
@@ -294,10 +295,16 @@ class _Made:
             self._fits[k, seed] = (seeds, kmeans.initial_labels(level.points, seeds), 0, False)
         centroids, labels, steps, converged = self._fits[k, seed]
         if not converged and steps < max_iter:
-            fit = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, _tolerance(self.level(0, k)))
+            fit = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, self.tolerance())
             centroids, labels = fit.centroids, fit.labels
             self._fits[k, seed] = (centroids, labels, steps + fit.steps, fit.converged)
         return level, centroids, labels
+
+    def tolerance(self) -> float:
+        """_tolerance of the exact level, the same for every k and seeding: computed once."""
+        if self._tolerance is None:
+            self._tolerance = _tolerance(self.level(0, 1))
+        return self._tolerance
 
     def within(self, shift: int, k: int) -> float:
         key = self._key(shift, k)
@@ -378,7 +385,7 @@ def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedi
     `seedings`: k-means++ seedings to keep the best of (default: see _best_start)."""
     made = made or _Made(hist)
     levels = _levels(made, k)
-    tol = _tolerance(levels[-1])
+    tol = made.tolerance()
     centroids, labels = _best_start(made, k, seed, seedings)
     for parent, child in itertools.pairwise(levels):
         max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
