@@ -5,10 +5,11 @@ Every search starts from a guess (the point's label, its parent cube's label) an
 guess's neighbour list, the other centroids sorted by distance from it: by the triangle
 inequality a centroid j is no nearer to x than |c_guess - c_j| - |x - c_guess|, so the walk
 stops after the few centroids around the guess. Lloyd iterations skip most points altogether
-with Hamerly's bounds (an upper bound on the distance to the own centroid, a lower bound on
-the distance to every other). The listed distances are measured again at every step (k x m);
-the lists themselves are rebuilt only when searches keep running off them after the
-centroids have drifted.
+with Hamerly's bounds (an upper bound on the distance to the own centroid, lower bounds on
+the distance to the runner-up and to every other), and sum again only the points whose
+label changed. The listed distances are measured again at every step (k x m); the lists
+themselves are rebuilt only when searches keep running off them after the centroids have
+drifted.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ NEAR = 16
 WANDERERS = 16
 # Above this many centroids the lists come from a k-d tree instead of all pairwise distances.
 _BRUTE_LISTS_K = 512
-# Searches of at least this many points are split between the pool's threads.
-SPLIT_POINTS = 1 << 15
+# Searches of at least this many points are split between the pool's threads: a hand-off
+# costs tens of microseconds, a step over 16k colours at k = 256 about a millisecond.
+SPLIT_POINTS = 1 << 14
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -146,60 +148,86 @@ def _floors(centroids, order, tail, drift):
     return floor, unlisted, wanderers, wandering
 
 
+class Bounds(NamedTuple):
+    """Per point, what lets a Lloyd step skip it: Hamerly's bounds, with the runner-up kept
+    apart. Most points that the bounds cannot settle lie on the face between their centroid
+    and one other; measuring that one settles them, where a walk measures a dozen."""
+
+    upper: np.ndarray  # >= the distance to the own centroid
+    runner: np.ndarray  # int64: the runner-up centroid when last searched (-1: none)
+    runner_lower: np.ndarray  # <= the distance to the runner-up
+    lower: np.ndarray  # <= the distance to every centroid but the own and the runner-up
+
+
+def new_bounds(n: int) -> Bounds:
+    return Bounds(np.zeros(n), np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n))
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _walk(points, i, centroids, guess, order, floor, wanderers, wandering):
     """Nearest and runner-up centroid of point i, walking the guess's list after measuring the
-    wanderers: (nearest, squared distance, a lower bound on the runner-up's distance, whether
-    the walk ran off the list). A centroid at list position t or later is no nearer than
-    floor[guess, t] - |x - c_guess| (triangle inequality). Off the list, every centroid is
-    scanned, or with more than _BRUTE_LISTS_K the nearest is -1: left to the caller."""
+    wanderers: (nearest, squared distance, runner-up (-1: none), its distance, a lower bound on
+    every other centroid's distance, whether the walk ran off the list). A centroid at list
+    position t or later is no nearer than floor[guess, t] - |x - c_guess| (triangle
+    inequality). Off the list, every centroid is scanned, or with more than _BRUTE_LISTS_K the
+    nearest is -1: left to the caller."""
     k = centroids.shape[0]
     m = order.shape[1]
     s1 = _squared(points, i, centroids, guess)
     own = np.sqrt(s1)
-    best, s2, d2 = guess, np.inf, np.inf
-    # The nearest/runner-up update is written out in each loop: an inlined helper returning
-    # the four values cost 3-12 % more CPU time in Kodak saves at K = 256.
+    best, runner, s2, s3, d2 = guess, -1, np.inf, np.inf, np.inf
+    # The ranking update is written out in each loop: an inlined helper returning the values
+    # cost 3-12 % more CPU time in Kodak saves at K = 256.
     for j in wanderers:
         if j == guess:
             continue
         s = _squared(points, i, centroids, j)
-        if s < s1:
-            best, s2, s1 = j, s1, s
+        if s < s2:
+            s3 = s2
+            if s < s1:
+                best, runner, s2, s1 = j, best, s1, s
+            else:
+                runner, s2 = j, s
             d2 = np.sqrt(s2)
-        elif s < s2:
-            s2 = s
-            d2 = np.sqrt(s2)
+        elif s < s3:
+            s3 = s
     for t in range(1, m):
         if floor[guess, t] - own >= d2:
-            return best, s1, d2, False
+            return best, s1, runner, d2, min(np.sqrt(s3), floor[guess, t] - own), False
         j = order[guess, t]
         if wandering[j]:
             continue
         s = _squared(points, i, centroids, j)
-        if s < s1:
-            best, s2, s1 = j, s1, s
+        if s < s2:
+            s3 = s2
+            if s < s1:
+                best, runner, s2, s1 = j, best, s1, s
+            else:
+                runner, s2 = j, s
             d2 = np.sqrt(s2)
-        elif s < s2:
-            s2 = s
-            d2 = np.sqrt(s2)
+        elif s < s3:
+            s3 = s
     rest = floor[guess, m] - own if m < k else np.inf
     if rest >= np.sqrt(s1):
-        return best, s1, min(d2, rest), False
+        return best, s1, runner, d2, min(np.sqrt(s3), rest), False
     if k > _BRUTE_LISTS_K:
-        return -1, 0.0, 0.0, True  # an unlisted centroid may be nearer: the caller's k-d tree finds it
-    best, s1, s2 = 0, np.inf, np.inf  # an unlisted centroid may be nearer: scan them all
+        return -1, 0.0, -1, 0.0, 0.0, True  # an unlisted centroid may be nearer: the caller's k-d tree finds it
+    best, runner, s1, s2, s3 = 0, -1, np.inf, np.inf, np.inf  # an unlisted centroid may be nearer: scan them all
     for j in range(k):
         s = _squared(points, i, centroids, j)
-        if s < s1:
-            best, s2, s1 = j, s1, s
-        elif s < s2:
-            s2 = s
-    return best, s1, np.sqrt(s2), True
+        if s < s2:
+            s3 = s2
+            if s < s1:
+                best, runner, s2, s1 = j, best, s1, s
+            else:
+                runner, s2 = j, s
+        elif s < s3:
+            s3 = s
+    return best, s1, runner, np.sqrt(s2), np.sqrt(s3), True
 
 
 @njit(cache=True, nogil=True)
-def _assign(points, centroids, labels, upper, lower, order, floors, shift, everyone, deferred, start, stop):
+def _assign(points, centroids, labels, bounds, order, floors, shift, everyone, deferred, start, stop):
     """One assignment step for points start..stop: bounds moved by this step's shifts, then
     every point that its bounds cannot settle is searched. Returns how many labels changed,
     and how many searches ran off their list: with more than _BRUTE_LISTS_K centroids, those
@@ -207,8 +235,9 @@ def _assign(points, centroids, labels, upper, lower, order, floors, shift, every
     k, m = order.shape
     near = min(NEAR, m)
     floor, unlisted, wanderers, wandering = floors
-    # A point's runner-up bound loosens by the largest shift among its centroid's `near` nearest
-    # neighbours; the centroids beyond them are bounded afresh by floor[a, near] - upper.
+    upper, runner, runner_lower, lower = bounds
+    # The other centroids' bound loosens by the largest shift among the own centroid's `near`
+    # nearest neighbours; the centroids beyond them are bounded afresh by floor[a, near] - upper.
     first, top, second = 0, 0.0, 0.0  # Hamerly's plain rule: the largest shift of any other centroid
     for j in range(k):
         if shift[j] > top:
@@ -221,45 +250,88 @@ def _assign(points, centroids, labels, upper, lower, order, floors, shift, every
             near_shift[a] = max(near_shift[a], shift[order[a, t]])
     changed, scans = 0, 0
     for i in range(start, stop):
-        a = labels[i]
+        a, b = labels[i], runner[i]
         upper[i] += shift[a]
         lower[i] = max(lower[i] - (second if a == first else top), min(lower[i] - near_shift[a], min(floor[a, near], unlisted[a]) - upper[i]))
+        runner_lower[i] = runner_lower[i] - shift[b] if b >= 0 else np.inf
         if not everyone:
             # Hamerly: nearer than half the gap to every other centroid, or than the runner-up.
-            bound = max(lower[i], min(floor[a, 1], unlisted[a]) * 0.5) if k > 1 else np.inf
+            bound = max(min(lower[i], runner_lower[i]), min(floor[a, 1], unlisted[a]) * 0.5) if k > 1 else np.inf
             if upper[i] <= bound:
                 continue
             upper[i] = np.sqrt(_squared(points, i, centroids, a))
             if upper[i] <= bound:
                 continue
-        best, s1, d2, scanned = _walk(points, i, centroids, a, order, floor, wanderers, wandering)
+            if b >= 0 and upper[i] <= lower[i]:  # only the runner-up can be nearer
+                runner_lower[i] = np.sqrt(_squared(points, i, centroids, b))
+                if runner_lower[i] < upper[i]:
+                    labels[i], runner[i] = b, a
+                    upper[i], runner_lower[i] = runner_lower[i], upper[i]
+                    changed += 1
+                continue
+        best, s1, b, d2, d3, scanned = _walk(points, i, centroids, a, order, floor, wanderers, wandering)
         if best < 0:
             deferred[start + scans] = i
             scans += 1
             continue
         changed += best != a
         scans += scanned
-        labels[i] = best
-        upper[i] = np.sqrt(s1)
-        lower[i] = d2
+        labels[i], runner[i] = best, b
+        upper[i], runner_lower[i], lower[i] = np.sqrt(s1), d2, d3
     return changed, scans
 
 
+class Tally(NamedTuple):
+    """Per cluster its members, weight and weighted sum, as of the labels in `counted`: a Lloyd
+    step then moves only the points whose label changed (~1 % of them near convergence) rather
+    than summing every point again (a quarter of the exact level's time on 100k colours)."""
+
+    counted: np.ndarray  # (n,) the label each point is counted under
+    members: np.ndarray  # (k,) int64: points counted, so that emptiness is exact
+    mass: np.ndarray  # (k,)
+    sums: np.ndarray  # (k, channels)
+
+
 @njit(cache=True, nogil=True)
-def _update(points, weights, labels, centroids):
-    """Weighted means of the clusters (an empty cluster keeps its centroid), each centroid's
-    shift, and each cluster's weight."""
-    k, channels = centroids.shape
+def _tally(points, weights, labels, k):
+    """A Tally's fields for these labels, summed afresh."""
+    members = np.zeros(k, dtype=np.int64)
     mass = np.zeros(k)
-    sums = np.zeros((k, channels))
+    sums = np.zeros((k, points.shape[1]))
     for i in range(points.shape[0]):
         a = labels[i]
+        members[a] += 1
         mass[a] += weights[i]
-        for c in range(channels):
+        for c in range(points.shape[1]):
             sums[a, c] += weights[i] * points[i, c]
+    return labels.copy(), members, mass, sums
+
+
+@njit(cache=True, nogil=True)
+def _update(points, weights, labels, tally, centroids):
+    """Weighted means of the clusters (an empty cluster keeps its centroid), each centroid's
+    shift, and each cluster's weight. The tally is brought up to the labels first, in point
+    order whatever threads assigned them, so the result is the same on any number of cores."""
+    counted, members, mass, sums = tally
+    k, channels = centroids.shape
+    for i in range(points.shape[0]):
+        a, b = counted[i], labels[i]
+        if a == b:
+            continue
+        counted[i] = b
+        members[a] -= 1
+        members[b] += 1
+        mass[a] -= weights[i]
+        mass[b] += weights[i]
+        for c in range(channels):
+            sums[a, c] -= weights[i] * points[i, c]
+            sums[b, c] += weights[i] * points[i, c]
     moved = centroids.copy()
     shift = np.zeros(k)
     for j in range(k):
+        if members[j] == 0:  # reset exactly: what rounding left over must not become a centroid
+            mass[j] = 0.0
+            sums[j] = 0.0
         if mass[j] <= 0:
             continue
         total = 0.0
@@ -298,6 +370,38 @@ def _checked_labels(labels: np.ndarray, k: int) -> np.ndarray:
     return labels
 
 
+@njit(cache=True, nogil=True)
+def _descended(labels, bounds, parent_of, points, parents):
+    n = points.shape[0]
+    upper, runner, runner_lower, lower = bounds
+    child = np.empty(n, dtype=np.int64), Bounds(np.empty(n), np.empty(n, dtype=np.int64), np.empty(n), np.empty(n))
+    for i in range(n):
+        p = parent_of[i]
+        apart = np.sqrt(_squared(points, i, parents, p))
+        child[0][i], child[1].runner[i] = labels[p], runner[p]
+        child[1].upper[i], child[1].runner_lower[i], child[1].lower[i] = upper[p] + apart, runner_lower[p] - apart, lower[p] - apart
+    return child
+
+
+def descend(fit: Fit, parents: np.ndarray, points: np.ndarray, parent_of: np.ndarray) -> tuple[np.ndarray, Bounds]:
+    """Start labels and bounds for points that lie in the cells of a fit's points (`parents`;
+    point i in cell parent_of[i]): the cell's label, and its bounds widened by how far the
+    point lies from the cell's point (triangle inequality), so that lloyd() need not search
+    the points those bounds settle."""
+    return _descended(fit.labels, fit.bounds, parent_of, np.ascontiguousarray(points, dtype=np.float64), np.ascontiguousarray(parents, dtype=np.float64))
+
+
+def _checked_bounds(bounds: Bounds, k: int, n: int) -> Bounds:
+    """A copy of start bounds for n points, runner-ups -1 or a valid centroid number (the kernels
+    index with them unchecked)."""
+    upper, runner, runner_lower, lower = (np.array(field, dtype=dtype) for field, dtype in zip(bounds, (np.float64, np.int64, np.float64, np.float64)))
+    if any(len(field) != n for field in (upper, runner, runner_lower, lower)):
+        raise ValueError(f"start bounds must be given for all {n} points")
+    if len(runner) and (runner.min() < -1 or runner.max() >= k):
+        raise ValueError(f"start runner-ups must be -1 or in 0..{k - 1}")
+    return Bounds(upper, runner, runner_lower, lower)
+
+
 def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Each point's nearest centroid by a k-d tree (ties either way): a start for lloyd()."""
     return cKDTree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
@@ -307,7 +411,7 @@ _DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN, _SPENT = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
-def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, steps, tol, deferred, split):
+def _iterate(points, weights, tally, centroids, labels, bounds, order, tail, drift, scans, steps, tol, deferred, split):
     """Lloyd steps (update, assign) until no label changes or the total squared shift is at most
     tol (_DONE), or `steps` are done (_SPENT): (centroids, steps done, status, scans, changed, shift, and the
     neighbour lists: drift is measured from them). The caller takes over to build lists, and
@@ -323,10 +427,10 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
         # a rebuild costs about k x k distances, or k tree queries of m neighbours.
         if scans * REBUILD_SCANS > (k if brute else k * m // 8) and drift.max() > REBUILD_DRIFT * np.median(tail):
             return centroids, step, _STALE_LISTS, scans, 0, drift, order, tail
-        moved, shift, mass = _update(points, weights, labels, centroids)
+        moved, shift, mass = _update(points, weights, labels, tally, centroids)
         empty = (mass <= 0).sum()
         if empty:  # move empty clusters onto the points costing most, as scikit-learn does
-            worst = np.argsort(-(upper * upper * weights), kind="mergesort")[:empty]
+            worst = np.argsort(-(bounds.upper * bounds.upper * weights), kind="mergesort")[:empty]
             moving = 0
             for j in range(k):
                 if mass[j] <= 0 and moving < len(worst):
@@ -338,7 +442,7 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
         drift += shift
         if split:
             return centroids, step + 1, _ASSIGN, 0, -1, shift, order, tail
-        changed, scans = _assign(points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, False, deferred, 0, n)
+        changed, scans = _assign(points, centroids, labels, bounds, order, _floors(centroids, order, tail, drift), shift, False, deferred, 0, n)
         if not brute and scans:
             return centroids, step + 1, _ASSIGN, scans, changed, shift, order, tail
         if changed == 0 or (shift * shift).sum() <= tol:
@@ -346,14 +450,15 @@ def _iterate(points, weights, centroids, labels, upper, lower, order, tail, drif
     return centroids, steps, _SPENT, scans, 0, drift, order, tail
 
 
-def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarray, labels: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> int:
-    """Nearest and runner-up of the points whose walks ran off their lists, by a k-d tree;
-    returns how many labels changed."""
+def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarray, labels: np.ndarray, bounds: Bounds) -> int:
+    """Nearest, runner-up and third of the points whose walks ran off their lists, by a k-d
+    tree; returns how many labels changed."""
     if not len(found):
         return 0
-    distance, nearest = cKDTree(centroids).query(points[found], k=2, workers=_workers(len(found), 2))
+    distance, nearest = cKDTree(centroids).query(points[found], k=3, workers=_workers(len(found), 3))
     changed = int((labels[found] != nearest[:, 0]).sum())
-    labels[found], upper[found], lower[found] = nearest[:, 0], distance[:, 0], distance[:, 1]
+    labels[found], bounds.runner[found] = nearest[:, 0], nearest[:, 1]
+    bounds.upper[found], bounds.runner_lower[found], bounds.lower[found] = distance[:, 0], distance[:, 1], distance[:, 2]
     return changed
 
 
@@ -365,31 +470,34 @@ def _deferred_parts(deferred: np.ndarray, n: int, counts: list[int]) -> np.ndarr
 class Fit(NamedTuple):
     centroids: np.ndarray
     labels: np.ndarray
-    upper: np.ndarray  # each point's distance to its centroid, or more
+    bounds: Bounds  # on each point's distances to these centroids: a start for a finer level
     steps: int
     converged: bool  # stopped by the rule, not by max_iter (both can hold at the last step)
 
 
-def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float) -> Fit:
-    """Weighted Lloyd iterations from these centroids and start labels (any guesses: the first
-    step searches every point from its guess), until no label changes or the centroids' total
-    squared shift is at most tol (scikit-learn's rule), or max_iter steps; the assignments of
-    large levels on the pool's threads."""
+def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels: np.ndarray, max_iter: int, tol: float, bounds: Bounds | None = None) -> Fit:
+    """Weighted Lloyd iterations from these centroids and start labels, until no label changes
+    or the centroids' total squared shift is at most tol (scikit-learn's rule), or max_iter
+    steps; the assignments of large levels on the pool's threads. The labels may be any
+    guesses: the first step searches every point from its guess, but those that `bounds` (on
+    the distances to these centroids, labels as given) prove nearest."""
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
     labels = _checked_labels(labels, len(centroids))
     k, n = len(centroids), len(points)
-    upper, lower, drift = np.zeros(n), np.zeros(n), np.zeros(k)
+    searched = bounds is not None
+    bounds, drift = new_bounds(n) if bounds is None else _checked_bounds(bounds, k, n), np.zeros(k)
     deferred = np.empty(n, dtype=np.int64)
     split = n >= SPLIT_POINTS and WORKERS > 1
+    tally = Tally(*_tally(points, weights, labels, k))
 
     def assign(shift: np.ndarray, everyone: bool) -> tuple[int, int]:
         """One assignment step by this thread or the pool's: (labels changed, searches run off their lists)."""
-        parts = _split(_assign, n, points, centroids, labels, upper, lower, order, _floors(centroids, order, tail, drift), shift, everyone, deferred)
+        parts = _split(_assign, n, points, centroids, labels, bounds, order, _floors(centroids, order, tail, drift), shift, everyone, deferred)
         changed, scans = (sum(part) for part in zip(*parts))
         if k > _BRUTE_LISTS_K and scans:
-            changed += _search_deferred(points, centroids, _deferred_parts(deferred, n, [part[1] for part in parts]), labels, upper, lower)
+            changed += _search_deferred(points, centroids, _deferred_parts(deferred, n, [part[1] for part in parts]), labels, bounds)
         return changed, scans
 
     status, scans, left = _MOVED_EMPTY, 0, max_iter
@@ -398,17 +506,18 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
             order, tail = neighbour_lists(centroids)
             drift[:] = 0.0
         if status == _MOVED_EMPTY:
-            assign(drift, True)
-        centroids, steps, status, scans, changed, shift, order, tail = _iterate(points, weights, centroids, labels, upper, lower, order, tail, drift, scans, left, tol, deferred, split)
+            assign(drift, not searched)
+            searched = False  # a centroid moved onto an empty cluster's place is in no bound
+        centroids, steps, status, scans, changed, shift, order, tail = _iterate(points, weights, tally, centroids, labels, bounds, order, tail, drift, scans, left, tol, deferred, split)
         left -= steps
         if status == _ASSIGN:
             if changed < 0:  # split: the whole step is the caller's
                 changed, scans = assign(shift, False)
             else:  # the kernel's searches ran off their lists
-                changed += _search_deferred(points, centroids, deferred[:scans], labels, upper, lower)
+                changed += _search_deferred(points, centroids, deferred[:scans], labels, bounds)
             status = _DONE if not changed or float(shift @ shift) <= tol else _SPENT if left <= 0 else _ASSIGN
         if status in (_DONE, _SPENT):
-            return Fit(centroids, labels, upper, max_iter - left, status == _DONE)
+            return Fit(centroids, labels, bounds, max_iter - left, status == _DONE)
 
 
 @njit(cache=True, nogil=True)

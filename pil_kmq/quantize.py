@@ -227,7 +227,7 @@ class _Made:
         self._cells: dict[tuple[int, float], tuple[np.ndarray, int]] = {}
         self._levels: dict[tuple[int, float], Level] = {}
         self._within: dict[tuple[int, float], float] = {}
-        self._fits: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, bool]] = {}
+        self._fits: dict[tuple[int, int], kmeans.Fit] = {}
         self._tolerance: float | None = None
 
     def _cubes(self, shift: int) -> tuple[np.ndarray, int]:
@@ -283,22 +283,21 @@ class _Made:
             self._levels[key] = _level(self.hist, shift, self.cells(shift, k))
         return self._levels[key]
 
-    def coarse_run(self, k: int, seed: int, max_iter: int) -> tuple[Level, np.ndarray, np.ndarray]:
+    def coarse_run(self, k: int, seed: int, max_iter: int) -> tuple[Level, kmeans.Fit]:
         """Seeds (_seeds) on the coarsest level for k, then Lloyd steps until they converge or
-        max_iter in all: (level, centroids, labels). A run cut short earlier (a psnr= search's
-        estimate at this k) is carried on, not repeated: the same steps, but that a centroid
-        left without points may land elsewhere (bounds, not distances, pick where). A run taken
-        further already is returned as it is."""
+        max_iter in all: (level, fit; fit.steps counts them all). A run cut short earlier (a
+        psnr= search's estimate at this k) is carried on, not repeated: the same steps, but
+        that a centroid left without points may land elsewhere (bounds, not distances, pick
+        where). A run taken further already is returned as it is."""
         level, seed = self.level(_level_shifts(self, k)[0], k), seed % 2**32  # scikit-learn takes seeds below 2**32: so do we
         if (k, seed) not in self._fits:
             seeds = _seeds(level, k, seed)
-            self._fits[k, seed] = (seeds, kmeans.initial_labels(level.points, seeds), 0, False)
-        centroids, labels, steps, converged = self._fits[k, seed]
-        if not converged and steps < max_iter:
-            fit = kmeans.lloyd(level.points, level.weights, centroids, labels, max_iter - steps, self.tolerance())
-            centroids, labels = fit.centroids, fit.labels
-            self._fits[k, seed] = (centroids, labels, steps + fit.steps, fit.converged)
-        return level, centroids, labels
+            self._fits[k, seed] = kmeans.Fit(seeds, kmeans.initial_labels(level.points, seeds), None, 0, False)
+        fit = self._fits[k, seed]
+        if not fit.converged and fit.steps < max_iter:
+            more = kmeans.lloyd(level.points, level.weights, fit.centroids, fit.labels, max_iter - fit.steps, self.tolerance(), fit.bounds)
+            self._fits[k, seed] = fit = more._replace(steps=fit.steps + more.steps)
+        return level, fit
 
     def tolerance(self) -> float:
         """_tolerance of the exact level, the same for every k and seeding: computed once."""
@@ -335,11 +334,12 @@ def _levels(made: _Made, k: int) -> list[Level]:
     return [made.level(shift, k) for shift in _level_shifts(made, k)]
 
 
-def _parent_labels(parent: Level, child: Level, labels: np.ndarray) -> np.ndarray:
-    """Each point of the next finer level starts with the label of the cube it lies in."""
+def _child_start(parent: Level, child: Level, fit: kmeans.Fit) -> tuple[np.ndarray, kmeans.Bounds]:
+    """Each point of the next finer level starts with the label and bounds of the cube it lies
+    in (kmeans.descend): most then need no search in the finer level's first step."""
     parent_of = np.empty(len(child.points), dtype=np.intp)
     parent_of[child.member] = parent.member
-    return labels[parent_of]
+    return kmeans.descend(fit, parent.points, child.points, parent_of)
 
 
 def _level_error(level: Level, centroids: np.ndarray, labels: np.ndarray) -> float:
@@ -355,20 +355,19 @@ def _seeds(level: Level, k: int, seed: int) -> np.ndarray:
     return level.points[np.sort(np.argpartition(keys, k - 1)[:k])]
 
 
-def _start(made: _Made, k: int, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """One k-means++ seeding run to convergence on the coarsest level: (error, centroids, labels)."""
-    level, centroids, labels = made.coarse_run(k, seed, _COARSE_MAX_ITER)
-    return _level_error(level, centroids, labels), centroids, labels
+def _start(made: _Made, k: int, seed: int) -> tuple[float, kmeans.Fit]:
+    """One k-means++ seeding run to convergence on the coarsest level: (error, fit)."""
+    level, fit = made.coarse_run(k, seed, _COARSE_MAX_ITER)
+    return _level_error(level, fit.centroids, fit.labels), fit
 
 
-def _best_start(made: _Made, k: int, seed: int, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _best_start(made: _Made, k: int, seed: int, seedings: int | None = None) -> kmeans.Fit:
     """Of several seedings (side by side on the pool's threads; by default _N_INIT up to
     _N_INIT_MAX_K, else one), the lowest-error one; the first of equal ones, so the result does
     not depend on the threads."""
     seedings = seedings or (_N_INIT if k <= _N_INIT_MAX_K else 1)
     attempts = [(made, k, seed + attempt) for attempt in range(seedings)]
-    _, centroids, labels = min(run_jobs(_start, attempts), key=lambda result: result[0])
-    return centroids, labels
+    return min(run_jobs(_start, attempts), key=lambda result: result[0])[1]
 
 
 def _tolerance(level: Level) -> float:
@@ -386,11 +385,12 @@ def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedi
     made = made or _Made(hist)
     levels = _levels(made, k)
     tol = made.tolerance()
-    centroids, labels = _best_start(made, k, seed, seedings)
+    fit = _best_start(made, k, seed, seedings)
     for parent, child in itertools.pairwise(levels):
         max_iter = _exact_steps(len(child.points)) if child is levels[-1] else _LEVEL_MAX_ITER
-        labels = _parent_labels(parent, child, labels)
-        centroids, labels = kmeans.lloyd(child.points, child.weights, centroids, labels, max_iter, tol)[:2]
+        labels, bounds = _child_start(parent, child, fit)
+        fit = kmeans.lloyd(child.points, child.weights, fit.centroids, labels, max_iter, tol, bounds)
+    centroids, labels = fit.centroids, fit.labels
     # Round to uint8, then every colour's exact nearest rounded entry, searched from its label.
     codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
     return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
@@ -535,8 +535,8 @@ def _estimate_error(hist: Histogram, k: int, seed: int, made: _Made | None = Non
     within = made.within(shifts[0], k)
     if len(coarse.points) <= k:
         return within
-    _, centroids, labels = made.coarse_run(k, seed, _ESTIMATE_MAX_ITER)
-    return within + _level_error(coarse, centroids, labels)
+    fit = made.coarse_run(k, seed, _ESTIMATE_MAX_ITER)[1]
+    return within + _level_error(coarse, fit.centroids, fit.labels)
 
 
 def _smallest_k(hist: Histogram, target: float, seed: int, limit: int, precision: int = _ESTIMATE_K_PRECISION, made: _Made | None = None) -> tuple[int, int]:

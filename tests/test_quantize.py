@@ -150,16 +150,16 @@ def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int, mon
     repeated: the same centroids as one run of all the steps (smooth colours: no cluster
     empties, whose new centroid a run's bounds would place), from only the steps still to go."""
     hist = _smooth_histogram(k)
-    once = quantize_module._Made(hist).coarse_run(k, 0, 8)  # both stop short of converging (11 and 20 steps)
+    once = quantize_module._Made(hist).coarse_run(k, 0, 8)[1]  # both stop short of converging (11 and 20 steps)
     made = quantize_module._Made(hist)
     made.coarse_run(k, 0, 3)
     asked: list[int] = []
     original = kmeans.lloyd
     monkeypatch.setattr(kmeans, "lloyd", lambda *args: asked.append(args[4]) or original(*args))
-    carried = made.coarse_run(k, 0, 8)
-    assert asked == [5]
-    assert np.array_equal(carried[1], once[1]) and np.array_equal(carried[2], once[2])
-    assert made.coarse_run(k, 0, 8)[1] is carried[1] and asked == [5]  # at its limit already: kept
+    carried = made.coarse_run(k, 0, 8)[1]
+    assert asked == [5] and carried.steps == once.steps == 8
+    assert np.array_equal(carried.centroids, once.centroids) and np.array_equal(carried.labels, once.labels)
+    assert made.coarse_run(k, 0, 8)[1] is carried and asked == [5]  # at its limit already: kept
 
 
 def test_a_coarse_run_converged_at_its_limit_is_not_carried_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,8 +168,8 @@ def test_a_coarse_run_converged_at_its_limit_is_not_carried_on(monkeypatch: pyte
     hist = _smooth_histogram(12)
     made = quantize_module._Made(hist)
     made.coarse_run(12, 0, 100)
-    steps = made._fits[12, 0][2]  # where one run converges
-    assert made._fits[12, 0][3] and steps < 100
+    steps = made._fits[12, 0].steps  # where one run converges
+    assert made._fits[12, 0].converged and steps < 100
     at_limit = quantize_module._Made(hist)
     first = at_limit.coarse_run(12, 0, steps)
     monkeypatch.setattr(kmeans, "lloyd", lambda *args: pytest.fail("a converged run was carried on"))
@@ -227,12 +227,42 @@ def test_lloyd_labels_are_nearest_at_convergence(monkeypatch: pytest.MonkeyPatch
     points = rng.integers(0, 256, (20_000, 3)).astype(np.float64)
     weights = rng.integers(1, 50, len(points)).astype(np.float64)
     start = points[rng.choice(len(points), k // 4, replace=False)][rng.integers(0, k // 4, k)]
-    centroids, labels, upper, steps, converged = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
+    centroids, labels, bounds, steps, converged = kmeans.lloyd(points, weights, start, kmeans.initial_labels(points, start), 1000, 0.0)
     distance = ((points[:, None, :] - centroids[None]) ** 2).sum(axis=2)
     own = distance[np.arange(len(points)), labels]
     assert (own <= distance.min(axis=1) + 1e-9).all()
-    assert (upper * upper >= own - 1e-6).all()
+    _assert_bounds_hold(points, centroids, labels, bounds)
     assert converged and 0 < steps < 1000
+
+
+def _assert_bounds_hold(points: np.ndarray, centroids: np.ndarray, labels: np.ndarray, bounds: kmeans.Bounds) -> None:
+    """Each bound of a fit holds against distances measured afresh."""
+    distance = np.sqrt(((points[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+    rows = np.arange(len(points))
+    assert (bounds.upper >= distance[rows, labels] - 1e-9).all()
+    assert (bounds.runner != labels).all() and (bounds.runner >= 0).all()
+    assert (bounds.runner_lower <= distance[rows, bounds.runner] + 1e-9).all()
+    distance[rows, labels] = distance[rows, bounds.runner] = np.inf
+    assert (bounds.lower <= distance.min(axis=1) + 1e-9).all()
+
+
+@pytest.mark.parametrize("k", [12, 200, 700])
+def test_a_finer_level_started_from_its_cubes_bounds_runs_as_from_a_full_search(k: int) -> None:
+    """A finer level starts from its cubes' labels and bounds widened by how far each point lies
+    from its cube's point; trusting them must give what searching every point gives."""
+    rng = np.random.default_rng(k)
+    colors = np.clip(rng.normal(128, 50, (30_000, 3)), 0, 255).astype(np.uint8)
+    hist = histogram(colors.reshape(-1, 100, 3))
+    made = quantize_module._Made(hist)
+    coarse, fine = made.level(3, k), made.level(0, k)
+    start = coarse.points[rng.choice(len(coarse.points), k, replace=False)]
+    fit = kmeans.lloyd(coarse.points, coarse.weights, start, kmeans.initial_labels(coarse.points, start), 5, 0.0)
+    _assert_bounds_hold(coarse.points, fit.centroids, fit.labels, fit.bounds)
+    labels, bounds = quantize_module._child_start(coarse, fine, fit)
+    _assert_bounds_hold(fine.points, fit.centroids, labels, bounds)
+    trusted = kmeans.lloyd(fine.points, fine.weights, fit.centroids, labels, 3, 0.0, bounds)
+    searched = kmeans.lloyd(fine.points, fine.weights, fit.centroids, labels, 3, 0.0)
+    assert np.array_equal(trusted.labels, searched.labels) and np.array_equal(trusted.centroids, searched.centroids)
 
 
 @pytest.mark.parametrize("k", [16, 97, 200, 300, 512])
@@ -278,12 +308,15 @@ def test_a_far_centroid_landing_beside_another_is_found() -> None:
     upper = before[:, a].copy()
     others = before.copy()
     others[:, a] = np.inf
-    lower = others.min(axis=1)
+    runner = others.argmin(axis=1)
+    runner_lower = others[np.arange(len(points)), runner]
+    others[np.arange(len(points)), runner] = np.inf
+    bounds = kmeans.Bounds(upper, runner, runner_lower, others.min(axis=1))
     deferred = np.empty(len(points), dtype=np.int64)
     floors = kmeans._floors(new, order, tail, shift.copy())
     assert far in floors[2]
-    _, scans = kmeans._assign(points, new, labels, upper, lower, order, floors, shift, False, deferred, 0, len(points))
-    kmeans._search_deferred(points, new, deferred[:scans], labels, upper, lower)
+    _, scans = kmeans._assign(points, new, labels, bounds, order, floors, shift, False, deferred, 0, len(points))
+    kmeans._search_deferred(points, new, deferred[:scans], labels, bounds)
     after = np.sqrt(((points[:, None] - new[None]) ** 2).sum(axis=2))
     assert (after[np.arange(len(points)), labels] <= after.min(axis=1) + 1e-9).all()
     assert (labels == far).any()
