@@ -326,3 +326,18 @@ def test_start_labels_out_of_range_are_refused() -> None:
     codebook = np.zeros((20, 3), np.uint8)
     with pytest.raises(ValueError, match="start labels"):
         kmeans.exact_nearest(np.zeros((5, 3), np.uint8), codebook, np.full(5, 20))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_seeding_by_cubes_picks_the_centres_a_full_scan_picks(channels: int) -> None:
+    """Above _CUBED_SEEDS_K centres k-means++ measures a candidate only against the cubes it can
+    take points from; the centres must be those of measuring every point."""
+    rng = np.random.default_rng(channels)
+    centres = rng.uniform(0, 255, (60, channels))
+    points = np.clip(centres[rng.integers(0, 60, 12_000)] + rng.normal(0, 12, (12_000, channels)), 0, 255)
+    weights = rng.integers(1, 40, len(points)).astype(np.float64)
+    k = kmeans._CUBED_SEEDS_K + 44
+    draws = rng.random((k - 1, 2 + int(np.log(k))))
+    scanned = kmeans._scanned_plusplus(points, weights, 5, draws)
+    cubed = kmeans._cubed_plusplus(points, weights, 5, draws, *kmeans._seed_cubes(points))
+    assert len(set(scanned.tolist())) == k and np.array_equal(cubed, scanned)
