@@ -392,9 +392,10 @@ def descend(fit: Fit, parents: np.ndarray, points: np.ndarray, parent_of: np.nda
 
 
 def _checked_bounds(bounds: Bounds, k: int, n: int) -> Bounds:
-    """A copy of start bounds for n points, runner-ups -1 or a valid centroid number (the kernels
-    index with them unchecked)."""
-    upper, runner, runner_lower, lower = (np.array(field, dtype=dtype) for field, dtype in zip(bounds, (np.float64, np.int64, np.float64, np.float64)))
+    """Start bounds for n points as contiguous arrays (the given ones when they are: lloyd()
+    then updates them in place, a copy of a level's four would add 32 bytes a colour to the
+    peak), runner-ups -1 or a valid centroid number (the kernels index with them unchecked)."""
+    upper, runner, runner_lower, lower = (np.ascontiguousarray(field, dtype=dtype) for field, dtype in zip(bounds, (np.float64, np.int64, np.float64, np.float64)))
     if any(len(field) != n for field in (upper, runner, runner_lower, lower)):
         raise ValueError(f"start bounds must be given for all {n} points")
     if len(runner) and (runner.min() < -1 or runner.max() >= k):
@@ -480,7 +481,7 @@ def lloyd(points: np.ndarray, weights: np.ndarray, centroids: np.ndarray, labels
     or the centroids' total squared shift is at most tol (scikit-learn's rule), or max_iter
     steps; the assignments of large levels on the pool's threads. The labels may be any
     guesses: the first step searches every point from its guess, but those that `bounds` (on
-    the distances to these centroids, labels as given) prove nearest."""
+    the distances to these centroids, labels as given; taken over and updated) prove nearest."""
     points = np.ascontiguousarray(points, dtype=np.float64)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     centroids = np.array(centroids, dtype=np.float64)
