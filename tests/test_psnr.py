@@ -146,3 +146,24 @@ def test_a_low_target_with_alpha_still_keeps_alpha_classes_exact() -> None:
             alpha = np.asarray(result)[..., 3]
             assert result.kmq_header.k >= 2
     assert (alpha[original[..., 3] == 0] == 0).all() and (alpha[original[..., 3] == 255] == 255).all()
+
+
+@pytest.mark.parametrize(("first_k", "tried"), [(100, [140]), (200, []), (300, []), (520, [728, 1019, 1427])])
+def test_psnr_tries_no_larger_codebook_from_128_to_511_entries(first_k: int, tried: list[int]) -> None:
+    """Larger k are tried for a smaller file, but not from k in rate.NO_GROWTH (on the Kodak set
+    they almost never made one); a k grown into that range stops there too."""
+    from pil_kmq import rate
+    from pil_kmq.api import Quantized
+
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    asked: list[int] = []
+
+    def quantize_k(k: int) -> Quantized:
+        asked.append(k)
+        return quantize(image, k)
+
+    def size(quantized: Quantized) -> tuple[int, Quantized]:
+        return 10_000 - len(quantized.codebook), quantized  # larger k always smaller: growth goes on
+
+    rate.smallest_for_psnr(image, quantize(image, first_k), 10.0, quantize_k, size, 2_000)
+    assert asked == tried
