@@ -295,7 +295,9 @@ class _Made:
             self._fits[k, seed] = kmeans.Fit(seeds, kmeans.initial_labels(level.points, seeds), None, 0, False)
         fit = self._fits[k, seed]
         if not fit.converged and fit.steps < max_iter:
-            more = kmeans.lloyd(level.points, level.weights, fit.centroids, fit.labels, max_iter - fit.steps, self.tolerance(), fit.bounds)
+            # lloyd() updates bounds in place: the fit handed out before keeps its own.
+            bounds = None if fit.bounds is None else kmeans.Bounds(*(np.copy(field) for field in fit.bounds))
+            more = kmeans.lloyd(level.points, level.weights, fit.centroids, fit.labels, max_iter - fit.steps, self.tolerance(), bounds)
             self._fits[k, seed] = fit = more._replace(steps=fit.steps + more.steps)
         return level, fit
 

@@ -152,7 +152,7 @@ def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int, mon
     hist = _smooth_histogram(k)
     once = quantize_module._Made(hist).coarse_run(k, 0, 8)[1]  # both stop short of converging (11 and 20 steps)
     made = quantize_module._Made(hist)
-    made.coarse_run(k, 0, 3)
+    level, short = made.coarse_run(k, 0, 3)
     asked: list[int] = []
     original = kmeans.lloyd
     monkeypatch.setattr(kmeans, "lloyd", lambda *args: asked.append(args[4]) or original(*args))
@@ -160,6 +160,7 @@ def test_a_coarse_run_stopped_short_is_carried_on_to_the_same_result(k: int, mon
     assert asked == [5] and carried.steps == once.steps == 8
     assert np.array_equal(carried.centroids, once.centroids) and np.array_equal(carried.labels, once.labels)
     assert made.coarse_run(k, 0, 8)[1] is carried and asked == [5]  # at its limit already: kept
+    _assert_bounds_hold(level.points, short.centroids, short.labels, short.bounds)  # carrying on left it whole
 
 
 def test_a_coarse_run_converged_at_its_limit_is_not_carried_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,6 +245,24 @@ def _assert_bounds_hold(points: np.ndarray, centroids: np.ndarray, labels: np.nd
     assert (bounds.runner_lower <= distance[rows, bounds.runner] + 1e-9).all()
     distance[rows, labels] = distance[rows, bounds.runner] = np.inf
     assert (bounds.lower <= distance.min(axis=1) + 1e-9).all()
+
+
+def test_given_bounds_then_an_emptied_cluster_still_ends_on_nearest_labels() -> None:
+    """Start bounds spare the first step's searches; once an emptied cluster's centroid is
+    moved, no bound covers it, so every point must be searched again."""
+    rng = np.random.default_rng(3)
+    points = rng.integers(0, 256, (3000, 3)).astype(np.float64)
+    weights = rng.integers(1, 30, len(points)).astype(np.float64)
+    start = points[rng.choice(len(points), 40, replace=False)]
+    start[:5] += 2000.0  # far from every point: these clusters are empty from the first step
+    distance = np.sqrt(((points[:, None, :] - start[None]) ** 2).sum(axis=2))
+    order = np.argsort(distance, axis=1)
+    rows = np.arange(len(points))
+    bounds = kmeans.Bounds(distance[rows, order[:, 0]], order[:, 1].copy(), distance[rows, order[:, 1]], distance[rows, order[:, 2]])
+    centroids, labels, bounds, _, _ = kmeans.lloyd(points, weights, start, order[:, 0].copy(), 50, 0.0, bounds)
+    measured = ((points[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+    assert (measured[rows, labels] <= measured.min(axis=1) + 1e-9).all()
+    _assert_bounds_hold(points, centroids, labels, bounds)
 
 
 @pytest.mark.parametrize("k", [12, 200, 700])
