@@ -1,6 +1,7 @@
 """A field-aware mutator for KMQ files: it parses a file into its fields, changes one or a few
 of them (header fields, chunks, the strip table, a strip's method, flags_length, its
-decompressed flags, literals or packed rows and how they are compressed), writes the file back with its
+decompressed flags, literals or packed rows and how they are compressed, a near_rans strip's
+model, state and words), writes the file back with its
 lengths made consistent or not, and re-computes every checksum (header_crc, strip_crc,
 file_crc), so that mutations reach the rules behind the checksums.
 """
@@ -211,7 +212,7 @@ def _table(kmq: KmqFile, rng: random.Random) -> None:
     elif choice == 2 and kmq.strips:
         kmq.strips.insert(rng.randrange(len(kmq.strips)), rng.choice(kmq.strips))
     elif kmq.strips:
-        kmq.strips[rng.randrange(len(kmq.strips))] = Strip(rng.choice((0, 1, 2, 3, 255)), raw=b"")
+        kmq.strips[rng.randrange(len(kmq.strips))] = Strip(rng.choice((0, 1, 2, 3, 4, 255)), raw=b"")
 
 
 def _strip(kmq: KmqFile, rng: random.Random) -> None:
@@ -223,9 +224,12 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
     if strip.method == 3 and strip.decoded:
         _rows_strip(strip, rng)
         return
+    if strip.method == 4 and rng.random() < 0.8:
+        strip.raw = _near_payload(strip.raw, rng)
+        return
     choice = rng.randrange(9)
     if not strip.decoded or choice == 0:
-        strip.method = rng.choice((0, 1, 2, 3, strip.method))
+        strip.method = rng.choice((0, 1, 2, 3, 4, strip.method))
         strip.raw = _flip(strip.raw, rng) if strip.raw else strip.raw
         return
     if choice == 1:
@@ -264,6 +268,44 @@ def _rows_strip(strip: Strip, rng: random.Random) -> None:
         strip.decoded, strip.raw = False, _compress(strip.rows, strip.coder)
     else:
         strip.rows = b"\xff" * len(strip.rows)
+
+
+def _model_length(payload: bytes) -> int:
+    """Bytes of a near_rans payload's model (48 tables), as far as they parse."""
+    at = 0
+    for _ in range(48):
+        if at >= len(payload):
+            break
+        count = payload[at]
+        at += 1
+        for _ in range(count):
+            at += 2 if at < len(payload) and payload[at] & 0x80 else 1
+    return min(at, len(payload))
+
+
+def _near_payload(payload: bytes, rng: random.Random) -> bytes:
+    """A near_rans payload with its model, initial state or words changed."""
+    model = _model_length(payload)
+    head, state, words = payload[:model], payload[model : model + 4], payload[model + 4 :]
+    choice = rng.randrange(8)
+    if choice == 0:
+        head = _flip(head, rng, rng.randrange(1, 3))  # token counts and frequencies
+    elif choice == 1 and head:
+        at = rng.randrange(len(head))
+        head = head[:at] + bytes([rng.choice((0, 1, 24, 25, 0x7F, 0x80, 0xFF))]) + head[at + 1 :]
+    elif choice == 2:
+        state = rng.choice((0, 1, 0xFFFF, 0x10000, 0xFFFFFFFF, rng.randrange(1 << 32))).to_bytes(4, "big")
+    elif choice == 3:
+        words = _flip(words, rng, rng.randrange(1, 4))
+    elif choice == 4:
+        words = words[: rng.randrange(len(words) + 1)] if rng.random() < 0.5 else words + bytes(rng.choice((1, 2, 4)))
+    elif choice == 5:
+        words = b"\xff" * len(words)
+    elif choice == 6:
+        head = bytes([24] + [0xAA, 0x01] * 24) * 48  # every context used, odd frequencies
+    else:
+        return payload[: rng.randrange(len(payload) + 1)]
+    return head + state + words
 
 
 def _codebook(kmq: KmqFile, rng: random.Random) -> None:

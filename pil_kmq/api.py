@@ -37,6 +37,7 @@ COMPRESSIONS: dict[str, StripMethod | None] = {
     "none": None,
     "zlib": StripMethod.RUNS_ZLIB,
     "zstd": StripMethod.RUNS_ZSTD,
+    "near": StripMethod.NEAR_RANS,
 }
 # The larger codebooks a psnr= search tries (kept only if their file is smaller) are seeded
 # once, not five times (k <= 64): on the Kodak set the files came out as small (0.9999x,

@@ -13,13 +13,14 @@ import numpy as np
 from .bitpack import pack_indices
 from .coding import (
     STRIP_HEAD_SIZE,
+    Palette,
     StripTable,
     check_strip_crc,
     encode_strips,
     parse_strip_height,
     parse_table,
+    strips_minor,
     table_size,
-    uses_rows,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -60,16 +61,18 @@ class Coded(Quantized):
 def coded(quantized: Quantized, method: StripMethod | None) -> Coded:
     """quantized with its index stream coded with `method`."""
     result = Coded(*quantized)
-    result.method, result.index_stream = method, index_stream(quantized.indices, len(quantized.codebook), method)
+    result.method, result.index_stream = method, index_stream(quantized.indices, quantized.codebook, method)
     return result
 
 
-def index_stream(indices: np.ndarray, k: int, method: StripMethod | None) -> tuple[IndexCoding, list[bytes]]:
+def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None) -> tuple[IndexCoding, list[bytes]]:
     """The index_coding and the parts of the index stream of these indices."""
+    k = len(codebook)
     bits_per_index = bits_for_k(k)
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
-    return IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method))
+    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
+    return IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method, palette))
 
 
 def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"", reuse: Quantized | None = None) -> Iterator[bytes]:
@@ -85,9 +88,9 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     if isinstance(reuse, Coded) and reuse.indices is indices and reuse.method == method:
         coding, stream = reuse.index_stream
     else:
-        coding, stream = index_stream(indices, k, method)
-    rows = coding == IndexCoding.STRIPS and uses_rows(stream[1:])
-    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), rows)
+        coding, stream = index_stream(indices, codebook, method)
+    minor = strips_minor(stream[1:]) if coding == IndexCoding.STRIPS else 0
+    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), minor)
     crc = 0
     for part in (header.pack(), extension, np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
         crc = crc32(part, crc)
@@ -109,7 +112,7 @@ def place(first_pixel: int, found: np.ndarray, width: int) -> Piece:
 Strip = tuple[int, bytes, int, int, int]  # number, bytes, first row, rows, strip_crc
 
 
-def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = None, table: np.ndarray | None = None) -> np.ndarray:
+def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = None, table: np.ndarray | None = None, palette: Palette | None = None) -> np.ndarray:
     """The indices (or their `table` values) of consecutive whole strips, decoded into `out`
     (their rows x width) or a new array, each checked against its strip_crc before it is
     decoded: one job for the shared pool. A caller that decodes image after image makes `out`
@@ -123,7 +126,7 @@ def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = No
         raise ValueError("out must be a C-contiguous array of the strips' rows")
     for number, data, row, rows, stored in strips:
         check_strip_crc(crc32(data), stored, number)
-        decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}", table, out[row - first : row - first + rows].reshape(-1))
+        decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}", table, out[row - first : row - first + rows].reshape(-1), palette)
     return out
 
 
@@ -184,6 +187,7 @@ class IndexStreamDecoder:
     def __init__(self, header: Header, prefix_crc: int, table_for: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.header = header
         self.codebook: np.ndarray | None = None
+        self._palette: Palette | None = None  # near_rans strips' tables, made if one comes
         self._table_for = table_for
         self._values: np.ndarray | None = None  # table_for(codebook), once it has been read
         self._piece_scratch: np.ndarray | None = None  # where strips decoded piece by piece put each piece
@@ -229,6 +233,7 @@ class IndexStreamDecoder:
             return False
         raw = self._consume(length)
         self.codebook = np.frombuffer(raw, dtype=np.uint8).reshape(self.header.k, self.header.channels)
+        self._palette = Palette(self.codebook)
         if self._table_for is not None:
             self._values = self._table_for(self.codebook)
         return True
@@ -275,7 +280,7 @@ class IndexStreamDecoder:
             jobs = self._ready_jobs(table)
             if jobs:
                 outs = [self._job_rows(job) for job in jobs]
-                for rows in run_jobs(decode_rows, [(job, header, out, self._values) for job, out in zip(jobs, outs)]):
+                for rows in run_jobs(decode_rows, [(job, header, out, self._values, self._palette) for job, out in zip(jobs, outs)]):
                     first = jobs.pop(0)[0][2]
                     self._pixels_done = (first + len(rows)) * header.width
                     yield first, 0, rows
@@ -288,7 +293,8 @@ class IndexStreamDecoder:
             if rows * header.width <= BLOCK_PIXELS:
                 return  # a small strip is decoded whole, once all of it has arrived
             self._strip = StripDecoder(
-                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values, scratch=self._scratch()
+                rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, int(table.lengths[number]), f"KMQ strip {number}", table=self._values, scratch=self._scratch(),
+                palette=self._palette,
             )
             self._strip_crc = 0
 

@@ -28,8 +28,10 @@ from .format import (
     field_width,
     packing_width,
     raw_stream_length,
+    strip_minor,
 )
 from .jobs import WORKERS, run_jobs
+from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -50,7 +52,7 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
-__all__ = ["WORKERS", "StripTable", "encode_strip", "encode_strips", "parse_table", "uses_rows"]
+__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor"]
 
 
 class StripTable(NamedTuple):
@@ -228,26 +230,48 @@ _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {
 # --- one strip ----------------------------------------------------------------------------
 
 
-def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
+def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
-    of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two)."""
-    if method == StripMethod.ROWS_ZSTD:
+    of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
+    NEAR_RANS (needs the `palette`, k <= 256) is also weighed against those zstd methods on a
+    drawing, whose far repeats zstd finds and the near model does not."""
+    if method == StripMethod.NEAR_RANS:
+        coded = _near_strip(indices, bits_per_index, palette)
+    elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
-        flags = _run_flags(indices)
-        streams = np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
-        rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
-        if rows is not None and _rows_look_smaller(rows, streams):
-            coded = _coded_rows(rows)
-        else:
-            coded = _coded_runs(*streams, method)
+        coded = _zstd_or_runs(indices, bits_per_index, method)
     else:
         coded = None
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
     if coded is not None and len(coded) < 1 + raw_stream_length(indices.size, 1, bits_per_index):
         return coded
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
+
+
+def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
+    """A runs strip, or with zstd a ROWS_ZSTD one where a trial finds rows smaller."""
+    flags = _run_flags(indices)
+    streams = np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
+    rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
+    if rows is not None and _rows_look_smaller(rows, streams):
+        return _coded_rows(rows)
+    return _coded_runs(*streams, method)
+
+
+def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
+    """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings) or where
+    NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: one row that wide)."""
+    if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
+        return _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD)
+    if palette is None:
+        raise ValueError("a near_rans strip needs the codebook's Palette")
+    near = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
+    if not looks_drawn(indices):
+        return near
+    other = _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD)
+    return near if len(near) <= len(other) else other
 
 
 def _packed_rows(indices: np.ndarray, bits_per_index: int) -> bytes:
@@ -291,16 +315,17 @@ def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tup
     return run_jobs(function, jobs)
 
 
-def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> Iterable[bytes]:
-    """The index stream of index_coding 1: strip table, then every strip."""
+def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None) -> Iterable[bytes]:
+    """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
+    codebook's `palette`)."""
     height, width = indices.shape
     strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height)
-    jobs = [(indices[top : top + strip_height], bits_per_index, method) for top in range(0, height, strip_height)]
+    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette) for top in range(0, height, strip_height)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
 
 
-def uses_rows(strips: Iterable[bytes]) -> bool:
-    """Is any of these strips stored ROWS_ZSTD (a version 1.3 feature)?"""
-    return any(strip[:1] == bytes([StripMethod.ROWS_ZSTD]) for strip in strips)
+def strips_minor(strips: Iterable[bytes]) -> int:
+    """The version_minor these strips' methods need (ROWS_ZSTD 1.3, NEAR_RANS 1.4)."""
+    return strip_minor(strip[0] for strip in strips)

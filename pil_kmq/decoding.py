@@ -28,6 +28,7 @@ from .format import (
     raw_stream_length,
     row_bytes,
 )
+from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips
@@ -43,7 +44,7 @@ MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
 _ONE_CALL_OUTPUT = 1 << 24
 _SLICE = 512
 RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
-_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD)  # no flags_length follows these
+_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD, StripMethod.NEAR_RANS)  # no flags_length follows these
 _U64 = struct.Struct(">Q")
 
 
@@ -326,7 +327,9 @@ class StripDecoder:
     run decodes straight to codebook entries, with no array of indices in between. With
     `out` (`pixels` values of the pieces' dtype), pieces are decoded into it and are views
     of it; else with `scratch` (a flat array of the pieces' dtype), each piece that fits is
-    decoded into its start, valid until the next piece is asked for."""
+    decoded into its start, valid until the next piece is asked for. A near_rans strip needs
+    the codebook's `palette`, and is decoded once all its bytes are in hand (at most
+    NEAR_MAX_PIXELS pixels, so its bytes are bounded as a piece's are)."""
 
     def __init__(
         self,
@@ -344,6 +347,7 @@ class StripDecoder:
         table: np.ndarray | None = None,
         out: np.ndarray | None = None,
         scratch: np.ndarray | None = None,
+        palette: Palette | None = None,
     ) -> None:
         self.pixels, self.first_pixel, self.width, self.k = pixels, first_pixel, width, k
         self.bits, self.length, self.what = bits_per_index, length, what
@@ -366,6 +370,9 @@ class StripDecoder:
         self._raw: Segment | None = None
         self._packed: Segment | None = None  # a rows_zstd strip's frame
         self._packed_reader: Inflater | None = None
+        self._palette = palette
+        self._near_bytes: Segment | None = None  # a near_rans strip's payload
+        self._near: NearStrip | None = None
         self._flags: Segment | None = None
         self._literals: Segment | None = None
         self._flag_reader: Inflater | None = None
@@ -393,6 +400,8 @@ class StripDecoder:
                 used = self._raw.push(part)
             elif self._packed is not None:
                 used = self._packed.push(part)
+            elif self._near_bytes is not None:
+                used = self._near_bytes.push(part)
             else:
                 assert self._flags is not None and self._literals is not None
                 used = self._flags.push(part) if not self._flags.complete else self._literals.push(part)
@@ -404,7 +413,7 @@ class StripDecoder:
 
     @property
     def _started(self) -> bool:
-        return self._raw is not None or self._packed is not None or self._flags is not None
+        return self._raw is not None or self._packed is not None or self._near_bytes is not None or self._flags is not None
 
     def _take_head(self, part: memoryview) -> int:
         """strip_method, and flags_length after a runs method."""
@@ -442,6 +451,9 @@ class StripDecoder:
         if self._method == StripMethod.ROWS_ZSTD:
             self._start_rows(read_at)
             return
+        if self._method == StripMethod.NEAR_RANS:
+            self._start_near(read_at)
+            return
         if len(self._head) < RUNS_HEAD_SIZE:
             raise KmqError(f"{self.what}: cut short before flags_length")
         (flags_length,) = _U64.unpack_from(self._head, 1)
@@ -464,6 +476,27 @@ class StripDecoder:
             raise KmqError(f"{self.what}: rows frame of {frame} bytes is over {stream_bound(expected)}, the most {expected} bytes of rows may take")
         packed = self._packed = Segment(frame, read_at, 1)
         self._packed_reader = Inflater(StripMethod.ROWS_ZSTD, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
+
+    def _start_near(self, read_at: Callable[[int, int], bytes] | None) -> None:
+        """A near_rans strip: k <= 256, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
+        if self.k > MAX_K:
+            raise KmqError(f"{self.what}: near_rans needs k <= {MAX_K}, not {self.k}")
+        if self.pixels > NEAR_MAX_PIXELS:
+            raise KmqError(f"{self.what}: a near_rans strip of {self.pixels:,} pixels is over {NEAR_MAX_PIXELS:,}")
+        if self._palette is None:
+            raise ValueError("a near_rans strip needs the codebook's Palette")
+        self._near_bytes = Segment(self.length - 1, read_at, 1)
+
+    def _near_piece(self, count: int) -> np.ndarray | None:
+        """The next `count` indices, once the whole payload has arrived."""
+        assert self._near_bytes is not None and self._palette is not None
+        if self._near is None:
+            if not self._near_bytes.complete:
+                return None
+            self._near = NearStrip(self._near_bytes.take(self._near_bytes.length), self._palette, self.width, self.k, self.what)
+        found = np.empty(count, dtype=np.uint8)
+        self._near.decode(found)
+        return found
 
     # -- pieces out
 
@@ -493,6 +526,8 @@ class StripDecoder:
                 found = self._placed(self._raw_piece(count))
             elif self._packed is not None:
                 found = self._placed(self._rows_piece(start, count))
+            elif self._near_bytes is not None:
+                found = self._placed(self._near_piece(count))
             else:
                 found = self._runs_piece(count)
             if found is None:
@@ -661,6 +696,9 @@ class StripDecoder:
         """After the last piece: the stream's end, padding and trailing bytes are right."""
         if self._packed_reader is not None:
             return self._packed_reader.finish()
+        if self._near is not None:
+            self._near.finish()
+            return True
         if self._raw is not None:
             if self._padded and self._raw_bit and not padding_is_zero(self._raw_bytes[:1], self._raw_bit):
                 raise KmqError(f"{self.what}: padding bits are not zero")
@@ -681,7 +719,8 @@ class StripDecoder:
 
 
 def decode_whole(
-    data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str, table: np.ndarray | None = None, out: np.ndarray | None = None
+    data: bytes | memoryview, pixels: int, first_pixel: int, width: int, k: int, bits_per_index: int, what: str, table: np.ndarray | None = None, out: np.ndarray | None = None,
+    palette: Palette | None = None,
 ) -> np.ndarray:
     """The flat indices (or their `table` values) of a strip whose bytes are all in memory,
     decoded piece by piece into `out` (see StripDecoder), or into a new array."""
@@ -692,7 +731,7 @@ def decode_whole(
 
     if out is None:
         out = np.empty(pixels, dtype=index_dtype(k) if table is None else table.dtype)
-    decoder = StripDecoder(pixels, first_pixel, width, k, bits_per_index, len(view), what, read_at, table=table, out=out)
+    decoder = StripDecoder(pixels, first_pixel, width, k, bits_per_index, len(view), what, read_at, table=table, out=out, palette=palette)
     for _ in decoder.pieces():
         pass
     if not decoder.done:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -15,7 +16,7 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 3  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3
+VERSION_MINOR = 4  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4
 
 HEADER_SIZE = 44
 CRC_SIZE = 4
@@ -55,6 +56,7 @@ class StripMethod(IntEnum):
     RUNS_ZLIB = 1  # run flags and literals, each a zlib stream
     RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
     ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
+    NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 256)
 
 
 
@@ -155,6 +157,15 @@ class Header:
         return body + _CRC.pack(crc32(body))
 
 
+# The version_minor that introduced each strip_method.
+METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4}
+
+
+def strip_minor(methods: Iterable[int]) -> int:
+    """The lowest version_minor that has every one of these strip methods."""
+    return max((METHOD_MINOR[StripMethod(method)] for method in methods), default=1)
+
+
 def new_header(
     width: int,
     height: int,
@@ -163,13 +174,13 @@ def new_header(
     index_coding: IndexCoding,
     index_stream_length: int,
     extension_length: int = 0,
-    rows_strips: bool = False,
+    strips_minor: int = 0,
 ) -> Header:
-    """A header for these fields, validated as a reader would validate it; rows_strips: some
-    strip is stored rows_zstd."""
+    """A header for these fields, validated as a reader would validate it; strips_minor: the
+    version_minor the strips' methods need (strip_minor)."""
     # version_minor is the lowest that has every feature the file uses: 1.0 readers of
     # index_coding 0 files are not turned away for nothing.
-    minor = 3 if rows_strips else 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0
+    minor = max(strips_minor, 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0)
     header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, version_minor=minor)
     validate_header(header)
     return header

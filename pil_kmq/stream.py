@@ -36,6 +36,7 @@ from .bitpack import pack_indices
 from .codec import IndexStreamDecoder, Piece, Strip, decode_rows, place, read_prefix
 from .coding import (
     STRIP_HEAD_SIZE,
+    Palette,
     StripTable,
     check_strip_crc,
     encode_strip,
@@ -44,8 +45,8 @@ from .coding import (
     parallel_map,
     parse_strip_height,
     strip_height_for,
+    strips_minor,
     table_size,
-    uses_rows,
     writer_strip_height,
 )
 from .decoding import (
@@ -221,10 +222,11 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     bits = bits_for_k(len(codebook))
     strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height)
     lengths, crcs = [], []
-    rows_strips = False
+    minor = 0
+    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
 
     def code(top: int) -> bytes:
-        return encode_strip(lookup(rows[top : top + strip_height]), bits, method)
+        return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette)
 
     tops = range(0, height, strip_height)
     with tempfile.TemporaryFile() as spill:
@@ -232,12 +234,12 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
             for strip in parallel_map(code, [(top,) for top in tops[first : first + 2 * WORKERS]]):
                 lengths.append(len(strip))
                 crcs.append(crc32(strip))
-                rows_strips = rows_strips or uses_rows([strip])
+                minor = max(minor, strips_minor([strip]))
                 spill.write(strip)
         table = pack_table(StripTable(strip_height, tuple(lengths), tuple(crcs)))
         assert len(table) == table_size(height, strip_height)
         stream_length = len(table) + sum(lengths)
-        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), rows_strips)
+        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), minor)
         crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes(), table)
         spill.seek(0)
         while block := spill.read(_COPY_BLOCK):
@@ -267,6 +269,13 @@ class KmqReader:
     _fp: IO[bytes]
     _prefix_crc: int
     _table_checked: bool = False  # the strip table's total has been checked
+    _near: Palette | None = None  # near_rans strips' tables, made when asked for
+
+    @property
+    def _palette(self) -> Palette:
+        if self._near is None:
+            self._near = Palette(self.codebook)
+        return self._near
 
     def close(self) -> None:
         self._fp.close()
@@ -424,7 +433,7 @@ class KmqReader:
                 if not job:
                     break
                 jobs.append(job)
-            for job, found in zip(jobs, run_jobs(decode_rows, [(job, header) for job in jobs])):
+            for job, found in zip(jobs, run_jobs(decode_rows, [(job, header, None, None, self._palette) for job in jobs])):
                 yield job[0][2], 0, found
 
     def _big_strip(self, number: int, rows: int, offset: int, length: int, crc: int, strip_height: int) -> Iterator[Piece]:
@@ -437,7 +446,7 @@ class KmqReader:
         top = number * strip_height
         decoder = StripDecoder(
             rows * header.width, top * header.width, header.width, header.k, header.bits_per_index, length, f"KMQ strip {number}",
-            lambda at, size: self._read_at(base + at, size),
+            lambda at, size: self._read_at(base + at, size), palette=self._palette,
         )
         for first, found in decoder.pieces():
             yield place(first, found, header.width)

@@ -38,6 +38,12 @@ GOLDEN = [
     ("ihc-k16-metadata.kmq", "ihc.png", "RGB", 16, "zstd"),
     ("ihc-k2-zstd.kmq", "ihc.png", "RGB", 2, "zstd"),  # a segmentation: strip_method 3, rows_zstd
     ("ihc-cutout-gray-k3-zstd.kmq", "ihc-cutout.png", "LA", 3, "zstd"),  # rows_zstd, 2-bit packing
+    # strip_method 4, near_rans (KMQ 1.4): 1, 2 and 4 channels, tokens with extra bits at k = 256
+    ("ihc-k16-near.kmq", "ihc.png", "RGB", 16, "near"),
+    ("ihc-k256-near.kmq", "ihc.png", "RGB", 256, "near"),
+    ("ihc-gray-k6-near.kmq", "ihc.png", "L", 6, "near"),
+    ("ihc-cutout-k64-near.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
+    ("kodim03-p12-k16-near.kmq", "kodim03-p12.png", "P", 16, "near"),
 ]
 # Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
 WITH_METADATA = {"ihc-k16-metadata.kmq"}

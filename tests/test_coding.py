@@ -13,7 +13,7 @@ from conftest import kmq_bytes
 from PIL import Image
 
 from pil_kmq import KmqError, coding, decode_kmq, encode_kmq
-from pil_kmq.coding import STRIP_PIXELS, encode_strip, parse_table, strip_height_for
+from pil_kmq.coding import STRIP_PIXELS, Palette, encode_strip, parse_table, strip_height_for
 from pil_kmq.decoding import decode_whole
 from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
 
@@ -68,8 +68,9 @@ def test_strip_round_trips_at_every_width(method: StripMethod, bits: int) -> Non
     rng = np.random.default_rng(bits)
     k = 1 << bits
     indices = np.repeat(rng.integers(0, k, (7, 20)), 3, axis=1)  # runs of 3: coding pays off
-    data = encode_strip(indices, bits, method)
-    assert np.array_equal(decode_whole(data, 7 * 60, 0, 60, k, bits, "strip").reshape(7, 60), indices)
+    palette = Palette(rng.integers(0, 256, (k, 3), dtype=np.uint8)) if k <= 256 else None
+    data = encode_strip(indices, bits, method, palette)
+    assert np.array_equal(decode_whole(data, 7 * 60, 0, 60, k, bits, "strip", palette=palette).reshape(7, 60), indices)
 
 
 def test_incompressible_strip_falls_back_to_raw() -> None:

@@ -237,7 +237,7 @@ def test_default_options_are_k16_seed0_zstd(parrot: Image.Image) -> None:
         ({"k": True}, "k must be an int"),
         ({"seed": -1}, "seed must be an int from 0"),
         ({"seed": "x"}, "seed must be an int"),
-        ({"compression": "zip"}, "compression must be one of 'none', 'zlib', 'zstd', not 'zip'"),
+        ({"compression": "zip"}, "compression must be one of 'none', 'zlib', 'zstd', 'near', not 'zip'"),
         ({"compression": None}, "compression must be one of"),
     ],
 )

@@ -1,0 +1,249 @@
+"""near_rans strips (spec 7.2, "Near"): a decoder written here from the spec's words agrees
+with the compiled one, every read path decodes them, and the reader rules refuse what they
+name."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from PIL import Image, ImageFile
+
+from pil_kmq import KmqError, decode_kmq, encode_kmq, near, stream
+from pil_kmq.coding import parse_table
+from pil_kmq.format import StripMethod, crc32, pack_crc
+
+
+def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int) -> np.ndarray:
+    """The spec's decoding of a near_rans payload, step by step, in plain Python."""
+    k, channels = codebook.shape
+    colour = [list(map(int, entry)) + [0] * (4 - channels) for entry in codebook]
+
+    def d(e: int, f: int) -> int:
+        return sum((colour[e][j] - colour[f][j]) ** 2 for j in range(4))
+
+    at, tables = 0, []
+    for _ in range(48):
+        count = payload[at]
+        at += 1
+        frequencies = []
+        for _ in range(count):
+            value = payload[at] & 0x7F
+            if payload[at] & 0x80:
+                value += 128 * payload[at + 1]
+                at += 1
+            at += 1
+            frequencies.append(value)
+        tables.append(frequencies)
+    x = int.from_bytes(payload[at : at + 4], "big")
+    words = [int.from_bytes(payload[i : i + 2], "big") for i in range(at + 4, len(payload), 2)]
+    v = [[0] * width for _ in range(rows)]
+    for y in range(rows):
+        for col in range(width):
+            A = v[y - 1][col] if y > 0 else None
+            L = v[y][col - 1] if col > 0 else (A if y > 0 else 0)
+            if y == 0:
+                A = L
+            B = v[y - 1][col - 1] if y > 0 and col > 0 else A
+            C = v[y - 1][col + 1] if y > 0 and col + 1 < width else A
+            distance = d(B, C)
+            level = 0 if distance <= 16 else 1 if distance <= 256 else 2
+            context = 3 * ((L == A) + 2 * (A == C) + 4 * (B == A) + 8 * (B == L)) + level
+            f = tables[context]
+            assert f, "unused context"
+            slot = x % 4096
+            t = next(t for t in range(len(f)) if sum(f[:t]) <= slot < sum(f[: t + 1]))
+            x = f[t] * (x // 4096) + slot - sum(f[:t])
+            if x < 1 << 16:
+                x = x * 65536 + words.pop(0)
+            if t < 16:
+                s = t
+            else:
+                m = 4 + (t - 16) // 2
+                e = m - 1
+                s = 2**m + (t - 16) % 2 * 2 ** (m - 1) + x % 2**e
+                x //= 2**e
+                if x < 1 << 16:
+                    x = x * 65536 + words.pop(0)
+            N = []
+            for value in (L, A, C, B):
+                if value not in N:
+                    N.append(value)
+            if s < len(N):
+                v[y][col] = N[s]
+                continue
+            G = [min(max(colour[L][j] + colour[A][j] - colour[B][j], min(colour[L][j], colour[A][j])), max(colour[L][j], colour[A][j])) for j in range(4)]
+            P = min((L, A, B, C), key=lambda e: sum((G[j] - colour[e][j]) ** 2 for j in range(4)))  # min keeps the first
+            O = sorted(range(k), key=lambda e: (d(P, e), e))
+            v[y][col] = [e for e in O if e not in N][s - len(N)]
+    assert not words and x == 1 << 16
+    return np.array(v)
+
+
+def _image(rng: np.random.Generator, height: int, width: int, k: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth-ish indices (a photo's neighbours agree often) and a random codebook."""
+    codebook = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    base = rng.integers(0, k, (height, width))
+    smooth = np.where(rng.random((height, width)) < 0.6, np.roll(base, 1, axis=1), base)
+    return smooth.astype(np.uint8), codebook
+
+
+@pytest.mark.parametrize(("k", "channels", "shape"), [(2, 1, (5, 7)), (5, 3, (1, 9)), (16, 2, (9, 1)), (64, 4, (12, 11)), (256, 3, (14, 23))])
+def test_compiled_decoder_agrees_with_the_spec_written_out(k: int, channels: int, shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(k)
+    indices, codebook = _image(rng, *shape, k, channels)
+    payload = near.encode_near(indices, near.Palette(codebook))
+    assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0]), indices)
+    strip = near.NearStrip(payload, near.Palette(codebook), shape[1], k, "strip")
+    out = np.empty(indices.size, dtype=np.uint8)
+    for start in range(0, out.size, 5):  # pieces that end inside rows
+        strip.decode(out[start : start + 5])
+    strip.finish()
+    assert np.array_equal(out.reshape(shape), indices)
+
+
+def test_symbols_past_fifteen_use_extra_bits_and_come_back() -> None:
+    """A far colour (rank > 15) is coded as a token of 16 … 23 and its extra bits."""
+    rng = np.random.default_rng(3)
+    codebook = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    indices = rng.integers(0, 256, (6, 40)).astype(np.uint8)  # no neighbour agrees: high ranks
+    palette = near.Palette(codebook)
+    colours, levels, _, position = palette.tables
+    tokens = np.empty(indices.size, np.uint8)
+    near._symbols(indices, colours, levels, position, tokens, np.empty_like(tokens), np.empty_like(tokens))
+    assert tokens.max() >= 22  # symbols of 128 … 255
+    payload = near.encode_near(indices, palette)
+    assert np.array_equal(spec_decode(payload, codebook, 40, 6), indices)
+
+
+@pytest.fixture(scope="module")
+def photo_near() -> bytes:
+    """A 256-colour photo of several strips stored near_rans."""
+    with Image.open(SAMPLES / "ihc.png") as image:
+        rgb = image.convert("RGB")
+    tiled = Image.new("RGB", (rgb.width * 3, rgb.height * 5))
+    for number in range(15):
+        tiled.paste(rgb, (number % 3 * rgb.width, number // 3 * rgb.height))
+    out = io.BytesIO()
+    tiled.save(out, "KMQ", k=256, compression="near")
+    return out.getvalue()
+
+
+def strip_methods(data: bytes) -> list[StripMethod]:
+    header, _ = decode_kmq(data)
+    start = header.codebook_offset + header.k * header.channels
+    table = parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length)
+    offsets = start + 4 + 12 * len(table.lengths) + np.concatenate([[0], np.cumsum(table.lengths)[:-1]]).astype(int)
+    return [StripMethod(data[offset]) for offset in offsets]
+
+
+def test_a_photo_saved_near_has_near_strips_and_version_1_4(photo_near: bytes) -> None:
+    methods = strip_methods(photo_near)
+    assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_RANS}
+    assert decode_kmq(photo_near)[0].version_minor == 4
+
+
+def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    header, quantized = decode_kmq(photo_near)
+    expected = quantized.codebook[quantized.indices]
+    with Image.open(io.BytesIO(photo_near)) as image:
+        assert np.array_equal(np.asarray(image), expected)
+    parser = ImageFile.Parser()
+    for at in range(0, len(photo_near), 977):  # fed in odd chunks
+        parser.feed(photo_near[at : at + 977])
+    assert np.array_equal(np.asarray(parser.close()), expected)
+    with stream.open_kmq(io.BytesIO(photo_near)) as reader:
+        assert np.array_equal(reader.read_rows(300, 700), expected[300:700])
+    # Strips bigger than a piece are decoded piece by piece, by both the pushed and pulled paths.
+    monkeypatch.setattr("pil_kmq.decoding.BLOCK_PIXELS", 5000)
+    monkeypatch.setattr("pil_kmq.codec.BLOCK_PIXELS", 5000)
+    monkeypatch.setattr("pil_kmq.stream.BLOCK_PIXELS", 5000)
+    with Image.open(io.BytesIO(photo_near)) as image:
+        assert np.array_equal(np.asarray(image), expected)
+    with stream.open_kmq(io.BytesIO(photo_near)) as reader:
+        assert np.array_equal(reader.read_rows(0, header.height), expected)
+
+
+def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
+    """Text repeats far apart, which zstd finds and the near model does not: compression='near'
+    must never make a drawing larger than 'zstd' does."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # two colours: stored exactly
+    for line in range(20):
+        draw.text((5, 5 + 14 * line), "the quick brown fox jumps over the lazy dog 0123456789", fill="black")
+    sizes = {}
+    for compression in ("zstd", "near"):
+        out = io.BytesIO()
+        image.save(out, "KMQ", k=16, compression=compression)
+        sizes[compression] = len(out.getvalue())
+        with Image.open(out) as back:
+            assert back.tobytes() == image.tobytes()
+    assert sizes["near"] <= sizes["zstd"]
+
+
+def test_more_than_256_entries_fall_back_to_runs() -> None:
+    rng = np.random.default_rng(0)
+    indices = rng.integers(0, 300, (20, 30)).astype(np.uint16)
+    indices[:, 1::2] = indices[:, ::2]
+    codebook = rng.integers(0, 256, (300, 3), dtype=np.uint8)
+    data = encode_kmq(indices, codebook, compression="near")
+    assert StripMethod.NEAR_RANS not in strip_methods(data)
+    assert np.array_equal(decode_kmq(data)[1].indices, indices)
+
+
+def _with_strip(data: bytes, payload: bytes) -> bytes:
+    """A one-strip file with its strip's payload replaced, lengths and checksums mended."""
+    header, _ = decode_kmq(data)
+    start = header.codebook_offset + header.k * header.channels
+    strip = bytes([StripMethod.NEAR_RANS]) + payload
+    body = bytearray(data[:start]) + data[start : start + 4] + len(strip).to_bytes(8, "big") + crc32(strip).to_bytes(4, "big") + strip
+    body[32:40] = (len(body) - start).to_bytes(8, "big")
+    body[40:44] = crc32(bytes(body[:40])).to_bytes(4, "big")
+    return bytes(body) + pack_crc(crc32(bytes(body)))
+
+
+@pytest.fixture(scope="module")
+def small_near() -> tuple[bytes, bytes]:
+    """Vector P's file and its near payload."""
+    from test_spec_vectors import VECTORS
+
+    data = VECTORS["P"][1]
+    return data, data[-73:-4]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda p: p[:30], "model cut short|not a 4-byte state"),
+        (lambda p: bytes([25]) + p[1:], "25 tokens, at most 24"),
+        (lambda p: p[:5] + b"\x02\xff\xff" + p[8:], "more than 2 bytes"),
+        (lambda p: p[:-4] + (0xFFFF).to_bytes(4, "big"), "initial state 65535 is below 65536"),
+        (lambda p: p + b"\x00", "not a 4-byte state and 2-byte words"),
+        (lambda p: p + b"\x12\x34", "words follow the last pixel"),
+        (lambda p: p[:-4] + (0x00735260).to_bytes(4, "big"), "ends in state|rank past|context the model has no"),
+        (lambda p: p[:55] + b"\x00" + p[63:], "falls in a context the model has no frequencies for"),
+    ],
+)
+def test_a_broken_near_strip_is_refused_for_its_rule(small_near: tuple[bytes, bytes], change: object, rule: str) -> None:
+    data, payload = small_near
+    assert payload[55:63] == bytes.fromhex("049a13b30600b306")  # context 45's table
+    broken = _with_strip(data, change(payload))  # type: ignore[operator]
+    with pytest.raises(KmqError, match=rule):
+        decode_kmq(broken)
+    with Image.open(io.BytesIO(broken)) as image, pytest.raises(OSError, match=rule):
+        image.load()
+
+
+def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
+    from pil_kmq.decoding import StripDecoder
+
+    palette = near.Palette(np.zeros((2, 3), np.uint8))
+    with pytest.raises(KmqError, match="near_rans needs k <= 256, not 300"):
+        StripDecoder(4, 0, 4, 300, 9, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
+    with pytest.raises(KmqError, match="over 4,194,304"):
+        StripDecoder((1 << 22) + 1, 0, (1 << 22) + 1, 2, 1, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
