@@ -164,6 +164,7 @@ def measure(name: str, image: Image.Image, k: int, seeds: dict[str, dict[str, fl
 
     pixels = np.asarray(image)
     kmq = _saved(lambda fp: image.save(fp, "KMQ", k=k))
+    near = _saved(lambda fp: image.save(fp, "KMQ", k=k, compression="near"))  # the same pixels
     kmq_seconds = best_time(lambda: image.save(io.BytesIO(), "KMQ", k=k), repeat)
     median_cut = best_time(lambda: image.quantize(k, method=Image.Quantize.MEDIANCUT).save(io.BytesIO(), "PNG"), repeat)
     liq = best_time(lambda: imagequant.quantize_pil_image(image, dithering_level=0.0, max_colors=k).save(io.BytesIO(), "PNG"), repeat)
@@ -181,6 +182,7 @@ def measure(name: str, image: Image.Image, k: int, seeds: dict[str, dict[str, fl
         SEED_CACHE.write_text(json.dumps(seeds, indent=1, sort_keys=True))
     load_kmq = best_time(lambda: Image.open(io.BytesIO(kmq)).load(), max(repeat, 5))
     load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 5))
+    load_near = best_time(lambda: Image.open(io.BytesIO(near)).load(), max(repeat, 5))
     kmq_mse, seed_mse = mse(pixels, np.asarray(decoded)), seeds[key]["mse"]
     return {
         "mse_ratio": 1.0 if kmq_mse == seed_mse == 0 else kmq_mse / max(seed_mse, 1e-9),  # both exact: 1
@@ -189,20 +191,26 @@ def measure(name: str, image: Image.Image, k: int, seeds: dict[str, dict[str, fl
         "bytes_vs_png8": len(kmq) / len(png8),
         "bytes_vs_webp": len(kmq) / len(webp),
         "load_vs_png8": load_kmq / load_png,
+        "near_vs_png8": len(near) / len(png8),
+        "near_vs_webp": len(near) / len(webp),
+        "near_load_vs_png8": load_near / load_png,
         "stored_k": header.k,
     }
 
 
-COLUMNS = ("mse_ratio", "save_vs_median_cut", "save_vs_libimagequant", "bytes_vs_png8", "bytes_vs_webp", "load_vs_png8")
-TITLES = ("MSE ÷ seed", "save ÷ median cut + PNG", "save ÷ libimagequant + PNG", "bytes ÷ PNG-8", "bytes ÷ WebP-LL", "load ÷ PNG-8")
+COLUMNS = ("mse_ratio", "save_vs_median_cut", "save_vs_libimagequant", "bytes_vs_png8", "bytes_vs_webp", "load_vs_png8", "near_vs_png8", "near_vs_webp", "near_load_vs_png8")
+TITLES = (
+    "MSE ÷ seed", "save ÷ median cut + PNG", "save ÷ libimagequant + PNG", "bytes ÷ PNG-8", "bytes ÷ WebP-LL", "load ÷ PNG-8",
+    "near: bytes ÷ PNG-8", "near: bytes ÷ WebP-LL", "near: load ÷ PNG-8",
+)
 
 
 def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
     """Graphics stored losslessly, k = their number of colours: bytes against WebP lossless
     and PNG-8 (optimize=True; oxipng level 4 too), load time against PNG-8's."""
     print("\nGraphics at their exact colour count (lossless), geometric mean last:\n")
-    print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG | near: ÷ WebP-LL | near: ÷ PNG + oxipng | near: load ÷ PNG |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for name, image in images.items():
         size, row = _exact_row(image, repeat)
@@ -213,12 +221,14 @@ def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
     print(f"| **geometric mean** (worst) | | | | {means} |")
 
 
-def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, float, float, float]]:
-    """KMQ bytes, then its bytes ÷ WebP lossless, ÷ PNG, ÷ PNG + oxipng, and load ÷ PNG's."""
+def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, ...]]:
+    """KMQ bytes, then its bytes ÷ WebP lossless, ÷ PNG, ÷ PNG + oxipng, and load ÷ PNG's;
+    then those of compression="near" (÷ WebP, ÷ PNG + oxipng, load)."""
     import oxipng
 
     colours = len(image.getcolors(1 << 24) or ())
     kmq = _saved(lambda fp: image.save(fp, "KMQ", k=colours))
+    near = _saved(lambda fp: image.save(fp, "KMQ", k=colours, compression="near"))
     webp = _saved(lambda fp: image.save(fp, "WEBP", lossless=True, quality=100, method=6))
     _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
     if colours <= 256:
@@ -231,7 +241,9 @@ def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, float
     squeezed = oxipng.optimize_from_memory(png8, level=4)
     load_kmq = best_time(lambda: Image.open(io.BytesIO(kmq)).load(), max(repeat, 20))
     load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 20))
-    return len(kmq), (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
+    load_near = best_time(lambda: Image.open(io.BytesIO(near)).load(), max(repeat, 20))
+    ours = (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
+    return len(kmq), (*ours, len(near) / len(webp), len(near) / len(squeezed), load_near / load_png)
 
 
 def main() -> None:

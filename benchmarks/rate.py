@@ -1,12 +1,13 @@
 """Rate-distortion: file bytes at equal PSNR against libimagequant (pngquant's library) + oxipng.
 
-Per photo, three curves of (PSNR, bytes):
+Per photo, four curves of (PSNR, bytes):
 - libimagequant, no dithering, K = 4 ... 256, its PNG squeezed by oxipng (level 4): what a
   careful user ships today;
 - KMQ `k=K`, the same K: nearest-entry indices (the default save);
 - KMQ `psnr=P`, P = 26 ... 44 dB: the smallest file pil_kmq finds that reaches P (k and
   rate-optimized indices searched together), with its save time ÷ a plain `k=` save at the k
-  it chose.
+  it chose;
+- the same with `compression="near"` (near_rans strips, spec 7.2).
 
 BD-rate (Bjøntegaard delta rate): the mean difference of log(bytes) between two curves, each
 interpolated as a monotone cubic in PSNR over the PSNR range both cover, as a percentage;
@@ -93,19 +94,22 @@ def bd_rate(test: Curve, anchor: Curve) -> float:
 def measure(name: str, image: Image.Image) -> dict[str, object]:
     liq = libimagequant_curve(image)
     nearest = [kmq_point(image, k=k)[:2] for k in KS]
-    traded, time_ratios = [], []
+    traded, time_ratios, near = [], [], []
     for target in TARGETS:
         quality, size, k, seconds = kmq_point(image, psnr=target)
         seconds = min(seconds, kmq_point(image, psnr=target)[3])  # best of 2, as the plain save below
         traded.append((quality, size))
         plain = min(kmq_point(image, k=k)[3] for _ in range(2))
         time_ratios.append(seconds / plain)
+        near.append(kmq_point(image, psnr=target, compression="near")[:2])
     return {
         "name": name,
         "liq": liq,
         "nearest": nearest,
         "traded": traded,
+        "near": near,
         "traded_vs_liq": bd_rate(traded, liq),
+        "near_vs_liq": bd_rate(near, liq),
         "nearest_vs_liq": bd_rate(nearest, liq),
         "traded_vs_nearest": bd_rate(traded, nearest),
         "psnr_save_vs_plain": geomean(time_ratios),
@@ -121,19 +125,22 @@ def _ratio(percent: Iterable[float]) -> float:
 
 def report(title: str, rows: list[dict[str, object]]) -> None:
     print(f"\n### {title}\n")
-    print("| image | KMQ psnr= vs libimagequant + oxipng | KMQ k= vs libimagequant + oxipng | KMQ psnr= vs KMQ k= | psnr= save ÷ plain save (mean, worst) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| image | KMQ psnr= vs libimagequant + oxipng | KMQ k= vs libimagequant + oxipng | KMQ psnr= vs KMQ k= | psnr= save ÷ plain save (mean, worst) "
+        "| KMQ psnr=, compression=\"near\", vs libimagequant + oxipng |"
+    )
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['name']} | {row['traded_vs_liq']:+.1f} % | {row['nearest_vs_liq']:+.1f} % | {row['traded_vs_nearest']:+.1f} % "
-            f"| {row['psnr_save_vs_plain']:.2f}, {row['psnr_save_worst']:.2f} |"
+            f"| {row['psnr_save_vs_plain']:.2f}, {row['psnr_save_worst']:.2f} | {row['near_vs_liq']:+.1f} % |"
         )
-    columns = ("traded_vs_liq", "nearest_vs_liq", "traded_vs_nearest")
+    columns = ("traded_vs_liq", "nearest_vs_liq", "traded_vs_nearest", "near_vs_liq")
     means = [_ratio(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
     worst = [max(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
     times = geomean(row["psnr_save_vs_plain"] for row in rows)
-    print(f"| **geometric mean** | **{means[0]:+.1f} %** | **{means[1]:+.1f} %** | **{means[2]:+.1f} %** | **{times:.2f}** |")
-    print(f"| worst image | {worst[0]:+.1f} % | {worst[1]:+.1f} % | {worst[2]:+.1f} % | {max(row['psnr_save_worst'] for row in rows):.2f} |")
+    print(f"| **geometric mean** | **{means[0]:+.1f} %** | **{means[1]:+.1f} %** | **{means[2]:+.1f} %** | **{times:.2f}** | **{means[3]:+.1f} %** |")
+    print(f"| worst image | {worst[0]:+.1f} % | {worst[1]:+.1f} % | {worst[2]:+.1f} % | {max(row['psnr_save_worst'] for row in rows):.2f} | {worst[3]:+.1f} % |")
 
 
 def mean_curve(rows: list[dict[str, object]], key: str, grid: np.ndarray) -> np.ndarray:
@@ -162,6 +169,7 @@ def plot(sets: dict[str, list[dict[str, object]]], path: Path) -> None:
             ("liq", "libimagequant + oxipng (PNG-8)", "C0--"),
             ("nearest", "KMQ k= (nearest entries)", "C1:"),
             ("traded", "KMQ psnr= (rate-optimized)", "C2-"),
+            ("near", "KMQ psnr=, compression=\"near\"", "C3-"),
         ):
             axis.plot(grid, mean_curve(rows, key, grid), style, label=label)
         axis.set_title(f"{title}: {len(rows)} photos")

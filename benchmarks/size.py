@@ -1,7 +1,7 @@
 """File size and decode speed: KMQ against PNG-8 and WebP lossless holding the very same pixels.
 
-For each Kodak image and K: save KMQ (default options, and each --compression for
-comparison), decode it, then write those decoded pixels as PNG-8 (Pillow, optimize=True;
+For each Kodak image and K: save KMQ (default options, and each other compression for
+comparison: "near" holds the same pixels in near_rans strips), decode it, then write those decoded pixels as PNG-8 (Pillow, optimize=True;
 the decoded image has at most K colours, so quantize(K) of it is exact) and as WebP
 lossless (lossless=True, method=6). Decode time: Image.open(kmq).load() against
 Image.open(png8).convert("RGB"), alternated, best of --repeat.
@@ -21,7 +21,7 @@ from PIL import Image
 import pil_kmq  # noqa: F401  (registers KMQ)
 
 KS = (16, 64, 256)
-METHODS = ("zstd", "zlib", "none")
+METHODS = ("zstd", "zlib", "none", "near")
 
 
 def encode(image: Image.Image, k: int, compression: str) -> bytes:
@@ -65,8 +65,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows: dict[str, list[float]] = {}
-    print("| image | K | KMQ bytes | PNG-8 bytes | WebP-LL bytes | KMQ/PNG-8 | KMQ/WebP | zlib/PNG-8 | none/PNG-8 | KMQ load ms | PNG-8 load ms | load ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| image | K | KMQ bytes | PNG-8 bytes | WebP-LL bytes | KMQ/PNG-8 | KMQ/WebP | zlib/PNG-8 | none/PNG-8 | KMQ load ms | PNG-8 load ms | load ratio "
+        "| near bytes | near/PNG-8 | near/WebP | near load ms | near load ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, image in kodak_images():
         for k in KS:
             files = {method: encode(image, k, method) for method in METHODS}
@@ -74,12 +77,16 @@ def main() -> None:
                 decoded.load()
                 png8, webp = anchors(decoded)
             ours, theirs = decode_times(files["zstd"], png8, args.repeat)
+            near, png_again = decode_times(files["near"], png8, args.repeat)
             figures = {
                 "png": len(files["zstd"]) / len(png8),
                 "webp": len(files["zstd"]) / len(webp),
                 "zlib": len(files["zlib"]) / len(png8),
                 "none": len(files["none"]) / len(png8),
                 "load": ours / theirs,
+                "near_png": len(files["near"]) / len(png8),
+                "near_webp": len(files["near"]) / len(webp),
+                "near_load": near / png_again,
             }
             for key, value in figures.items():
                 rows.setdefault(f"{key}/{k}", []).append(value)
@@ -87,18 +94,25 @@ def main() -> None:
             print(
                 f"| {name} | {k} | {len(files['zstd']):,} | {len(png8):,} | {len(webp):,} | {figures['png']:.3f} | "
                 f"{figures['webp']:.3f} | {figures['zlib']:.3f} | {figures['none']:.3f} | {ours * 1000:.2f} | "
-                f"{theirs * 1000:.2f} | {figures['load']:.2f} |",
+                f"{theirs * 1000:.2f} | {figures['load']:.2f} | {len(files['near']):,} | {figures['near_png']:.3f} | {figures['near_webp']:.3f} | "
+                f"{near * 1000:.2f} | {figures['near_load']:.2f} |",
                 flush=True,
             )
     print()
-    print("| K | KMQ/PNG-8 geo (max) | KMQ/WebP-LL geo (max) | zlib strips/PNG-8 geo | uncoded/PNG-8 geo | load time ratio geo |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| K | KMQ/PNG-8 geo (max) | KMQ/WebP-LL geo (max) | zlib strips/PNG-8 geo | uncoded/PNG-8 geo | load time ratio geo "
+        "| near/PNG-8 geo (max) | near/WebP-LL geo (max) | near load ratio geo |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in (*KS, "all"):
         def cell(key: str) -> str:
             values = rows[f"{key}/{k}"]
             return f"{geomean(values):.3f} ({max(values):.3f})"
         label = "**all**" if k == "all" else str(k)
-        print(f"| {label} | {cell('png')} | {cell('webp')} | {geomean(rows[f'zlib/{k}']):.3f} | {geomean(rows[f'none/{k}']):.3f} | {geomean(rows[f'load/{k}']):.2f} |")
+        print(
+            f"| {label} | {cell('png')} | {cell('webp')} | {geomean(rows[f'zlib/{k}']):.3f} | {geomean(rows[f'none/{k}']):.3f} | {geomean(rows[f'load/{k}']):.2f} "
+            f"| {cell('near_png')} | {cell('near_webp')} | {geomean(rows[f'near_load/{k}']):.2f} |"
+        )
 
 
 if __name__ == "__main__":

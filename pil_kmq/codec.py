@@ -29,6 +29,7 @@ from .decoding import (
     StripDecoder,
     decode_whole,
     index_dtype,
+    job_weight,
 )
 from .format import (
     CRC_SIZE,
@@ -336,6 +337,7 @@ class IndexStreamDecoder:
             pixels, length = rows * header.width, int(table.lengths[number])
             if pixels > BLOCK_PIXELS or length > self._available():
                 break
+            pixels *= job_weight(self._pending[self._at]) if length else 1
             if job and job_pixels + pixels > JOB_PIXELS:
                 jobs.append(job)
                 job, job_pixels = [], 0

@@ -35,6 +35,7 @@ BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few 
 # cost little each, few enough that a photo's strips (2**18 pixels from our writer) spread
 # over both workers.
 JOB_PIXELS = 1 << 19
+NEAR_JOB_WEIGHT = 4
 READ_SIZE = 1 << 20  # compressed bytes read from a file, or handed to a decompressor, at a time
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
@@ -46,6 +47,12 @@ _SLICE = 512
 RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
 _ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD, StripMethod.NEAR_RANS)  # no flags_length follows these
 _U64 = struct.Struct(">Q")
+
+
+def job_weight(method: int) -> int:
+    """How many pixels of a job a strip's pixel counts for: a near_rans pixel takes several
+    times a run's decoding time, so a photo's near strips go to both workers."""
+    return NEAR_JOB_WEIGHT if method == StripMethod.NEAR_RANS else 1
 
 
 def stream_bound(size: int) -> int:

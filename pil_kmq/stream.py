@@ -55,6 +55,7 @@ from .decoding import (
     READ_SIZE,
     StripDecoder,
     index_dtype,
+    job_weight,
 )
 from .format import (
     HEADER_SIZE,
@@ -424,11 +425,15 @@ class KmqReader:
                 while position < len(strips):
                     number, offset, length, crc = strips[position]
                     rows = min(strip_height, header.height - number * strip_height)
-                    if rows * width > BLOCK_PIXELS or (job and pixels + rows * width > JOB_PIXELS):
+                    if rows * width > BLOCK_PIXELS:
+                        break
+                    method = self._read_at(header.index_stream_offset + offset, 1)[0] if length else 0
+                    weighted = rows * width * job_weight(method)
+                    if job and pixels + weighted > JOB_PIXELS:
                         break
                     data = self._read_at(header.index_stream_offset + offset, length)
                     job.append((number, data, number * strip_height, rows, crc))
-                    pixels += rows * width
+                    pixels += weighted
                     position += 1
                 if not job:
                     break
