@@ -302,7 +302,7 @@ def _near_payload(payload: bytes, rng: random.Random) -> bytes:
     elif choice == 5:
         words = b"\xff" * len(words)
     elif choice == 6:
-        head = bytes([24] + [0xAA, 0x01] * 24) * 48  # every context used, odd frequencies
+        head = bytes([24] + [0xAA, 0x01] * 23 + [0xBA, 0x01]) * 48  # every context used: 23 x 170 + 186 = 4096
     else:
         return payload[: rng.randrange(len(payload) + 1)]
     return head + state + words

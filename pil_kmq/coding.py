@@ -83,11 +83,16 @@ def _few_literals(flags: np.ndarray) -> bool:
     return (flags.size - int(np.count_nonzero(flags))) * ROWS_TRY_FRACTION <= flags.size
 
 
-def writer_strip_height(first: np.ndarray, width: int, height: int) -> int:
+def writer_strip_height(first: np.ndarray, width: int, height: int, method: StripMethod | None = None) -> int:
     """The writer's strip height, from the indices of its first strip of STRIP_PIXELS (so a
     streaming writer decides as an in-memory one does): a drawing gets strips of up to
-    DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only within a strip."""
-    return strip_height_for(width, height, DRAWING_STRIP_PIXELS if looks_drawn(first) else STRIP_PIXELS)
+    DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only within a strip. With
+    NEAR_RANS no strip is over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that
+    every strip may be stored near_rans."""
+    strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if looks_drawn(first) else STRIP_PIXELS)
+    if method == StripMethod.NEAR_RANS and width <= NEAR_MAX_PIXELS:
+        strip_height = min(strip_height, NEAR_MAX_PIXELS // width)
+    return strip_height
 
 
 def strip_count(height: int, strip_height: int) -> int:
@@ -262,7 +267,7 @@ def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod)
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
     """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings) or where
-    NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: one row that wide)."""
+    NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
         return _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD)
     if palette is None:
@@ -319,7 +324,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
     codebook's `palette`)."""
     height, width = indices.shape
-    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height)
+    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, method)
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette) for top in range(0, height, strip_height)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))

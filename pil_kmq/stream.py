@@ -221,7 +221,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     the header, which precede them, need their lengths."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height)
+    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, method)
     lengths, crcs = [], []
     minor = 0
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None

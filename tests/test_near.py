@@ -239,6 +239,16 @@ def test_a_broken_near_strip_is_refused_for_its_rule(small_near: tuple[bytes, by
         image.load()
 
 
+def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> None:
+    """strip_height_for rounds rows up: 5000 x 1677 would give strips of 4,195,000 pixels,
+    which could then never be stored near_rans."""
+    from pil_kmq.coding import writer_strip_height
+
+    drawn = np.zeros((40, 5000), dtype=np.uint8)
+    assert writer_strip_height(drawn, 5000, 1677) * 5000 > 1 << 22
+    assert writer_strip_height(drawn, 5000, 1677, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
+
+
 def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
     from pil_kmq.decoding import StripDecoder
 
