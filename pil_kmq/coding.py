@@ -246,7 +246,7 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
-        coded = _zstd_or_runs(indices, bits_per_index, method)
+        coded = _zstd_or_runs(indices, bits_per_index, method, _run_flags(indices))
     else:
         coded = None
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
@@ -255,9 +255,9 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
-    """A runs strip, or with zstd a ROWS_ZSTD one where a trial finds rows smaller."""
-    flags = _run_flags(indices)
+def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
+    """A runs strip (`flags`: the indices' run flags), or with zstd a ROWS_ZSTD one where a
+    trial finds rows smaller."""
     streams = np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
     rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
     if rows is not None and _rows_look_smaller(rows, streams):
@@ -268,14 +268,15 @@ def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod)
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
     """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings) or where
     NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
+    flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
-        return _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD)
+        return _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
     near = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
-    if not looks_drawn(indices):
+    if not _few_literals(flags):  # a photo
         return near
-    other = _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD)
+    other = _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     return near if len(near) <= len(other) else other
 
 

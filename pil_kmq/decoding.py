@@ -495,15 +495,20 @@ class StripDecoder:
         self._near_bytes = Segment(self.length - 1, read_at, 1)
 
     def _near_piece(self, count: int) -> np.ndarray | None:
-        """The next `count` indices, once the whole payload has arrived."""
+        """The next `count` indices (or their table values) in the next piece's place, once the
+        whole payload has arrived. Without a table they are decoded straight into it."""
         assert self._near_bytes is not None and self._palette is not None
         if self._near is None:
             if not self._near_bytes.complete:
                 return None
             self._near = NearStrip(self._near_bytes.take(self._near_bytes.length), self._palette, self.width, self.k, self.what)
+        if self._table is None and (self._out is not None or self._scratch is not None):
+            found = self._piece(count)
+            self._near.decode(found)
+            return found
         found = np.empty(count, dtype=np.uint8)
         self._near.decode(found)
-        return found
+        return self._placed(found)
 
     # -- pieces out
 
@@ -534,7 +539,7 @@ class StripDecoder:
             elif self._packed is not None:
                 found = self._placed(self._rows_piece(start, count))
             elif self._near_bytes is not None:
-                found = self._placed(self._near_piece(count))
+                found = self._near_piece(count)
             else:
                 found = self._runs_piece(count)
             if found is None:
