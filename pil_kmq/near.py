@@ -69,12 +69,22 @@ def palette_tables(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     for channel in range(channels):
         step = colours[:, None, channel] - colours[None, :, channel]
         distance += step * step
-    levels = np.searchsorted(np.array(ACTIVITY_LEVELS), distance, side="left").astype(np.uint8)
-    keys = np.sort(distance * MAX_K + np.arange(k, dtype=np.int32), axis=1)  # unique (< 2**31): ties go to the lower index
-    order = (keys & (MAX_K - 1)).astype(np.uint8)
+    levels = (distance > ACTIVITY_LEVELS[0]).view(np.uint8) + (distance > ACTIVITY_LEVELS[1]).view(np.uint8)
+    distance *= MAX_K
+    distance += np.arange(k, dtype=np.int32)  # unique keys (< 2**31): ties go to the lower index
+    distance.sort(axis=1)
+    order = (distance & (MAX_K - 1)).astype(np.uint8)
     position = np.empty_like(order)
-    position[np.arange(k)[:, None], order] = np.arange(k, dtype=np.uint8)
+    _invert(order, position)
     return colours, levels, order, position
+
+
+@njit(cache=True, nogil=True)
+def _invert(order: np.ndarray, position: np.ndarray) -> None:
+    """position[p, order[p, r]] = r: a tenth of the time numpy's fancy indexing takes."""
+    for p in range(order.shape[0]):
+        for r in range(order.shape[1]):
+            position[p, order[p, r]] = r
 
 
 # --- the model shared by both directions ---------------------------------------------------
@@ -127,19 +137,16 @@ def _anchor(colours: np.ndarray, left: int, above: int, above_left: int, above_r
 
 @njit(cache=True, nogil=True, inline="always")
 def _candidates(left: int, above: int, above_left: int, above_right: int, found: np.ndarray) -> int:
-    """The distinct values of left, above, above-right, above-left in that order, into found."""
+    """The distinct values of left, above, above-right, above-left in that order, into found
+    (entries past the count are left over). No branches: whether a neighbour repeats an
+    earlier one is as likely as not in a photo, and a mispredicted branch costs more."""
     found[0] = left
-    count = 1
-    if above != left:
-        found[count] = above
-        count += 1
-    if above_right != left and above_right != above:
-        found[count] = above_right
-        count += 1
-    if above_left != left and above_left != above and above_left != above_right:
-        found[count] = above_left
-        count += 1
-    return count
+    found[1] = above
+    count = 1 + (above != left)
+    found[count] = above_right
+    count += (above_right != left) & (above_right != above)
+    found[count] = above_left
+    return count + ((above_left != left) & (above_left != above) & (above_left != above_right))
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -256,40 +263,72 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def parse_model(data: bytes | memoryview, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(frequency, start, slot -> token table, bytes used) of the model a payload starts with.
-    A context with no tokens is unused; any other must sum to PROB_SCALE."""
-    frequency = np.zeros((CONTEXTS, TOKENS), dtype=np.int64)
+# what _read_model reports: (status, context, detail)
+_MODEL_OK, _MODEL_CUT, _MODEL_TOKENS, _MODEL_VARINT, _MODEL_SUM = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True)
+def _read_model(data: np.ndarray, frequency: np.ndarray) -> tuple[int, int, int]:
+    """The model's frequencies into frequency (zeros): (status, context, bytes used or the
+    broken context's token count or sum). Compiled: a Python loop over its bytes took as long
+    as decoding a third of a small strip, with the GIL held."""
     at = 0
     for context in range(CONTEXTS):
-        if at >= len(data):
-            raise KmqError(f"{what}: model cut short")
-        used = data[at]
+        if at >= data.size:
+            return _MODEL_CUT, context, 0
+        used = int(data[at])
         at += 1
         if used > TOKENS:
-            raise KmqError(f"{what}: context {context} has {used} tokens, at most {TOKENS}")
+            return _MODEL_TOKENS, context, used
+        total = 0
         for token in range(used):
-            if at >= len(data):
-                raise KmqError(f"{what}: model cut short")
-            value = data[at] & 0x7F
+            if at >= data.size:
+                return _MODEL_CUT, context, 0
+            value = int(data[at]) & 0x7F
             if data[at] & 0x80:
-                if at + 1 >= len(data):
-                    raise KmqError(f"{what}: model cut short")
+                if at + 1 >= data.size:
+                    return _MODEL_CUT, context, 0
                 if data[at + 1] & 0x80:
-                    raise KmqError(f"{what}: a frequency of context {context} takes more than 2 bytes")
-                value |= data[at + 1] << 7
+                    return _MODEL_VARINT, context, 0
+                value |= int(data[at + 1]) << 7
                 at += 1
             at += 1
             frequency[context, token] = value
-        total = int(frequency[context].sum())
+            total += value
         if used and total != PROB_SCALE:
-            raise KmqError(f"{what}: frequencies of context {context} sum to {total}, not {PROB_SCALE}")
+            return _MODEL_SUM, context, total
+    return _MODEL_OK, 0, at
+
+
+@njit(cache=True, nogil=True)
+def _fill_slots(frequency: np.ndarray, slots: np.ndarray) -> None:
+    """slots[context, s] = the token whose frequency interval holds s (zeros where unused)."""
+    for context in range(CONTEXTS):
+        at = 0
+        for token in range(TOKENS):
+            for _ in range(frequency[context, token]):
+                slots[context, at] = token
+                at += 1
+
+
+def parse_model(data: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(frequency, start, slot -> token table, bytes used) of the model a payload (uint8)
+    starts with. A context with no tokens is unused; any other must sum to PROB_SCALE."""
+    frequency = np.zeros((CONTEXTS, TOKENS), dtype=np.int64)
+    status, context, detail = _read_model(data, frequency)
+    if status == _MODEL_CUT:
+        raise KmqError(f"{what}: model cut short")
+    if status == _MODEL_TOKENS:
+        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {TOKENS}")
+    if status == _MODEL_VARINT:
+        raise KmqError(f"{what}: a frequency of context {context} takes more than 2 bytes")
+    if status == _MODEL_SUM:
+        raise KmqError(f"{what}: frequencies of context {context} sum to {detail}, not {PROB_SCALE}")
     start = np.zeros_like(frequency)
     np.cumsum(frequency[:, :-1], axis=1, out=start[:, 1:])
     slots = np.zeros((CONTEXTS, PROB_SCALE), dtype=np.uint8)
-    for used_context in np.flatnonzero(frequency.any(axis=1)):
-        slots[used_context] = np.repeat(np.arange(TOKENS, dtype=np.uint8), frequency[used_context])
-    return frequency, start, slots, at
+    _fill_slots(frequency, slots)
+    return frequency, start, slots, detail
 
 
 @njit(cache=True, nogil=True)
@@ -299,60 +338,70 @@ def _decode(
     rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """`count` pixels from (y, x) of the strip into out (and rows, the last two rows):
-    returns (cursor, state, status, pixels done)."""
+    returns (cursor, state, status, pixels done). Along a row the neighbours slide one
+    column (the values _neighbours gives): each pixel reads only its above-right."""
     width = rows.shape[1]
     found = np.zeros(4, dtype=np.int64)
     ranks = np.zeros(4, dtype=np.int64)
-    for done in range(count):
+    done = 0
+    while done < count:
+        now = y & 1
+        end = min(width, x + count - done)
         left, above, above_left, above_right = _neighbours(rows, y, x, width)
-        context = _context(levels, left, above, above_left, above_right)
-        slot = state & (PROB_SCALE - 1)
-        token = int(slots[context, slot])
-        f = int(frequency[context, token])
-        if f == 0:  # only an unused context's slots lead to a token of frequency 0
-            return cursor, state, _NO_CONTEXT, done
-        state = f * (state >> PROB_BITS) + slot - int(start[context, token])
-        if state < STATE_LOW:
-            if cursor >= words.size:
-                return cursor, state, _NO_WORDS, done
-            state = (state << 16) | int(words[cursor])
-            cursor += 1
-        if token < DIRECT_SYMBOLS:
-            symbol = token
-        else:
-            bits = _extra_bits(token)
-            octave = bits + 1
-            symbol = (1 << octave) | (((token - DIRECT_SYMBOLS) & 1) << bits) | (state & ((1 << bits) - 1))
-            state >>= bits
+        for column in range(x, end):
+            if y == 0:
+                above = above_left = above_right = left
+            else:
+                above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
+            context = _context(levels, left, above, above_left, above_right)
+            slot = state & (PROB_SCALE - 1)
+            token = int(slots[context, slot])
+            f = int(frequency[context, token])
+            if f == 0:  # only an unused context's slots lead to a token of frequency 0
+                return cursor, state, _NO_CONTEXT, done
+            state = f * (state >> PROB_BITS) + slot - int(start[context, token])
             if state < STATE_LOW:
                 if cursor >= words.size:
                     return cursor, state, _NO_WORDS, done
                 state = (state << 16) | int(words[cursor])
                 cursor += 1
-        count_found = 1 if symbol == 0 else _candidates(left, above, above_left, above_right, found)
-        if symbol == 0:
-            value = left
-        elif symbol < count_found:
-            value = int(found[symbol])
-        else:
-            anchor = _anchor(colours, left, above, above_left, above_right)
-            for j in range(4):
-                ranks[j] = position[anchor, found[j]] if j < count_found else MAX_K
-            # rank counts the entries that are not candidates: the smallest r with
-            # r - (candidates ranked at or before r) = symbol - count_found.
-            wanted = symbol - count_found
-            rank = wanted
-            while True:
-                moved = wanted + (ranks[0] <= rank) + (ranks[1] <= rank) + (ranks[2] <= rank) + (ranks[3] <= rank)
-                if moved == rank:
-                    break
-                rank = moved
-            if rank >= k:
-                return cursor, state, _BAD_RANK, done
-            value = int(order[anchor, rank])
-        rows[y & 1, x] = value
-        out[done] = value
-        x += 1
+            if token == 0:
+                value = left
+            else:
+                symbol = token
+                if token >= DIRECT_SYMBOLS:
+                    bits = _extra_bits(token)
+                    symbol = (1 << (bits + 1)) | (((token - DIRECT_SYMBOLS) & 1) << bits) | (state & ((1 << bits) - 1))
+                    state >>= bits
+                    if state < STATE_LOW:
+                        if cursor >= words.size:
+                            return cursor, state, _NO_WORDS, done
+                        state = (state << 16) | int(words[cursor])
+                        cursor += 1
+                count_found = _candidates(left, above, above_left, above_right, found)
+                if symbol < count_found:
+                    value = int(found[symbol])
+                else:
+                    anchor = _anchor(colours, left, above, above_left, above_right)
+                    for j in range(4):
+                        ranks[j] = position[anchor, found[j]] if j < count_found else MAX_K
+                    # rank counts the entries that are not candidates: the smallest r with
+                    # r - (candidates ranked at or before r) = symbol - count_found.
+                    wanted = symbol - count_found
+                    rank = wanted
+                    while True:
+                        moved = wanted + (ranks[0] <= rank) + (ranks[1] <= rank) + (ranks[2] <= rank) + (ranks[3] <= rank)
+                        if moved == rank:
+                            break
+                        rank = moved
+                    if rank >= k:
+                        return cursor, state, _BAD_RANK, done
+                    value = int(order[anchor, rank])
+            rows[now, column] = value
+            out[done] = value
+            done += 1
+            left, above_left, above = value, above, above_right
+        x = end
         if x == width:
             x, y = 0, y + 1
     return cursor, state, _OK, count
@@ -365,14 +414,15 @@ class NearStrip:
         if k > MAX_K:
             raise KmqError(f"{what}: near_rans needs k <= {MAX_K}, not {k}")
         self.what = what
-        self._frequency, self._start, self._slots, used = parse_model(payload, what)
-        rest = len(payload) - used
+        data = np.frombuffer(payload, dtype=np.uint8)
+        self._frequency, self._start, self._slots, used = parse_model(data, what)
+        rest = len(data) - used
         if rest < 4 or rest % 2:
             raise KmqError(f"{what}: the coded stream of {rest} bytes is not a 4-byte state and 2-byte words")
-        self._state = int.from_bytes(bytes(payload[used : used + 4]), "big")
+        self._state = int.from_bytes(data[used : used + 4].tobytes(), "big")
         if self._state < STATE_LOW:
             raise KmqError(f"{what}: initial state {self._state} is below {STATE_LOW}")
-        self._words = np.frombuffer(bytes(payload[used + 4 :]), dtype=">u2").astype(np.uint16)
+        self._words = data[used + 4 :].view(">u2").astype(np.uint16)
         self._cursor = 0
         self._palette, self._k = palette, k
         self._rows = np.zeros((2, width), dtype=np.uint8)
