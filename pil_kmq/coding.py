@@ -24,6 +24,7 @@ from .decoding import max_strip_length
 from .format import (
     KmqError,
     StripMethod,
+    bits_for_k,
     crc32,
     field_width,
     packing_width,
@@ -48,6 +49,7 @@ ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more on run flags and literals, for 1.
 # Rows stored whole (ROWS_ZSTD) repeat from row to row in drawings, far apart: level 17 finds
 # 6 % more of that than level 15, and 19 another 2 % for twice the save time.
 ROWS_ZSTD_LEVEL = 17
+NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
 PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully cost 1.5x the save
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
@@ -83,16 +85,37 @@ def _few_literals(flags: np.ndarray) -> bool:
     return (flags.size - int(np.count_nonzero(flags))) * ROWS_TRY_FRACTION <= flags.size
 
 
-def writer_strip_height(first: np.ndarray, width: int, height: int, method: StripMethod | None = None) -> int:
+def writer_strip_height(first: np.ndarray, width: int, height: int, method: StripMethod | None = None, palette: Palette | None = None) -> int:
     """The writer's strip height, from the indices of its first strip of STRIP_PIXELS (so a
     streaming writer decides as an in-memory one does): a drawing gets strips of up to
     DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only within a strip. With
-    NEAR_RANS no strip is over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that
-    every strip may be stored near_rans."""
-    strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if looks_drawn(first) else STRIP_PIXELS)
+    NEAR_RANS (and its `palette`) no strip is over NEAR_MAX_PIXELS (strip_height_for rounds
+    rows up), so that every strip may be stored near_rans; and what only looks drawn (a photo
+    at a few colours, which near_rans codes smaller) keeps a photo's strips, which both
+    decoding workers share."""
+    drawn = looks_drawn(first)
+    if drawn and method == StripMethod.NEAR_RANS and palette is not None:
+        drawn = not _near_codes_smaller(first, palette)
+    strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if drawn else STRIP_PIXELS)
     if method == StripMethod.NEAR_RANS and width <= NEAR_MAX_PIXELS:
         strip_height = min(strip_height, NEAR_MAX_PIXELS // width)
     return strip_height
+
+
+def _near_codes_smaller(first: np.ndarray, palette: Palette) -> bool:
+    """Whether near_rans codes this first strip smaller than zstd's trial does (PROBE_LEVEL), in
+    at least NEAR_PHOTO_BYTES: below that a second strip's model would cost more than its
+    decoding time saves (a label map)."""
+    k = len(palette.codebook)
+    if k > MAX_K or first.size > NEAR_MAX_PIXELS:
+        return False
+    near = len(encode_near(first, palette))
+    if near < NEAR_PHOTO_BYTES:
+        return False
+    bits = bits_for_k(k)
+    flags = _run_flags(first)
+    runs = sum(len(_zstd_compress(stream, PROBE_LEVEL)) for stream in (np.packbits(flags).tobytes(), pack_indices(first.ravel()[~flags], field_width(bits))))
+    return near < min(runs, len(_zstd_compress(_packed_rows(first, bits), PROBE_LEVEL)))
 
 
 def strip_count(height: int, strip_height: int) -> int:
@@ -325,7 +348,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
     codebook's `palette`)."""
     height, width = indices.shape
-    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, method)
+    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, method, palette)
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette) for top in range(0, height, strip_height)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))

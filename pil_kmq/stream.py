@@ -221,10 +221,10 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     the header, which precede them, need their lengths."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, method)
+    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
+    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, method, palette)
     lengths, crcs = [], []
     minor = 0
-    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
 
     def code(top: int) -> bytes:
         return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette)

@@ -12,7 +12,7 @@ from conftest import SAMPLES
 from PIL import Image, ImageFile
 
 from pil_kmq import KmqError, decode_kmq, encode_kmq, near, stream
-from pil_kmq.coding import parse_table
+from pil_kmq.coding import looks_drawn, parse_table
 from pil_kmq.format import StripMethod, crc32, pack_crc
 
 
@@ -257,3 +257,26 @@ def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
         StripDecoder(4, 0, 4, 300, 9, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
     with pytest.raises(KmqError, match="over 4,194,304"):
         StripDecoder((1 << 22) + 1, 0, (1 << 22) + 1, 2, 1, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
+
+
+def _strip_count(data: bytes) -> int:
+    header, _ = decode_kmq(data)
+    start = header.codebook_offset + header.k * header.channels
+    return len(parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length).lengths)
+
+
+def test_a_photo_that_only_looks_drawn_keeps_a_photos_strips_with_near() -> None:
+    """At 16 grey levels a smooth noisy field has few literals (it looks drawn) but codes smaller
+    near_rans: it gets the two strips a photo of its size gets, one per decoding worker; a
+    drawing whose rows zstd codes smaller keeps one strip."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:512, 0:768]
+    photo = np.clip(np.rint(7.5 + 7 * np.sin(x / 37.0) * np.cos(y / 23.0) + rng.normal(0, 0.1, x.shape)), 0, 15).astype(np.uint8)
+    codebook = np.repeat(np.linspace(0, 255, 16).astype(np.uint8)[:, None], 3, axis=1)
+    assert looks_drawn(photo[:341])
+    assert _strip_count(encode_kmq(photo, codebook)) == 1
+    near_file = encode_kmq(photo, codebook, compression="near")
+    assert _strip_count(near_file) == 2 and set(strip_methods(near_file)) == {StripMethod.NEAR_RANS}
+    assert np.array_equal(decode_kmq(near_file)[1].indices, photo)
+    bars = np.repeat(np.repeat(rng.integers(0, 16, (16, 24)).astype(np.uint8), 32, axis=0), 32, axis=1)
+    assert _strip_count(encode_kmq(bars, codebook, compression="near")) == 1
