@@ -56,6 +56,18 @@ def best_time(function: Callable[[], object], repeat: int = 3) -> float:
     return min(times)
 
 
+def jxl_lossless(image: Image.Image) -> bytes:
+    """JPEG XL lossless at libjxl's greatest effort (pillow-jxl-plugin, in the bench extra):
+    the smallest lossless anchor a user can pick from Pillow today."""
+    import io
+
+    import pillow_jxl  # noqa: F401  (registers JXL)
+
+    out = io.BytesIO()
+    image.save(out, "JXL", lossless=True, effort=9)
+    return out.getvalue()
+
+
 def geomean(values: Iterable[float]) -> float:
     values = list(values)
     return math.exp(statistics.fmean(math.log(v) for v in values))

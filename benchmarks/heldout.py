@@ -6,7 +6,8 @@ matplotlib); graphics are drawn here by a script (a chart, a text page, a UI scr
 label map, pixel art, a map). Per image and K: MSE ÷ the seed article's scikit-learn
 k-means (cached in cache/heldout_seed.json), save time ÷ (Pillow's median cut + PNG save)
 and ÷ (libimagequant + PNG save), file bytes ÷ PNG-8 (`optimize=True`) and ÷ WebP lossless
-(`method=6`) holding the very same pixels, and load time ÷ PNG-8 open + convert.
+(`method=6`) holding the very same pixels, and load time ÷ PNG-8 open + convert; the same
+for compression="near"; and both files' bytes ÷ JPEG XL lossless (`effort=9`).
 
     pip install '.[bench]'
     python benchmarks/heldout.py            # per-image rows, then per-K and per-kind means
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import seed_method
-from common import CACHE, best_time, geomean, mse
+from common import CACHE, best_time, geomean, jxl_lossless, mse
 from PIL import Image, ImageDraw, ImageFont
 
 import pil_kmq  # registers KMQ; decode_kmq below
@@ -176,6 +177,7 @@ def measure(name: str, image: Image.Image, k: int, seeds: dict[str, dict[str, fl
         paletted.putpalette(codebook.tobytes())
     png8 = _saved(lambda fp: paletted.save(fp, "PNG", optimize=True)) if paletted is not None else b""
     webp = _saved(lambda fp: decoded.save(fp, "WEBP", lossless=True, quality=100, method=6))
+    jxl = jxl_lossless(decoded)
     key = f"{name}/{k}"
     if key not in seeds:
         seeds[key] = {"mse": mse(pixels.reshape(-1, 3), seed_method.seed_method(pixels.reshape(-1, 3), k))}
@@ -194,14 +196,19 @@ def measure(name: str, image: Image.Image, k: int, seeds: dict[str, dict[str, fl
         "near_vs_png8": len(near) / len(png8),
         "near_vs_webp": len(near) / len(webp),
         "near_load_vs_png8": load_near / load_png,
+        "bytes_vs_jxl": len(kmq) / len(jxl),
+        "near_vs_jxl": len(near) / len(jxl),
         "stored_k": header.k,
     }
 
 
-COLUMNS = ("mse_ratio", "save_vs_median_cut", "save_vs_libimagequant", "bytes_vs_png8", "bytes_vs_webp", "load_vs_png8", "near_vs_png8", "near_vs_webp", "near_load_vs_png8")
+COLUMNS = (
+    "mse_ratio", "save_vs_median_cut", "save_vs_libimagequant", "bytes_vs_png8", "bytes_vs_webp", "load_vs_png8", "near_vs_png8", "near_vs_webp", "near_load_vs_png8",
+    "bytes_vs_jxl", "near_vs_jxl",
+)
 TITLES = (
     "MSE ÷ seed", "save ÷ median cut + PNG", "save ÷ libimagequant + PNG", "bytes ÷ PNG-8", "bytes ÷ WebP-LL", "load ÷ PNG-8",
-    "near: bytes ÷ PNG-8", "near: bytes ÷ WebP-LL", "near: load ÷ PNG-8",
+    "near: bytes ÷ PNG-8", "near: bytes ÷ WebP-LL", "near: load ÷ PNG-8", "bytes ÷ JXL-LL", "near: bytes ÷ JXL-LL",
 )
 
 
@@ -209,8 +216,8 @@ def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
     """Graphics stored losslessly, k = their number of colours: bytes against WebP lossless
     and PNG-8 (optimize=True; oxipng level 4 too), load time against PNG-8's."""
     print("\nGraphics at their exact colour count (lossless), geometric mean last:\n")
-    print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG | near: ÷ WebP-LL | near: ÷ PNG + oxipng | near: load ÷ PNG |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| image | size | colours | KMQ bytes | ÷ WebP-LL | ÷ PNG-8 (PNG-24 above 256 colours) | ÷ the same + oxipng | load ÷ that PNG | near: ÷ WebP-LL | near: ÷ PNG + oxipng | near: load ÷ PNG | ÷ JXL-LL | near: ÷ JXL-LL |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for name, image in images.items():
         size, row = _exact_row(image, repeat)
@@ -223,13 +230,14 @@ def exact_rows(images: dict[str, Image.Image], repeat: int) -> None:
 
 def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, ...]]:
     """KMQ bytes, then its bytes ÷ WebP lossless, ÷ PNG, ÷ PNG + oxipng, and load ÷ PNG's;
-    then those of compression="near" (÷ WebP, ÷ PNG + oxipng, load)."""
+    then those of compression="near" (÷ WebP, ÷ PNG + oxipng, load); then both ÷ JPEG XL lossless."""
     import oxipng
 
     colours = len(image.getcolors(1 << 24) or ())
     kmq = _saved(lambda fp: image.save(fp, "KMQ", k=colours))
     near = _saved(lambda fp: image.save(fp, "KMQ", k=colours, compression="near"))
     webp = _saved(lambda fp: image.save(fp, "WEBP", lossless=True, quality=100, method=6))
+    jxl = jxl_lossless(image)
     _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
     if colours <= 256:
         paletted = Image.fromarray(indices.astype(np.uint8), "P")
@@ -243,7 +251,7 @@ def _exact_row(image: Image.Image, repeat: int) -> tuple[int, tuple[float, ...]]
     load_png = best_time(lambda: Image.open(io.BytesIO(png8)).convert("RGB"), max(repeat, 20))
     load_near = best_time(lambda: Image.open(io.BytesIO(near)).load(), max(repeat, 20))
     ours = (len(kmq) / len(webp), len(kmq) / len(png8), len(kmq) / len(squeezed), load_kmq / load_png)
-    return len(kmq), (*ours, len(near) / len(webp), len(near) / len(squeezed), load_near / load_png)
+    return len(kmq), (*ours, len(near) / len(webp), len(near) / len(squeezed), load_near / load_png, len(kmq) / len(jxl), len(near) / len(jxl))
 
 
 def main() -> None:
