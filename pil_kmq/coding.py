@@ -93,19 +93,20 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, method: Stri
     rows up), so that every strip may be stored near_rans; and what only looks drawn (a photo
     at a few colours, which near_rans codes smaller) keeps a photo's strips, which both
     decoding workers share."""
-    drawn = looks_drawn(first)
+    flags = _run_flags(first)
+    drawn = _few_literals(flags)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
-        drawn = not _near_codes_smaller(first, palette)
+        drawn = not _near_codes_smaller(first, flags, palette)
     strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if drawn else STRIP_PIXELS)
     if method == StripMethod.NEAR_RANS and width <= NEAR_MAX_PIXELS:
         strip_height = min(strip_height, NEAR_MAX_PIXELS // width)
     return strip_height
 
 
-def _near_codes_smaller(first: np.ndarray, palette: Palette) -> bool:
-    """Whether near_rans codes this first strip smaller than zstd's quick trial does, in
-    at least NEAR_PHOTO_BYTES: below that a second strip's model would cost more than its
-    decoding time saves (a label map)."""
+def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette) -> bool:
+    """Whether near_rans codes this first strip (`flags`: its run flags) smaller than zstd's
+    quick trials of runs and rows do, in at least NEAR_PHOTO_BYTES: below that a second strip's
+    model would cost more than its decoding time saves (a label map)."""
     k = len(palette.codebook)
     if k > MAX_K or first.size > NEAR_MAX_PIXELS:
         return False
@@ -113,8 +114,7 @@ def _near_codes_smaller(first: np.ndarray, palette: Palette) -> bool:
     if near < NEAR_PHOTO_BYTES:
         return False
     bits = bits_for_k(k)
-    flags = _run_flags(first)
-    runs = sum(_probe_size(stream) for stream in (np.packbits(flags).tobytes(), pack_indices(first.ravel()[~flags], field_width(bits))))
+    runs = sum(_probe_size(stream) for stream in _runs_streams(first, flags, bits))
     return near < min(runs, _probe_size(_packed_rows(first, bits)))
 
 
@@ -281,7 +281,7 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
 def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
     """A runs strip (`flags`: the indices' run flags), or with zstd a ROWS_ZSTD one where a
     trial finds rows smaller."""
-    streams = np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
+    streams = _runs_streams(indices, flags, bits_per_index)
     rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
     if rows is not None and _rows_look_smaller(rows, streams):
         return _coded_rows(rows)
@@ -301,6 +301,11 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
         return near
     other = _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     return near if len(near) <= len(other) else other
+
+
+def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> tuple[bytes, bytes]:
+    """A runs strip's two streams before compression: the packed run flags, then the literals."""
+    return np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index))
 
 
 def _packed_rows(indices: np.ndarray, bits_per_index: int) -> bytes:
@@ -325,7 +330,7 @@ def _probe_size(data: bytes) -> int:
 def _runs_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
     """A runs strip of these indices, whatever rows would give."""
     flags = _run_flags(indices)
-    return _coded_runs(np.packbits(flags).tobytes(), pack_indices(indices.ravel()[~flags], field_width(bits_per_index)), method)
+    return _coded_runs(*_runs_streams(indices, flags, bits_per_index), method)
 
 
 def _rows_strip(indices: np.ndarray, bits_per_index: int) -> bytes:
