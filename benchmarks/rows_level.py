@@ -1,10 +1,14 @@
 """How `rows_zstd` strips are compressed: bytes and time of candidate zstd settings on drawings
 made here for tuning (a bar chart, a code listing, a spreadsheet, a Voronoi label map, a sprite
-sheet, a two-colour block pattern), never on the held-out graphics of heldout.py.
+sheet, a two-colour block pattern, two matplotlib figures), never on the held-out graphics of
+heldout.py.
 
 zstd picks its parameters for a level by the input's size: under 256 KB its table searches
 deeper (level 17 there is btultra, search log 8) than the table for larger inputs (btopt,
-search log 5), which is what a drawing's single strip of a few hundred KB pays for.
+search log 5, matches of 4 bytes and more), which is what a drawing's single strip of a few
+hundred KB paid for. The writer's own parameters (`coding._rows_parameters`: the optimal parser
+over a window that spans the rows, a shallow search, matches from 3 bytes) are compared with
+the levels and with their neighbours.
 
     python benchmarks/rows_level.py
 """
@@ -12,6 +16,8 @@ search log 5), which is what a drawing's single strip of a few hundred KB pays f
 from __future__ import annotations
 
 import time
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 import zstandard
@@ -26,7 +32,8 @@ KS = (16, 64, 256)
 
 def drawings() -> dict[str, Image.Image]:
     rng = np.random.default_rng(7)
-    return {"bars": _bars(rng), "code": _code(rng), "sheet": _sheet(rng), "voronoi": _voronoi(rng), "sprites": _sprites(rng), "blocks": _blocks(rng)}
+    return {"bars": _bars(rng), "code": _code(rng), "sheet": _sheet(rng), "voronoi": _voronoi(rng), "sprites": _sprites(rng), "blocks": _blocks(rng),
+            "plot-hist": _plot_hist(), "scatter-barh": _scatter_barh()}
 
 
 def _bars(rng: np.random.Generator) -> Image.Image:
@@ -87,18 +94,80 @@ def _blocks(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.where(cells, 0, 255).astype(np.uint8)).resize((800, 600), Image.Resampling.NEAREST).convert("RGB")
 
 
-def settings() -> dict[str, zstandard.ZstdCompressionParameters | int]:
-    """Candidates: a level (zstd's table for the input's size) or fixed parameters (the table
-    for large inputs, whatever the size)."""
-    fixed = {f"{level} (large-input table)": zstandard.ZstdCompressionParameters.from_level(level, write_content_size=True) for level in (16, 17)}
-    return {str(level): level for level in (14, 15, 16, 17)} | fixed
+def _figure(draw: Callable[[Any], None], size: tuple[float, float]) -> Image.Image:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=size, dpi=100)
+    draw(figure)
+    figure.canvas.draw()
+    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
+    plt.close(figure)
+    return image
 
 
-def compressed(rows: bytes, setting: zstandard.ZstdCompressionParameters | int) -> tuple[int, float]:
-    """(bytes, best of 3 seconds)."""
-    compressor = zstandard.ZstdCompressor(level=setting, write_content_size=True) if isinstance(setting, int) else zstandard.ZstdCompressor(compression_params=setting)
+def _plot_hist() -> Image.Image:
+    """Antialiased lines, markers, a legend and a histogram: thousands of colours."""
+
+    def draw(figure: Any) -> None:
+        axes = figure.subplots(1, 2)
+        t = np.linspace(0, 6, 150)
+        for s in range(3):
+            axes[0].plot(t, np.cos(t * (1 + s / 4)) + s, marker="o" if s == 0 else None, markersize=3, label=f"run {s}")
+        axes[0].legend()
+        axes[0].grid(True)
+        axes[0].set_xlabel("time")
+        axes[1].hist(np.random.default_rng(11).normal(0, 1, 800), bins=20, color="C3")
+        axes[1].set_title("distribution")
+
+    return _figure(draw, (8.5, 4.8))
+
+
+def _scatter_barh() -> Image.Image:
+    def draw(figure: Any) -> None:
+        rng = np.random.default_rng(5)
+        axes = figure.subplots(2, 1)
+        axes[0].scatter(rng.uniform(0, 1, 150), rng.uniform(0, 1, 150), c=rng.integers(0, 5, 150), cmap="tab10", s=12)
+        axes[0].grid(True)
+        axes[1].barh(range(8), rng.integers(2, 30, 8), color=[f"C{i}" for i in range(8)])
+        axes[1].set_title("by region")
+
+    return _figure(draw, (7, 7))
+
+
+Setting = Callable[[int], zstandard.ZstdCompressionParameters]
+
+
+def settings() -> dict[str, Setting]:
+    """Candidates, each the parameters for rows of a given size: a level (zstd's table for the
+    input's size), the level's table for large inputs whatever the size, the writer's
+    parameters and the same with one of them changed."""
+    candidates: dict[str, Setting] = {str(level): partial(_level, level) for level in (15, 16, 17)}
+    candidates["17 (large-input table)"] = lambda size: zstandard.ZstdCompressionParameters.from_level(17, write_content_size=True)
+    candidates["writer's"] = coding._rows_parameters
+    for name, change in (("search 3", {"search_log": 3}), ("search 5", {"search_log": 5}), ("min match 4", {"min_match": 4}),
+                         ("target 64", {"target_length": 64}), ("btultra", {"strategy": zstandard.STRATEGY_BTULTRA})):
+        candidates[f"writer's, {name}"] = partial(_changed, change)
+    return candidates
+
+
+def _level(level: int, size: int) -> zstandard.ZstdCompressionParameters:
+    return zstandard.ZstdCompressionParameters.from_level(level, source_size=size, write_content_size=True)
+
+
+def _changed(change: dict[str, int], size: int) -> zstandard.ZstdCompressionParameters:
+    fields = ("window_log", "chain_log", "hash_log", "search_log", "min_match", "target_length", "strategy")
+    writer = coding._rows_parameters(size)
+    return zstandard.ZstdCompressionParameters(**({name: getattr(writer, name) for name in fields} | change), write_content_size=True)
+
+
+def compressed(rows: bytes, setting: Setting) -> tuple[int, float]:
+    """(bytes, best of 5 seconds)."""
+    compressor = zstandard.ZstdCompressor(compression_params=setting(len(rows)))
     best, size = np.inf, 0
-    for _ in range(3):
+    for _ in range(5):
         start = time.perf_counter()
         size = len(compressor.compress(rows))
         best = min(best, time.perf_counter() - start)
