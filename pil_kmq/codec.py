@@ -21,6 +21,7 @@ from .coding import (
     parse_table,
     strips_minor,
     table_size,
+    uncoded_is_smaller,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -73,7 +74,10 @@ def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
-    return IndexCoding.STRIPS, list(encode_strips(indices, bits_per_index, method, palette))
+    strips = list(encode_strips(indices, bits_per_index, method, palette))
+    if uncoded_is_smaller(indices.size, bits_per_index, sum(len(part) for part in strips)):
+        return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
+    return IndexCoding.STRIPS, strips
 
 
 def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None = None, extension: bytes = b"", reuse: Quantized | None = None) -> Iterator[bytes]:

@@ -51,11 +51,14 @@ ROWS_SEARCH_LOG = 4
 ROWS_MIN_MATCH = 3
 ROWS_TARGET_LENGTH = 256
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
+# A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
+# smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
+SMALL_STRIP_PIXELS = 1 << 14
 PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully cost 1.5x the save
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
-__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor"]
+__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor", "uncoded_is_smaller"]
 
 
 class StripTable(NamedTuple):
@@ -273,10 +276,29 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
         coded = _zstd_or_runs(indices, bits_per_index, method, _run_flags(indices))
     else:
         coded = None
+    if coded is not None and indices.size <= SMALL_STRIP_PIXELS:
+        coded = min([coded, *_alternatives(indices, bits_per_index, method, StripMethod(coded[0]))], key=len)
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
     if coded is not None and len(coded) < 1 + raw_stream_length(indices.size, 1, bits_per_index):
         return coded
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
+
+
+def _alternatives(indices: np.ndarray, bits_per_index: int, method: StripMethod, made: StripMethod) -> list[bytes]:
+    """The ways to store a small strip that `method` allows, but the one already `made`: zlib's
+    runs (6 bytes of framing a stream, where a zstd frame takes 9 or more) and, with zstd or
+    near, rows and runs whatever the trial said. zlib alone stays zlib, for readers without zstd."""
+    allowed = (StripMethod.RUNS_ZLIB,) if method == StripMethod.RUNS_ZLIB else (StripMethod.RUNS_ZLIB, StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD)
+    wanted = [way for way in allowed if way != made]
+    if StripMethod.ROWS_ZSTD in wanted:
+        wanted.remove(StripMethod.ROWS_ZSTD)
+        others = [_rows_strip(indices, bits_per_index)]
+    else:
+        others = []
+    if wanted:
+        streams = _runs_streams(indices, _run_flags(indices), bits_per_index)
+        others += [_coded_runs(*streams, way) for way in wanted]
+    return others
 
 
 def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
@@ -384,6 +406,12 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
+
+
+def uncoded_is_smaller(pixels: int, bits_per_index: int, strips_length: int) -> bool:
+    """Whether index_coding 0 (the bits packed, no strip table) is no longer than strips of
+    strips_length bytes: a tiny image, or one whose indices do not compress."""
+    return raw_stream_length(pixels, 1, bits_per_index) <= strips_length
 
 
 def strips_minor(strips: Iterable[bytes]) -> int:

@@ -47,6 +47,7 @@ from .coding import (
     strip_height_for,
     strips_minor,
     table_size,
+    uncoded_is_smaller,
     writer_strip_height,
 )
 from .decoding import (
@@ -240,6 +241,8 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
         table = pack_table(StripTable(strip_height, tuple(lengths), tuple(crcs)))
         assert len(table) == table_size(height, strip_height)
         stream_length = len(table) + sum(lengths)
+        if uncoded_is_smaller(width * height, bits, stream_length):
+            return _write_uncoded(fp, rows, lookup, codebook, extension)
         header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), minor)
         crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes(), table)
         spill.seek(0)

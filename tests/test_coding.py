@@ -12,7 +12,7 @@ import zstandard
 from conftest import kmq_bytes
 from PIL import Image
 
-from pil_kmq import KmqError, coding, decode_kmq, encode_kmq
+from pil_kmq import KmqError, coding, compress_image, decode_kmq, encode_kmq, stream
 from pil_kmq.coding import STRIP_PIXELS, Palette, encode_strip, parse_table, strip_height_for
 from pil_kmq.decoding import decode_whole
 from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
@@ -26,9 +26,12 @@ def test_every_method_round_trips_the_pixels(ihc: Image.Image, compression: str,
     with Image.open(io.BytesIO(data)) as coded, Image.open(io.BytesIO(reference)) as raw:
         assert coded.tobytes() == raw.tobytes()
     header, _ = decode_kmq(data)
-    assert header.index_coding == (IndexCoding.NONE if compression == "none" else IndexCoding.STRIPS)
-    methods = strip_methods(data) if compression != "none" else set()
-    assert header.version_minor == (0 if compression == "none" else 3 if StripMethod.ROWS_ZSTD in methods else 1)
+    if header.index_coding == IndexCoding.NONE:  # asked for, or where strips would not be shorter
+        assert data == reference
+        return
+    methods = strip_methods(data)
+    assert compression != "none"
+    assert header.version_minor == (3 if StripMethod.ROWS_ZSTD in methods else 1)
     assert methods <= {StripMethod.RAW, StripMethod.ROWS_ZSTD, StripMethod.RUNS_ZLIB if compression == "zlib" else StripMethod.RUNS_ZSTD}
 
 
@@ -105,6 +108,38 @@ def test_strip_round_trips_at_every_width(method: StripMethod, bits: int) -> Non
 def test_incompressible_strip_falls_back_to_raw() -> None:
     indices = np.random.default_rng(0).integers(0, 256, (4, 64))
     assert encode_strip(indices, 8, StripMethod.RUNS_ZSTD)[0] == StripMethod.RAW
+
+
+@pytest.mark.parametrize("compression", ["zstd", "zlib", "near"])
+def test_a_tiny_image_is_stored_uncoded_where_strips_would_be_longer(compression: str) -> None:
+    """8 x 8 pixels of 2 colours pack into 8 bytes; a strip table alone takes 16."""
+    pixels = np.where(np.random.default_rng(3).random((8, 8, 1)) < 0.5, 0, 255).astype(np.uint8).repeat(3, axis=2)
+    image = Image.fromarray(pixels)
+    data = kmq_bytes(image, k=2, compression=compression)
+    assert decode_kmq(data)[0].index_coding == IndexCoding.NONE
+    assert data == kmq_bytes(image, k=2, compression="none")
+    streamed = io.BytesIO()
+    stream.encode(pixels, streamed, k=2, compression=compression)
+    assert streamed.getvalue() == data
+
+
+def test_a_small_strip_is_stored_the_smallest_way(ihc: Image.Image) -> None:
+    """Thumbnails of one strip: the stored strip is the shortest of every method the
+    compression allows, which the rows-or-runs trial alone does not always find."""
+    beaten = 0
+    for width in (16, 24, 32, 48, 64):
+        thumbnail = ihc.resize((width, width * 3 // 4), Image.Resampling.LANCZOS)
+        quantized = compress_image(np.asarray(thumbnail), k=16)
+        indices = quantized.indices.reshape(thumbnail.height, width)
+        flags = coding._run_flags(indices)
+        streams = coding._runs_streams(indices, flags, 4)
+        zlib_ways = [coding._coded_runs(*streams, StripMethod.RUNS_ZLIB), bytes([StripMethod.RAW]) + coding.pack_indices(indices, 4)]
+        zstd_ways = [*zlib_ways, coding._coded_runs(*streams, StripMethod.RUNS_ZSTD), coding._rows_strip(indices, 4)]
+        stored = encode_strip(indices, 4, StripMethod.RUNS_ZSTD)
+        assert len(stored) == min(map(len, zstd_ways))
+        assert len(encode_strip(indices, 4, StripMethod.RUNS_ZLIB)) == min(map(len, zlib_ways))
+        beaten += len(stored) < len(coding._zstd_or_runs(indices, 4, StripMethod.RUNS_ZSTD, flags))
+    assert beaten
 
 
 def test_kodak_size_strips_are_equal_and_bounded() -> None:
