@@ -21,7 +21,7 @@ from .coding import (
     parse_table,
     strips_minor,
     table_size,
-    uncoded_is_smaller,
+    uncoded_is_no_longer,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -75,7 +75,7 @@ def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
     strips = list(encode_strips(indices, bits_per_index, method, palette))
-    if uncoded_is_smaller(indices.size, bits_per_index, sum(len(part) for part in strips)):
+    if uncoded_is_no_longer(indices.size, bits_per_index, sum(len(part) for part in strips)):
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     return IndexCoding.STRIPS, strips
 

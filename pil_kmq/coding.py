@@ -50,6 +50,9 @@ ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more on run flags and literals, for 1.
 ROWS_SEARCH_LOG = 4
 ROWS_MIN_MATCH = 3
 ROWS_TARGET_LENGTH = 256
+# Hash and chain tables of at most 2**20 entries each: spanning the largest rows strip (8 MiB)
+# they took 122 MiB a worker, capped 9 MiB, for 0.05 % more bytes on a 2048 x 2048 drawing.
+ROWS_TABLES_LOG = 20
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
@@ -58,7 +61,7 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
-__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor", "uncoded_is_smaller"]
+__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor", "uncoded_is_no_longer"]
 
 
 class StripTable(NamedTuple):
@@ -267,43 +270,27 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
     NEAR_RANS (needs the `palette`, k <= 256) is also weighed against those zstd methods on a
-    drawing, whose far repeats zstd finds and the near model does not."""
+    drawing, whose far repeats zstd finds and the near model does not. A strip of at most
+    SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way)."""
     if method == StripMethod.NEAR_RANS:
         coded = _near_strip(indices, bits_per_index, palette)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
-        coded = _zstd_or_runs(indices, bits_per_index, method, _run_flags(indices))
+        coded = _runs_or_rows(indices, bits_per_index, method, _run_flags(indices))
     else:
         coded = None
-    if coded is not None and indices.size <= SMALL_STRIP_PIXELS:
-        coded = min([coded, *_alternatives(indices, bits_per_index, method, StripMethod(coded[0]))], key=len)
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
     if coded is not None and len(coded) < 1 + raw_stream_length(indices.size, 1, bits_per_index):
         return coded
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _alternatives(indices: np.ndarray, bits_per_index: int, method: StripMethod, made: StripMethod) -> list[bytes]:
-    """The ways to store a small strip that `method` allows, but the one already `made`: zlib's
-    runs (6 bytes of framing a stream, where a zstd frame takes 9 or more) and, with zstd or
-    near, rows and runs whatever the trial said. zlib alone stays zlib, for readers without zstd."""
-    allowed = (StripMethod.RUNS_ZLIB,) if method == StripMethod.RUNS_ZLIB else (StripMethod.RUNS_ZLIB, StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD)
-    wanted = [way for way in allowed if way != made]
-    if StripMethod.ROWS_ZSTD in wanted:
-        wanted.remove(StripMethod.ROWS_ZSTD)
-        others = [_rows_strip(indices, bits_per_index)]
-    else:
-        others = []
-    if wanted:
-        streams = _runs_streams(indices, _run_flags(indices), bits_per_index)
-        others += [_coded_runs(*streams, way) for way in wanted]
-    return others
-
-
-def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
+def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
     """A runs strip (`flags`: the indices' run flags), or with zstd a ROWS_ZSTD one where a
-    trial finds rows smaller."""
+    trial finds rows smaller; a small strip the shortest of every way."""
+    if indices.size <= SMALL_STRIP_PIXELS:
+        return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
     if rows is not None and _rows_look_smaller(rows, streams):
@@ -311,18 +298,30 @@ def _zstd_or_runs(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     return _coded_runs(*streams, method)
 
 
+def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:
+    """Every way `method` allows to store a strip: zlib's runs and, unless zlib alone was asked
+    (for readers without zstd), zstd's runs and rows. For small strips, whose framing weighs (a
+    zstd frame's is 9 bytes or more, zlib's 6) and where the trial often took runs where rows
+    were shorter, while trying all costs little."""
+    streams = _runs_streams(indices, flags, bits_per_index)
+    ways = [_coded_runs(*streams, StripMethod.RUNS_ZLIB)]
+    if method != StripMethod.RUNS_ZLIB:
+        ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD), _rows_strip(indices, bits_per_index)]
+    return ways
+
+
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
-    """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings) or where
-    NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
+    """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings, small strips) or
+    where NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
-        return _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
+        return _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
     near = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
-    if not _few_literals(flags):  # a photo
+    if not _few_literals(flags) and indices.size > SMALL_STRIP_PIXELS:  # a photo
         return near
-    other = _zstd_or_runs(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
+    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     return near if len(near) <= len(other) else other
 
 
@@ -373,12 +372,13 @@ def _coded_rows(rows: bytes) -> bytes:
 
 
 def _rows_parameters(size: int) -> zstandard.ZstdCompressionParameters:
-    """zstd's optimal parser over a window and tables that span the rows, with a shallow search
-    (4) for matches of 3 bytes and more, kept to 256: on drawings made for tuning these come out
+    """zstd's optimal parser over a window that spans the rows (and tables that do, up to
+    ROWS_TABLES_LOG), a shallow search (4) for matches of 3 bytes and more, a match of 256 bytes
+    taken at once: on drawings made for tuning these come out
     3 % smaller than level 17 and, below 256 KB, where level 17's table searches 8 deep, up to
     5x faster (rows_level.py)."""
     window = _window_log(size)
-    tables = min(window + 1, 30)
+    tables = min(window + 1, ROWS_TABLES_LOG)
     return zstandard.ZstdCompressionParameters(
         window_log=window, chain_log=tables, hash_log=tables, search_log=ROWS_SEARCH_LOG, min_match=ROWS_MIN_MATCH,
         target_length=ROWS_TARGET_LENGTH, strategy=zstandard.STRATEGY_BTOPT, write_content_size=True, write_checksum=False)
@@ -408,9 +408,10 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     return [pack_table(table), *strips]
 
 
-def uncoded_is_smaller(pixels: int, bits_per_index: int, strips_length: int) -> bool:
+def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -> bool:
     """Whether index_coding 0 (the bits packed, no strip table) is no longer than strips of
-    strips_length bytes: a tiny image, or one whose indices do not compress."""
+    strips_length bytes: a tiny image, or one whose indices do not compress (the file_crc
+    still covers them; only the strips' own CRCs go)."""
     return raw_stream_length(pixels, 1, bits_per_index) <= strips_length
 
 

@@ -47,7 +47,7 @@ from .coding import (
     strip_height_for,
     strips_minor,
     table_size,
-    uncoded_is_smaller,
+    uncoded_is_no_longer,
     writer_strip_height,
 )
 from .decoding import (
@@ -219,7 +219,8 @@ def _write_uncoded(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.nda
 
 def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndarray, extension: bytes, method: StripMethod) -> Header:
     """Strips are coded WORKERS at a time and spilled to a temporary file: the strip table and
-    the header, which precede them, need their lengths."""
+    the header, which precede them, need their lengths. Where they come out no shorter than the
+    packed indices, the source is read once more and written uncoded, as Image.save does."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
@@ -241,7 +242,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
         table = pack_table(StripTable(strip_height, tuple(lengths), tuple(crcs)))
         assert len(table) == table_size(height, strip_height)
         stream_length = len(table) + sum(lengths)
-        if uncoded_is_smaller(width * height, bits, stream_length):
+        if uncoded_is_no_longer(width * height, bits, stream_length):
             return _write_uncoded(fp, rows, lookup, codebook, extension)
         header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), minor)
         crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes(), table)
