@@ -50,9 +50,10 @@ ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more on run flags and literals, for 1.
 ROWS_SEARCH_LOG = 4
 ROWS_MIN_MATCH = 3
 ROWS_TARGET_LENGTH = 256
-# Hash and chain tables of at most 2**20 entries each: spanning the largest rows strip (8 MiB)
-# they took 122 MiB a worker, capped 9 MiB, for 0.05 % more bytes on a 2048 x 2048 drawing.
-ROWS_TABLES_LOG = 20
+# Hash and chain tables of at most 2**22 entries each, the most that stays below level 17's
+# memory: spanning the largest rows strip (8 MiB) they took 122 MiB a worker (level 17 41 MiB),
+# capped 26 MiB, for 0.04 % more bytes on a 2048 x 2048 drawing.
+ROWS_TABLES_LOG = 22
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
