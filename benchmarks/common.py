@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, MSE and timing."""
+"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, matplotlib figures as images, MSE and timing."""
 
 from __future__ import annotations
 
@@ -38,6 +38,21 @@ def mosaic(path: Path | None = None) -> Image.Image:
         subprocess.run([sys.executable, str(BENCH / "make_mosaic.py"), str(path)], check=True)
     with Image.open(path) as image:
         return image.convert("RGB")
+
+
+def figure_image(draw: Callable[[object], None], size: tuple[float, float]) -> Image.Image:
+    """An RGB image of a matplotlib figure (size in inches at 100 dpi) that draw fills."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=size, dpi=100)
+    draw(figure)
+    figure.canvas.draw()
+    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
+    plt.close(figure)
+    return image
 
 
 def mse(original: np.ndarray, decoded: np.ndarray) -> float:

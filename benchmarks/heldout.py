@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import seed_method
-from common import CACHE, best_time, geomean, jxl_lossless, mse
+from common import CACHE, best_time, figure_image, geomean, jxl_lossless, mse
 from PIL import Image, ImageDraw, ImageFont
 
 import pil_kmq  # registers KMQ; decode_kmq below
@@ -54,20 +54,6 @@ def graphics() -> dict[str, Image.Image]:
     return {"chart": _chart(), "text-page": _text_page(), "ui-screenshot": _screenshot(), "label-map": _label_map(), "pixel-art": _pixel_art(), "map": _map()}
 
 
-def _figure_image(draw: Callable[[object], None], size: tuple[float, float]) -> Image.Image:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure = plt.figure(figsize=size, dpi=100)
-    draw(figure)
-    figure.canvas.draw()
-    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
-    plt.close(figure)
-    return image
-
-
 def _chart() -> Image.Image:
     def draw(figure: object) -> None:
         axes = figure.subplots(1, 2)  # type: ignore[attr-defined]
@@ -79,7 +65,7 @@ def _chart() -> Image.Image:
         axes[1].bar(range(12), np.random.default_rng(1).integers(3, 20, 12), color=[f"C{i % 10}" for i in range(12)])
         axes[1].set_title("monthly totals")
 
-    return _figure_image(draw, (9, 5))
+    return figure_image(draw, (9, 5))
 
 
 def _text_page() -> Image.Image:
@@ -148,7 +134,7 @@ def _map() -> Image.Image:
         axes.contour(data, levels=14, colors="k", linewidths=0.5)
         axes.set_axis_off()
 
-    return _figure_image(draw, (8, 6))
+    return figure_image(draw, (8, 6))
 
 
 # --- measurements -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 import zstandard
-from common import geomean
+from common import figure_image, geomean
 from PIL import Image, ImageDraw
 
 import pil_kmq
@@ -94,20 +94,6 @@ def _blocks(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.where(cells, 0, 255).astype(np.uint8)).resize((800, 600), Image.Resampling.NEAREST).convert("RGB")
 
 
-def _figure(draw: Callable[[Any], None], size: tuple[float, float]) -> Image.Image:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure = plt.figure(figsize=size, dpi=100)
-    draw(figure)
-    figure.canvas.draw()
-    image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB")
-    plt.close(figure)
-    return image
-
-
 def _plot_hist() -> Image.Image:
     """Antialiased lines, markers, a legend and a histogram: thousands of colours."""
 
@@ -122,7 +108,7 @@ def _plot_hist() -> Image.Image:
         axes[1].hist(np.random.default_rng(11).normal(0, 1, 800), bins=20, color="C3")
         axes[1].set_title("distribution")
 
-    return _figure(draw, (8.5, 4.8))
+    return figure_image(draw, (8.5, 4.8))
 
 
 def _scatter_barh() -> Image.Image:
@@ -134,7 +120,7 @@ def _scatter_barh() -> Image.Image:
         axes[1].barh(range(8), rng.integers(2, 30, 8), color=[f"C{i}" for i in range(8)])
         axes[1].set_title("by region")
 
-    return _figure(draw, (7, 7))
+    return figure_image(draw, (7, 7))
 
 
 Setting = Callable[[int], zstandard.ZstdCompressionParameters]

@@ -375,9 +375,8 @@ def _coded_rows(rows: bytes) -> bytes:
 def _rows_parameters(size: int) -> zstandard.ZstdCompressionParameters:
     """zstd's optimal parser over a window that spans the rows (and tables that do, up to
     ROWS_TABLES_LOG), a shallow search (4) for matches of 3 bytes and more, a match of 256 bytes
-    taken at once: on drawings made for tuning these come out
-    3 % smaller than level 17 and, below 256 KB, where level 17's table searches 8 deep, up to
-    5x faster (rows_level.py)."""
+    taken at once: on drawings made for tuning these come out 3 % smaller than level 17 and,
+    below 256 KB, where level 17's table searches 8 deep, up to 5x faster (rows_level.py)."""
     window = _window_log(size)
     tables = min(window + 1, ROWS_TABLES_LOG)
     return zstandard.ZstdCompressionParameters(
