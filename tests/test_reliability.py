@@ -184,7 +184,9 @@ def test_atheris_fuzzer_short_run_finds_nothing(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Done 3000 runs" in result.stderr
+    # libFuzzer may finish a batch past -runs, so it can report a few more runs than asked.
+    done = re.search(r"Done (\d+) runs", result.stderr)
+    assert done and int(done.group(1)) >= 3000, result.stderr[-3000:]
     assert not list(tmp_path.glob("crash-*"))
     shutil.rmtree(corpus)
 
