@@ -27,7 +27,7 @@ from .format import (
     unpack_metadata,
 )
 from .quantize import Clustering, Quantized, RowSource
-from .rate import Trader, loss_budget, smallest_for_psnr
+from .rate import loss_budget, smallest_for_psnr, trader_for
 
 DEFAULT_K = 16
 DEFAULT_SEED = 0
@@ -151,7 +151,8 @@ def compress_image(
     With k, every pixel's index is its nearest codebook colour (within its alpha class: fully
     transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
     colours is kept exactly. psnr_loss=dB lets pixels take their left neighbour's index instead
-    (a run, nearly free to store) while PSNR drops by at most that much. With psnr, k and these
+    (a run, nearly free to store; with compression="near", whichever of their four neighbours'
+    indices costs least error and bits) while PSNR drops by at most that much. With psnr, k and these
     runs are chosen together for the smallest file in `compression`. dither=True maps the
     pixels by Floyd-Steinberg error diffusion instead (the codebook is the same).
     """
@@ -168,7 +169,7 @@ def compress_image(
     else:
         quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
     if loss:
-        trader = Trader(pixels, quantized)
+        trader = trader_for(pixels, quantized, method)
         quantized = trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
     return _dithered(pixels, quantized.codebook) if dither else quantized
 
@@ -185,7 +186,7 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
         return sum(len(part) for part in encode_parts(*result, method, reuse=result)), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
-    found = smallest_for_psnr(pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K))
+    found = smallest_for_psnr(pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method)
     assert found is not None  # at_psnr's result reaches psnr
     return found
 

@@ -374,7 +374,7 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
         "--psnr-loss",
         type=_loss_option,
         metavar="DB",
-        help="with -k: smaller files from pixels taking their left neighbour's colour, "
+        help="with -k: smaller files from pixels taking a neighbour's colour, "
         "PSNR at most DB decibels below the nearest colours' (default 0: off)",
     )
     parser.add_argument(

@@ -260,6 +260,91 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
     return pack_model(frequency) + int(state).to_bytes(4, "big") + stream
 
 
+# --- indices chosen for their cost (rate-optimized indices, rate.py) ---------------------------
+
+
+def token_costs(indices: np.ndarray, palette: Palette) -> np.ndarray:
+    """(CONTEXTS, TOKENS) bits a token costs in its context, as the tokens of these (rows,
+    width) indices are spread: what a strip coded from them pays, near enough to choose by
+    (a token never seen costs as if seen half a time)."""
+    flat = np.ascontiguousarray(indices, dtype=np.uint8)
+    colours, levels, _, position = palette.tables
+    tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
+    _symbols(flat, colours, levels, position, tokens, extras, contexts)
+    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS) + 0.5
+    return np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts)
+
+
+def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, rows: np.ndarray, top: int, out: np.ndarray) -> int:
+    """Each pixel's index as the cheapest of its nearest entry and its neighbours' entries: the
+    added squared error (from the visible colours, (k, C)) plus `weight` x the bits its symbol
+    costs (costs: token_costs). Pixels (n, width, C) are rows from `top` of one strip, nearest
+    (n, width) their nearest entries; rows carries the last two chosen rows between calls.
+    With alpha, only entries of the nearest entry's alpha are taken. Returns the added error."""
+    colours, levels, _, position = palette.tables
+    alpha = visible[:, -1].astype(np.int32) if visible.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
+    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, position, costs, float(weight), rows, top, out))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _symbol_cost(costs: np.ndarray, context: int, symbol: int) -> float:
+    if symbol < DIRECT_SYMBOLS:
+        return costs[context, symbol]
+    octave = 0
+    while symbol >> (octave + 1):
+        octave += 1
+    return costs[context, DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1)] + octave - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _squared(pixels: np.ndarray, y: int, x: int, visible: np.ndarray, entry: int) -> int:
+    total = 0
+    for c in range(pixels.shape[2]):
+        step = pixels[y, x, c] - visible[entry, c]
+        total += step * step
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, weight, rows, top, out):  # noqa: ANN001, ANN202 - typed by choose
+    height, width = nearest.shape
+    found = np.zeros(4, dtype=np.int64)
+    added = 0
+    for band_y in range(height):
+        y = top + band_y
+        for x in range(width):
+            own = int(nearest[band_y, x])
+            left, above, above_left, above_right = _neighbours(rows, y, x, width)
+            context = _context(levels, left, above, above_left, above_right)
+            count = _candidates(left, above, above_left, above_right, found)
+            symbol = count
+            for j in range(count):
+                if found[j] == own:
+                    symbol = j
+                    break
+            if symbol == count:
+                anchor = _anchor(colours, left, above, above_left, above_right)
+                rank = int(position[anchor, own])
+                skipped = 0
+                for j in range(count):
+                    skipped += int(position[anchor, found[j]]) < rank
+                symbol = count + rank - skipped
+            own_error = _squared(pixels, band_y, x, visible, own)
+            best, best_cost, best_added = own, weight * _symbol_cost(costs, context, symbol), 0
+            for j in range(count):
+                entry = int(found[j])
+                if entry == own or (alpha.size and alpha[entry] != alpha[own]):
+                    continue
+                extra = _squared(pixels, band_y, x, visible, entry) - own_error
+                cost = extra + weight * costs[context, j]
+                if cost < best_cost:
+                    best, best_cost, best_added = entry, cost, extra
+            out[band_y, x] = best
+            rows[y & 1, x] = best
+            added += best_added
+    return added
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 

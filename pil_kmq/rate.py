@@ -5,17 +5,22 @@ run flag, almost free, and any other index as a literal, the bulk of a file. So 
 whose left neighbour's index is nearly as close as its own nearest entry is better stored
 with the neighbour's index: a run. The scan below takes the neighbour's index wherever that
 adds at most `threshold` squared error (summed over channels); thresholds are searched for a
-PSNR budget, and psnr= compares real encoded sizes across k. Knows nothing of Pillow.
+PSNR budget, and psnr= compares real encoded sizes across k. near_rans strips code any of four
+neighbours' indices cheaply: for them NearTrader weighs each pixel's choices by the bits the
+coder's model gives them. Knows nothing of Pillow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from . import jobs, near
+from .format import StripMethod
 from .quantize import Quantized, RowSource, mse_for_psnr
 
 # Pixels scanned as one segment, in pixel order; the segments of a band are scanned side by
@@ -27,6 +32,16 @@ CACHED_PIXELS = 1 << 21  # images up to this size keep their segments (~17 bytes
 SAMPLE_EVERY = 8  # threshold searches run on every 8th segment; segments are independent
 SEARCH_STEPS = 8  # bisection steps on log2(threshold), which spans 0 to 17.6
 MAX_CHECKS = 4  # full scans allowed to confirm a threshold found on the sample
+# near_rans: the weight of a bit (in squared error) is searched on every SAMPLE_EVERY-th band
+# of NEAR_SAMPLE_ROWS rows (contexts need the row above, so a sample is of whole rows), over
+# log2(weight) from NEAR_WEIGHT_LOG[0] to [1]: beyond 2**12 a pixel takes a neighbour whatever
+# its colour, below 2**-4 only between equally near entries.
+NEAR_SAMPLE_ROWS = 16
+NEAR_WEIGHT_LOG = (-4.0, 12.0)
+# The search bisects that range in 6 steps (a quarter octave) with the nearest indices' token
+# costs, then, with the costs of the indices it chose, the NEAR_REFIT_OCTAVES below in 5 more.
+NEAR_SEARCH_STEPS = (6, 5)
+NEAR_REFIT_OCTAVES = 2.0
 
 
 class Segments(NamedTuple):
@@ -203,6 +218,115 @@ class Trader:
         return low
 
 
+class NearTrader:
+    """An image's pixels and nearest-entry indices, ready to trade error for the bits of
+    near_rans strips at any budget: where runs see only the left neighbour, near_rans codes any
+    of four neighbours' entries in few bits, so each pixel takes the cheapest of its nearest
+    entry and its neighbours' entries, counting squared error plus a weight times the bits its
+    symbol costs in its context (Chou, Lookabaugh and Gray's entropy-constrained choice, with
+    the coder's own model). Bands of rows are chosen side by side, each from a fresh row above
+    as a strip is coded. Same interface as Trader."""
+
+    def __init__(self, image: RowSource, quantized: Quantized) -> None:
+        self.image, self.quantized = image, quantized
+        indices, codebook = quantized
+        self.visible = _visible(codebook)
+        self.palette = near.Palette(codebook)
+        self.pixels_channels = indices.size * codebook.shape[1]
+        tops = range(0, indices.shape[0], NEAR_SAMPLE_ROWS)
+        picked = [top for top in tops if top // NEAR_SAMPLE_ROWS % SAMPLE_EVERY == 0]
+        picked = picked if len(picked) >= 2 * jobs.WORKERS else list(tops)  # a short image is its own sample
+        self.sample = []  # one part a worker, each a stack of sampled bands
+        for group in np.array_split(np.array(picked), jobs.WORKERS):
+            if len(group):
+                pixels = np.concatenate([_seen(np.asarray(image[top : top + NEAR_SAMPLE_ROWS]), codebook) for top in group])
+                self.sample.append((pixels, np.concatenate([indices[top : top + NEAR_SAMPLE_ROWS] for top in group])))
+        self.sample_share = sum(nearest.size for _, nearest in self.sample) / indices.size
+        self.error = sum(_squared_error(pixels, self.visible, nearest) for _, pixels, nearest in self._bands())
+
+    def _bands(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(top, visible pixels (rows, width, C) int32, nearest (rows, width)) by bands of rows."""
+        indices, codebook = self.quantized
+        rows = max(1, BAND_PIXELS // indices.shape[1])
+        for top in range(0, indices.shape[0], rows):
+            yield top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]
+
+    def within(self, budget: float) -> Quantized:
+        """Indices that add at most `budget` squared error (summed over pixels and channels) to
+        the nearest-entry ones, chosen for fewer near_rans bits; the codebook is unchanged."""
+        codebook = self.quantized.codebook
+        if len(codebook) < 2 or budget <= 0:
+            return self.quantized
+        costs = near.token_costs(np.concatenate([nearest for _, nearest in self.sample]), self.palette)
+        weight = self._weight_for(budget, costs, *NEAR_WEIGHT_LOG, NEAR_SEARCH_STEPS[0])
+        if weight > 0:  # the traded indices' tokens are cheaper than the nearest ones': refit
+            chosen = [self._choose(pixels, nearest, costs, weight)[0] for pixels, nearest in self.sample]
+            costs = near.token_costs(np.concatenate(chosen), self.palette)
+            # cheaper tokens trade more at the same weight, so the weight only falls
+            log_weight = float(np.log2(weight))
+            weight = self._weight_for(budget, costs, log_weight - NEAR_REFIT_OCTAVES, log_weight, NEAR_SEARCH_STEPS[1])
+        for _ in range(MAX_CHECKS):
+            if weight <= 0:
+                break
+            traded, added = self._apply(costs, weight)
+            if added <= budget:
+                return Quantized(traded, codebook)
+            weight *= budget / added * 0.9  # the sample was optimistic: step down in proportion
+        return self.quantized
+
+    def _choose(self, pixels: np.ndarray, nearest: np.ndarray, costs: np.ndarray, weight: float, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """One band chosen from a fresh row above: (its indices, added squared error)."""
+        chosen = np.empty_like(nearest) if out is None else out
+        rows = np.zeros((2, nearest.shape[1]), dtype=np.uint8)
+        return chosen, near.choose(pixels, self.visible, nearest, self.palette, costs, weight, rows, 0, chosen)
+
+    def _apply(self, costs: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
+        """The whole image chosen at weight: (indices (H, W), added squared error)."""
+        out = np.empty_like(self.quantized.indices)
+        added, bands = 0, self._bands()
+        while batch := list(islice(bands, jobs.WORKERS)):  # a band's int32 pixels a worker at a time
+            done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight, out[top : top + len(nearest)]) for top, pixels, nearest in batch])
+            added += sum(extra for _, extra in done)
+        return out, added
+
+    def _sampled_error(self, costs: np.ndarray, weight: float) -> float:
+        done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight) for pixels, nearest in self.sample])
+        return sum(extra for _, extra in done) / self.sample_share
+
+    def _weight_for(self, budget: float, costs: np.ndarray, log_low: float, log_high: float, steps: int) -> float:
+        """The largest weight from 2**log_low to 2**log_high (to within `steps` bisections of
+        its log) whose sampled added error stays within budget; 0 when none does."""
+        if self._sampled_error(costs, 2.0**log_high) <= budget:
+            return 2.0**log_high
+        if self._sampled_error(costs, 2.0**log_low) > budget:
+            return 0.0
+        for _ in range(steps):
+            middle = (log_low + log_high) / 2
+            log_low, log_high = (middle, log_high) if self._sampled_error(costs, 2.0**middle) <= budget else (log_low, middle)
+        return 2.0**log_low
+
+
+def _seen(pixels: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """(rows, width, C) pixels as int32, as psnr= sees them: with alpha, a fully transparent
+    pixel's colour channels are 0 (see _visible)."""
+    seen = pixels.reshape(pixels.shape[0], pixels.shape[1], codebook.shape[1]).astype(np.int32)
+    if codebook.shape[1] in (2, 4):
+        seen[..., :-1][seen[..., -1] == 0] = 0
+    return seen
+
+
+def _squared_error(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -> int:
+    step = pixels - visible.astype(np.int32)[indices]
+    return int(np.einsum("ijk,ijk->", step, step, dtype=np.int64))
+
+
+def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | None) -> Trader | NearTrader:
+    """The trade that suits the strips the indices go to: near_rans's (up to its k) or runs'."""
+    if method == StripMethod.NEAR_RANS and len(quantized.codebook) <= near.MAX_K:
+        return NearTrader(image, quantized)
+    return Trader(image, quantized)
+
+
 def _real(segments: Segments, values: np.ndarray) -> np.ndarray:
     """(SEGMENT, m) values back in pixel order, without the padding."""
     return values.T.reshape(-1)[: segments.real]
@@ -229,15 +353,21 @@ NO_GROWTH = range(128, 512)
 
 
 def smallest_for_psnr(
-    image: RowSource, first: Quantized, psnr: float, quantize_k: Callable[[int], Quantized], size: Callable[[Quantized], tuple[int, Quantized]], limit: int
+    image: RowSource,
+    first: Quantized,
+    psnr: float,
+    quantize_k: Callable[[int], Quantized],
+    size: Callable[[Quantized], tuple[int, Quantized]],
+    limit: int,
+    method: StripMethod | None = StripMethod.RUNS_ZSTD,
 ) -> Quantized | None:
     """Of traded results that reach psnr dB, the smallest file: `first` spends its margin on
-    runs, then larger k (up to limit) while each makes a smaller file. size(quantized) is the
-    coder's real byte count and the result to keep (which may carry the coded bytes). None if
-    `first` itself falls short of psnr."""
+    what `method`'s strips store cheaply (trader_for), then larger k (up to limit) while each
+    makes a smaller file. size(quantized) is the coder's real byte count and the result to keep
+    (which may carry the coded bytes). None if `first` itself falls short of psnr."""
 
     def traded(quantized: Quantized) -> tuple[int, Quantized] | None:
-        trader = Trader(image, quantized)
+        trader = trader_for(image, quantized, method)
         budget = mse_for_psnr(psnr) * trader.pixels_channels - trader.error
         if budget < 0:
             return None

@@ -10,7 +10,7 @@ from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from pil_kmq import rate
+from pil_kmq import near, rate
 from pil_kmq.quantize import Quantized, psnr_for_mse, quantize
 
 
@@ -129,3 +129,109 @@ def test_psnr_loss_for_grey_and_two_byte_indices(parrot: Image.Image, mode: str,
     before = psnr(pixels, np.asarray(pil_kmq.reconstruct_image(*plain), dtype=np.float64))
     after = psnr(pixels, np.asarray(pil_kmq.reconstruct_image(*traded), dtype=np.float64))
     assert before - 0.5 <= after < before
+
+
+# --- near_rans: each pixel takes the cheapest of its nearest entry and its neighbours' -----
+
+
+def reference_choice(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray, costs: np.ndarray, weight: float) -> np.ndarray:
+    """near.choose's rule pixel by pixel, with the symbols of spec 7.2 ("Near") written out:
+    cost = added squared error + weight x the symbol's bits (its token's cost, plus extra bits)."""
+    height, width = nearest.shape
+    k, channels = codebook.shape
+    colour = [list(map(int, entry)) + [0] * (4 - channels) for entry in codebook]
+    alpha = codebook[:, -1] if channels in (2, 4) else None
+
+    def d(e: int, f: int) -> int:
+        return sum((colour[e][j] - colour[f][j]) ** 2 for j in range(4))
+
+    def bits(context: int, s: int) -> float:
+        if s < 16:
+            return float(costs[context, s])
+        m = s.bit_length() - 1
+        return float(costs[context, 16 + 2 * (m - 4) + (s >> (m - 1) & 1)]) + m - 1
+
+    def error(y: int, x: int, e: int) -> int:
+        return int(((pixels[y, x].astype(np.int64) - codebook[e]) ** 2).sum())
+
+    v = np.zeros_like(nearest)
+    for y in range(height):
+        for col in range(width):
+            A = int(v[y - 1, col]) if y > 0 else None
+            L = int(v[y, col - 1]) if col > 0 else (A if y > 0 else 0)
+            if y == 0:
+                A = L
+            B = int(v[y - 1, col - 1]) if y > 0 and col > 0 else A
+            C = int(v[y - 1, col + 1]) if y > 0 and col + 1 < width else A
+            distance = d(B, C)
+            context = 3 * ((L == A) + 2 * (A == C) + 4 * (B == A) + 8 * (B == L)) + (0 if distance <= 16 else 1 if distance <= 256 else 2)
+            N = list(dict.fromkeys((L, A, C, B)))
+            own = int(nearest[y, col])
+            if own in N:
+                symbol = N.index(own)
+            else:
+                G = [min(max(colour[L][j] + colour[A][j] - colour[B][j], min(colour[L][j], colour[A][j])), max(colour[L][j], colour[A][j])) for j in range(4)]
+                P = min((L, A, B, C), key=lambda e: sum((G[j] - colour[e][j]) ** 2 for j in range(4)))
+                O = sorted(range(k), key=lambda e: (d(P, e), e))
+                symbol = len(N) + [e for e in O if e not in N].index(own)
+            best, best_cost = own, weight * bits(context, symbol)
+            for j, entry in enumerate(N):
+                if entry == own or (alpha is not None and alpha[entry] != alpha[own]):
+                    continue
+                cost = error(y, col, entry) - error(y, col, own) + weight * bits(context, j)
+                if cost < best_cost:
+                    best, best_cost = entry, cost
+            v[y, col] = best
+    return v
+
+
+@pytest.mark.parametrize(("shape", "k", "mode"), [((13, 17), 12, "RGB"), ((1, 40), 5, "RGB"), ((30, 1), 7, "L"), ((9, 21), 40, "RGBA")])
+def test_near_choice_follows_the_rule_pixel_by_pixel(parrot: Image.Image, shape: tuple[int, int], k: int, mode: str) -> None:
+    pixels = np.asarray(parrot.convert(mode).resize(shape[::-1]))
+    pixels = pixels.reshape(*shape, -1).copy()
+    if mode == "RGBA":
+        pixels[::3, ::2, 3] = 0  # fully transparent pixels: their own alpha class
+        pixels[pixels[..., 3] == 0, :3] = 0
+    indices, codebook = quantize(pixels, k, 0)
+    palette = near.Palette(codebook)
+    costs = near.token_costs(indices, palette)
+    for weight in (0.0, 3.0, 40.0, 5000.0):
+        chosen = np.empty_like(indices)
+        added = near.choose(pixels.astype(np.int32), codebook, indices, palette, costs, weight, np.zeros((2, shape[1]), np.uint8), 0, chosen)
+        assert np.array_equal(chosen, reference_choice(pixels, indices, codebook, costs, weight))
+        errors = ((pixels.astype(np.int64) - codebook[chosen]) ** 2).sum() - ((pixels.astype(np.int64) - codebook[indices]) ** 2).sum()
+        assert added == errors
+
+
+@pytest.mark.parametrize("loss", [0.25, 1.0])
+def test_near_trade_beats_the_runs_trade_for_near_strips(ihc: Image.Image, loss: float) -> None:
+    """With compression="near", psnr_loss trades for near_rans's bits, not for runs: a smaller
+    file, within the same loss."""
+    pixels = np.asarray(ihc)
+    plain = pil_kmq.compress_image(pixels, k=48)
+    traded = pil_kmq.compress_image(pixels, k=48, psnr_loss=loss, compression="near")
+    runs = rate.Trader(pixels, plain)
+    runs_traded = runs.within(rate.loss_budget(runs.error, runs.pixels_channels, loss))
+    before = psnr(pixels, plain.codebook[plain.indices])
+    assert before - loss <= psnr(pixels, traded.codebook[traded.indices]) < before
+    near_bytes = len(pil_kmq.encode_kmq(*traded, compression="near"))
+    assert near_bytes < 0.97 * len(pil_kmq.encode_kmq(*runs_traded, compression="near"))
+
+
+def test_psnr_with_near_trades_for_near_strips(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    pixels = np.asarray(ihc)
+    best = pil_kmq.compress_image(pixels, psnr=33, compression="near")
+    assert psnr(pixels, best.codebook[best.indices]) >= 33
+    monkeypatch.setattr(rate, "trader_for", lambda image, quantized, method: rate.Trader(image, quantized))
+    runs = pil_kmq.compress_image(pixels, psnr=33, compression="near")
+    assert len(pil_kmq.encode_kmq(*best, compression="near")) < 0.97 * len(pil_kmq.encode_kmq(*runs, compression="near"))
+
+
+def test_near_trade_keeps_alpha_classes_and_is_deterministic() -> None:
+    with Image.open(SAMPLES / "ihc-cutout.png") as cutout:
+        original = np.asarray(cutout)
+        data = kmq_bytes(cutout, k=8, psnr_loss=6, compression="near")
+        assert data == kmq_bytes(cutout, k=8, psnr_loss=6, compression="near")
+    with Image.open(io.BytesIO(data)) as result:
+        alpha = np.asarray(result)[..., 3]
+    assert (alpha[original[..., 3] == 0] == 0).all() and (alpha[original[..., 3] == 255] == 255).all()
