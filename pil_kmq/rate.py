@@ -40,8 +40,8 @@ NEAR_SAMPLE_ROWS = 16
 NEAR_WEIGHT_LOG = (-4.0, 12.0)
 # The search bisects that range in 6 steps (a quarter octave) with the nearest indices' token
 # costs, then, with the costs of the indices it chose, the NEAR_REFIT_OCTAVES below in 5 more.
-NEAR_SEARCH_STEPS = (6, 5)
-NEAR_REFIT_OCTAVES = 2.0
+NEAR_SEARCH_STEPS = (4, 5)
+NEAR_REFIT_OCTAVES = (2.0, 1.0)
 
 
 class Segments(NamedTuple):
@@ -242,14 +242,21 @@ class NearTrader:
                 pixels = np.concatenate([_seen(np.asarray(image[top : top + NEAR_SAMPLE_ROWS]), codebook) for top in group])
                 self.sample.append((pixels, np.concatenate([indices[top : top + NEAR_SAMPLE_ROWS] for top in group])))
         self.sample_share = sum(nearest.size for _, nearest in self.sample) / indices.size
-        self.error = sum(_squared_error(pixels, self.visible, nearest) for _, pixels, nearest in self._bands())
+        self.error = 0
+        for batch in self._batches():
+            self.error += sum(jobs.run_jobs(_squared_error, [(pixels, self.visible, nearest) for _, pixels, nearest in batch]))
 
-    def _bands(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(top, visible pixels (rows, width, C) int32, nearest (rows, width)) by bands of rows."""
+    def _batches(self) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Bands of rows, a worker's each, as (top, visible pixels (rows, width, C) int32,
+        nearest (rows, width)): a batch's int32 pixels at a time, bands of even heights so
+        that the workers finish together."""
         indices, codebook = self.quantized
-        rows = max(1, BAND_PIXELS // indices.shape[1])
-        for top in range(0, indices.shape[0], rows):
-            yield top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]
+        height, width = indices.shape
+        count = jobs.WORKERS * -(-height * width // (BAND_PIXELS * jobs.WORKERS))
+        rows = -(-height // count)
+        tops = iter(range(0, height, rows))
+        while batch := list(islice(tops, jobs.WORKERS)):
+            yield [(top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]) for top in batch]
 
     def within(self, budget: float) -> Quantized:
         """Indices that add at most `budget` squared error (summed over pixels and channels) to
@@ -264,7 +271,7 @@ class NearTrader:
             costs = near.token_costs(np.concatenate(chosen), self.palette)
             # cheaper tokens trade more at the same weight, so the weight only falls
             log_weight = float(np.log2(weight))
-            weight = self._weight_for(budget, costs, log_weight - NEAR_REFIT_OCTAVES, log_weight, NEAR_SEARCH_STEPS[1])
+            weight = self._weight_for(budget, costs, log_weight - NEAR_REFIT_OCTAVES[0], log_weight + NEAR_REFIT_OCTAVES[1], NEAR_SEARCH_STEPS[1], ends=False)
         for _ in range(MAX_CHECKS):
             if weight <= 0:
                 break
@@ -283,8 +290,8 @@ class NearTrader:
     def _apply(self, costs: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
         """The whole image chosen at weight: (indices (H, W), added squared error)."""
         out = np.empty_like(self.quantized.indices)
-        added, bands = 0, self._bands()
-        while batch := list(islice(bands, jobs.WORKERS)):  # a band's int32 pixels a worker at a time
+        added = 0
+        for batch in self._batches():
             done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight, out[top : top + len(nearest)]) for top, pixels, nearest in batch])
             added += sum(extra for _, extra in done)
         return out, added
@@ -293,12 +300,13 @@ class NearTrader:
         done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight) for pixels, nearest in self.sample])
         return sum(extra for _, extra in done) / self.sample_share
 
-    def _weight_for(self, budget: float, costs: np.ndarray, log_low: float, log_high: float, steps: int) -> float:
+    def _weight_for(self, budget: float, costs: np.ndarray, log_low: float, log_high: float, steps: int, ends: bool = True) -> float:
         """The largest weight from 2**log_low to 2**log_high (to within `steps` bisections of
-        its log) whose sampled added error stays within budget; 0 when none does."""
-        if self._sampled_error(costs, 2.0**log_high) <= budget:
+        its log) whose sampled added error stays within budget; 0 when none does. Without
+        `ends` the range is taken to hold it (the low end, if not, is stepped down later)."""
+        if ends and self._sampled_error(costs, 2.0**log_high) <= budget:
             return 2.0**log_high
-        if self._sampled_error(costs, 2.0**log_low) > budget:
+        if ends and self._sampled_error(costs, 2.0**log_low) > budget:
             return 0.0
         for _ in range(steps):
             middle = (log_low + log_high) / 2
