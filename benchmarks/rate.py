@@ -7,7 +7,8 @@ Per photo, four curves of (PSNR, bytes):
 - KMQ `psnr=P`, P = 26 ... 44 dB: the smallest file pil_kmq finds that reaches P (k and
   rate-optimized indices searched together), with its save time ÷ a plain `k=` save at the k
   it chose;
-- the same with `compression="near"` (near_rans strips, spec 7.2).
+- the same with `compression="near"` (near_rans strips, spec 7.2, indices chosen for their
+  bits), with its save time ÷ a plain `k=` near save at the k it chose.
 
 BD-rate (Bjøntegaard delta rate): the mean difference of log(bytes) between two curves, each
 interpolated as a monotone cubic in PSNR over the PSNR range both cover, as a percentage;
