@@ -152,6 +152,34 @@ def _candidates(left: int, above: int, above_left: int, above_right: int, found:
 # --- encoding ------------------------------------------------------------------------------
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _symbol(value: int, count: int, found: np.ndarray, colours: np.ndarray, position: np.ndarray, left: int, above: int, above_left: int, above_right: int) -> int:
+    """The symbol of index `value` given its neighbours and their `count` distinct values
+    (found): its place among them, else count + its rank among the other entries by colour
+    distance from the anchor."""
+    for j in range(count):
+        if found[j] == value:
+            return j
+    anchor = _anchor(colours, left, above, above_left, above_right)
+    rank = int(position[anchor, value])
+    skipped = 0
+    for j in range(count):
+        skipped += int(position[anchor, found[j]]) < rank
+    return count + rank - skipped
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _token(symbol: int) -> tuple[int, int]:
+    """(token, number of extra bits): 0 … 15 as themselves, then two tokens an octave, the
+    octave's second bit in the token and the bits below it extra."""
+    if symbol < DIRECT_SYMBOLS:
+        return symbol, 0
+    octave = 0
+    while symbol >> (octave + 1):
+        octave += 1
+    return DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1), octave - 1
+
+
 @njit(cache=True, nogil=True)
 def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, position: np.ndarray, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray) -> None:
     """Every pixel's token, extra bits and context, in pixel order."""
@@ -165,26 +193,9 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, posit
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
             contexts[at] = _context(levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
-            symbol = -1
-            for j in range(count):
-                if found[j] == value:
-                    symbol = j
-                    break
-            if symbol < 0:
-                anchor = _anchor(colours, left, above, above_left, above_right)
-                rank = int(position[anchor, value])
-                skipped = 0
-                for j in range(count):
-                    skipped += int(position[anchor, found[j]]) < rank
-                symbol = count + rank - skipped
-            if symbol < DIRECT_SYMBOLS:
-                tokens[at], extras[at] = symbol, 0
-            else:
-                octave = 0
-                while symbol >> (octave + 1):
-                    octave += 1
-                tokens[at] = DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1)
-                extras[at] = symbol & ((1 << (octave - 1)) - 1)
+            symbol = _symbol(value, count, found, colours, position, left, above, above_left, above_right)
+            tokens[at], bits = _token(symbol)
+            extras[at] = symbol & ((1 << bits) - 1)
             rows[y & 1, x] = value
             at += 1
 
@@ -263,37 +274,31 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
 # --- indices chosen for their cost (rate-optimized indices, rate.py) ---------------------------
 
 
-def token_costs(indices: np.ndarray, palette: Palette) -> np.ndarray:
-    """(CONTEXTS, TOKENS) bits a token costs in its context, as the tokens of these (rows,
-    width) indices are spread: what a strip coded from them pays, near enough to choose by
-    (a token never seen costs as if seen half a time)."""
-    flat = np.ascontiguousarray(indices, dtype=np.uint8)
+def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
+    """(CONTEXTS, TOKENS) bits a token costs in its context, as the tokens of these pieces of
+    (rows, width) indices, each coded as a strip, are spread: what strips coded from them
+    pay, near enough to choose by (a token never seen costs as if seen half a time)."""
     colours, levels, _, position = palette.tables
-    tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
-    _symbols(flat, colours, levels, position, tokens, extras, contexts)
-    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS) + 0.5
+    counts = np.full(CONTEXTS * TOKENS, 0.5)
+    for piece in pieces:
+        flat = np.ascontiguousarray(piece, dtype=np.uint8)
+        tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
+        _symbols(flat, colours, levels, position, tokens, extras, contexts)
+        counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS)
+    counts = counts.reshape(CONTEXTS, TOKENS)
     return np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts)
 
 
-def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, rows: np.ndarray, top: int, out: np.ndarray) -> int:
+def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, out: np.ndarray, kept: int = 0) -> int:
     """Each pixel's index as the cheapest of its nearest entry and its neighbours' entries: the
     added squared error (from the visible colours, (k, C)) plus `weight` x the bits its symbol
-    costs (costs: token_costs). Pixels (n, width, C) are rows from `top` of one strip, nearest
-    (n, width) their nearest entries; rows carries the last two chosen rows between calls.
-    With alpha, only entries of the nearest entry's alpha are taken. Returns the added error."""
+    costs (costs: token_costs). Pixels (rows, width, C) int32 are coded as one strip, nearest
+    (rows, width) their nearest entries; out gets the choices. The first `kept` rows keep
+    their nearest entries (rows above, there only as neighbours). With alpha, only entries of
+    the nearest entry's alpha are taken. Returns the added squared error."""
     colours, levels, _, position = palette.tables
     alpha = visible[:, -1].astype(np.int32) if visible.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
-    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, position, costs, float(weight), rows, top, out))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _symbol_cost(costs: np.ndarray, context: int, symbol: int) -> float:
-    if symbol < DIRECT_SYMBOLS:
-        return costs[context, symbol]
-    octave = 0
-    while symbol >> (octave + 1):
-        octave += 1
-    return costs[context, DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1)] + octave - 1
+    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, position, costs, float(weight), out, kept))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -306,40 +311,33 @@ def _squared(pixels: np.ndarray, y: int, x: int, visible: np.ndarray, entry: int
 
 
 @njit(cache=True, nogil=True)
-def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, weight, rows, top, out):  # noqa: ANN001, ANN202 - typed by choose
+def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, weight, out, kept):  # noqa: ANN001, ANN202 - typed by choose
     height, width = nearest.shape
+    rows = np.zeros((2, width), dtype=np.uint8)
     found = np.zeros(4, dtype=np.int64)
     added = 0
-    for band_y in range(height):
-        y = top + band_y
+    for y in range(height):
         for x in range(width):
-            own = int(nearest[band_y, x])
+            own = int(nearest[y, x])
+            if y < kept:
+                out[y, x] = own
+                rows[y & 1, x] = own
+                continue
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
             context = _context(levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
-            symbol = count
-            for j in range(count):
-                if found[j] == own:
-                    symbol = j
-                    break
-            if symbol == count:
-                anchor = _anchor(colours, left, above, above_left, above_right)
-                rank = int(position[anchor, own])
-                skipped = 0
-                for j in range(count):
-                    skipped += int(position[anchor, found[j]]) < rank
-                symbol = count + rank - skipped
-            own_error = _squared(pixels, band_y, x, visible, own)
-            best, best_cost, best_added = own, weight * _symbol_cost(costs, context, symbol), 0
-            for j in range(count):
+            token, bits = _token(_symbol(own, count, found, colours, position, left, above, above_left, above_right))
+            own_error = _squared(pixels, y, x, visible, own)
+            best, best_cost, best_added = own, weight * (costs[context, token] + bits), 0
+            for j in range(count):  # symbol j: a direct token
                 entry = int(found[j])
                 if entry == own or (alpha.size and alpha[entry] != alpha[own]):
                     continue
-                extra = _squared(pixels, band_y, x, visible, entry) - own_error
+                extra = _squared(pixels, y, x, visible, entry) - own_error
                 cost = extra + weight * costs[context, j]
                 if cost < best_cost:
                     best, best_cost, best_added = entry, cost, extra
-            out[band_y, x] = best
+            out[y, x] = best
             rows[y & 1, x] = best
             added += best_added
     return added

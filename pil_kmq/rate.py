@@ -32,16 +32,27 @@ CACHED_PIXELS = 1 << 21  # images up to this size keep their segments (~17 bytes
 SAMPLE_EVERY = 8  # threshold searches run on every 8th segment; segments are independent
 SEARCH_STEPS = 8  # bisection steps on log2(threshold), which spans 0 to 17.6
 MAX_CHECKS = 4  # full scans allowed to confirm a threshold found on the sample
-# near_rans: the weight of a bit (in squared error) is searched on every SAMPLE_EVERY-th band
-# of NEAR_SAMPLE_ROWS rows (contexts need the row above, so a sample is of whole rows), over
-# log2(weight) from NEAR_WEIGHT_LOG[0] to [1]: beyond 2**12 a pixel takes a neighbour whatever
-# its colour, below 2**-4 only between equally near entries.
-NEAR_SAMPLE_ROWS = 16
+# near_rans: the weight of a bit (in squared error) is searched on tiles of NEAR_TILE rows and
+# columns, every SAMPLE_EVERY-th in raster order, or all of an image of at most
+# NEAR_WHOLE_SAMPLE pixels; each tile is chosen below the row above it (its nearest entries),
+# as the image's rows will be, and is wide, so that few pixels sit at its left edge, whose
+# neighbours are not the image's; over log2(weight) from NEAR_WEIGHT_LOG[0] to [1]: at 2**12
+# a pixel takes a neighbour's entry whatever its colour, at 2**-4 only an equally near one.
+NEAR_TILE = (16, 1024)
+NEAR_WHOLE_SAMPLE = 1 << 16
 NEAR_WEIGHT_LOG = (-4.0, 12.0)
-# The search bisects that range in 6 steps (a quarter octave) with the nearest indices' token
-# costs, then, with the costs of the indices it chose, the NEAR_REFIT_OCTAVES below in 5 more.
-NEAR_SEARCH_STEPS = (4, 5)
-NEAR_REFIT_OCTAVES = (2.0, 1.0)
+# The search bisects that range NEAR_COARSE_STEPS times (to an octave) with the nearest indices'
+# token costs, then, with the costs of the indices chosen there, NEAR_FINE_STEPS times from
+# NEAR_FINE_BELOW octaves below that weight to NEAR_FINE_ABOVE above (cheaper tokens trade more
+# at the same weight, so it mostly falls).
+NEAR_COARSE_STEPS = 4
+NEAR_FINE_STEPS = 5
+NEAR_FINE_BELOW = 2.0
+NEAR_FINE_ABOVE = 1.0
+# A full pass that adds NEAR_ENOUGH of the budget or more (and no more than it) is kept; else
+# the next weight is interpolated or searched again (NearTrader._next_weight), up to
+# MAX_CHECKS full passes, of which the one adding most within the budget is kept.
+NEAR_ENOUGH = 0.75
 
 
 class Segments(NamedTuple):
@@ -224,8 +235,8 @@ class NearTrader:
     of four neighbours' entries in few bits, so each pixel takes the cheapest of its nearest
     entry and its neighbours' entries, counting squared error plus a weight times the bits its
     symbol costs in its context (Chou, Lookabaugh and Gray's entropy-constrained choice, with
-    the coder's own model). Bands of rows are chosen side by side, each from a fresh row above
-    as a strip is coded. Same interface as Trader."""
+    the coder's own model). Tiles and bands are each chosen as a strip of their own, so the
+    result does not depend on how many workers choose them. Same interface as Trader."""
 
     def __init__(self, image: RowSource, quantized: Quantized) -> None:
         self.image, self.quantized = image, quantized
@@ -233,27 +244,36 @@ class NearTrader:
         self.visible = _visible(codebook)
         self.palette = near.Palette(codebook)
         self.pixels_channels = indices.size * codebook.shape[1]
-        tops = range(0, indices.shape[0], NEAR_SAMPLE_ROWS)
-        picked = [top for top in tops if top // NEAR_SAMPLE_ROWS % SAMPLE_EVERY == 0]
-        picked = picked if len(picked) >= 2 * jobs.WORKERS else list(tops)  # a short image is its own sample
-        self.sample = []  # one part a worker, each a stack of sampled bands
-        for group in np.array_split(np.array(picked), jobs.WORKERS):
-            if len(group):
-                pixels = np.concatenate([_seen(np.asarray(image[top : top + NEAR_SAMPLE_ROWS]), codebook) for top in group])
-                self.sample.append((pixels, np.concatenate([indices[top : top + NEAR_SAMPLE_ROWS] for top in group])))
-        self.sample_share = sum(nearest.size for _, nearest in self.sample) / indices.size
+        self.sample: list[tuple[np.ndarray, np.ndarray, int]] = list(self._tiles())
+        self.sample_share = sum(nearest[kept:].size for _, nearest, kept in self.sample) / indices.size
         self.error = 0
         for batch in self._batches():
             self.error += sum(jobs.run_jobs(_squared_error, [(pixels, self.visible, nearest) for _, pixels, nearest in batch]))
 
-    def _batches(self) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
-        """Bands of rows, a worker's each, as (top, visible pixels (rows, width, C) int32,
-        nearest (rows, width)): a batch's int32 pixels at a time, bands of even heights so
-        that the workers finish together."""
+    def _tiles(self) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """The sample: every SAMPLE_EVERY-th tile of NEAR_TILE, in raster order of tiles (every
+        tile of a small image), as (visible pixels int32, nearest, rows kept), from the row
+        above it if there is one (kept: 1, its neighbours only)."""
         indices, codebook = self.quantized
         height, width = indices.shape
-        count = jobs.WORKERS * -(-height * width // (BAND_PIXELS * jobs.WORKERS))
-        rows = -(-height // count)
+        tile_rows, tile_columns = NEAR_TILE
+        across = -(-width // tile_columns)
+        every = 1 if indices.size <= NEAR_WHOLE_SAMPLE else SAMPLE_EVERY
+        for number, top in enumerate(range(0, height, tile_rows)):
+            lefts = [left for left in range(0, width, tile_columns) if (number * across + left // tile_columns) % every == 0]
+            if lefts:
+                above = max(0, top - 1)
+                band = _seen(np.asarray(self.image[above : top + tile_rows]), codebook)
+                for left in lefts:
+                    yield band[:, left : left + tile_columns].copy(), indices[above : top + tile_rows, left : left + tile_columns], top - above
+
+    def _batches(self) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
+        """Bands of even heights (about BAND_PIXELS each, however many workers), a batch of a
+        worker's each at a time (bounding the int32 pixels held), as (top, visible pixels
+        (rows, width, C) int32, nearest (rows, width))."""
+        indices, codebook = self.quantized
+        height, width = indices.shape
+        rows = -(-height // -(-height * width // BAND_PIXELS))
         tops = iter(range(0, height, rows))
         while batch := list(islice(tops, jobs.WORKERS)):
             yield [(top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]) for top in batch]
@@ -264,46 +284,68 @@ class NearTrader:
         codebook = self.quantized.codebook
         if len(codebook) < 2 or budget <= 0:
             return self.quantized
-        costs = near.token_costs(np.concatenate([nearest for _, nearest in self.sample]), self.palette)
-        weight = self._weight_for(budget, costs, *NEAR_WEIGHT_LOG, NEAR_SEARCH_STEPS[0])
+        costs = near.token_costs([nearest for _, nearest, _ in self.sample], self.palette)
+        weight = self._weight_for(budget, costs, *NEAR_WEIGHT_LOG, NEAR_COARSE_STEPS)
         if weight > 0:  # the traded indices' tokens are cheaper than the nearest ones': refit
-            chosen = [self._choose(pixels, nearest, costs, weight)[0] for pixels, nearest in self.sample]
-            costs = near.token_costs(np.concatenate(chosen), self.palette)
-            # cheaper tokens trade more at the same weight, so the weight only falls
+            costs = near.token_costs(self._choose_tiles(self.sample, costs, weight)[0], self.palette)
             log_weight = float(np.log2(weight))
-            weight = self._weight_for(budget, costs, log_weight - NEAR_REFIT_OCTAVES[0], log_weight + NEAR_REFIT_OCTAVES[1], NEAR_SEARCH_STEPS[1], ends=False)
+            weight = self._weight_for(budget, costs, log_weight - NEAR_FINE_BELOW, log_weight + NEAR_FINE_ABOVE, NEAR_FINE_STEPS, ends=False)
+        best, best_added = self.quantized.indices, 0
+        under = over = None  # the nearest full passes below NEAR_ENOUGH and above the budget: (log weight, log added)
         for _ in range(MAX_CHECKS):
             if weight <= 0:
                 break
             traded, added = self._apply(costs, weight)
-            if added <= budget:
-                return Quantized(traded, codebook)
-            weight *= budget / added * 0.9  # the sample was optimistic: step down in proportion
-        return self.quantized
+            if best_added < added <= budget:
+                best, best_added = traded, added
+            if NEAR_ENOUGH * budget <= added <= budget:
+                break
+            point = (float(np.log2(weight)), float(np.log2(max(1, added))))
+            under, over = (point, over) if added < budget else (under, point)
+            weight = self._next_weight(budget, costs, weight, added, under, over)
+        return Quantized(best, codebook)
 
-    def _choose(self, pixels: np.ndarray, nearest: np.ndarray, costs: np.ndarray, weight: float, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """One band chosen from a fresh row above: (its indices, added squared error)."""
-        chosen = np.empty_like(nearest) if out is None else out
-        rows = np.zeros((2, nearest.shape[1]), dtype=np.uint8)
-        return chosen, near.choose(pixels, self.visible, nearest, self.palette, costs, weight, rows, 0, chosen)
+    def _next_weight(self, budget: float, costs: np.ndarray, weight: float, added: int, under: tuple[float, float] | None, over: tuple[float, float] | None) -> float:
+        """The weight for the next full pass: between one that added too little and one that
+        added too much, interpolated on log added against log weight (the error jumps as whole
+        areas change hands, which a bisection on the sample does not see); otherwise searched
+        on the sample again for the budget in its terms (the sample's error is off by the full
+        pass's ratio to it: choices run down a whole image's rows, not a tile's)."""
+        target = np.log2(budget * (1 + NEAR_ENOUGH) / 2)
+        if under is not None and over is not None and over[1] > under[1]:
+            share = (target - under[1]) / (over[1] - under[1])
+            return float(2.0 ** (under[0] + share * (over[0] - under[0])))
+        scale = added / max(1.0, self._sampled_error(costs, weight))
+        log_weight = float(np.log2(weight))
+        return self._weight_for(budget / scale, costs, log_weight - NEAR_FINE_BELOW, log_weight + NEAR_FINE_BELOW, NEAR_FINE_STEPS, ends=False)
+
+    def _choose_tiles(self, tiles: list[tuple[np.ndarray, np.ndarray, int]], costs: np.ndarray, weight: float) -> tuple[list[np.ndarray], int]:
+        """Each sampled tile chosen as a strip of its own: (the choices, added squared error)."""
+        chosen = [np.empty_like(nearest) for _, nearest, _ in tiles]
+        added = sum(near.choose(pixels, self.visible, nearest, self.palette, costs, weight, out, kept) for (pixels, nearest, kept), out in zip(tiles, chosen, strict=True))
+        return chosen, added
 
     def _apply(self, costs: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
         """The whole image chosen at weight: (indices (H, W), added squared error)."""
         out = np.empty_like(self.quantized.indices)
         added = 0
         for batch in self._batches():
-            done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight, out[top : top + len(nearest)]) for top, pixels, nearest in batch])
-            added += sum(extra for _, extra in done)
+            jobs_done = jobs.run_jobs(near.choose, [(pixels, self.visible, nearest, self.palette, costs, weight, out[top : top + len(nearest)]) for top, pixels, nearest in batch])
+            added += sum(jobs_done)
         return out, added
 
     def _sampled_error(self, costs: np.ndarray, weight: float) -> float:
-        done = jobs.run_jobs(self._choose, [(pixels, nearest, costs, weight) for pixels, nearest in self.sample])
-        return sum(extra for _, extra in done) / self.sample_share
+        """The added squared error at weight, estimated from the sample (split among the
+        workers: the sum is the same however it is split)."""
+        parts = [self.sample[part :: jobs.WORKERS] for part in range(jobs.WORKERS)]
+        done = jobs.run_jobs(self._choose_tiles, [(part, costs, weight) for part in parts if part])
+        return sum(added for _, added in done) / self.sample_share
 
     def _weight_for(self, budget: float, costs: np.ndarray, log_low: float, log_high: float, steps: int, ends: bool = True) -> float:
         """The largest weight from 2**log_low to 2**log_high (to within `steps` bisections of
-        its log) whose sampled added error stays within budget; 0 when none does. Without
-        `ends` the range is taken to hold it (the low end, if not, is stepped down later)."""
+        its log) whose sampled added error stays within budget. With `ends`, 2**log_high if
+        that fits and 0 if 2**log_low does not; without, the range is taken to hold it (the
+        full pass's checks step a weight that does not fit down)."""
         if ends and self._sampled_error(costs, 2.0**log_high) <= budget:
             return 2.0**log_high
         if ends and self._sampled_error(costs, 2.0**log_low) > budget:

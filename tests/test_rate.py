@@ -10,7 +10,7 @@ from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
-from pil_kmq import near, rate
+from pil_kmq import jobs, near, rate
 from pil_kmq.quantize import Quantized, psnr_for_mse, quantize
 
 
@@ -194,10 +194,10 @@ def test_near_choice_follows_the_rule_pixel_by_pixel(parrot: Image.Image, shape:
         pixels[pixels[..., 3] == 0, :3] = 0
     indices, codebook = quantize(pixels, k, 0)
     palette = near.Palette(codebook)
-    costs = near.token_costs(indices, palette)
+    costs = near.token_costs([indices], palette)
     for weight in (0.0, 3.0, 40.0, 5000.0):
         chosen = np.empty_like(indices)
-        added = near.choose(pixels.astype(np.int32), codebook, indices, palette, costs, weight, np.zeros((2, shape[1]), np.uint8), 0, chosen)
+        added = near.choose(pixels.astype(np.int32), codebook, indices, palette, costs, weight, chosen)
         assert np.array_equal(chosen, reference_choice(pixels, indices, codebook, costs, weight))
         errors = ((pixels.astype(np.int64) - codebook[chosen]) ** 2).sum() - ((pixels.astype(np.int64) - codebook[indices]) ** 2).sum()
         assert added == errors
@@ -235,3 +235,45 @@ def test_near_trade_keeps_alpha_classes_and_is_deterministic() -> None:
     with Image.open(io.BytesIO(data)) as result:
         alpha = np.asarray(result)[..., 3]
     assert (alpha[original[..., 3] == 0] == 0).all() and (alpha[original[..., 3] == 255] == 255).all()
+
+
+@pytest.mark.parametrize("target", [26.0, 30.0, 36.0])
+def test_psnr_with_near_reaches_the_target(parrot: Image.Image, target: float) -> None:
+    """The sampled weight can overshoot the budget: the whole image's check must catch it."""
+    pixels = np.asarray(parrot)
+    best = pil_kmq.compress_image(pixels, psnr=target, compression="near")
+    assert psnr(pixels, best.codebook[best.indices]) >= target
+
+
+def test_psnr_with_near_reaches_the_target_with_alpha() -> None:
+    """Transparent pixels' colour channels do not count (they are not seen), as psnr= measures."""
+    with Image.open(SAMPLES / "ihc-cutout.png") as cutout:
+        pixels = np.asarray(cutout)
+    best = pil_kmq.compress_image(pixels, psnr=30, compression="near")
+    seen = np.where(pixels[..., 3:] == 0, 0, pixels).astype(np.float64)
+    shown = best.codebook[best.indices]
+    assert psnr(seen, np.where(shown[..., 3:] == 0, 0, shown)) >= 30
+
+
+def test_near_trade_above_256_entries_is_the_runs_trade(parrot: Image.Image) -> None:
+    pixels = np.asarray(parrot)
+    traded = pil_kmq.compress_image(pixels, k=300, psnr_loss=0.5, compression="near")
+    plain = pil_kmq.compress_image(pixels, k=300)
+    runs = rate.Trader(pixels, plain)
+    assert np.array_equal(traded.indices, runs.within(rate.loss_budget(runs.error, runs.pixels_channels, 0.5)).indices)
+
+
+def test_near_trade_is_the_same_whatever_the_workers(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same image, options and seed: same bytes, on one core or many."""
+    results = set()
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(jobs, "WORKERS", workers)
+        results.add(kmq_bytes(ihc, psnr=33, compression="near"))
+    assert len(results) == 1
+
+
+def test_near_trade_samples_an_eighth_of_a_short_wide_image() -> None:
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (40, 20_000, 3), dtype=np.uint8)
+    trader = rate.NearTrader(pixels, Quantized(*quantize(pixels, 16, 0)))
+    assert 0.1 <= trader.sample_share <= 0.15
