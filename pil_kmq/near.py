@@ -153,31 +153,16 @@ def _candidates(left: int, above: int, above_left: int, above_right: int, found:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _symbol(value: int, count: int, found: np.ndarray, colours: np.ndarray, position: np.ndarray, left: int, above: int, above_left: int, above_right: int) -> int:
-    """The symbol of index `value` given its neighbours and their `count` distinct values
-    (found): its place among them, else count + its rank among the other entries by colour
-    distance from the anchor."""
-    for j in range(count):
-        if found[j] == value:
-            return j
-    anchor = _anchor(colours, left, above, above_left, above_right)
-    rank = int(position[anchor, value])
-    skipped = 0
-    for j in range(count):
-        skipped += int(position[anchor, found[j]]) < rank
-    return count + rank - skipped
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _token(symbol: int) -> tuple[int, int]:
     """(token, number of extra bits): 0 … 15 as themselves, then two tokens an octave, the
     octave's second bit in the token and the bits below it extra."""
-    if symbol < DIRECT_SYMBOLS:
-        return symbol, 0
-    octave = 0
-    while symbol >> (octave + 1):
-        octave += 1
-    return DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1), octave - 1
+    token, bits = symbol, 0
+    if symbol >= DIRECT_SYMBOLS:
+        octave = 0
+        while symbol >> (octave + 1):
+            octave += 1
+        token, bits = DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbol >> (octave - 1)) & 1), octave - 1
+    return token, bits
 
 
 @njit(cache=True, nogil=True)
@@ -193,7 +178,18 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, posit
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
             contexts[at] = _context(levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
-            symbol = _symbol(value, count, found, colours, position, left, above, above_left, above_right)
+            symbol = -1  # written out here and in _choose: as an inlined function it took 2x the time
+            for j in range(count):
+                if found[j] == value:
+                    symbol = j
+                    break
+            if symbol < 0:
+                anchor = _anchor(colours, left, above, above_left, above_right)
+                rank = int(position[anchor, value])
+                skipped = 0
+                for j in range(count):
+                    skipped += int(position[anchor, found[j]]) < rank
+                symbol = count + rank - skipped
             tokens[at], bits = _token(symbol)
             extras[at] = symbol & ((1 << bits) - 1)
             rows[y & 1, x] = value
@@ -326,7 +322,19 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, w
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
             context = _context(levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
-            token, bits = _token(_symbol(own, count, found, colours, position, left, above, above_left, above_right))
+            symbol = -1  # as in _symbols
+            for j in range(count):
+                if found[j] == own:
+                    symbol = j
+                    break
+            if symbol < 0:
+                anchor = _anchor(colours, left, above, above_left, above_right)
+                rank = int(position[anchor, own])
+                skipped = 0
+                for j in range(count):
+                    skipped += int(position[anchor, found[j]]) < rank
+                symbol = count + rank - skipped
+            token, bits = _token(symbol)
             own_error = _squared(pixels, y, x, visible, own)
             best, best_cost, best_added = own, weight * (costs[context, token] + bits), 0
             for j in range(count):  # symbol j: a direct token
