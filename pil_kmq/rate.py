@@ -28,7 +28,7 @@ from .quantize import Quantized, RowSource, mse_for_psnr
 SEGMENT = 128
 BAND_PIXELS = 1 << 18  # pixels per band of rows: bounds the int32 temporaries (~5 MiB)
 MAX_THRESHOLD = 4 * 255**2  # every run allowed: the most squared error a pixel can have
-CACHED_PIXELS = 1 << 21  # images up to this size keep their segments (~17 bytes a pixel) between scans
+CACHED_PIXELS = 1 << 21  # images up to this size keep their segments or bands (up to ~17 bytes a pixel) between scans
 SAMPLE_EVERY = 8  # threshold searches run on every 8th segment; segments are independent
 SEARCH_STEPS = 8  # bisection steps on log2(threshold), which spans 0 to 17.6
 MAX_CHECKS = 4  # full scans allowed to confirm a threshold found on the sample
@@ -41,18 +41,31 @@ MAX_CHECKS = 4  # full scans allowed to confirm a threshold found on the sample
 NEAR_TILE = (16, 1024)
 NEAR_WHOLE_SAMPLE = 1 << 16
 NEAR_WEIGHT_LOG = (-4.0, 12.0)
-# The search bisects that range NEAR_COARSE_STEPS times (to an octave) with the nearest indices'
-# token costs, then, with the costs of the indices chosen there, NEAR_FINE_STEPS times from
-# NEAR_FINE_BELOW octaves below that weight to NEAR_FINE_ABOVE above (cheaper tokens trade more
-# at the same weight, so it mostly falls).
-NEAR_COARSE_STEPS = 4
-NEAR_FINE_STEPS = 5
-NEAR_FINE_BELOW = 2.0
-NEAR_FINE_ABOVE = 1.0
+# The search runs on the sample, in log error against log weight: with the nearest indices'
+# token costs it narrows the range's bracket until its low end adds NEAR_ROUGH of the target;
+# with the costs of the indices chosen there (cheaper tokens trade more at the same weight) it
+# steps from that weight by the slope seen (NEAR_MIN_STEP to NEAR_MAX_STEP octaves, slopes
+# kept to NEAR_SLOPES) until it brackets the target again, then narrows to NEAR_CLOSE of it.
+# Narrowing interpolates, kept NEAR_SAFE of the bracket away from its ends, for at most
+# NEAR_STEPS sampled passes.
+NEAR_ROUGH = 0.5
+NEAR_CLOSE = 0.9
+NEAR_STEPS = 6
+NEAR_SAFE = 0.1
+NEAR_MIN_STEP = 1 / 16
+NEAR_MAX_STEP = 4.0
+NEAR_SLOPES = (0.25, 8.0)
+# The target is NEAR_GOAL of the budget, over the expected ratio of a full pass's added error
+# to the sample's at one weight: above 1, as the sample's tiles start below rows of nearest
+# indices, so choices cascade less far down them; 1.1 to 2.7 on Kodak photos, most often
+# about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's next k takes the last ratio seen).
 # A full pass that adds NEAR_ENOUGH of the budget or more (and no more than it) is kept; else
-# the next weight is interpolated or searched again (NearTrader._next_weight), up to
-# MAX_CHECKS full passes, of which the one adding most within the budget is kept.
-NEAR_ENOUGH = 0.75
+# the next weight is interpolated between passes that add too little and too much, or stepped
+# by the slope seen, up to MAX_CHECKS full passes, of which the one adding most within the
+# budget is kept.
+NEAR_GOAL = 0.95
+NEAR_SAMPLE_SCALE = 1.3
+NEAR_ENOUGH = 0.85
 
 
 class Segments(NamedTuple):
@@ -246,6 +259,9 @@ class NearTrader:
         self.pixels_channels = indices.size * codebook.shape[1]
         self.sample: list[tuple[np.ndarray, np.ndarray, int]] = list(self._tiles())
         self.sample_share = sum(nearest[kept:].size for _, nearest, kept in self.sample) / indices.size
+        self.points: dict[float, float] = {}  # the sample's added error by log weight, for the costs in use
+        self.cached: list[list[tuple[int, np.ndarray, np.ndarray]]] | None = None
+        self.scale = NEAR_SAMPLE_SCALE
         self.error = 0
         for batch in self._batches():
             self.error += sum(jobs.run_jobs(_squared_error, [(pixels, self.visible, nearest) for _, pixels, nearest in batch]))
@@ -270,54 +286,101 @@ class NearTrader:
     def _batches(self) -> Iterator[list[tuple[int, np.ndarray, np.ndarray]]]:
         """Bands of even heights (about BAND_PIXELS each, however many workers), a batch of a
         worker's each at a time (bounding the int32 pixels held), as (top, visible pixels
-        (rows, width, C) int32, nearest (rows, width))."""
+        (rows, width, C) int32, nearest (rows, width)). An image of at most CACHED_PIXELS keeps
+        them from one pass to the next: making them took a quarter of a pass's time."""
+        if self.cached is not None:
+            yield from self.cached
+            return
         indices, codebook = self.quantized
         height, width = indices.shape
         rows = -(-height // -(-height * width // BAND_PIXELS))
         tops = iter(range(0, height, rows))
+        keep = [] if indices.size <= CACHED_PIXELS else None
         while batch := list(islice(tops, jobs.WORKERS)):
-            yield [(top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]) for top in batch]
+            made = [(top, _seen(np.asarray(self.image[top : top + rows]), codebook), indices[top : top + rows]) for top in batch]
+            if keep is not None:
+                keep.append(made)
+            yield made
+        self.cached = keep
 
-    def within(self, budget: float) -> Quantized:
+    def within(self, budget: float, scale: float = NEAR_SAMPLE_SCALE) -> Quantized:
         """Indices that add at most `budget` squared error (summed over pixels and channels) to
-        the nearest-entry ones, chosen for fewer near_rans bits; the codebook is unchanged."""
+        the nearest-entry ones, chosen for fewer near_rans bits; the codebook is unchanged.
+        `scale`: what a full pass is expected to add over the sample's estimate at one weight
+        (the sample's tiles start below nearest rows, so choices cascade less far down them);
+        afterwards self.scale holds the ratio this image's first full pass showed."""
         codebook = self.quantized.codebook
         if len(codebook) < 2 or budget <= 0:
             return self.quantized
-        costs = near.token_costs([nearest for _, nearest, _ in self.sample], self.palette)
-        weight = self._weight_for(budget, costs, *NEAR_WEIGHT_LOG, NEAR_COARSE_STEPS)
-        if weight > 0:  # the traded indices' tokens are cheaper than the nearest ones': refit
-            costs = near.token_costs(self._choose_tiles(self.sample, costs, weight)[0], self.palette)
-            log_weight = float(np.log2(weight))
-            weight = self._weight_for(budget, costs, log_weight - NEAR_FINE_BELOW, log_weight + NEAR_FINE_ABOVE, NEAR_FINE_STEPS, ends=False)
+        goal = budget * NEAR_GOAL
+        found = self._search(goal / scale)
+        if found is None:
+            return self.quantized
+        costs, (log_weight, sampled), slope = found
         best, best_added = self.quantized.indices, 0
-        under = over = None  # the nearest full passes below NEAR_ENOUGH and above the budget: (log weight, log added)
+        passes: list[tuple[float, float]] = []  # (log weight, log added) of the full passes
         for _ in range(MAX_CHECKS):
-            if weight <= 0:
-                break
-            traded, added = self._apply(costs, weight)
+            traded, added = self._apply(costs, 2.0**log_weight)
+            if not passes:
+                self.scale = added / max(1.0, sampled)
             if best_added < added <= budget:
                 best, best_added = traded, added
             if NEAR_ENOUGH * budget <= added <= budget:
                 break
-            point = (float(np.log2(weight)), float(np.log2(max(1, added))))
-            under, over = (point, over) if added < budget else (under, point)
-            weight = self._next_weight(budget, costs, weight, added, under, over)
+            passes.append((log_weight, float(np.log2(max(1, added)))))
+            log_weight = _next_log_weight(passes, float(np.log2(goal)), float(np.log2(budget)), slope)
         return Quantized(best, codebook)
 
-    def _next_weight(self, budget: float, costs: np.ndarray, weight: float, added: int, under: tuple[float, float] | None, over: tuple[float, float] | None) -> float:
-        """The weight for the next full pass: between one that added too little and one that
-        added too much, interpolated on log added against log weight (the error jumps as whole
-        areas change hands, which a bisection on the sample does not see); otherwise searched
-        on the sample again for the budget in its terms (the sample's error is off by the full
-        pass's ratio to it: choices run down a whole image's rows, not a tile's)."""
-        target = np.log2(budget * (1 + NEAR_ENOUGH) / 2)
-        if under is not None and over is not None and over[1] > under[1]:
-            share = (target - under[1]) / (over[1] - under[1])
-            return float(2.0 ** (under[0] + share * (over[0] - under[0])))
-        scale = added / max(1.0, self._sampled_error(costs, weight))
-        log_weight = float(np.log2(weight))
-        return self._weight_for(budget / scale, costs, log_weight - NEAR_FINE_BELOW, log_weight + NEAR_FINE_BELOW, NEAR_FINE_STEPS, ends=False)
+    def _search(self, target: float) -> tuple[np.ndarray, tuple[float, float], float] | None:
+        """On the sample: (costs, (log weight, its added error) close below target, the local
+        slope of log error against log weight), or None when even the least weight adds too
+        much. First with the nearest indices' token costs over the whole range, then with the
+        costs of the indices chosen there (cheaper tokens trade more at the same weight)."""
+        costs = near.token_costs([nearest for _, nearest, _ in self.sample], self.palette)
+        self.points.clear()
+        low, high = ((log, self._sampled_error(costs, log)) for log in NEAR_WEIGHT_LOG)
+        if high[1] <= target:
+            return costs, high, 1.0
+        if low[1] > target:
+            return None
+        low, high = self._close_in(target, costs, low, high, NEAR_ROUGH)
+        costs = near.token_costs(self._choose_tiles(self.sample, costs, 2.0 ** low[0])[0], self.palette)
+        self.points.clear()
+        bracket = self._bracket(target, costs, low[0], _slope(low, high))
+        if bracket[1] is None:
+            return costs, bracket[0], 1.0
+        low, high = self._close_in(target, costs, *bracket, NEAR_CLOSE)
+        return costs, low, _slope(low, high)
+
+    def _bracket(self, target: float, costs: np.ndarray, log_weight: float, slope: float) -> tuple[tuple[float, float], tuple[float, float] | None]:
+        """Sampled points (low, high) around target from log_weight, stepping by the slope's
+        guess (doubled each time it falls short); high None when the range's top still fits,
+        and low the range's bottom if even that does not."""
+        point = (log_weight, self._sampled_error(costs, log_weight))
+        while True:
+            step = (np.log2(target) - np.log2(max(1.0, point[1]))) / slope
+            step = float(np.clip(step, -NEAR_MAX_STEP, NEAR_MAX_STEP))
+            step = step if abs(step) >= NEAR_MIN_STEP else np.copysign(NEAR_MIN_STEP, step)
+            log_next = float(np.clip(point[0] + step, *NEAR_WEIGHT_LOG))
+            if log_next == point[0]:  # at an end of the range
+                return (point, None) if point[1] <= target else (point, point)
+            following = (log_next, self._sampled_error(costs, log_next))
+            if (point[1] <= target) != (following[1] <= target):
+                return (point, following) if point[1] <= target else (following, point)
+            point, slope = following, slope / 2
+
+    def _close_in(self, target: float, costs: np.ndarray, low: tuple[float, float], high: tuple[float, float], close: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Narrow a bracket (low adds at most target, high more) by interpolating log error on
+        log weight, until low adds at least close * target or NEAR_STEPS sampled passes."""
+        for _ in range(NEAR_STEPS):
+            if low[1] >= close * target or high[0] - low[0] <= NEAR_MIN_STEP:
+                break
+            share = (np.log2(target) - np.log2(max(1.0, low[1]))) / (np.log2(high[1]) - np.log2(max(1.0, low[1])))
+            share = float(np.clip(share, NEAR_SAFE, 1 - NEAR_SAFE))  # keeps shrinking the bracket where the curve bends
+            log_weight = low[0] + share * (high[0] - low[0])
+            point = (log_weight, self._sampled_error(costs, log_weight))
+            low, high = (point, high) if point[1] <= target else (low, point)
+        return low, high
 
     def _choose_tiles(self, tiles: list[tuple[np.ndarray, np.ndarray, int]], costs: np.ndarray, weight: float) -> tuple[list[np.ndarray], int]:
         """Each sampled tile chosen as a strip of its own: (the choices, added squared error)."""
@@ -334,26 +397,40 @@ class NearTrader:
             added += sum(jobs_done)
         return out, added
 
-    def _sampled_error(self, costs: np.ndarray, weight: float) -> float:
-        """The added squared error at weight, estimated from the sample (split among the
-        workers: the sum is the same however it is split)."""
-        parts = [self.sample[part :: jobs.WORKERS] for part in range(jobs.WORKERS)]
-        done = jobs.run_jobs(self._choose_tiles, [(part, costs, weight) for part in parts if part])
-        return sum(added for _, added in done) / self.sample_share
+    def _sampled_error(self, costs: np.ndarray, log_weight: float) -> float:
+        """The added squared error at weight 2**log_weight, estimated from the sample (split
+        among the workers: the sum is the same however it is split); kept in self.points while
+        the costs stay the same."""
+        if log_weight not in self.points:
+            parts = [self.sample[part :: jobs.WORKERS] for part in range(jobs.WORKERS)]
+            done = jobs.run_jobs(self._choose_tiles, [(part, costs, 2.0**log_weight) for part in parts if part])
+            self.points[log_weight] = sum(added for _, added in done) / self.sample_share
+        return self.points[log_weight]
 
-    def _weight_for(self, budget: float, costs: np.ndarray, log_low: float, log_high: float, steps: int, ends: bool = True) -> float:
-        """The largest weight from 2**log_low to 2**log_high (to within `steps` bisections of
-        its log) whose sampled added error stays within budget. With `ends`, 2**log_high if
-        that fits and 0 if 2**log_low does not; without, the range is taken to hold it (the
-        full pass's checks step a weight that does not fit down)."""
-        if ends and self._sampled_error(costs, 2.0**log_high) <= budget:
-            return 2.0**log_high
-        if ends and self._sampled_error(costs, 2.0**log_low) > budget:
-            return 0.0
-        for _ in range(steps):
-            middle = (log_low + log_high) / 2
-            log_low, log_high = (middle, log_high) if self._sampled_error(costs, 2.0**middle) <= budget else (log_low, middle)
-        return 2.0**log_low
+
+def _slope(low: tuple[float, float], high: tuple[float, float]) -> float:
+    """d log error / d log weight between two sampled points, kept to NEAR_SLOPES."""
+    rise = np.log2(max(1.0, high[1])) - np.log2(max(1.0, low[1]))
+    return float(np.clip(rise / max(high[0] - low[0], 1e-9), *NEAR_SLOPES))
+
+
+def _next_log_weight(passes: list[tuple[float, float]], log_goal: float, log_budget: float, slope: float) -> float:
+    """The next full pass's log weight, from the full passes so far ((log weight, log added)):
+    between the nearest that added too little and too much, interpolated; else stepped from
+    the last by the slope of the last two on its side (the sample's slope if there is one)."""
+    under = [point for point in passes if point[1] < log_budget]
+    over = [point for point in passes if point[1] > log_budget]
+    if under and over:
+        low, high = max(under), min(over)
+        if high[1] > low[1] and high[0] > low[0]:
+            return low[0] + (log_goal - low[1]) / (high[1] - low[1]) * (high[0] - low[0])
+    side = under or over
+    if len(side) >= 2:
+        (w0, e0), (w1, e1) = side[-2], side[-1]
+        if w1 != w0 and (e1 - e0) / (w1 - w0) > 0:
+            slope = float(np.clip((e1 - e0) / (w1 - w0), *NEAR_SLOPES))
+    log_weight, log_added = passes[-1]
+    return log_weight + float(np.clip((log_goal - log_added) / slope, -NEAR_MAX_STEP, NEAR_MAX_STEP))
 
 
 def _seen(pixels: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -416,12 +493,19 @@ def smallest_for_psnr(
     makes a smaller file. size(quantized) is the coder's real byte count and the result to keep
     (which may carry the coded bytes). None if `first` itself falls short of psnr."""
 
+    scale = NEAR_SAMPLE_SCALE  # near_rans: the full passes' ratio to the sample, from the last k
+
     def traded(quantized: Quantized) -> tuple[int, Quantized] | None:
+        nonlocal scale
         trader = trader_for(image, quantized, method)
         budget = mse_for_psnr(psnr) * trader.pixels_channels - trader.error
         if budget < 0:
             return None
-        return size(trader.within(budget))
+        if isinstance(trader, Trader):
+            return size(trader.within(budget))
+        result = trader.within(budget, scale)
+        scale = trader.scale
+        return size(result)
 
     start = traded(first)
     if start is None:

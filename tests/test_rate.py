@@ -277,3 +277,35 @@ def test_near_trade_samples_an_eighth_of_a_short_wide_image() -> None:
     pixels = rng.integers(0, 256, (40, 20_000, 3), dtype=np.uint8)
     trader = rate.NearTrader(pixels, Quantized(*quantize(pixels, 16, 0)))
     assert 0.1 <= trader.sample_share <= 0.15
+
+
+def test_near_trader_gives_the_same_choice_when_used_again(parrot: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bands kept between passes and the sample's points kept within a search must not
+    leak into another budget's search: a trader used before chooses as a fresh one that keeps
+    nothing (bands of 20 rows: three batches of two workers' bands)."""
+    monkeypatch.setattr(rate, "BAND_PIXELS", 1 << 11)
+    monkeypatch.setattr(jobs, "WORKERS", 2)
+    pixels = np.asarray(parrot)
+    quantized = Quantized(*quantize(pixels, 24, 0))
+    used = rate.NearTrader(pixels, quantized)
+    budgets = [rate.loss_budget(used.error, used.pixels_channels, loss) for loss in (2.0, 0.3)]
+    used.within(budgets[0])
+    again = used.within(budgets[1])
+    monkeypatch.setattr(rate, "CACHED_PIXELS", 0)
+    assert np.array_equal(again.indices, rate.NearTrader(pixels, quantized).within(budgets[1]).indices)
+
+
+def test_next_full_pass_interpolates_between_passes_under_and_over() -> None:
+    log_goal, log_budget = 20.0, 20.1
+    passes = [(4.0, 19.0), (6.0, 22.0)]  # too little at 2**4, too much at 2**6
+    assert rate._next_log_weight(passes, log_goal, log_budget, slope=1.0) == pytest.approx(4.0 + 2.0 / 3.0)
+
+
+def test_next_full_pass_steps_by_the_slope_seen() -> None:
+    log_goal, log_budget = 20.0, 20.1
+    # One pass, 1 octave of error short: stepped by the sample's slope (2: half an octave).
+    assert rate._next_log_weight([(5.0, 19.0)], log_goal, log_budget, slope=2.0) == pytest.approx(5.5)
+    # Two passes on one side: by their own slope, (19.5 - 19) / (5.5 - 5) = 1.
+    assert rate._next_log_weight([(5.0, 19.0), (5.5, 19.5)], log_goal, log_budget, slope=2.0) == pytest.approx(6.0)
+    # Far off, a flat slope takes no more than NEAR_MAX_STEP octaves at once.
+    assert rate._next_log_weight([(5.0, 30.0)], log_goal, log_budget, slope=0.25) == pytest.approx(5.0 - rate.NEAR_MAX_STEP)
