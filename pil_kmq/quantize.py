@@ -11,6 +11,7 @@ every colour its exact nearest rounded entry; gather per pixel through a lookup 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -701,6 +702,7 @@ class Clustering:
         self.image, self.seed = image, seed
         self.hist = histogram(image)
         self._made: _Made | None = None
+        self._ahead: tuple[tuple[int, int | None], _Background] | None = None
 
     @property
     def colors(self) -> int:
@@ -708,13 +710,57 @@ class Clustering:
         return len(self.hist.keys)
 
     def at_k(self, k: int, seedings: int | None = None) -> Quantized:
-        codebook, color_index = quantize_histogram(self.hist, k, self.seed, self._made, seedings)
+        ahead = self._settle()
+        if ahead is not None and ahead[0] == (k, seedings):
+            codebook, color_index = ahead[1]
+        else:
+            codebook, color_index = quantize_histogram(self.hist, k, self.seed, self._made, seedings)
         return Quantized(gather(self.image, self.hist, color_index), codebook)
 
+    def ahead(self, k: int, seedings: int | None = None) -> None:
+        """Start at_k(k, seedings)'s clustering on a thread of its own: a psnr= search knows the
+        next k it will try while it still trades and codes the last, whose work leaves part of
+        the cores idle. Only the histogram and this object's levels are used there (never the
+        image, read by the caller meanwhile), and nothing here touches them until it ends."""
+        self._settle()
+        self._ahead = ((k, seedings), _Background(quantize_histogram, self.hist, k, self.seed, self._made, seedings))
+
+    def _settle(self) -> tuple[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] | None:
+        """Wait for a clustering started ahead: ((k, seedings), its result), or None."""
+        if self._ahead is None:
+            return None
+        key, background = self._ahead
+        self._ahead = None
+        return key, background.result()
+
     def at_psnr(self, psnr: float, max_k: int = 65_536, narrow: bool = True) -> Quantized:
+        self._settle()
         self._made = self._made or _Made(self.hist)
         codebook, color_index = cluster_for_psnr(self.hist, psnr, self.seed, max_k, narrow, self._made)
         return Quantized(gather(self.image, self.hist, color_index), codebook)
+
+
+class _Background:
+    """function(*args) on a thread of its own; result() waits for it (and raises what it raised)."""
+
+    def __init__(self, function: Callable[..., Any], *args: object) -> None:
+        self._outcome: tuple[bool, Any] | None = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), name="kmq-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., Any], args: tuple[object, ...]) -> None:
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as error:  # handed to result()'s caller, as if called there
+            self._outcome = (False, error)
+
+    def result(self) -> Any:
+        self._thread.join()
+        assert self._outcome is not None
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value
 
 
 def quantize(image: RowSource, k: int, seed: int = 0) -> Quantized:

@@ -487,11 +487,14 @@ def smallest_for_psnr(
     size: Callable[[Quantized], tuple[int, Quantized]],
     limit: int,
     method: StripMethod | None = StripMethod.RUNS_ZSTD,
+    ahead: Callable[[int], None] | None = None,
 ) -> Quantized | None:
     """Of traded results that reach psnr dB, the smallest file: `first` spends its margin on
     what `method`'s strips store cheaply (trader_for), then larger k (up to limit) while each
     makes a smaller file. size(quantized) is the coder's real byte count and the result to keep
-    (which may carry the coded bytes). None if `first` itself falls short of psnr."""
+    (which may carry the coded bytes). None if `first` itself falls short of psnr. ahead(k),
+    if given, is told the first larger k before `first` is traded: it is always tried, and
+    quantize_k(k) may be started early."""
 
     scale = NEAR_SAMPLE_SCALE  # near_rans: the full passes' ratio to the sample, from the last k
 
@@ -507,14 +510,20 @@ def smallest_for_psnr(
         scale = trader.scale
         return size(result)
 
+    def grown(k: int) -> int | None:
+        larger = min(limit, round(k * K_GROWTH))
+        return None if larger <= k or k in NO_GROWTH else larger
+
+    k = len(first.codebook)
+    if ahead is not None and MAX_GROWTH_STEPS and (larger := grown(k)) is not None:
+        ahead(larger)
     start = traded(first)
     if start is None:
         return None
     best_size, best = start
-    k = len(first.codebook)
     for _ in range(MAX_GROWTH_STEPS):
-        larger = min(limit, round(k * K_GROWTH))
-        if larger <= k or k in NO_GROWTH:
+        larger = grown(k)
+        if larger is None:
             break
         candidate = traded(quantize_k(larger))
         if candidate is None or candidate[0] >= best_size:

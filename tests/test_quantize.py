@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -360,3 +362,51 @@ def test_seeding_by_cubes_picks_the_centres_a_full_scan_picks(channels: int) -> 
     scanned = kmeans._scanned_plusplus(points, weights, 5, draws)
     cubed = kmeans._cubed_plusplus(points, weights, 5, draws, *kmeans._seed_cubes(points))
     assert len(set(scanned.tolist())) == k and np.array_equal(cubed, scanned)
+
+
+class _WatchedRows:
+    """An image read by row strips that notes which threads read it."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels, self.shape, self.readers = pixels, pixels.shape, set()
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        self.readers.add(threading.current_thread().name)
+        return self.pixels[rows]
+
+
+def test_a_clustering_started_ahead_is_the_one_at_k_gives(ihc: object) -> None:
+    """ahead(k) runs at_k(k)'s clustering on a thread of its own, after a psnr= search as a
+    search runs it; the result is the same as without, and the image is never read there
+    (the caller reads it meanwhile)."""
+    pixels = np.asarray(ihc)
+    plain = quantize_module.Clustering(pixels)
+    plain.at_psnr(30, narrow=False)
+    watched = _WatchedRows(pixels)
+    early = quantize_module.Clustering(watched)
+    early.at_psnr(30, narrow=False)
+    early.ahead(40, seedings=1)
+    got = early.at_k(40, seedings=1)
+    expected = plain.at_k(40, seedings=1)
+    assert np.array_equal(expected.indices, got.indices) and np.array_equal(expected.codebook, got.codebook)
+    assert "kmq-ahead" not in watched.readers
+
+
+def test_a_clustering_started_ahead_for_another_k_is_not_taken(ihc: object) -> None:
+    pixels = np.asarray(ihc)
+    early = quantize_module.Clustering(pixels)
+    early.ahead(40, seedings=1)
+    got = early.at_k(24)
+    expected = quantize_module.Clustering(pixels).at_k(24)
+    assert np.array_equal(expected.indices, got.indices) and np.array_equal(expected.codebook, got.codebook)
+
+
+def test_an_error_in_a_clustering_started_ahead_reaches_the_caller(ihc: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise MemoryError("no room for the levels")
+
+    monkeypatch.setattr(quantize_module, "quantize_histogram", broken)
+    early = quantize_module.Clustering(np.asarray(ihc))
+    early.ahead(40)
+    with pytest.raises(MemoryError, match="no room"):
+        early.at_k(40)

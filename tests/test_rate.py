@@ -11,6 +11,7 @@ from PIL import Image
 
 import pil_kmq
 from pil_kmq import jobs, near, rate
+from pil_kmq import quantize as quantize_module
 from pil_kmq.quantize import Quantized, psnr_for_mse, quantize
 
 
@@ -309,3 +310,12 @@ def test_next_full_pass_steps_by_the_slope_seen() -> None:
     assert rate._next_log_weight([(5.0, 19.0), (5.5, 19.5)], log_goal, log_budget, slope=2.0) == pytest.approx(6.0)
     # Far off, a flat slope takes no more than NEAR_MAX_STEP octaves at once.
     assert rate._next_log_weight([(5.0, 30.0)], log_goal, log_budget, slope=0.25) == pytest.approx(5.0 - rate.NEAR_MAX_STEP)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "near"])
+def test_psnr_search_makes_the_same_file_without_clustering_ahead(ihc: Image.Image, compression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first larger k is clustered on its own thread while the first is traded and coded:
+    that only saves time."""
+    early = kmq_bytes(ihc, psnr=31, compression=compression)
+    monkeypatch.setattr(quantize_module.Clustering, "ahead", lambda self, k, seedings=None: None)
+    assert kmq_bytes(ihc, psnr=31, compression=compression) == early
