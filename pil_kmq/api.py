@@ -186,7 +186,10 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
         return sum(len(part) for part in encode_parts(*result, method, reuse=result)), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
-    found = smallest_for_psnr(pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method, partial(clustering.ahead, seedings=GROWTH_SEEDINGS))
+    try:
+        found = smallest_for_psnr(pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method, partial(clustering.ahead, seedings=GROWTH_SEEDINGS))
+    finally:
+        clustering.drop_ahead()
     assert found is not None  # at_psnr's result reaches psnr
     return found
 

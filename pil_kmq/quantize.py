@@ -733,6 +733,14 @@ class Clustering:
         self._ahead = None
         return key, background.result()
 
+    def drop_ahead(self) -> None:
+        """Wait for a clustering started ahead and forget it, and any error it raised: for a
+        search that ends without taking it (its own error on the way out), so that no thread
+        outlives the save that started it."""
+        if self._ahead is not None:
+            self._ahead[1].wait()
+            self._ahead = None
+
     def at_psnr(self, psnr: float, max_k: int = 65_536, narrow: bool = True) -> Quantized:
         self._settle()
         self._made = self._made or _Made(self.hist)
@@ -753,6 +761,9 @@ class _Background:
             self._outcome = (True, function(*args))
         except BaseException as error:  # handed to result()'s caller, as if called there
             self._outcome = (False, error)
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()

@@ -58,13 +58,15 @@ NEAR_SLOPES = (0.25, 8.0)
 # The target is NEAR_GOAL of the budget, over the expected ratio of a full pass's added error
 # to the sample's at one weight: above 1, as the sample's tiles start below rows of nearest
 # indices, so choices cascade less far down them; 1.1 to 2.7 on Kodak photos, most often
-# about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's next k takes the last ratio seen).
+# about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's next k takes the last ratio seen,
+# kept to NEAR_SCALES; a pass or sample that adds nothing shows no ratio).
 # A full pass that adds NEAR_ENOUGH of the budget or more (and no more than it) is kept; else
 # the next weight is interpolated between passes that add too little and too much, or stepped
 # by the slope seen, up to MAX_CHECKS full passes, of which the one adding most within the
 # budget is kept.
 NEAR_GOAL = 0.95
 NEAR_SAMPLE_SCALE = 1.3
+NEAR_SCALES = (0.25, 8.0)
 NEAR_ENOUGH = 0.85
 
 
@@ -321,8 +323,8 @@ class NearTrader:
         passes: list[tuple[float, float]] = []  # (log weight, log added) of the full passes
         for _ in range(MAX_CHECKS):
             traded, added = self._apply(costs, 2.0**log_weight)
-            if not passes:
-                self.scale = added / max(1.0, sampled)
+            if not passes and added > 0 and sampled > 0:
+                self.scale = float(np.clip(added / max(1.0, sampled), *NEAR_SCALES))
             if best_added < added <= budget:
                 best, best_added = traded, added
             if NEAR_ENOUGH * budget <= added <= budget:
@@ -375,7 +377,9 @@ class NearTrader:
         for _ in range(NEAR_STEPS):
             if low[1] >= close * target or high[0] - low[0] <= NEAR_MIN_STEP:
                 break
-            share = (np.log2(target) - np.log2(max(1.0, low[1]))) / (np.log2(high[1]) - np.log2(max(1.0, low[1])))
+            log_low = np.log2(max(1.0, low[1]))
+            rise = np.log2(max(1.0, high[1])) - log_low
+            share = (np.log2(max(1.0, target)) - log_low) / rise if rise > 0 else 0.5  # flat below 1: halve
             share = float(np.clip(share, NEAR_SAFE, 1 - NEAR_SAFE))  # keeps shrinking the bracket where the curve bends
             log_weight = low[0] + share * (high[0] - low[0])
             point = (log_weight, self._sampled_error(costs, log_weight))

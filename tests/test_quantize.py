@@ -392,12 +392,13 @@ def test_a_clustering_started_ahead_is_the_one_at_k_gives(ihc: object) -> None:
     assert "kmq-ahead" not in watched.readers
 
 
-def test_a_clustering_started_ahead_for_another_k_is_not_taken(ihc: object) -> None:
+@pytest.mark.parametrize(("k", "seedings"), [(24, 1), (40, None)])
+def test_a_clustering_started_ahead_for_another_k_or_seedings_is_not_taken(ihc: object, k: int, seedings: int | None) -> None:
     pixels = np.asarray(ihc)
     early = quantize_module.Clustering(pixels)
     early.ahead(40, seedings=1)
-    got = early.at_k(24)
-    expected = quantize_module.Clustering(pixels).at_k(24)
+    got = early.at_k(k, seedings)
+    expected = quantize_module.Clustering(pixels).at_k(k, seedings)
     assert np.array_equal(expected.indices, got.indices) and np.array_equal(expected.codebook, got.codebook)
 
 

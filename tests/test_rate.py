@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 from conftest import SAMPLES, kmq_bytes
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import pil_kmq
 from pil_kmq import jobs, near, rate
@@ -319,3 +320,45 @@ def test_psnr_search_makes_the_same_file_without_clustering_ahead(ihc: Image.Ima
     early = kmq_bytes(ihc, psnr=31, compression=compression)
     monkeypatch.setattr(quantize_module.Clustering, "ahead", lambda self, k, seedings=None: None)
     assert kmq_bytes(ihc, psnr=31, compression=compression) == early
+
+
+def test_near_search_points_are_the_final_costs_own(parrot: Image.Image) -> None:
+    """The sampled points a search narrows on are measured with the costs it returns, never
+    left over from the first costs (the nearest indices'), which trade less at a weight."""
+    pixels = np.asarray(parrot)
+    trader = rate.NearTrader(pixels, Quantized(*quantize(pixels, 24, 0)))
+    target = rate.loss_budget(trader.error, trader.pixels_channels, 1.0) / rate.NEAR_SAMPLE_SCALE
+    found = trader._search(target)
+    assert found is not None and len(trader.points) >= 2
+    costs = found[0]
+    fresh = rate.NearTrader(pixels, trader.quantized)
+    assert trader.points == {log: fresh._sampled_error(costs, log) for log in trader.points}
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_psnr_with_near_for_text_on_a_transparent_ground(mode: str) -> None:
+    """Few colours, most pixels transparent: the first full pass may add no error at all, which
+    must leave the next k's guess of the sample's bias as it was."""
+    image = Image.new(mode, (300, 120), (0,) * len(mode))
+    draw = ImageDraw.Draw(image)
+    for line in range(5):
+        draw.text((5, 5 + 22 * line), f"Rate and distortion, line {line}", fill=(0,) * (len(mode) - 1) + (255,))
+    data = kmq_bytes(image, psnr=40, compression="near")
+    with Image.open(io.BytesIO(data)) as loaded:
+        assert loaded.mode == mode
+        shown = np.asarray(loaded, dtype=np.float64)
+    original = np.asarray(image, dtype=np.float64)
+    for alpha in (0, 255):
+        assert (shown[..., -1][original[..., -1] == alpha] == alpha).all()
+    assert psnr(np.where(original[..., -1:] > 0, original, 0), np.where(shown[..., -1:] > 0, shown, 0)) >= 40
+
+
+@pytest.mark.parametrize("compression", ["zstd", "near"])
+def test_a_failing_psnr_search_leaves_no_clustering_running(ihc: Image.Image, compression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("no room for the strips")
+
+    monkeypatch.setattr(pil_kmq.api, "encode_parts", broken)
+    with pytest.raises(MemoryError, match="no room"):
+        kmq_bytes(ihc, psnr=31, compression=compression)
+    assert not [thread for thread in threading.enumerate() if thread.name == "kmq-ahead"]
