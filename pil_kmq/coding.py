@@ -62,6 +62,13 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
+# Above 256 colours a drawing's antialiased edges keep colours of their own and break its runs,
+# so literals no longer tell it from a photo. There a first strip with at most one literal in
+# SPLIT_TRY_FRACTION is coded in halves by the quick trial: a drawing, whose text and controls
+# repeat far apart, loses SPLIT_COST or more that way (a UI screenshot at its exact colours:
+# 31 %), a photo little (at most 6 % on Kodak and package photos at exact colours and K > 256).
+SPLIT_TRY_FRACTION = 2
+SPLIT_COST = 1.15
 __all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor", "uncoded_is_no_longer"]
 
 
@@ -93,22 +100,38 @@ def _few_literals(flags: np.ndarray) -> bool:
     return (flags.size - int(np.count_nonzero(flags))) * ROWS_TRY_FRACTION <= flags.size
 
 
-def writer_strip_height(first: np.ndarray, width: int, height: int, method: StripMethod | None = None, palette: Palette | None = None) -> int:
+def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None) -> int:
     """The writer's strip height, from the indices of its first strip of STRIP_PIXELS (so a
-    streaming writer decides as an in-memory one does): a drawing gets strips of up to
-    DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only within a strip. With
-    NEAR_RANS (and its `palette`) no strip is over NEAR_MAX_PIXELS (strip_height_for rounds
-    rows up), so that every strip may be stored near_rans; and what only looks drawn (a photo
-    at a few colours, which near_rans codes smaller) keeps a photo's strips, which both
-    decoding workers share."""
+    streaming writer decides as an in-memory one does): a drawing (few literals, or above 256
+    colours repeats far apart) gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a
+    repeated row or glyph only within a strip. With NEAR_RANS (and its `palette`) no strip is
+    over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
+    near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
+    smaller) keeps a photo's strips, which both decoding workers share."""
     flags = _run_flags(first)
-    drawn = _few_literals(flags)
+    drawn = _few_literals(flags) or (bits_per_index > 8 and _repeats_far(first, flags, bits_per_index))
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette)
     strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if drawn else STRIP_PIXELS)
     if method == StripMethod.NEAR_RANS and width <= NEAR_MAX_PIXELS:
         strip_height = min(strip_height, NEAR_MAX_PIXELS // width)
     return strip_height
+
+
+def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
+    """Whether the first strip's runs, split in two halves, cost SPLIT_COST or more of what
+    they cost whole in the quick trial (tried with at most one literal in SPLIT_TRY_FRACTION)."""
+    literals = flags.size - int(np.count_nonzero(flags))
+    if first.size <= SMALL_STRIP_PIXELS or literals * SPLIT_TRY_FRACTION > flags.size:
+        return False
+    half = len(first) // 2
+    split = sum(_probe_runs(part, _run_flags(part), bits_per_index) for part in (first[:half], first[half:]))
+    return split >= SPLIT_COST * _probe_runs(first, flags, bits_per_index)
+
+
+def _probe_runs(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> int:
+    """A runs strip's streams' bytes in the quick trial."""
+    return sum(_probe_size(stream) for stream in _runs_streams(indices, flags, bits_per_index))
 
 
 def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette) -> bool:
@@ -122,8 +145,7 @@ def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette) 
     if near < NEAR_PHOTO_BYTES:
         return False
     bits = bits_for_k(k)
-    runs = sum(_probe_size(stream) for stream in _runs_streams(first, flags, bits))
-    return near < min(runs, _probe_size(_packed_rows(first, bits)))
+    return near < min(_probe_runs(first, flags, bits), _probe_size(_packed_rows(first, bits)))
 
 
 def strip_count(height: int, strip_height: int) -> int:
@@ -401,7 +423,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
     codebook's `palette`)."""
     height, width = indices.shape
-    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, method, palette)
+    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, bits_per_index, method, palette)
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette) for top in range(0, height, strip_height)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))

@@ -224,7 +224,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
-    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, method, palette)
+    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
     lengths, crcs = [], []
     minor = 0
 

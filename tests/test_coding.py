@@ -42,7 +42,7 @@ def test_every_method_round_trips_the_pixels(ihc: Image.Image, compression: str,
 def strip_methods(data: bytes) -> set[StripMethod]:
     """The strip_method of every strip of a file."""
     header, _ = decode_kmq(data)
-    start = header.codebook_offset + header.k * header.channels
+    start = header.index_stream_offset
     table = parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length)
     offsets = start + table.size + np.concatenate([[0], np.cumsum(table.lengths)[:-1]]).astype(int)
     return {StripMethod(data[offset]) for offset in offsets}
@@ -94,7 +94,7 @@ def test_the_quick_trial_sees_what_the_real_levels_make_of_rows_and_runs() -> No
 
 def strip_count(data: bytes) -> int:
     header, _ = decode_kmq(data)
-    start = header.codebook_offset + header.k * header.channels
+    start = header.index_stream_offset
     return len(parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length).lengths)
 
 
@@ -411,3 +411,28 @@ def test_rows_strip_with_bytes_after_its_frame_or_over_its_bound_is_refused() ->
         decode_whole(strip + b"\0", 3, 0, 3, 3, 2, "strip")
     with pytest.raises(KmqError, match=r"rows frame of 1\d{3} bytes is over 1025"):
         decode_whole(strip + bytes(1100), 3, 0, 3, 3, 2, "strip")
+
+
+def _many_colour_indices(seed: int, repeated: bool) -> np.ndarray:
+    """1024 x 768 indices of 600 colours in runs of 1 to 5 pixels (about one literal in three):
+    a band of 128 rows tiled down the image (a drawing's controls and text, which repeat far
+    apart), or fresh rows throughout (a photo)."""
+    rng = np.random.default_rng(seed)
+    rows = 128 if repeated else 768
+    lengths = rng.integers(1, 6, rows * 1024)
+    values = np.repeat(rng.integers(0, 600, len(lengths)), lengths)[: rows * 1024]
+    return np.tile(values.reshape(rows, 1024), (768 // rows, 1)).astype(np.uint16)
+
+
+def test_above_256_colours_a_drawing_is_told_by_its_far_repeats() -> None:
+    """With a literal in every three pixels neither looks drawn by its literals; the drawing's
+    first strip costs twice as much in halves, so it gets one strip, where the photo gets three."""
+    codebook = np.random.default_rng(1).integers(0, 256, (600, 3), dtype=np.uint8)
+    drawing, photo = _many_colour_indices(2, True), _many_colour_indices(3, False)
+    assert not coding.looks_drawn(drawing[:256]) and not coding.looks_drawn(photo[:256])
+    drawn = encode_kmq(drawing, codebook)
+    assert strip_count(drawn) == 1 and np.array_equal(decode_kmq(drawn)[1].indices, drawing)
+    assert strip_count(encode_kmq(photo, codebook)) == 3
+    with pytest.MonkeyPatch.context() as patch:  # cut as a photo is: three strips
+        patch.setattr(coding, "SPLIT_COST", float("inf"))
+        assert len(drawn) < 0.5 * len(encode_kmq(drawing, codebook))

@@ -133,7 +133,7 @@ def photo_near() -> bytes:
 
 def strip_methods(data: bytes) -> list[StripMethod]:
     header, _ = decode_kmq(data)
-    start = header.codebook_offset + header.k * header.channels
+    start = header.index_stream_offset
     table = parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length)
     offsets = start + 4 + 12 * len(table.lengths) + np.concatenate([[0], np.cumsum(table.lengths)[:-1]]).astype(int)
     return [StripMethod(data[offset]) for offset in offsets]
@@ -199,7 +199,7 @@ def test_more_than_256_entries_fall_back_to_runs() -> None:
 def _with_strip(data: bytes, payload: bytes) -> bytes:
     """A one-strip file with its strip's payload replaced, lengths and checksums mended."""
     header, _ = decode_kmq(data)
-    start = header.codebook_offset + header.k * header.channels
+    start = header.index_stream_offset
     strip = bytes([StripMethod.NEAR_RANS]) + payload
     body = bytearray(data[:start]) + data[start : start + 4] + len(strip).to_bytes(8, "big") + crc32(strip).to_bytes(4, "big") + strip
     body[32:40] = (len(body) - start).to_bytes(8, "big")
@@ -245,8 +245,8 @@ def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> 
     from pil_kmq.coding import writer_strip_height
 
     drawn = np.zeros((40, 5000), dtype=np.uint8)
-    assert writer_strip_height(drawn, 5000, 1677) * 5000 > 1 << 22
-    assert writer_strip_height(drawn, 5000, 1677, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
+    assert writer_strip_height(drawn, 5000, 1677, 8) * 5000 > 1 << 22
+    assert writer_strip_height(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
 
 
 def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
@@ -261,7 +261,7 @@ def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
 
 def _strip_count(data: bytes) -> int:
     header, _ = decode_kmq(data)
-    start = header.codebook_offset + header.k * header.channels
+    start = header.index_stream_offset
     return len(parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length).lengths)
 
 
