@@ -61,8 +61,9 @@ def parse(data: bytes) -> KmqFile | None:
         chunks.append((tag, bytes(data[position + 8 : position + 8 + length])))
         position += 8 + length
     position = HEADER_SIZE + ext_len
-    codebook = bytes(data[position : position + k * channels])
-    position += k * channels
+    stored = int.from_bytes(fields[9], "big") or k * channels  # codebook_stream_length, or raw
+    codebook = bytes(data[position : position + stored])
+    position += stored
     stream = bytes(data[position : position + stream_len])
     kmq = KmqFile(fields, chunks, codebook, tail=bytes(data[position + stream_len + CRC_SIZE :]))
     if coding != 1 or len(stream) < 4:
@@ -158,6 +159,8 @@ def build(kmq: KmqFile, fix_lengths: bool = True) -> bytes:
     fields = list(kmq.fields)
     if fix_lengths:
         fields[10], fields[11] = len(extension), len(stream)
+        if int.from_bytes(fields[9], "big"):  # a coded codebook: its length follows it
+            fields[9] = min(len(kmq.codebook), 2**24 - 1).to_bytes(3, "big")
     header = _HEADER.pack(*fields)
     body = header + struct.pack(">I", crc32(header)) + extension + kmq.codebook + stream
     return body + struct.pack(">I", crc32(body)) + kmq.tail
@@ -182,7 +185,7 @@ def _header_field(kmq: KmqFile, rng: random.Random) -> None:
     elif index == 11:
         kmq.fields[index] = rng.choice(INTERESTING_U64)
     else:
-        kmq.fields[index] = rng.choice(INTERESTING_U32 + (kmq.fields[index] + 1, max(0, kmq.fields[index] - 1)))
+        kmq.fields[index] = rng.choice(INTERESTING_U32 + (min(2**32 - 1, kmq.fields[index] + 1), max(0, kmq.fields[index] - 1)))
 
 
 def _chunk(kmq: KmqFile, rng: random.Random) -> None:
@@ -309,7 +312,33 @@ def _near_payload(payload: bytes, rng: random.Random) -> bytes:
 
 
 def _codebook(kmq: KmqFile, rng: random.Random) -> None:
-    kmq.codebook = kmq.codebook[: rng.randrange(len(kmq.codebook) + 1)] if rng.random() < 0.5 else kmq.codebook + b"\x00" * rng.randrange(1, 9)
+    if int.from_bytes(kmq.fields[9], "big") and rng.random() < 0.7:
+        _coded_codebook(kmq, rng)
+    elif rng.random() < 0.1:
+        kmq.fields[9] = rng.choice((1, 2, 255, 65_536, 2**24 - 1, len(kmq.codebook))).to_bytes(3, "big")
+    else:
+        kmq.codebook = kmq.codebook[: rng.randrange(len(kmq.codebook) + 1)] if rng.random() < 0.5 else kmq.codebook + b"\x00" * rng.randrange(1, 9)
+
+
+def _coded_codebook(kmq: KmqFile, rng: random.Random) -> None:
+    """A coded codebook's differences changed and compressed again, or its frame broken: no
+    content size, a skippable frame first, bytes after it, another content size."""
+    try:
+        deltas = zstandard.ZstdDecompressor().decompress(kmq.codebook)
+    except zstandard.ZstdError:
+        kmq.codebook = _flip(kmq.codebook, rng, 2)
+        return
+    choice = rng.randrange(5)
+    if choice == 0:
+        kmq.codebook = zstandard.ZstdCompressor(level=3).compress(_flip(deltas, rng, 4))
+    elif choice == 1:
+        kmq.codebook = zstandard.ZstdCompressor(write_content_size=False).compress(deltas)
+    elif choice == 2:
+        kmq.codebook = ZSTD_SKIPPABLE + kmq.codebook
+    elif choice == 3:
+        kmq.codebook += bytes(rng.randrange(1, 5))
+    else:
+        kmq.codebook = zstandard.ZstdCompressor().compress(deltas[: rng.randrange(len(deltas) + 1)] + bytes(rng.randrange(3)))
 
 
 def _tail(kmq: KmqFile, rng: random.Random) -> None:

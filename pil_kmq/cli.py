@@ -585,6 +585,7 @@ def _info(args: argparse.Namespace) -> None:
         print(
             f"{path}: KMQ {header.version_major}.{header.version_minor}, {header.width}x{header.height} {header.mode}, "
             f"k={header.k}, bits_per_index={header.bits_per_index}, index_coding={header.index_coding.name.lower()}, "
+            f"{f'codebook_stream_length={header.codebook_stream_length}, ' if header.codebook_stream_length else ''}"
             f"index_stream_length={header.index_stream_length}, file {file_size} bytes"
         )
         if file_size < header.file_length:

@@ -16,6 +16,7 @@ from .coding import (
     Palette,
     StripTable,
     check_strip_crc,
+    encode_codebook,
     encode_strips,
     parse_strip_height,
     parse_table,
@@ -28,6 +29,7 @@ from .decoding import (
     JOB_PIXELS,
     READ_SIZE,
     StripDecoder,
+    decode_codebook,
     decode_whole,
     index_dtype,
     job_weight,
@@ -95,12 +97,26 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     else:
         coding, stream = index_stream(indices, codebook, method)
     minor = strips_minor(stream[1:]) if coding == IndexCoding.STRIPS else 0
-    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), minor)
+    section, coded_length = codebook_section(codebook, method)
+    header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), minor, coded_length)
     crc = 0
-    for part in (header.pack(), extension, np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), *stream):
+    for part in (header.pack(), extension, section, *stream):
         crc = crc32(part, crc)
         yield part
     yield pack_crc(crc)
+
+
+# Methods whose readers need zstd anyway: with these the codebook is coded (spec 6.1) where
+# that is shorter.
+_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, StripMethod.NEAR_RANS})
+
+
+def codebook_section(codebook: np.ndarray, method: StripMethod | None) -> tuple[bytes, int]:
+    """The codebook's bytes in the file and its codebook_stream_length (0: stored raw)."""
+    coded = encode_codebook(codebook) if method in _ZSTD_METHODS else None
+    if coded is None:
+        return np.ascontiguousarray(codebook, dtype=np.uint8).tobytes(), 0
+    return coded, len(coded)
 
 
 Piece = tuple[int, int, np.ndarray]  # (row, column, indices or their table values): whole rows, or part of one row
@@ -236,8 +252,7 @@ class IndexStreamDecoder:
         length = self.header.codebook_length
         if self._available() < length:
             return False
-        raw = self._consume(length)
-        self.codebook = np.frombuffer(raw, dtype=np.uint8).reshape(self.header.k, self.header.channels)
+        self.codebook = read_codebook(self._consume(length), self.header)
         self._palette = Palette(self.codebook)
         if self._table_for is not None:
             self._values = self._table_for(self.codebook)
@@ -367,6 +382,13 @@ class IndexStreamDecoder:
         self._pending.clear()
         self._at = 0
         self.done = True
+
+
+def read_codebook(section: bytes, header: Header) -> np.ndarray:
+    """The (k, channels) entries from the codebook section's bytes, coded or raw."""
+    if header.codebook_stream_length:
+        return decode_codebook(section, header.k, header.channels)
+    return np.frombuffer(section, dtype=np.uint8).reshape(header.k, header.channels)
 
 
 def read_prefix(data: bytes) -> tuple[Header, list[tuple[bytes, bytes]], int]:

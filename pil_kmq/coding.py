@@ -285,6 +285,25 @@ _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {
     StripMethod.RUNS_ZSTD: _zstd_compress,
 }
 
+# --- the codebook -------------------------------------------------------------------------
+
+# The strips' level: on graphics of 300-7,700 exact colours level 19 made codebooks 0.3 % smaller
+# (larger on two of ten) in 1.3-2.7 x the time, up to 5.6 ms.
+CODEBOOK_LEVEL = ZSTD_LEVEL
+
+
+def encode_codebook(codebook: np.ndarray) -> bytes | None:
+    """The codebook section of a coded codebook (spec 6.1): one zstd frame of each channel's
+    differences from the entry before (mod 256), channel by channel; None where that is no
+    shorter than the raw entries. Exact colours come sorted (np.unique) and, drawn with
+    antialiasing, step little from one to the next: 1.7-2.3 x smaller on graphics of 400-3,000
+    colours. A k-means codebook comes in no order, and stays raw."""
+    planes = np.ascontiguousarray(codebook.T, dtype=np.uint8)
+    deltas = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
+    coded = zstandard.ZstdCompressor(level=CODEBOOK_LEVEL, write_content_size=True, write_checksum=False).compress(deltas.tobytes())
+    return coded if len(coded) < codebook.size else None
+
+
 # --- one strip ----------------------------------------------------------------------------
 
 

@@ -202,15 +202,7 @@ class Inflater:
         """The frame is all in hand and small: one call of the one-shot decoder, which also
         refuses anything after the frame."""
         data, self._input = bytes(self._input), memoryview(b"")
-        try:
-            piece = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompress(data, max_output_size=self.expected, allow_extra_data=False)
-        except zstandard.ZstdError as error:
-            message = str(error)
-            if "unused data" in message:
-                raise KmqError(f"{self.what}: bytes follow the end of the zstd frame") from None
-            if "full frame" in message:
-                raise KmqError(f"{self.what}: stream is cut short") from None
-            raise KmqError(f"{self.what}: corrupt zstd frame ({error})") from None
+        piece = inflate_zstd_whole(data, self.expected, self.what)
         self._ended = True
         return piece
 
@@ -227,6 +219,35 @@ class Inflater:
         self._engine = decompressor.decompressobj()
         self._input = memoryview(bytes(self._head) + bytes(self._input))
         self._head.clear()
+
+
+def inflate_zstd_whole(data: bytes, expected: int, what: str) -> bytes:
+    """A frame whose header check_zstd_header passed, inflated in one call to at most
+    `expected` bytes; KmqError if anything follows it or it is cut short or corrupt."""
+    try:
+        return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompress(data, max_output_size=expected, allow_extra_data=False)
+    except zstandard.ZstdError as error:
+        message = str(error)
+        if "unused data" in message:
+            raise KmqError(f"{what}: bytes follow the end of the zstd frame") from None
+        if "full frame" in message:
+            raise KmqError(f"{what}: stream is cut short") from None
+        raise KmqError(f"{what}: corrupt zstd frame ({error})") from None
+
+
+def decode_codebook(data: bytes, k: int, channels: int) -> np.ndarray:
+    """A coded codebook section (spec 6.1) -> (k, channels) uint8 entries: one zstd frame of
+    k x channels bytes, each channel's differences from the entry before (mod 256), channel
+    by channel."""
+    what = "KMQ codebook stream"
+    expected = k * channels
+    if len(data) < zstd_header_length(data) or len(data) < zstd_header_length(data[:5]):
+        raise KmqError(f"{what}: stream is cut short")
+    check_zstd_header(data[: zstd_header_length(data)], expected, what)
+    deltas = inflate_zstd_whole(data, expected, what)
+    if len(deltas) != expected:
+        raise KmqError(f"{what}: stream is cut short")
+    return np.cumsum(np.frombuffer(deltas, dtype=np.uint8).reshape(channels, k), axis=1, dtype=np.uint8).T.copy()
 
 
 def zstd_header_length(prefix: bytes | bytearray) -> int:

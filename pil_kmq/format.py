@@ -16,7 +16,8 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 4  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4
+VERSION_MINOR = 5  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook
+CODEBOOK_MINOR = 5  # the version_minor of a file whose codebook_stream_length is not 0
 
 HEADER_SIZE = 44
 CRC_SIZE = 4
@@ -35,7 +36,8 @@ EXIF_PREFIX = b"Exif\0\0"
 TIFF_HEADERS = (b"II*\0", b"MM\0*")
 
 # magic, version_major, version_minor, channels, bits_per_index, width, height, k,
-# index_coding, reserved, extension_length, index_stream_length (header_crc follows).
+# index_coding, codebook_stream_length (u24), extension_length, index_stream_length (header_crc
+# follows).
 _HEADER = struct.Struct(">8sBBBBIIIB3sIQ")
 _MAJOR_OFFSET = 8
 _CRC = struct.Struct(">I")
@@ -112,6 +114,7 @@ class Header:
     index_coding: IndexCoding
     index_stream_length: int
     extension_length: int = 0
+    codebook_stream_length: int = 0  # 0: the codebook is stored raw
     version_major: int = VERSION_MAJOR
     version_minor: int = VERSION_MINOR
 
@@ -122,7 +125,12 @@ class Header:
 
     @property
     def codebook_length(self) -> int:
-        """Bytes of the codebook: k entries of `channels` uint8 values."""
+        """Bytes of the codebook section: k entries of `channels` uint8 values, or their coded
+        stream."""
+        return self.codebook_stream_length or self.raw_codebook_length
+
+    @property
+    def raw_codebook_length(self) -> int:
         return self.k * self.channels
 
     @property
@@ -150,7 +158,7 @@ class Header:
             self.height,
             self.k,
             self.index_coding,
-            b"\0\0\0",
+            self.codebook_stream_length.to_bytes(3, "big"),
             self.extension_length,
             self.index_stream_length,
         )
@@ -175,13 +183,14 @@ def new_header(
     index_stream_length: int,
     extension_length: int = 0,
     strips_minor: int = 0,
+    codebook_stream_length: int = 0,
 ) -> Header:
     """A header for these fields, validated as a reader would validate it; strips_minor: the
     version_minor the strips' methods need (strip_minor)."""
     # version_minor is the lowest that has every feature the file uses: 1.0 readers of
     # index_coding 0 files are not turned away for nothing.
-    minor = max(strips_minor, 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0)
-    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, version_minor=minor)
+    minor = max(strips_minor, CODEBOOK_MINOR if codebook_stream_length else 0, 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0)
+    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, codebook_stream_length, version_minor=minor)
     validate_header(header)
     return header
 
@@ -202,12 +211,10 @@ def parse_header(data: bytes) -> Header:
     computed_crc = crc32(data[: _HEADER.size])
     if stored_crc != computed_crc:
         raise KmqError(f"KMQ header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})")
-    channels, bits, width, height, k, coding, reserved, ext_len, stream_len = fields[3:]
-    if reserved != b"\0\0\0":
-        raise KmqError("KMQ header reserved bytes 25-27 must be zero")
+    channels, bits, width, height, k, coding, codebook_stream, ext_len, stream_len = fields[3:]
     if coding not in IndexCoding._value2member_map_:
         raise KmqError(f"unknown KMQ index_coding {coding}")
-    header = Header(width, height, channels, k, bits, IndexCoding(coding), stream_len, ext_len, major, minor)
+    header = Header(width, height, channels, k, bits, IndexCoding(coding), stream_len, ext_len, int.from_bytes(codebook_stream, "big"), major, minor)
     validate_header(header)
     return header
 
@@ -229,6 +236,10 @@ def validate_header(header: Header) -> None:
     if header.bits_per_index != bits_for_k(header.k):
         raise KmqError(
             f"KMQ bits_per_index is {header.bits_per_index} but k={header.k} needs {bits_for_k(header.k)}"
+        )
+    if header.codebook_stream_length >= header.raw_codebook_length:
+        raise KmqError(
+            f"KMQ codebook_stream_length must be below k x channels = {header.raw_codebook_length} (a longer codebook is stored raw), not {header.codebook_stream_length}"
         )
     if header.index_coding == IndexCoding.STRIPS:
         if header.k < 2:

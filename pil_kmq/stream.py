@@ -33,7 +33,7 @@ from .api import (
 )
 from .atomic import atomic_output
 from .bitpack import pack_indices
-from .codec import IndexStreamDecoder, Piece, Strip, decode_rows, place, read_prefix
+from .codec import IndexStreamDecoder, Piece, Strip, codebook_section, decode_rows, place, read_codebook, read_prefix
 from .coding import (
     STRIP_HEAD_SIZE,
     Palette,
@@ -201,15 +201,16 @@ def encode(
     del hist, color_index
     with _output(target) as fp:
         if method is None or len(codebook) == 1:
-            return _write_uncoded(fp, rows, lookup, codebook, extension)
+            return _write_uncoded(fp, rows, lookup, codebook, extension, method)
         return _write_strips(fp, rows, lookup, codebook, extension, method)
 
 
-def _write_uncoded(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndarray, extension: bytes) -> Header:
+def _write_uncoded(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndarray, extension: bytes, method: StripMethod | None) -> Header:
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    header = new_header(width, height, channels, len(codebook), IndexCoding.NONE, raw_stream_length(width, height, bits), len(extension))
-    crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes())
+    section, coded_length = codebook_section(codebook, method)
+    header = new_header(width, height, channels, len(codebook), IndexCoding.NONE, raw_stream_length(width, height, bits), len(extension), codebook_stream_length=coded_length)
+    crc = _write_all(fp, 0, header.pack(), extension, section)
     step = max(8, _PACK_PIXELS // width // 8 * 8)
     for top in range(0, height if bits else 0, step):
         crc = _write_all(fp, crc, pack_indices(lookup(rows[top : top + step]), bits))
@@ -243,9 +244,10 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
         assert len(table) == table_size(height, strip_height)
         stream_length = len(table) + sum(lengths)
         if uncoded_is_no_longer(width * height, bits, stream_length):
-            return _write_uncoded(fp, rows, lookup, codebook, extension)
-        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), minor)
-        crc = _write_all(fp, 0, header.pack(), extension, codebook.tobytes(), table)
+            return _write_uncoded(fp, rows, lookup, codebook, extension, method)
+        section, coded_length = codebook_section(codebook, method)
+        header = new_header(width, height, channels, len(codebook), IndexCoding.STRIPS, stream_length, len(extension), minor, coded_length)
+        crc = _write_all(fp, 0, header.pack(), extension, section, table)
         spill.seek(0)
         while block := spill.read(_COPY_BLOCK):
             crc = _write_all(fp, crc, block)
@@ -531,8 +533,7 @@ def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None 
             raise KmqError(f"truncated KMQ file: {size:,} bytes of {header.file_length:,}")
         head = prefix + _read_exactly(fp, header.extension_length)
         header, chunks, prefix_crc = read_prefix(head)
-        codebook_bytes = _read_exactly(fp, header.codebook_length)
-        codebook = np.frombuffer(codebook_bytes, dtype=np.uint8).reshape(header.k, header.channels)
+        codebook = read_codebook(_read_exactly(fp, header.codebook_length), header)
         return KmqReader(header, unpack_metadata(chunks), codebook, fp, prefix_crc)
     except BaseException:
         fp.close()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFilter
+from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont
 
 import pil_kmq  # noqa: F401  (registers KMQ)
 
@@ -44,6 +44,8 @@ GOLDEN = [
     ("ihc-gray-k6-near.kmq", "ihc.png", "L", 6, "near"),
     ("ihc-cutout-k64-near.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
     ("kodim03-p12-k16-near.kmq", "kodim03-p12.png", "P", 16, "near"),
+    # a coded codebook (KMQ 1.5): a drawing at its exact colours, whose sorted entries step little
+    ("legend-zstd.kmq", "legend.png", "RGB", 1024, "zstd"),
 ]
 # Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
 WITH_METADATA = {"ihc-k16-metadata.kmq"}
@@ -59,6 +61,19 @@ def make_cutout() -> None:
     alpha = np.clip((215 - luminance) * 8, 0, 255).astype(np.uint8)
     rgb.putalpha(Image.fromarray(alpha))
     rgb.save(HERE / "ihc-cutout.png", optimize=True)
+
+
+def make_legend() -> None:
+    """legend.png: a colour-bar legend (two gradients and antialiased labels), a drawing of a
+    few hundred exact colours; made once and committed, as font rendering may change."""
+    image = Image.new("RGB", (160, 64), (250, 248, 240))
+    ramp = np.linspace((40, 60, 160), (230, 90, 40), 140).astype(np.uint8)
+    image.paste(Image.fromarray(np.repeat(ramp[None], 12, axis=0)), (10, 8))
+    ramp = np.linspace((20, 120, 60), (250, 220, 80), 140).astype(np.uint8)
+    image.paste(Image.fromarray(np.repeat(ramp[None], 12, axis=0)), (10, 24))
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 42), "0      0.5      1", fill=(30, 30, 90), font=ImageFont.load_default(size=13))
+    image.save(HERE / "legend.png", optimize=True)
 
 
 def metadata() -> dict[str, bytes]:
@@ -77,6 +92,8 @@ def main() -> None:
     (HERE / "expected").mkdir(exist_ok=True)
     if not (HERE / "ihc-cutout.png").exists():
         make_cutout()
+    if not (HERE / "legend.png").exists():
+        make_legend()
     for golden, source, mode, k, compression in GOLDEN:
         if (HERE / golden).exists() and "--all" not in sys.argv:
             continue  # golden files change only on purpose: --all rewrites every one

@@ -104,9 +104,12 @@ def test_unknown_index_coding_raises() -> None:
         parse_header(patched(24, b"\x09"))
 
 
-def test_nonzero_reserved_bytes_raise() -> None:
-    with pytest.raises(KmqError, match="reserved"):
-        parse_header(patched(25, b"\x00\x01\x00"))
+def test_a_coded_codebook_must_be_shorter_than_the_raw_one() -> None:
+    """Bytes 25-27 are codebook_stream_length: below k x channels (9 here), or the codebook is raw."""
+    assert parse_header(patched(25, b"\x00\x00\x08")).codebook_length == 8
+    for value in (b"\x00\x00\x09", b"\x00\x01\x00", b"\xff\xff\xff"):
+        with pytest.raises(KmqError, match="codebook_stream_length must be below k x channels = 9"):
+            parse_header(patched(25, value))
 
 
 def test_extension_chunks_must_tile_the_area() -> None:

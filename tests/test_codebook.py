@@ -1,0 +1,145 @@
+"""The coded codebook (spec 6.1): written where zstd is asked for and it is shorter, read back
+exactly by every reader, and every broken frame refused with a clear error."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+from conftest import SAMPLES, kmq_bytes
+from PIL import Image
+
+from pil_kmq import KmqError, decode_kmq, stream
+from pil_kmq.codec import codebook_section
+from pil_kmq.coding import encode_codebook
+from pil_kmq.decoding import decode_codebook
+from pil_kmq.format import HEADER_SIZE, StripMethod
+
+
+def _legend() -> Image.Image:
+    with Image.open(SAMPLES / "legend.png") as image:
+        return image.convert("RGB")
+
+
+def _exact(image: Image.Image) -> int:
+    return len(image.getcolors(1 << 24))
+
+
+@pytest.mark.parametrize("compression", ["zstd", "near"])
+def test_a_drawing_at_its_exact_colours_gets_a_coded_codebook(compression: str) -> None:
+    legend = _legend()
+    data = kmq_bytes(legend, k=_exact(legend), compression=compression)
+    header, (indices, codebook) = decode_kmq(data)
+    assert header.version_minor == 5 and 0 < header.codebook_stream_length < header.k * header.channels
+    assert np.array_equal(codebook[indices], np.asarray(legend))
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.tobytes() == legend.tobytes()
+
+
+@pytest.mark.parametrize("compression", ["none", "zlib"])
+def test_without_zstd_the_codebook_stays_raw(compression: str) -> None:
+    """zlib and uncoded files are for readers without zstd: their codebook is never coded."""
+    legend = _legend()
+    header, _ = decode_kmq(kmq_bytes(legend, k=_exact(legend), compression=compression))
+    assert header.codebook_stream_length == 0 and header.version_minor < 5
+
+
+def test_a_k_means_codebook_in_no_order_stays_raw(ihc: Image.Image) -> None:
+    header, _ = decode_kmq(kmq_bytes(ihc, k=256))
+    assert header.codebook_stream_length == 0
+
+
+def test_codebook_round_trips_through_differences() -> None:
+    rng = np.random.default_rng(4)
+    for channels in (1, 2, 3, 4):
+        codebook = np.unique(rng.integers(0, 256, (3000, channels)).astype(np.uint8) // 4 * 4, axis=0)
+        coded = encode_codebook(codebook)
+        assert coded is not None and len(coded) < codebook.size
+        assert np.array_equal(decode_codebook(coded, len(codebook), channels), codebook)
+    assert encode_codebook(rng.integers(0, 256, (256, 3), dtype=np.uint8)) is None
+    assert codebook_section(codebook, None) == (codebook.tobytes(), 0)
+    assert codebook_section(codebook, StripMethod.RUNS_ZLIB) == (codebook.tobytes(), 0)
+
+
+def test_the_streaming_writer_and_reader_agree_with_image_save() -> None:
+    legend = _legend()
+    k = _exact(legend)
+    saved = kmq_bytes(legend, k=k)
+    out = io.BytesIO()
+    stream.encode(np.asarray(legend), out, k=k)
+    assert out.getvalue() == saved
+    with stream.open_kmq(io.BytesIO(saved)) as reader:
+        assert np.array_equal(reader.read_rows(0, legend.height), np.asarray(legend))
+        assert np.array_equal(np.concatenate([rows for _, rows in reader.iter_rows()]), np.asarray(legend))
+
+
+def _with_codebook_section(data: bytes, section: bytes) -> bytes:
+    """data (a file with a coded codebook) with another codebook section, its length and every
+    checksum mended."""
+    header, _ = decode_kmq(data)
+    head = bytearray(data[:40])
+    head[25:28] = len(section).to_bytes(3, "big")
+    start = HEADER_SIZE + header.extension_length
+    body = bytes(head) + struct.pack(">I", zlib.crc32(head)) + data[HEADER_SIZE:start] + section + data[start + header.codebook_stream_length : -4]
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def _frame(content: bytes, **options: object) -> bytes:
+    return zstandard.ZstdCompressor(level=19, **options).compress(content)
+
+
+def _rejected(data: bytes, message: str) -> None:
+    """Refused by the numpy API, by Pillow's load and by the streaming reader's open."""
+    with pytest.raises(KmqError, match=message):
+        decode_kmq(data)
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match=message):
+        image.load()
+    with pytest.raises(KmqError, match=message):
+        stream.open_kmq(io.BytesIO(data))
+
+
+def test_broken_codebook_frames_are_refused_naming_the_problem() -> None:
+    legend = _legend()
+    k = _exact(legend)
+    data = kmq_bytes(legend, k=k)
+    header, _ = decode_kmq(data)
+    start = HEADER_SIZE + header.extension_length
+    frame = data[start : start + header.codebook_stream_length]
+    deltas = zstandard.ZstdDecompressor().decompress(frame)
+    skippable = struct.pack("<II", 0x184D2A50, 4) + b"skip"
+    cases = {
+        "not a zstd frame": b"\x00" * 20,
+        "stream is cut short": frame[:-3],
+        "bytes follow the end of the zstd frame": frame + b"\x00",
+        "does not declare its Frame_Content_Size": _frame(deltas, write_content_size=False),
+        f"declares {len(deltas) - 3} bytes, {len(deltas)} expected": _frame(deltas[:-3]),
+        "corrupt zstd frame|stream is cut short": frame[:8] + bytes(len(frame) - 8),
+    }
+    for message, section in cases.items():
+        _rejected(_with_codebook_section(data, section), message)
+    _rejected(_with_codebook_section(data, skippable + frame[: len(deltas) - len(skippable) - 2]), "not a zstd frame")
+
+
+def test_mutated_codebook_frames_decode_or_raise_cleanly() -> None:
+    """Random changes to the frame and its length, checksums mended: only Pillow's errors."""
+    legend = _legend()
+    data = kmq_bytes(legend, k=_exact(legend))
+    header, _ = decode_kmq(data)
+    start = HEADER_SIZE + header.extension_length
+    frame = data[start : start + header.codebook_stream_length]
+    rng = random.Random(9)
+    for _ in range(300):
+        section = bytearray(frame)
+        for _ in range(rng.randrange(1, 4)):
+            section[rng.randrange(len(section))] ^= 1 << rng.randrange(8)
+        if rng.random() < 0.3:
+            section = section[: rng.randrange(1, len(section))]
+        try:
+            decode_kmq(_with_codebook_section(data, bytes(section)))
+        except KmqError:
+            pass
