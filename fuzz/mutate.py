@@ -45,6 +45,7 @@ class KmqFile:
     strips: list[Strip] = field(default_factory=list)
     stream: bytes = b""  # an uncoded index stream, or one that did not parse
     tail: bytes = b""  # bytes after file_crc
+    codebook_length_set: bool = False  # codebook_stream_length mutated: build keeps it
 
 
 def parse(data: bytes) -> KmqFile | None:
@@ -159,7 +160,7 @@ def build(kmq: KmqFile, fix_lengths: bool = True) -> bytes:
     fields = list(kmq.fields)
     if fix_lengths:
         fields[10], fields[11] = len(extension), len(stream)
-        if int.from_bytes(fields[9], "big"):  # a coded codebook: its length follows it
+        if int.from_bytes(fields[9], "big") and not kmq.codebook_length_set:  # a coded codebook: its length follows it
             fields[9] = min(len(kmq.codebook), 2**24 - 1).to_bytes(3, "big")
     header = _HEADER.pack(*fields)
     body = header + struct.pack(">I", crc32(header)) + extension + kmq.codebook + stream
@@ -316,6 +317,7 @@ def _codebook(kmq: KmqFile, rng: random.Random) -> None:
         _coded_codebook(kmq, rng)
     elif rng.random() < 0.1:
         kmq.fields[9] = rng.choice((1, 2, 255, 65_536, 2**24 - 1, len(kmq.codebook))).to_bytes(3, "big")
+        kmq.codebook_length_set = True
     else:
         kmq.codebook = kmq.codebook[: rng.randrange(len(kmq.codebook) + 1)] if rng.random() < 0.5 else kmq.codebook + b"\x00" * rng.randrange(1, 9)
 

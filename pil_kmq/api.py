@@ -292,7 +292,7 @@ class SizeReport:
         return [
             (f"Original size ({h.width}x{h.height}x{8 * c})", self.original_bits),
             (index_row, self.index_bits),
-            (f"Codebook ({h.k}x{c}x8, coded)" if h.codebook_stream_length else f"Codebook ({h.k}x{c}x8)", self.codebook_bits),
+            (f"Codebook, coded ({h.k} entries x {c})" if h.codebook_stream_length else f"Codebook ({h.k}x{c}x8)", self.codebook_bits),
             ("Indices + codebook", self.payload_bits),
             (f"Header {HEADER_SIZE} B, extensions, CRC {CRC_SIZE} B, padding", self.overhead_bits),
             ("File total", self.total_bits),

@@ -124,8 +124,9 @@ def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int) -> b
     literals = flags.size - int(np.count_nonzero(flags))
     if first.size <= SMALL_STRIP_PIXELS or literals * SPLIT_TRY_FRACTION > flags.size:
         return False
-    half = len(first) // 2
-    split = sum(_probe_runs(part, _run_flags(part), bits_per_index) for part in (first[:half], first[half:]))
+    flat = first.ravel()  # halves of its pixels: a strip of one very wide row has two as well
+    half = flat.size // 2
+    split = sum(_probe_runs(part, _run_flags(part), bits_per_index) for part in (flat[:half], flat[half:]))
     return split >= SPLIT_COST * _probe_runs(first, flags, bits_per_index)
 
 

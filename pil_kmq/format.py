@@ -114,9 +114,9 @@ class Header:
     index_coding: IndexCoding
     index_stream_length: int
     extension_length: int = 0
-    codebook_stream_length: int = 0  # 0: the codebook is stored raw
     version_major: int = VERSION_MAJOR
     version_minor: int = VERSION_MINOR
+    codebook_stream_length: int = 0  # 0: the codebook is stored raw (last: older callers pass the versions by position)
 
     @property
     def mode(self) -> str:
@@ -190,7 +190,7 @@ def new_header(
     # version_minor is the lowest that has every feature the file uses: 1.0 readers of
     # index_coding 0 files are not turned away for nothing.
     minor = max(strips_minor, CODEBOOK_MINOR if codebook_stream_length else 0, 2 if extension_length else 1 if index_coding == IndexCoding.STRIPS else 0)
-    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, codebook_stream_length, version_minor=minor)
+    header = Header(width, height, channels, k, bits_for_k(k), index_coding, index_stream_length, extension_length, version_minor=minor, codebook_stream_length=codebook_stream_length)
     validate_header(header)
     return header
 
@@ -214,7 +214,7 @@ def parse_header(data: bytes) -> Header:
     channels, bits, width, height, k, coding, codebook_stream, ext_len, stream_len = fields[3:]
     if coding not in IndexCoding._value2member_map_:
         raise KmqError(f"unknown KMQ index_coding {coding}")
-    header = Header(width, height, channels, k, bits, IndexCoding(coding), stream_len, ext_len, int.from_bytes(codebook_stream, "big"), major, minor)
+    header = Header(width, height, channels, k, bits, IndexCoding(coding), stream_len, ext_len, major, minor, int.from_bytes(codebook_stream, "big"))
     validate_header(header)
     return header
 

@@ -14,7 +14,7 @@ import zstandard
 from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
-from pil_kmq import KmqError, decode_kmq, stream
+from pil_kmq import KmqError, decode_kmq, encode_kmq, stream
 from pil_kmq.codec import codebook_section
 from pil_kmq.coding import encode_codebook
 from pil_kmq.decoding import decode_codebook
@@ -143,3 +143,54 @@ def test_mutated_codebook_frames_decode_or_raise_cleanly() -> None:
             decode_kmq(_with_codebook_section(data, bytes(section)))
         except KmqError:
             pass
+
+
+def _vector(name: str) -> bytes:
+    from test_spec_vectors import VECTORS
+
+    return VECTORS[name][1]
+
+
+def test_the_writer_reproduces_vector_r() -> None:
+    """Vector R's frame is what the writer's zstd makes of its differences (as vector N's rows)."""
+    header, (indices, codebook) = decode_kmq(_vector("R"))
+    assert encode_kmq(indices, codebook, compression="zstd") == _vector("R")
+
+
+def test_vector_r_reads_through_the_parser_and_the_streaming_reader() -> None:
+    """A coded codebook before an uncoded index stream, fed 3 bytes at a time or read by rows."""
+    from PIL import ImageFile
+
+    data = _vector("R")
+    parser = ImageFile.Parser()
+    for start in range(0, len(data), 3):
+        parser.feed(data[start : start + 3])
+    image = parser.close()
+    with stream.open_kmq(io.BytesIO(data)) as reader:
+        rows = reader.read_rows(0, 4)
+    assert np.array_equal(np.asarray(image), rows) and rows[3, 3].tolist() == [0xF0, 0x78, 0xF0]
+
+
+def test_a_codebook_stream_as_long_as_the_raw_codebook_is_refused_by_every_reader() -> None:
+    data = bytearray(_vector("R"))
+    data[25:28] = (48).to_bytes(3, "big")  # k x channels
+    data[40:44] = struct.pack(">I", zlib.crc32(data[:40]))
+    data[-4:] = struct.pack(">I", zlib.crc32(data[:-4]))
+    message = "codebook_stream_length must be below k x channels = 48"
+    with pytest.raises(KmqError, match=message):
+        decode_kmq(bytes(data))
+    with pytest.raises(OSError, match=message):
+        Image.open(io.BytesIO(bytes(data)))
+    with pytest.raises(KmqError, match=message):
+        stream.open_kmq(io.BytesIO(bytes(data)))
+
+
+def test_a_drawing_cut_as_one_wide_row_is_tried_in_halves_too() -> None:
+    """A first strip of one row (an image 2**18 pixels wide) is split by its pixels."""
+    from pil_kmq import coding
+
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(1, 6, 150_000)
+    half = np.repeat(rng.integers(0, 600, lengths.size), lengths)[:150_000]
+    row = np.concatenate([half, half])[None, :].astype(np.uint16)
+    assert coding._repeats_far(row, coding._run_flags(row), 10)
