@@ -96,8 +96,12 @@ def looks_drawn(indices: np.ndarray) -> bool:
     return _few_literals(_run_flags(indices))
 
 
+def _literals(flags: np.ndarray) -> int:
+    return flags.size - int(np.count_nonzero(flags))
+
+
 def _few_literals(flags: np.ndarray) -> bool:
-    return (flags.size - int(np.count_nonzero(flags))) * ROWS_TRY_FRACTION <= flags.size
+    return _literals(flags) * ROWS_TRY_FRACTION <= flags.size
 
 
 def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None) -> int:
@@ -121,8 +125,7 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
 def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
     """Whether the first strip's runs, split in two halves, cost SPLIT_COST or more of what
     they cost whole in the quick trial (tried with at most one literal in SPLIT_TRY_FRACTION)."""
-    literals = flags.size - int(np.count_nonzero(flags))
-    if first.size <= SMALL_STRIP_PIXELS or literals * SPLIT_TRY_FRACTION > flags.size:
+    if first.size <= SMALL_STRIP_PIXELS or _literals(flags) * SPLIT_TRY_FRACTION > flags.size:
         return False
     flat = first.ravel()  # halves of its pixels: a strip of one very wide row has two as well
     half = flat.size // 2
@@ -297,8 +300,8 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
     """The codebook section of a coded codebook (spec 6.1): one zstd frame of each channel's
     differences from the entry before (mod 256), channel by channel; None where that is no
     shorter than the raw entries. Exact colours come sorted (np.unique) and, drawn with
-    antialiasing, step little from one to the next: 1.7-2.3 x smaller on graphics of 400-3,000
-    colours. A k-means codebook comes in no order, and stays raw."""
+    antialiasing, step little from one to the next: 1.65-4.6 x smaller on graphics of 296-7,718
+    colours (benchmarks/many_colours.py). A k-means codebook comes in no order, and stays raw."""
     planes = np.ascontiguousarray(codebook.T, dtype=np.uint8)
     deltas = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
     coded = zstandard.ZstdCompressor(level=CODEBOOK_LEVEL, write_content_size=True, write_checksum=False).compress(deltas.tobytes())

@@ -241,9 +241,10 @@ def decode_codebook(data: bytes, k: int, channels: int) -> np.ndarray:
     by channel."""
     what = "KMQ codebook stream"
     expected = k * channels
-    if len(data) < zstd_header_length(data) or len(data) < zstd_header_length(data[:5]):
+    head = zstd_header_length(data)
+    if len(data) < head:
         raise KmqError(f"{what}: stream is cut short")
-    check_zstd_header(data[: zstd_header_length(data)], expected, what)
+    check_zstd_header(data[:head], expected, what)
     deltas = inflate_zstd_whole(data, expected, what)
     if len(deltas) != expected:
         raise KmqError(f"{what}: stream is cut short")
