@@ -151,7 +151,7 @@ def compress_image(
     With k, every pixel's index is its nearest codebook colour (within its alpha class: fully
     transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
     colours is kept exactly. psnr_loss=dB lets pixels take their left neighbour's index instead
-    (a run, nearly free to store; with compression="near" and k <= 256, whichever of their four
+    (a run, nearly free to store; with compression="near" and k <= 1,024, whichever of their four
     neighbours' indices costs least error and bits) while PSNR drops by at most that much. With psnr, k and these
     runs are chosen together for the smallest file in `compression`. dither=True maps the
     pixels by Floyd-Steinberg error diffusion instead (the codebook is the same).

@@ -96,7 +96,7 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
         coding, stream = reuse.index_stream
     else:
         coding, stream = index_stream(indices, codebook, method)
-    minor = strips_minor(stream[1:]) if coding == IndexCoding.STRIPS else 0
+    minor = strips_minor(stream[1:], k) if coding == IndexCoding.STRIPS else 0
     section, coded_length = codebook_section(codebook, method)
     header = new_header(width, height, channels, k, coding, sum(len(part) for part in stream), len(extension), minor, coded_length)
     crc = 0

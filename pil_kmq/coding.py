@@ -315,7 +315,7 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
-    NEAR_RANS (needs the `palette`, k <= 256) is also weighed against those zstd methods on a
+    NEAR_RANS (needs the `palette`, k <= 1,024) is also weighed against those zstd methods on a
     drawing, whose far repeats zstd finds and the near model does not. A strip of at most
     SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way)."""
     if method == StripMethod.NEAR_RANS:
@@ -358,7 +358,7 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
     """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings, small strips) or
-    where NEAR_RANS cannot go (k > 256, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
+    where NEAR_RANS cannot go (k > 1,024, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
         return _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
@@ -460,6 +460,7 @@ def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -
     return raw_stream_length(pixels, 1, bits_per_index) <= strips_length
 
 
-def strips_minor(strips: Iterable[bytes]) -> int:
-    """The version_minor these strips' methods need (ROWS_ZSTD 1.3, NEAR_RANS 1.4)."""
-    return strip_minor(strip[0] for strip in strips)
+def strips_minor(strips: Iterable[bytes], k: int) -> int:
+    """The version_minor these strips' methods need for k entries (ROWS_ZSTD 1.3, NEAR_RANS
+    1.4, or 1.6 above 256 entries)."""
+    return strip_minor((strip[0] for strip in strips), k)

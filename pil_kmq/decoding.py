@@ -28,7 +28,7 @@ from .format import (
     raw_stream_length,
     row_bytes,
 )
-from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette
+from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette, index_dtype
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips
@@ -72,11 +72,6 @@ def max_strip_length(pixels: int, bits_per_index: int) -> int:
     raw = 1 + raw_stream_length(pixels, 1, bits_per_index)
     runs = RUNS_HEAD_SIZE + stream_bound((pixels + 7) // 8) + stream_bound(pixels * literal_width(bits_per_index))
     return max(raw, runs)
-
-
-def index_dtype(k: int) -> np.dtype:
-    """The one rule for decoded indices: uint8 when k <= 256, else uint16."""
-    return np.dtype(np.uint8 if k <= 256 else np.uint16)
 
 
 def piece_length(pixel: int, width: int, end: int) -> int:
@@ -507,7 +502,7 @@ class StripDecoder:
         self._packed_reader = Inflater(StripMethod.ROWS_ZSTD, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
 
     def _start_near(self, read_at: Callable[[int, int], bytes] | None) -> None:
-        """A near_rans strip: k <= 256, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
+        """A near_rans strip: k <= MAX_K, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
         if self.k > MAX_K:
             raise KmqError(f"{self.what}: near_rans needs k <= {MAX_K}, not {self.k}")
         if self.pixels > NEAR_MAX_PIXELS:
@@ -528,7 +523,7 @@ class StripDecoder:
             found = self._piece(count)
             self._near.decode(found)
             return found
-        found = np.empty(count, dtype=np.uint8)
+        found = np.empty(count, dtype=self._dtype)
         self._near.decode(found)
         return self._placed(found)
 

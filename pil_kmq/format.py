@@ -16,7 +16,7 @@ from enum import IntEnum
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 5  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook
+VERSION_MINOR = 6  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries
 CODEBOOK_MINOR = 5  # the version_minor of a file whose codebook_stream_length is not 0
 
 HEADER_SIZE = 44
@@ -169,9 +169,14 @@ class Header:
 METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4}
 
 
-def strip_minor(methods: Iterable[int]) -> int:
-    """The lowest version_minor that has every one of these strip methods."""
-    return max((METHOD_MINOR[StripMethod(method)] for method in methods), default=1)
+WIDE_NEAR_MINOR = 6  # near_rans strips of a codebook of more than 256 entries
+
+
+def strip_minor(methods: Iterable[int], k: int) -> int:
+    """The lowest version_minor that has every one of these strip methods, for k entries."""
+    used = {StripMethod(method) for method in methods}
+    minor = max((METHOD_MINOR[method] for method in used), default=1)
+    return max(minor, WIDE_NEAR_MINOR) if StripMethod.NEAR_RANS in used and k > 256 else minor
 
 
 def new_header(

@@ -21,17 +21,31 @@ from numba import njit
 from .format import KmqError
 
 CONTEXTS = 48  # 16 patterns of equal neighbours x 3 levels of colour difference
-TOKENS = 24  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 255
+TOKENS = 28  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 1023
 DIRECT_SYMBOLS = 16
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
-MAX_K = 256  # near_rans needs bits_per_index <= 8
+# Each reader builds k x k colour orders (2 bytes an entry above 256): 4 MB and ~40 ms at 1,024.
+MAX_K = 1024  # near_rans needs bits_per_index <= 10
+BYTE_K = 256  # up to this k, indices and colour orders are single bytes (and 24 tokens suffice)
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
 ACTIVITY_LEVELS = (16, 256)  # squared colour difference of left and above: <= 16, <= 256, more
-MAX_MODEL_BYTES = CONTEXTS * (1 + 2 * TOKENS)
+
+
+
+def token_limit(k: int) -> int:
+    """The most tokens a context's table may have for a codebook of k entries: those of the
+    symbols below 2 ** max(8, bits_per_index) (24 up to 256 entries, 26 to 512, 28 to 1,024)."""
+    return DIRECT_SYMBOLS + 2 * (max(8, (k - 1).bit_length()) - 4)
+
+
+def index_dtype(k: int) -> np.dtype:
+    """The one rule for indices in memory: uint8 when k <= 256, else uint16."""
+    return np.dtype(np.uint8 if k <= BYTE_K else np.uint16)
+
 
 # --- errors a kernel reports (its status) --------------------------------------------------
 _OK, _NO_CONTEXT, _BAD_RANK, _NO_WORDS = 0, 1, 2, 3
@@ -59,7 +73,7 @@ class Palette:
 
 
 def palette_tables(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The tables of Palette.tables, for k <= 256 entries of 1 to 4 channels."""
+    """The tables of Palette.tables, for k <= MAX_K entries of 1 to 4 channels."""
     k, channels = codebook.shape
     if not 1 <= k <= MAX_K or not 1 <= channels <= 4:
         raise ValueError(f"near coding needs 1 to {MAX_K} codebook entries of 1 to 4 channels, not {codebook.shape}")
@@ -73,7 +87,7 @@ def palette_tables(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     distance *= MAX_K
     distance += np.arange(k, dtype=np.int32)  # unique keys (< 2**31): ties go to the lower index
     distance.sort(axis=1)
-    order = (distance & (MAX_K - 1)).astype(np.uint8)
+    order = (distance & (MAX_K - 1)).astype(index_dtype(k))
     position = np.empty_like(order)
     _invert(order, position)
     return colours, levels, order, position
@@ -169,7 +183,7 @@ def _token(symbol: int) -> tuple[int, int]:
 def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, position: np.ndarray, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray) -> None:
     """Every pixel's token, extra bits and context, in pixel order."""
     height, width = indices.shape
-    rows = np.zeros((2, width), dtype=np.uint8)
+    rows = np.zeros((2, width), dtype=indices.dtype)
     found = np.zeros(4, dtype=np.int64)
     at = 0
     for y in range(height):
@@ -250,8 +264,8 @@ def pack_model(frequency: np.ndarray) -> bytes:
 
 
 def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
-    """The payload of a near_rans strip of (rows, width) indices < len(codebook) <= 256."""
-    flat = np.ascontiguousarray(indices, dtype=np.uint8)
+    """The payload of a near_rans strip of (rows, width) indices < len(codebook) <= MAX_K."""
+    flat = np.ascontiguousarray(indices, dtype=index_dtype(len(palette.codebook)))
     colours, levels, _, position = palette.tables
     tokens = np.empty(flat.size, dtype=np.uint8)
     extras = np.empty(flat.size, dtype=np.uint8)
@@ -277,7 +291,7 @@ def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     colours, levels, _, position = palette.tables
     counts = np.full(CONTEXTS * TOKENS, 0.5)
     for piece in pieces:
-        flat = np.ascontiguousarray(piece, dtype=np.uint8)
+        flat = np.ascontiguousarray(piece, dtype=index_dtype(len(palette.codebook)))
         tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
         _symbols(flat, colours, levels, position, tokens, extras, contexts)
         counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS)
@@ -309,7 +323,7 @@ def _squared(pixels: np.ndarray, y: int, x: int, visible: np.ndarray, entry: int
 @njit(cache=True, nogil=True)
 def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, weight, out, kept):  # noqa: ANN001, ANN202 - typed by choose
     height, width = nearest.shape
-    rows = np.zeros((2, width), dtype=np.uint8)
+    rows = np.zeros((2, width), dtype=nearest.dtype)
     found = np.zeros(4, dtype=np.int64)
     added = 0
     for y in range(height):
@@ -359,7 +373,7 @@ _MODEL_OK, _MODEL_CUT, _MODEL_TOKENS, _MODEL_VARINT, _MODEL_SUM = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, nogil=True)
-def _read_model(data: np.ndarray, frequency: np.ndarray) -> tuple[int, int, int]:
+def _read_model(data: np.ndarray, frequency: np.ndarray, limit: int) -> tuple[int, int, int]:
     """The model's frequencies into frequency (zeros): (status, context, bytes used or the
     broken context's token count or sum). Compiled: a Python loop over its bytes took as long
     as decoding a third of a small strip, with the GIL held."""
@@ -369,7 +383,7 @@ def _read_model(data: np.ndarray, frequency: np.ndarray) -> tuple[int, int, int]
             return _MODEL_CUT, context, 0
         used = int(data[at])
         at += 1
-        if used > TOKENS:
+        if used > limit:
             return _MODEL_TOKENS, context, used
         total = 0
         for token in range(used):
@@ -402,15 +416,17 @@ def _fill_slots(frequency: np.ndarray, slots: np.ndarray) -> None:
                 at += 1
 
 
-def parse_model(data: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def parse_model(data: np.ndarray, what: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(frequency, start, slot -> token table, bytes used) of the model a payload (uint8)
-    starts with. A context with no tokens is unused; any other must sum to PROB_SCALE."""
+    starts with, for a codebook of k entries. A context with no tokens is unused; any other
+    must sum to PROB_SCALE."""
     frequency = np.zeros((CONTEXTS, TOKENS), dtype=np.int64)
-    status, context, detail = _read_model(data, frequency)
+    limit = token_limit(k)
+    status, context, detail = _read_model(data, frequency, limit)
     if status == _MODEL_CUT:
         raise KmqError(f"{what}: model cut short")
     if status == _MODEL_TOKENS:
-        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {TOKENS}")
+        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {limit} for k = {k}")
     if status == _MODEL_VARINT:
         raise KmqError(f"{what}: a frequency of context {context} takes more than 2 bytes")
     if status == _MODEL_SUM:
@@ -506,7 +522,7 @@ class NearStrip:
             raise KmqError(f"{what}: near_rans needs k <= {MAX_K}, not {k}")
         self.what = what
         data = np.frombuffer(payload, dtype=np.uint8)
-        self._frequency, self._start, self._slots, used = parse_model(data, what)
+        self._frequency, self._start, self._slots, used = parse_model(data, what, k)
         rest = len(data) - used
         if rest < 4 or rest % 2:
             raise KmqError(f"{what}: the coded stream of {rest} bytes is not a 4-byte state and 2-byte words")
@@ -516,11 +532,11 @@ class NearStrip:
         self._words = data[used + 4 :].view(">u2").astype(np.uint16)
         self._cursor = 0
         self._palette, self._k = palette, k
-        self._rows = np.zeros((2, width), dtype=np.uint8)
+        self._rows = np.zeros((2, width), dtype=index_dtype(k))
         self._y = self._x = 0
 
     def decode(self, out: np.ndarray) -> None:
-        """The next out.size indices, into out (uint8)."""
+        """The next out.size indices, into out (uint8, or uint16 above BYTE_K entries)."""
         cursor, state, status, done = _decode(
             self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out,
         )

@@ -238,7 +238,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
             for strip in parallel_map(code, [(top,) for top in tops[first : first + 2 * WORKERS]]):
                 lengths.append(len(strip))
                 crcs.append(crc32(strip))
-                minor = max(minor, strips_minor([strip]))
+                minor = max(minor, strips_minor([strip], len(codebook)))
                 spill.write(strip)
         table = pack_table(StripTable(strip_height, tuple(lengths), tuple(crcs)))
         assert len(table) == table_size(height, strip_height)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from pil_kmq import COMPRESSIONS, KmqError, coding, compress_image, decode_kmq, encode_kmq, stream
 from pil_kmq.coding import STRIP_PIXELS, Palette, encode_strip, parse_table, strip_height_for
+from pil_kmq.near import MAX_K
 from pil_kmq.decoding import decode_whole
 from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
 
@@ -99,12 +100,12 @@ def strip_count(data: bytes) -> int:
 
 
 @pytest.mark.parametrize("method", list(StripMethod))
-@pytest.mark.parametrize("bits", [1, 2, 5, 8, 9, 16])
+@pytest.mark.parametrize("bits", [1, 2, 5, 8, 9, 10, 11, 16])
 def test_strip_round_trips_at_every_width(method: StripMethod, bits: int) -> None:
     rng = np.random.default_rng(bits)
     k = 1 << bits
     indices = np.repeat(rng.integers(0, k, (7, 20)), 3, axis=1)  # runs of 3: coding pays off
-    palette = Palette(rng.integers(0, 256, (k, 3), dtype=np.uint8)) if k <= 256 else None
+    palette = Palette(rng.integers(0, 256, (k, 3), dtype=np.uint8)) if k <= MAX_K else None
     data = encode_strip(indices, bits, method, palette)
     assert np.array_equal(decode_whole(data, 7 * 60, 0, 60, k, bits, "strip", palette=palette).reshape(7, 60), indices)
 

@@ -87,47 +87,64 @@ def _image(rng: np.random.Generator, height: int, width: int, k: int, channels: 
     codebook = rng.integers(0, 256, (k, channels), dtype=np.uint8)
     base = rng.integers(0, k, (height, width))
     smooth = np.where(rng.random((height, width)) < 0.6, np.roll(base, 1, axis=1), base)
-    return smooth.astype(np.uint8), codebook
+    return smooth.astype(near.index_dtype(k)), codebook
 
 
-@pytest.mark.parametrize(("k", "channels", "shape"), [(2, 1, (5, 7)), (5, 3, (1, 9)), (16, 2, (9, 1)), (64, 4, (12, 11)), (256, 3, (14, 23))])
+@pytest.mark.parametrize(
+    ("k", "channels", "shape"),
+    [(2, 1, (5, 7)), (5, 3, (1, 9)), (16, 2, (9, 1)), (64, 4, (12, 11)), (256, 3, (14, 23)), (257, 1, (6, 13)), (700, 3, (9, 21)), (1024, 4, (7, 30))],
+)
 def test_compiled_decoder_agrees_with_the_spec_written_out(k: int, channels: int, shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(k)
     indices, codebook = _image(rng, *shape, k, channels)
     payload = near.encode_near(indices, near.Palette(codebook))
     assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0]), indices)
     strip = near.NearStrip(payload, near.Palette(codebook), shape[1], k, "strip")
-    out = np.empty(indices.size, dtype=np.uint8)
+    out = np.empty(indices.size, dtype=near.index_dtype(k))
     for start in range(0, out.size, 5):  # pieces that end inside rows
         strip.decode(out[start : start + 5])
     strip.finish()
     assert np.array_equal(out.reshape(shape), indices)
 
 
-def test_symbols_past_fifteen_use_extra_bits_and_come_back() -> None:
-    """A far colour (rank > 15) is coded as a token of 16 … 23 and its extra bits."""
+@pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26)])
+def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int) -> None:
+    """A far colour (rank > 15) is coded as a token of 16 … 27 and its extra bits (up to 8);
+    the top octave's tokens hold symbols of k / 2 … k - 1."""
     rng = np.random.default_rng(3)
-    codebook = rng.integers(0, 256, (256, 3), dtype=np.uint8)
-    indices = rng.integers(0, 256, (6, 40)).astype(np.uint8)  # no neighbour agrees: high ranks
+    codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    indices = rng.integers(0, k, (6, 80)).astype(near.index_dtype(k))  # no neighbour agrees: high ranks
     palette = near.Palette(codebook)
     colours, levels, _, position = palette.tables
     tokens = np.empty(indices.size, np.uint8)
     near._symbols(indices, colours, levels, position, tokens, np.empty_like(tokens), np.empty_like(tokens))
-    assert tokens.max() >= 22  # symbols of 128 … 255
+    assert tokens.max() in (highest, highest + 1)
     payload = near.encode_near(indices, palette)
-    assert np.array_equal(spec_decode(payload, codebook, 40, 6), indices)
+    assert np.array_equal(spec_decode(payload, codebook, 80, 6), indices)
 
 
-@pytest.fixture(scope="module")
-def photo_near() -> bytes:
-    """A 256-colour photo of several strips stored near_rans."""
+@pytest.mark.parametrize(("k", "limit"), [(2, 24), (256, 24), (257, 26), (512, 26), (513, 28), (1024, 28)])
+def test_a_context_may_have_the_tokens_of_every_symbol_below_2_to_the_bits_and_no_more(k: int, limit: int) -> None:
+    assert near.token_limit(k) == limit
+    table = bytes([limit]) + b"\x00" * (limit - 1) + b"\x80\x20"  # the last token takes all 4,096
+    unused = b"\x00" * (near.CONTEXTS - 1)
+    frequency, _, _, used = near.parse_model(np.frombuffer(table + unused, np.uint8), "strip", k)
+    assert used == len(table) + len(unused) and frequency[0, limit - 1] == 4096
+    over = bytes([limit + 1]) + b"\x00" * limit + b"\x80\x20"
+    with pytest.raises(KmqError, match=f"context 0 has {limit + 1} tokens, at most {limit} for k = {k}"):
+        near.parse_model(np.frombuffer(over + unused, np.uint8), "strip", k)
+
+
+@pytest.fixture(scope="module", params=[256, 600])
+def photo_near(request: pytest.FixtureRequest) -> bytes:
+    """A photo of several strips stored near_rans, at 256 colours (byte indices) and at 600."""
     with Image.open(SAMPLES / "ihc.png") as image:
         rgb = image.convert("RGB")
     tiled = Image.new("RGB", (rgb.width * 3, rgb.height * 5))
     for number in range(15):
         tiled.paste(rgb, (number % 3 * rgb.width, number // 3 * rgb.height))
     out = io.BytesIO()
-    tiled.save(out, "KMQ", k=256, compression="near")
+    tiled.save(out, "KMQ", k=request.param, compression="near")
     return out.getvalue()
 
 
@@ -139,10 +156,11 @@ def strip_methods(data: bytes) -> list[StripMethod]:
     return [StripMethod(data[offset]) for offset in offsets]
 
 
-def test_a_photo_saved_near_has_near_strips_and_version_1_4(photo_near: bytes) -> None:
+def test_a_photo_saved_near_has_near_strips_and_version_1_4_or_above_256_entries_1_6(photo_near: bytes) -> None:
     methods = strip_methods(photo_near)
     assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_RANS}
-    assert decode_kmq(photo_near)[0].version_minor == 4
+    header = decode_kmq(photo_near)[0]
+    assert header.version_minor == (4 if header.k <= 256 else 6)
 
 
 def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,13 +204,12 @@ def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
     assert sizes["near"] <= sizes["zstd"]
 
 
-def test_more_than_256_entries_fall_back_to_runs() -> None:
+@pytest.mark.parametrize("k", [1024, 1025])
+def test_up_to_1024_entries_are_coded_near_and_more_fall_back_to_runs(k: int) -> None:
     rng = np.random.default_rng(0)
-    indices = rng.integers(0, 300, (20, 30)).astype(np.uint16)
-    indices[:, 1::2] = indices[:, ::2]
-    codebook = rng.integers(0, 256, (300, 3), dtype=np.uint8)
+    indices, codebook = _image(rng, 150, 140, k, 3)  # 21,000 pixels: more than a small strip
     data = encode_kmq(indices, codebook, compression="near")
-    assert StripMethod.NEAR_RANS not in strip_methods(data)
+    assert (StripMethod.NEAR_RANS in strip_methods(data)) == (k <= near.MAX_K)
     assert np.array_equal(decode_kmq(data)[1].indices, indices)
 
 
@@ -249,12 +266,12 @@ def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> 
     assert writer_strip_height(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
 
 
-def test_near_needs_at_most_256_entries_and_2_22_pixels_a_strip() -> None:
+def test_near_needs_at_most_1024_entries_and_2_22_pixels_a_strip() -> None:
     from pil_kmq.decoding import StripDecoder
 
     palette = near.Palette(np.zeros((2, 3), np.uint8))
-    with pytest.raises(KmqError, match="near_rans needs k <= 256, not 300"):
-        StripDecoder(4, 0, 4, 300, 9, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
+    with pytest.raises(KmqError, match="near_rans needs k <= 1024, not 1025"):
+        StripDecoder(4, 0, 4, 1025, 11, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
     with pytest.raises(KmqError, match="over 4,194,304"):
         StripDecoder((1 << 22) + 1, 0, (1 << 22) + 1, 2, 1, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
 

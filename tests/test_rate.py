@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 import pil_kmq
 from pil_kmq import jobs, near, rate
 from pil_kmq import quantize as quantize_module
+from pil_kmq.format import StripMethod
 from pil_kmq.quantize import Quantized, psnr_for_mse, quantize
 
 
@@ -257,12 +258,23 @@ def test_psnr_with_near_reaches_the_target_with_alpha() -> None:
     assert psnr(seen, np.where(shown[..., 3:] == 0, 0, shown)) >= 30
 
 
-def test_near_trade_above_256_entries_is_the_runs_trade(parrot: Image.Image) -> None:
-    pixels = np.asarray(parrot)
-    traded = pil_kmq.compress_image(pixels, k=300, psnr_loss=0.5, compression="near")
-    plain = pil_kmq.compress_image(pixels, k=300)
+def test_near_trade_above_1024_entries_is_the_runs_trade(ihc: Image.Image) -> None:
+    pixels = np.asarray(ihc)
+    traded = pil_kmq.compress_image(pixels, k=1100, psnr_loss=0.5, compression="near")
+    plain = pil_kmq.compress_image(pixels, k=1100)
+    assert len(plain.codebook) > near.MAX_K
     runs = rate.Trader(pixels, plain)
     assert np.array_equal(traded.indices, runs.within(rate.loss_budget(runs.error, runs.pixels_channels, 0.5)).indices)
+
+
+def test_near_trade_up_to_1024_entries_is_near_rans_s(parrot: Image.Image) -> None:
+    pixels = np.asarray(parrot)
+    plain = pil_kmq.compress_image(pixels, k=300)
+    assert len(plain.codebook) == 300 and plain.indices.dtype == np.uint16
+    assert isinstance(rate.trader_for(pixels, plain, StripMethod.NEAR_RANS), rate.NearTrader)
+    traded = pil_kmq.compress_image(pixels, k=300, psnr_loss=0.5, compression="near")
+    assert not np.array_equal(traded.indices, plain.indices)
+    assert psnr(pixels, traded.codebook[traded.indices]) >= psnr(pixels, plain.codebook[plain.indices]) - 0.5 - 1e-9
 
 
 def test_near_trade_is_the_same_whatever_the_workers(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,8 +32,8 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R"}
-    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U"}
+    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V"}
 
 
 def test_vectors_are_named_in_the_order_the_document_reads() -> None:
@@ -77,6 +77,24 @@ def test_writer_reproduces_the_near_rans_vector() -> None:
     header, (indices, codebook) = decode_kmq(VECTORS["P"][1])
     assert b"\x04" + near.encode_near(indices, near.Palette(codebook)) == VECTORS["P"][1][-74:-4]
     assert header.version_minor == 4
+
+
+def test_writer_reproduces_the_near_rans_vector_above_256_entries() -> None:
+    """Vector U: 16-bit indices, tokens of octave 8, a coded codebook, version 1.6; the
+    writer's coder makes its strip, and the writer's header and codebook sections match."""
+    from pil_kmq import coding, near
+    from pil_kmq.codec import codebook_section
+    from pil_kmq.format import IndexCoding, StripMethod, new_header
+
+    data = VECTORS["U"][1]
+    header, (indices, codebook) = decode_kmq(data)
+    assert indices.dtype.name == "uint16" and header.version_minor == 6
+    strip = b"\x04" + near.encode_near(indices, near.Palette(codebook))
+    assert strip == data[-140:-4]
+    section, coded_length = codebook_section(codebook, StripMethod.NEAR_RANS)
+    assert section == data[44 : 44 + coded_length]
+    rebuilt = new_header(4, 2, 1, 320, IndexCoding.STRIPS, header.index_stream_length, 0, coding.strips_minor([strip], 320), coded_length)
+    assert rebuilt.pack() == data[:44]
 
 
 @pytest.mark.parametrize("name", ["A", "B"])
