@@ -283,6 +283,12 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
 
 # --- indices chosen for their cost (rate-optimized indices, rate.py) ---------------------------
 
+# Besides the neighbours' entries, a pixel whose nearest entry is none of them may take one of
+# the first ORDER_CHOICES entries of the colour order (the smallest symbols past them): 16 made
+# psnr= near files 1.1 % smaller at equal PSNR on 3 Kodak photos (4: 0.7 %), 0.6 % on 4 package
+# photos, for ~1 % more time.
+ORDER_CHOICES = 16
+
 
 def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     """(CONTEXTS, TOKENS) bits a token costs in its context, as the tokens of these pieces of
@@ -300,15 +306,16 @@ def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
 
 
 def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, out: np.ndarray, kept: int = 0) -> int:
-    """Each pixel's index as the cheapest of its nearest entry and its neighbours' entries: the
-    added squared error (from the visible colours, (k, C)) plus `weight` x the bits its symbol
-    costs (costs: token_costs). Pixels (rows, width, C) int32 are coded as one strip, nearest
+    """Each pixel's index as the cheapest of its nearest entry, its neighbours' entries and
+    (when its nearest entry is none of those) the first ORDER_CHOICES others of the colour
+    order that code in fewer bits: the added squared error (from the visible colours,
+    (k, C)) plus `weight` x the bits its symbol costs (costs: token_costs). Pixels (rows, width, C) int32 are coded as one strip, nearest
     (rows, width) their nearest entries; out gets the choices. The first `kept` rows keep
     their nearest entries (rows above, there only as neighbours). With alpha, only entries of
     the nearest entry's alpha are taken. Returns the added squared error."""
-    colours, levels, _, position = palette.tables
+    colours, levels, order, position = palette.tables
     alpha = visible[:, -1].astype(np.int32) if visible.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
-    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, position, costs, float(weight), out, kept))
+    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, order, position, costs, float(weight), out, kept, ORDER_CHOICES))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -321,7 +328,7 @@ def _squared(pixels: np.ndarray, y: int, x: int, visible: np.ndarray, entry: int
 
 
 @njit(cache=True, nogil=True)
-def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, weight, out, kept):  # noqa: ANN001, ANN202 - typed by choose
+def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, costs, weight, out, kept, order_choices):  # noqa: ANN001, ANN202 - typed by choose
     height, width = nearest.shape
     rows = np.zeros((2, width), dtype=nearest.dtype)
     found = np.zeros(4, dtype=np.int64)
@@ -341,6 +348,7 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, w
                 if found[j] == own:
                     symbol = j
                     break
+            anchor = -1
             if symbol < 0:
                 anchor = _anchor(colours, left, above, above_left, above_right)
                 rank = int(position[anchor, own])
@@ -351,6 +359,24 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, position, costs, w
             token, bits = _token(symbol)
             own_error = _squared(pixels, y, x, visible, own)
             best, best_cost, best_added = own, weight * (costs[context, token] + bits), 0
+            if anchor >= 0:  # the colour order's first entries: symbols count, count + 1, ...
+                taken, at = 0, 0
+                while taken < order_choices and taken < symbol - count:
+                    entry = int(order[anchor, at])
+                    at += 1
+                    candidate = False
+                    for j in range(count):
+                        candidate |= found[j] == entry
+                    if candidate:
+                        continue
+                    choice, choice_bits = _token(count + taken)
+                    taken += 1
+                    if alpha.size and alpha[entry] != alpha[own]:
+                        continue
+                    extra = _squared(pixels, y, x, visible, entry) - own_error
+                    cost = extra + weight * (costs[context, choice] + choice_bits)
+                    if cost < best_cost:
+                        best, best_cost, best_added = entry, cost, extra
             for j in range(count):  # symbol j: a direct token
                 entry = int(found[j])
                 if entry == own or (alpha.size and alpha[entry] != alpha[own]):

@@ -55,9 +55,14 @@ def test_psnr_loss_makes_smaller_files_within_the_loss(parrot: Image.Image, loss
     pixels = np.asarray(parrot)
     plain = pil_kmq.compress_image(pixels, k=32)
     traded = pil_kmq.compress_image(pixels, k=32, psnr_loss=loss)
-    assert np.array_equal(plain.codebook, traded.codebook)
+    assert traded.codebook.shape == plain.codebook.shape
     before, after = psnr(pixels, plain.codebook[plain.indices]), psnr(pixels, traded.codebook[traded.indices])
     assert before - loss <= after < before
+    # the codebook followed the traded indices: each entry the rounded mean of its pixels
+    assert after > psnr(pixels, plain.codebook[traded.indices])
+    flat, chosen = pixels.reshape(-1, 3).astype(np.float64), traded.indices.reshape(-1)
+    for entry in np.unique(chosen):
+        assert np.array_equal(traded.codebook[entry], np.rint(flat[chosen == entry].mean(axis=0)))
     assert len(pil_kmq.encode_kmq(*traded)) < len(pil_kmq.encode_kmq(*plain)) * (1 - loss / 10)
 
 
@@ -134,7 +139,33 @@ def test_psnr_loss_for_grey_and_two_byte_indices(parrot: Image.Image, mode: str,
     assert before - 0.5 <= after < before
 
 
-# --- near_rans: each pixel takes the cheapest of its nearest entry and its neighbours' -----
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_recentring_moves_entries_to_their_pixels_mean_and_counts_the_error_it_takes_off(parrot: Image.Image, mode: str) -> None:
+    pixels = np.asarray(parrot.convert(mode)).reshape(100, 100, -1)
+    indices, codebook = quantize(pixels, 24, 0)
+    rng = np.random.default_rng(5)
+    traded = np.where(rng.random(indices.shape) < 0.2, np.roll(indices, 1, axis=1), indices).astype(indices.dtype)
+    traded[traded == 3] = 4  # entry 3 stands for no pixel: it stays as it was
+    moved, gain = rate.recentred(pixels, Quantized(traded, codebook))
+    assert np.array_equal(moved.indices, traded) and np.array_equal(moved.codebook[3], codebook[3])
+
+    def error(book: np.ndarray) -> int:
+        return int(((pixels.astype(np.int64) - book[traded].astype(np.int64)) ** 2).sum())
+
+    assert gain > 0 and error(codebook) - error(moved.codebook) == pytest.approx(gain, abs=1e-6)
+    for entry in np.unique(traded):
+        assert np.array_equal(moved.codebook[entry], np.rint(pixels[traded == entry].mean(axis=0)))
+
+
+def test_recentring_leaves_alpha_codebooks_as_they_are(parrot: Image.Image) -> None:
+    pixels = np.asarray(parrot.convert("RGBA"))
+    quantized = Quantized(*quantize(pixels, 8, 0))
+    moved, gain = rate.recentred(pixels, quantized)
+    assert moved is quantized and gain == 0
+
+
+# --- near_rans: each pixel takes the cheapest of its nearest entry, the colour order's first
+# entries and its neighbours' ------------------------------------------------------------
 
 
 def reference_choice(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray, costs: np.ndarray, weight: float) -> np.ndarray:
@@ -178,6 +209,13 @@ def reference_choice(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarr
                 O = sorted(range(k), key=lambda e: (d(P, e), e))
                 symbol = len(N) + [e for e in O if e not in N].index(own)
             best, best_cost = own, weight * bits(context, symbol)
+            if own not in N:  # the colour order's first entries, symbols len(N), len(N) + 1, ...
+                for j, entry in enumerate([e for e in O if e not in N][: min(near.ORDER_CHOICES, symbol - len(N))]):
+                    if alpha is not None and alpha[entry] != alpha[own]:
+                        continue
+                    cost = error(y, col, entry) - error(y, col, own) + weight * bits(context, len(N) + j)
+                    if cost < best_cost:
+                        best, best_cost = entry, cost
             for j, entry in enumerate(N):
                 if entry == own or (alpha is not None and alpha[entry] != alpha[own]):
                     continue
