@@ -151,10 +151,12 @@ def compress_image(
     With k, every pixel's index is its nearest codebook colour (within its alpha class: fully
     transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
     colours is kept exactly. psnr_loss=dB lets pixels take their left neighbour's index instead
-    (a run, nearly free to store; with compression="near" and k <= 1,024, whichever of their four
-    neighbours' indices costs least error and bits) while PSNR drops by at most that much. With psnr, k and these
-    runs are chosen together for the smallest file in `compression`. dither=True maps the
-    pixels by Floyd-Steinberg error diffusion instead (the codebook is the same).
+    (a run, nearly free to store; with compression="near" and k <= 1,024, whichever of their
+    four neighbours' indices and the colours nearest their prediction costs least error and
+    bits), each entry then moving to the mean of its pixels, while PSNR drops by at most that
+    much. With psnr, k and these choices are made together for the smallest file in
+    `compression`. dither=True maps the pixels by Floyd-Steinberg error diffusion instead (the
+    codebook is the same).
     """
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")

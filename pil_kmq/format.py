@@ -58,7 +58,7 @@ class StripMethod(IntEnum):
     RUNS_ZLIB = 1  # run flags and literals, each a zlib stream
     RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
     ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
-    NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 256)
+    NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 1,024)
 
 
 

@@ -26,14 +26,13 @@ DIRECT_SYMBOLS = 16
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
-# Each reader builds k x k colour orders (2 bytes an entry above 256): 4 MB and ~40 ms at 1,024.
+# Each reader builds k x k colour orders (2 bytes an entry above 256): ~9 MB and ~25 ms at 1,024.
 MAX_K = 1024  # near_rans needs bits_per_index <= 10
 BYTE_K = 256  # up to this k, indices and colour orders are single bytes (and 24 tokens suffice)
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
 ACTIVITY_LEVELS = (16, 256)  # squared colour difference of left and above: <= 16, <= 256, more
-
 
 
 def token_limit(k: int) -> int:
@@ -293,26 +292,32 @@ ORDER_CHOICES = 16
 def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     """(CONTEXTS, TOKENS) bits a token costs in its context, as the tokens of these pieces of
     (rows, width) indices, each coded as a strip, are spread: what strips coded from them
-    pay, near enough to choose by (a token never seen costs as if seen half a time)."""
+    pay, near enough to choose by (a token never seen costs as if seen half a time; tokens past
+    token_limit(k), which never occur, are not counted)."""
     colours, levels, _, position = palette.tables
-    counts = np.full(CONTEXTS * TOKENS, 0.5)
+    k = len(palette.codebook)
+    limit = token_limit(k)
+    counts = np.zeros((CONTEXTS, TOKENS))
+    counts[:, :limit] = 0.5
     for piece in pieces:
-        flat = np.ascontiguousarray(piece, dtype=index_dtype(len(palette.codebook)))
+        flat = np.ascontiguousarray(piece, dtype=index_dtype(k))
         tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
         _symbols(flat, colours, levels, position, tokens, extras, contexts)
-        counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS)
-    counts = counts.reshape(CONTEXTS, TOKENS)
-    return np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts)
+        counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
+    costs = np.full((CONTEXTS, TOKENS), float(TOKENS))  # finite, for tokens that never occur
+    costs[:, :limit] = np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts[:, :limit])
+    return costs
 
 
 def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, out: np.ndarray, kept: int = 0) -> int:
     """Each pixel's index as the cheapest of its nearest entry, its neighbours' entries and
     (when its nearest entry is none of those) the first ORDER_CHOICES others of the colour
     order that code in fewer bits: the added squared error (from the visible colours,
-    (k, C)) plus `weight` x the bits its symbol costs (costs: token_costs). Pixels (rows, width, C) int32 are coded as one strip, nearest
-    (rows, width) their nearest entries; out gets the choices. The first `kept` rows keep
-    their nearest entries (rows above, there only as neighbours). With alpha, only entries of
-    the nearest entry's alpha are taken. Returns the added squared error."""
+    (k, C)) plus `weight` x the bits its symbol costs (costs: token_costs). Pixels (rows,
+    width, C) int32 are coded as one strip, nearest (rows, width) their nearest entries; out
+    gets the choices. The first `kept` rows keep their nearest entries (rows above, there only
+    as neighbours). With alpha, only entries of the nearest entry's alpha are taken. Returns
+    the added squared error."""
     colours, levels, order, position = palette.tables
     alpha = visible[:, -1].astype(np.int32) if visible.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
     return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, order, position, costs, float(weight), out, kept, ORDER_CHOICES))
@@ -446,6 +451,8 @@ def parse_model(data: np.ndarray, what: str, k: int) -> tuple[np.ndarray, np.nda
     """(frequency, start, slot -> token table, bytes used) of the model a payload (uint8)
     starts with, for a codebook of k entries. A context with no tokens is unused; any other
     must sum to PROB_SCALE."""
+    if not 1 <= k <= MAX_K:  # token_limit(k) <= TOKENS: _read_model writes no further
+        raise KmqError(f"{what}: near_rans needs k <= {MAX_K}, not {k}")
     frequency = np.zeros((CONTEXTS, TOKENS), dtype=np.int64)
     limit = token_limit(k)
     status, context, detail = _read_model(data, frequency, limit)

@@ -46,7 +46,7 @@ GOLDEN = [
     ("kodim03-p12-k16-near.kmq", "kodim03-p12.png", "P", 16, "near"),
     # a coded codebook (KMQ 1.5): a drawing at its exact colours, whose sorted entries step little
     ("legend-zstd.kmq", "legend.png", "RGB", 1024, "zstd"),
-    # near_rans above 256 entries (KMQ 1.6): 16-bit indices, tokens of octaves 8 and 9
+    # near_rans above 256 entries (KMQ 1.6): indices above 255, tokens of octaves 8 and 9
     ("kodim23-k1000-near.kmq", "kodim23.png", "RGB", 1000, "near"),
     ("legend-near.kmq", "legend.png", "RGB", 1024, "near"),
 ]

@@ -45,6 +45,13 @@ def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[s
     assert "40,000" in out
 
 
+def test_info_shows_version_1_6_and_the_near_rans_strip_of_more_than_256_entries(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(SAMPLES / "legend-near.kmq")]) == 0
+    out = capsys.readouterr().out
+    assert "KMQ 1.6, 160x64 RGB, k=352, bits_per_index=9, index_coding=strips" in out
+    assert "1 strips of 64 rows: 1 near_rans" in out
+
+
 def test_module_and_console_script_run() -> None:
     result = run("info", SAMPLES / "kodim23-k1.kmq")
     assert result.returncode == 0 and "k=1" in result.stdout

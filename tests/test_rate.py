@@ -226,7 +226,7 @@ def reference_choice(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarr
     return v
 
 
-@pytest.mark.parametrize(("shape", "k", "mode"), [((13, 17), 12, "RGB"), ((1, 40), 5, "RGB"), ((30, 1), 7, "L"), ((9, 21), 40, "RGBA")])
+@pytest.mark.parametrize(("shape", "k", "mode"), [((13, 17), 12, "RGB"), ((1, 40), 5, "RGB"), ((30, 1), 7, "L"), ((9, 21), 40, "RGBA"), ((8, 15), 100, "RGB"), ((20, 30), 300, "RGB")])
 def test_near_choice_follows_the_rule_pixel_by_pixel(parrot: Image.Image, shape: tuple[int, int], k: int, mode: str) -> None:
     pixels = np.asarray(parrot.convert(mode).resize(shape[::-1]))
     pixels = pixels.reshape(*shape, -1).copy()
@@ -234,6 +234,7 @@ def test_near_choice_follows_the_rule_pixel_by_pixel(parrot: Image.Image, shape:
         pixels[::3, ::2, 3] = 0  # fully transparent pixels: their own alpha class
         pixels[pixels[..., 3] == 0, :3] = 0
     indices, codebook = quantize(pixels, k, 0)
+    assert len(codebook) == k and indices.dtype == near.index_dtype(k)  # k = 300: uint16 rows
     palette = near.Palette(codebook)
     costs = near.token_costs([indices], palette)
     for weight in (0.0, 3.0, 40.0, 5000.0):
@@ -305,13 +306,17 @@ def test_near_trade_above_1024_entries_is_the_runs_trade(ihc: Image.Image) -> No
     assert np.array_equal(traded.indices, runs.within(rate.loss_budget(runs.error, runs.pixels_channels, 0.5)).indices)
 
 
-def test_near_trade_up_to_1024_entries_is_near_rans_s(parrot: Image.Image) -> None:
+def test_near_trade_up_to_1024_entries_is_near_rans_own(parrot: Image.Image) -> None:
     pixels = np.asarray(parrot)
     plain = pil_kmq.compress_image(pixels, k=300)
     assert len(plain.codebook) == 300 and plain.indices.dtype == np.uint16
-    assert isinstance(rate.trader_for(pixels, plain, StripMethod.NEAR_RANS), rate.NearTrader)
+    trader = rate.trader_for(pixels, plain, StripMethod.NEAR_RANS)
+    assert isinstance(trader, rate.NearTrader)
     traded = pil_kmq.compress_image(pixels, k=300, psnr_loss=0.5, compression="near")
-    assert not np.array_equal(traded.indices, plain.indices)
+    expected = trader.within(rate.loss_budget(trader.error, trader.pixels_channels, 0.5))
+    assert np.array_equal(traded.indices, expected.indices) and np.array_equal(traded.codebook, expected.codebook)
+    runs = rate.Trader(pixels, plain)
+    assert not np.array_equal(traded.indices, runs.within(rate.loss_budget(runs.error, runs.pixels_channels, 0.5)).indices)
     assert psnr(pixels, traded.codebook[traded.indices]) >= psnr(pixels, plain.codebook[plain.indices]) - 0.5 - 1e-9
 
 

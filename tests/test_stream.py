@@ -42,6 +42,8 @@ CASES = [
     ("ihc-cutout.png", "RGBA", {"k": 64}),
     ("ihc-cutout.png", "LA", {"psnr": 30, "compression": "none"}),
     ("kodim03-p12.png", "RGB", {"k": 16, "compression": "none"}),
+    ("ihc.png", "RGB", {"k": 40, "compression": "near"}),
+    ("ihc.png", "RGB", {"k": 600, "compression": "near"}),  # near_rans above 256 entries: KMQ 1.6
 ]
 
 
