@@ -484,8 +484,21 @@ def _seen(pixels: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 
 
 def _squared_error(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -> int:
-    step = pixels - visible.astype(np.int32)[indices]
-    return int(np.einsum("ijk,ijk->", step, step, dtype=np.int64))
+    return int(_sum_squares(pixels, visible.astype(np.int32), indices))
+
+
+@njit(cache=True, nogil=True)
+def _sum_squares(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -> int:
+    """Sum over pixels (rows, width, C) and channels of (pixel - visible[index])^2: one pass
+    with no temporaries (numpy's gather and einsum took ~3x as long)."""
+    total = 0
+    for y in range(indices.shape[0]):
+        for x in range(indices.shape[1]):
+            entry = indices[y, x]
+            for c in range(pixels.shape[2]):
+                step = pixels[y, x, c] - visible[entry, c]
+                total += step * step
+    return total
 
 
 def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | None) -> Trader | NearTrader:
