@@ -23,6 +23,7 @@ from .format import (
     Header,
     IndexCoding,
     StripMethod,
+    index_dtype,
     pack_metadata,
     unpack_metadata,
 )
@@ -206,7 +207,7 @@ def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized
     if used.all():
         return Quantized(indices, codebook)
     renumber = np.cumsum(used) - 1
-    dtype = np.uint8 if used.sum() <= 256 else np.uint16
+    dtype = index_dtype(int(used.sum()))
     return Quantized(renumber.astype(dtype)[indices], codebook[used])
 
 

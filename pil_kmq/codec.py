@@ -31,7 +31,6 @@ from .decoding import (
     StripDecoder,
     decode_codebook,
     decode_whole,
-    index_dtype,
     job_weight,
 )
 from .format import (
@@ -43,6 +42,7 @@ from .format import (
     KmqError,
     StripMethod,
     bits_for_k,
+    index_dtype,
     crc32,
     new_header,
     pack_crc,

@@ -24,11 +24,12 @@ from .format import (
     KmqError,
     StripMethod,
     field_width,
+    index_dtype,
     packing_width,
     raw_stream_length,
     row_bytes,
 )
-from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette, index_dtype
+from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from .format import MAX_K
+from .format import MAX_K, index_dtype
 from .quantize import color_keys
 
 # Entries of a Pillow palette, and the most that uint8 indices address.
@@ -58,15 +58,11 @@ def _check(image: np.ndarray, codebook: np.ndarray) -> None:
         raise ValueError(f"codebook must have 1 to {MAX_K:,} entries, not {got}")
 
 
-def _index_dtype(k: int) -> type[np.unsignedinteger]:
-    return np.uint8 if k <= _PALETTE_SIZE else np.uint16
-
-
 def _exact_lookup(image: np.ndarray, codebook: np.ndarray) -> np.ndarray | None:
     """Entry of each pixel's own colour (lowest index); None if one is missing."""
     height, width, channels = image.shape
     keys, first = np.unique(color_keys(codebook), return_index=True)
-    indices = np.empty(height * width, dtype=_index_dtype(len(codebook)))
+    indices = np.empty(height * width, dtype=index_dtype(len(codebook)))
     rows = max(1, _STRIP_PIXELS // max(1, width))
     for top in range(0, height, rows):
         pixel_keys = color_keys(image[top : top + rows].reshape(-1, channels))
@@ -112,7 +108,7 @@ def _wavefront_dither(image: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     work[:height, 1:-1] = image[:, :, :colour]
     work = work.reshape(-1, colour)
     shares = [(down * padded_width + right, weight) for down, right, weight in _SHARES]
-    indices = np.empty(height * width, dtype=_index_dtype(len(codebook)))
+    indices = np.empty(height * width, dtype=index_dtype(len(codebook)))
     rows = np.arange(height, dtype=np.intp)
     points = np.empty((min(height, (width + 1) // 2), entries.shape[1]))
     for t in range(width + 2 * height - 2):

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 # PNG-style signature: the high byte catches 7-bit transfers, CR LF / LF catch newline
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
@@ -60,6 +62,11 @@ class StripMethod(IntEnum):
     ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
     NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 1,024)
 
+
+
+def index_dtype(k: int) -> np.dtype:
+    """The one rule for indices in memory: uint8 when k <= 256 (bits_per_index <= 8), else uint16."""
+    return np.dtype(np.uint8 if k <= 256 else np.uint16)
 
 
 class KmqError(OSError):

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 from numba import njit
 
-from .format import KmqError
+from .format import KmqError, index_dtype
 
 CONTEXTS = 48  # 16 patterns of equal neighbours x 3 levels of colour difference
 TOKENS = 28  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 1023
@@ -28,7 +28,6 @@ PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
 # Each reader builds k x k colour orders (2 bytes an entry above 256): ~9 MB and ~25 ms at 1,024.
 MAX_K = 1024  # near_rans needs bits_per_index <= 10
-BYTE_K = 256  # up to this k, indices and colour orders are single bytes (and 24 tokens suffice)
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
@@ -39,11 +38,6 @@ def token_limit(k: int) -> int:
     """The most tokens a context's table may have for a codebook of k entries: those of the
     symbols below 2 ** max(8, bits_per_index) (24 up to 256 entries, 26 to 512, 28 to 1,024)."""
     return DIRECT_SYMBOLS + 2 * (max(8, (k - 1).bit_length()) - 4)
-
-
-def index_dtype(k: int) -> np.dtype:
-    """The one rule for indices in memory: uint8 when k <= 256, else uint16."""
-    return np.dtype(np.uint8 if k <= BYTE_K else np.uint16)
 
 
 # --- errors a kernel reports (its status) --------------------------------------------------
@@ -571,7 +565,7 @@ class NearStrip:
         self._y = self._x = 0
 
     def decode(self, out: np.ndarray) -> None:
-        """The next out.size indices, into out (uint8, or uint16 above BYTE_K entries)."""
+        """The next out.size indices, into out (index_dtype(k))."""
         cursor, state, status, done = _decode(
             self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out,
         )

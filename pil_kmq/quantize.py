@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from . import kmeans, radix
+from .format import index_dtype
 from .jobs import run_jobs
 
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
@@ -678,7 +679,7 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int, narrow
 def gather(image: RowSource, hist: Histogram, color_index: np.ndarray) -> np.ndarray:
     """Each pixel's index (H, W), looked up by colour key: a table for <= 3 channels, else a search."""
     height, width, channels = image.shape
-    dtype = np.uint8 if color_index.max(initial=0) < 256 else np.uint16
+    dtype = index_dtype(int(color_index.max(initial=0)) + 1)
     indices = np.empty(height * width, dtype=dtype)
     if channels <= 3:
         table = np.empty(1 << (8 * channels), dtype=dtype)  # only slots of present colours are written or read

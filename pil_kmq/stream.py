@@ -55,7 +55,6 @@ from .decoding import (
     JOB_PIXELS,
     READ_SIZE,
     StripDecoder,
-    index_dtype,
     job_weight,
 )
 from .format import (
@@ -66,6 +65,7 @@ from .format import (
     KmqError,
     StripMethod,
     bits_for_k,
+    index_dtype,
     crc32,
     new_header,
     pack_crc,
@@ -145,7 +145,7 @@ class _Lookup:
     search in the histogram's sorted keys (as the in-memory quantizer does)."""
 
     def __init__(self, hist: Histogram, color_index: np.ndarray, channels: int) -> None:
-        self.dtype = np.uint8 if color_index.max(initial=0) < 256 else np.uint16
+        self.dtype = index_dtype(int(color_index.max(initial=0)) + 1)
         self._keys, self._index = hist.keys, color_index.astype(self.dtype)
         self._table = None
         if channels <= 3:
