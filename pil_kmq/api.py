@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, coded, decode_bytes, encode_parts, read_prefix
+from .codec import DEFAULT_MAX_PIXELS, coded, decode_bytes, encode_parts, read_prefix, weighed
 from .format import (
     CRC_SIZE,
     EXIF_PREFIX,
@@ -185,7 +185,7 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
 
     def size(quantized: Quantized) -> tuple[int, Quantized]:
-        result = coded(quantized, method)  # the file is written from these bytes if it wins
+        result = coded(quantized, method, weigh=False)  # the winner's are written (weighed below)
         return sum(len(part) for part in encode_parts(*result, method, reuse=result)), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
@@ -194,7 +194,7 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     finally:
         clustering.drop_ahead()
     assert found is not None  # at_psnr's result reaches psnr
-    return found
+    return weighed(found)
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

@@ -6,7 +6,7 @@ Knows the byte layout and the bit packing; knows nothing of Pillow or of k-means
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,23 +60,38 @@ class Coded(Quantized):
 
     method: StripMethod | None
     index_stream: tuple[IndexCoding, list[bytes]]
+    weighed: bool  # False: coded for size (encode_strip's weigh), see weighed()
 
 
-def coded(quantized: Quantized, method: StripMethod | None) -> Coded:
-    """quantized with its index stream coded with `method`."""
+def coded(quantized: Quantized, method: StripMethod | None, weigh: bool = True) -> Coded:
+    """quantized with its index stream coded with `method` (`weigh`: encode_strip's)."""
     result = Coded(*quantized)
-    result.method, result.index_stream = method, index_stream(quantized.indices, quantized.codebook, method)
+    result.method, result.weighed = method, weigh or method != StripMethod.NEAR_RANS  # only near_rans strips are weighed
+    result.index_stream = index_stream(quantized.indices, quantized.codebook, method, weigh)
     return result
 
 
-def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None) -> tuple[IndexCoding, list[bytes]]:
-    """The index_coding and the parts of the index stream of these indices."""
+def weighed(result: Quantized) -> Quantized:
+    """A Coded result coded unweighed (coded(..., weigh=False)) coded as a plain save codes it,
+    its NEAR_RANS strips used again; anything else as it is."""
+    if not isinstance(result, Coded) or result.weighed:
+        return result
+    coding, stream = result.index_stream
+    again = Coded(*result)
+    again.method, again.weighed = result.method, True
+    again.index_stream = index_stream(result.indices, result.codebook, result.method, True, stream[1:] if coding == IndexCoding.STRIPS else ())
+    return again
+
+
+def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None, weigh: bool = True, known: Sequence[bytes] = ()) -> tuple[IndexCoding, list[bytes]]:
+    """The index_coding and the parts of the index stream of these indices (`weigh`, `known`:
+    encode_strips's)."""
     k = len(codebook)
     bits_per_index = bits_for_k(k)
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
-    strips = list(encode_strips(indices, bits_per_index, method, palette))
+    strips = list(encode_strips(indices, bits_per_index, method, palette, weigh, known))
     if uncoded_is_no_longer(indices.size, bits_per_index, sum(len(part) for part in strips)):
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     return IndexCoding.STRIPS, strips

@@ -116,6 +116,11 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
     drawn = _few_literals(flags) or (bits_per_index > 8 and _repeats_far(first, flags, bits_per_index))
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette)
+    return _strip_height(width, height, method, drawn)
+
+
+def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
+    """A drawing's strip height or a photo's, for `method`."""
     strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if drawn else STRIP_PIXELS)
     if method == StripMethod.NEAR_RANS and width <= NEAR_MAX_PIXELS:
         strip_height = min(strip_height, NEAR_MAX_PIXELS // width)
@@ -311,15 +316,19 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
 # --- one strip ----------------------------------------------------------------------------
 
 
-def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None) -> bytes:
+def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
     NEAR_RANS (needs the `palette`, k <= 1,024) is also weighed against those zstd methods on a
     drawing, whose far repeats zstd finds and the near model does not. A strip of at most
-    SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way)."""
+    SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
+    weigh=False stores NEAR_RANS wherever it can, unweighed: a psnr= search sizes each k so, as
+    zstd's methods almost never win on a photo's strips and trying them took half the time of
+    coding one whose rate-optimized indices leave few literals. `known`: this very strip, stored
+    NEAR_RANS so, used rather than coded again."""
     if method == StripMethod.NEAR_RANS:
-        coded = _near_strip(indices, bits_per_index, palette)
+        coded = _near_strip(indices, bits_per_index, palette, weigh, known)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
@@ -356,16 +365,17 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
     return ways
 
 
-def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None) -> bytes:
-    """A NEAR_RANS strip, or the zstd methods' where they are smaller (drawings, small strips) or
-    where NEAR_RANS cannot go (k > 1,024, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
+def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None) -> bytes:
+    """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
+    are smaller (drawings, small strips), or theirs where NEAR_RANS cannot go (k > 1,024, or a
+    strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
         return _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
-    near = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
-    if not _few_literals(flags) and indices.size > SMALL_STRIP_PIXELS:  # a photo
+    near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
+    if not weigh or (not _few_literals(flags) and indices.size > SMALL_STRIP_PIXELS):  # a photo
         return near
     other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
     return near if len(near) <= len(other) else other
@@ -442,12 +452,18 @@ def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tup
     return run_jobs(function, jobs)
 
 
-def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None) -> Iterable[bytes]:
+def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: Sequence[bytes] = ()) -> Iterable[bytes]:
     """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
-    codebook's `palette`)."""
+    codebook's `palette`; `weigh` as encode_strip's). `known`: the strips (no table) these very
+    indices were coded to before with `method`, whose NEAR_RANS strips are used again."""
     height, width = indices.shape
-    strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, bits_per_index, method, palette)
-    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette) for top in range(0, height, strip_height)]
+    if weigh or method != StripMethod.NEAR_RANS:
+        strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, bits_per_index, method, palette)
+    else:  # unweighed, strips are sized as a photo's (which near_rans codes), as the writer sizes a photo's
+        strip_height = _strip_height(width, height, method, drawn=False)
+    tops = range(0, height, strip_height)
+    reused = [strip if strip[:1] == bytes([StripMethod.NEAR_RANS]) else None for strip in known] if len(known) == len(tops) else [None] * len(tops)
+    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]

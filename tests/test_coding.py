@@ -93,6 +93,35 @@ def test_the_quick_trial_sees_what_the_real_levels_make_of_rows_and_runs() -> No
     assert kept_the_smaller >= 5
 
 
+def test_unweighed_near_strips_are_near_rans_and_weighing_them_gives_the_plain_bytes() -> None:
+    """A psnr= search sizes each k with near_rans strips alone (weigh=False): a bar chart, whose
+    rows zstd codes smaller, still gets near_rans strips there; weighed() then codes the winner
+    as a plain save does, reusing those near_rans strips it keeps."""
+    from pil_kmq import codec
+
+    indices, k = _bar_chart(3)
+    codebook = np.random.default_rng(3).integers(0, 256, (k, 3), dtype=np.uint8)
+    quantized = codec.Quantized(indices, codebook)
+    plain = codec.coded(quantized, StripMethod.NEAR_RANS)
+    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False)
+    assert {strip[0] for strip in plain.index_stream[1][1:]} != {StripMethod.NEAR_RANS}  # zstd's rows win here
+    assert {strip[0] for strip in unweighed.index_stream[1][1:]} == {StripMethod.NEAR_RANS}
+    assert codec.weighed(unweighed).index_stream == plain.index_stream
+    assert codec.weighed(plain) is plain
+    zstd = codec.coded(quantized, StripMethod.RUNS_ZSTD, weigh=False)  # only near_rans strips are weighed
+    assert zstd.weighed and codec.weighed(zstd) is zstd
+
+
+def test_weighing_reuses_the_near_rans_strips_it_keeps(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pil_kmq import codec
+
+    quantized = compress_image(np.asarray(ihc.resize((900, 700))), k=24)  # a photo: near_rans strips, several
+    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False)
+    assert len(unweighed.index_stream[1]) > 2
+    monkeypatch.setattr(coding, "encode_near", lambda *args: pytest.fail("a near_rans strip coded again"))
+    assert codec.weighed(unweighed).index_stream == unweighed.index_stream
+
+
 def strip_count(data: bytes) -> int:
     header, _ = decode_kmq(data)
     start = header.index_stream_offset

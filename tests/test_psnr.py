@@ -91,13 +91,32 @@ def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Imag
     candidates: list[int] = []
     streams: list[int] = []
     original_coded, original_stream = api.coded, codec.index_stream
-    monkeypatch.setattr(api, "coded", lambda *args: candidates.append(1) or original_coded(*args))
+    monkeypatch.setattr(api, "coded", lambda *args, **options: candidates.append(1) or original_coded(*args, **options))
     monkeypatch.setattr(codec, "index_stream", lambda *args: streams.append(1) or original_stream(*args))
     data = kmq_bytes(ihc, psnr=33)
     assert candidates and len(streams) == len(candidates)
     monkeypatch.undo()
     _, (indices, codebook) = pil_kmq.decode_kmq(data)
     assert pil_kmq.encode_kmq(indices, codebook) == data
+
+
+def test_near_psnr_file_is_weighed_once_and_equals_a_fresh_encoding(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With compression="near" the search sizes each candidate with near_rans strips alone; the
+    winner alone is then coded as a plain save codes it (its near_rans strips reused, not coded
+    again), and its bytes are the bytes a fresh encoding of its indices gives."""
+    from pil_kmq import codec, coding
+
+    streams: list[bool] = []
+    near_coded: list[int] = []
+    original_stream, original_near = codec.index_stream, coding.encode_near
+    monkeypatch.setattr(codec, "index_stream", lambda *args: streams.append(args[3] if len(args) > 3 else True) or original_stream(*args))
+    monkeypatch.setattr(coding, "encode_near", lambda *args: near_coded.append(1) or original_near(*args))
+    data = kmq_bytes(ihc, psnr=33, compression="near")
+    assert len(streams) >= 2 and not any(streams[:-1]) and streams[-1]  # candidates unweighed, the winner weighed
+    assert len(near_coded) == len(streams) - 1  # one strip (303 x 227): coded once per candidate, reused for the winner
+    monkeypatch.undo()
+    _, (indices, codebook) = pil_kmq.decode_kmq(data)
+    assert pil_kmq.encode_kmq(indices, codebook, compression="near") == data
 
 
 def test_psnr_seeds_the_larger_codebooks_it_tries_once(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
