@@ -13,6 +13,7 @@ the kernel, so no file can make one read or write past an array.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -305,32 +306,54 @@ def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     return costs
 
 
-def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, costs: np.ndarray, weight: float, out: np.ndarray, kept: int = 0) -> int:
+def prices(costs: np.ndarray, weight: float, k: int) -> np.ndarray:
+    """(CONTEXTS, k) weight x the bits each symbol (0 to k - 1, all a pixel can have) costs in
+    each context: its token's cost (costs: token_costs) plus its extra bits. Made once for a
+    pass of choices, so that the kernel looks a choice's price up."""
+    tokens, bits = _symbol_tokens(k)
+    return weight * (costs[:, tokens] + bits)
+
+
+@functools.cache
+def _symbol_tokens(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The token and extra bits of each symbol 0 to k - 1 (as _token gives them)."""
+    pairs = [_token(symbol) for symbol in range(k)]
+    return np.array([token for token, _ in pairs]), np.array([bits for _, bits in pairs])
+
+
+def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, price: np.ndarray, out: np.ndarray, kept: int = 0, tally: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """Each pixel's index as the cheapest of its nearest entry, its neighbours' entries and
     (when its nearest entry is none of those) the first ORDER_CHOICES others of the colour
     order that code in fewer bits: the added squared error (from the visible colours,
-    (k, C)) plus `weight` x the bits its symbol costs (costs: token_costs). Pixels (rows,
-    width, C) int32 are coded as one strip, nearest (rows, width) their nearest entries; out
-    gets the choices. The first `kept` rows keep their nearest entries (rows above, there only
-    as neighbours). With alpha, only entries of the nearest entry's alpha are taken. Returns
-    the added squared error."""
+    (k, C)) plus its symbol's price in its context (price: prices(costs, weight, k)). Pixels
+    (rows, width, C) int32 are coded as one strip, nearest (rows, width) their nearest entries;
+    out gets the choices. The first `kept` rows keep their nearest entries (rows above, there
+    only as neighbours). With alpha, only entries of the nearest entry's alpha are taken.
+    `tally`: (counts (k,), sums (k, 4)) int64, to which each chosen entry's pixel count and
+    channel sums (pixels as given, padded with zeros) are added. Returns the added squared error."""
     colours, levels, order, position = palette.tables
-    alpha = visible[:, -1].astype(np.int32) if visible.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
-    return int(_choose(pixels, visible.astype(np.int32), alpha, nearest, colours, levels, order, position, costs, float(weight), out, kept, ORDER_CHOICES))
+    k, channels = visible.shape
+    if price.shape != (CONTEXTS, k) or pixels.shape[2] != channels:
+        raise ValueError("prices and pixels must match the codebook")
+    alpha = visible[:, -1].astype(np.int32) if channels in (2, 4) else np.zeros(0, dtype=np.int32)
+    padded = np.zeros((k, 4), dtype=np.int32)  # zeros add nothing to a squared distance
+    padded[:, :channels] = visible
+    counts, sums = tally if tally is not None else (np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64))
+    if counts.size and (counts.shape != (k,) or sums.shape != (k, 4)):
+        raise ValueError("a tally needs counts (k,) and sums (k, 4)")
+    return int(_choose(pixels, padded, alpha, nearest, colours, levels, order, position, price, out, kept, ORDER_CHOICES, counts, sums))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _squared(pixels: np.ndarray, y: int, x: int, visible: np.ndarray, entry: int) -> int:
-    total = 0
-    for c in range(pixels.shape[2]):
-        step = pixels[y, x, c] - visible[entry, c]
-        total += step * step
-    return total
+def _squared(p0: int, p1: int, p2: int, p3: int, visible: np.ndarray, entry: int) -> int:
+    d0, d1, d2, d3 = p0 - visible[entry, 0], p1 - visible[entry, 1], p2 - visible[entry, 2], p3 - visible[entry, 3]
+    return d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
 
 
 @njit(cache=True, nogil=True)
-def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, costs, weight, out, kept, order_choices):  # noqa: ANN001, ANN202 - typed by choose
+def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, price, out, kept, order_choices, counts, sums):  # noqa: ANN001, ANN202 - typed by choose
     height, width = nearest.shape
+    channels = pixels.shape[2]
     rows = np.zeros((2, width), dtype=nearest.dtype)
     found = np.zeros(4, dtype=np.int64)
     added = 0
@@ -357,9 +380,13 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, c
                 for j in range(count):
                     skipped += int(position[anchor, found[j]]) < rank
                 symbol = count + rank - skipped
-            token, bits = _token(symbol)
-            own_error = _squared(pixels, y, x, visible, own)
-            best, best_cost, best_added = own, weight * (costs[context, token] + bits), 0
+            # the pixel's channels held in registers, padded as visible is
+            p0 = pixels[y, x, 0]
+            p1 = pixels[y, x, 1] if channels > 1 else 0
+            p2 = pixels[y, x, 2] if channels > 2 else 0
+            p3 = pixels[y, x, 3] if channels > 3 else 0
+            own_error = _squared(p0, p1, p2, p3, visible, own)
+            best, best_cost, best_added = own, price[context, symbol], 0
             if anchor >= 0:  # the colour order's first entries: symbols count, count + 1, ...
                 taken, at = 0, 0
                 while taken < order_choices and taken < symbol - count:
@@ -370,25 +397,31 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, c
                         candidate |= found[j] == entry
                     if candidate:
                         continue
-                    choice, choice_bits = _token(count + taken)
+                    choice = count + taken
                     taken += 1
                     if alpha.size and alpha[entry] != alpha[own]:
                         continue
-                    extra = _squared(pixels, y, x, visible, entry) - own_error
-                    cost = extra + weight * (costs[context, choice] + choice_bits)
+                    extra = _squared(p0, p1, p2, p3, visible, entry) - own_error
+                    cost = extra + price[context, choice]
                     if cost < best_cost:
                         best, best_cost, best_added = entry, cost, extra
             for j in range(count):  # symbol j: a direct token
                 entry = int(found[j])
                 if entry == own or (alpha.size and alpha[entry] != alpha[own]):
                     continue
-                extra = _squared(pixels, y, x, visible, entry) - own_error
-                cost = extra + weight * costs[context, j]
+                extra = _squared(p0, p1, p2, p3, visible, entry) - own_error
+                cost = extra + price[context, j]
                 if cost < best_cost:
                     best, best_cost, best_added = entry, cost, extra
             out[y, x] = best
             rows[y & 1, x] = best
             added += best_added
+            if counts.size:
+                counts[best] += 1
+                sums[best, 0] += p0
+                sums[best, 1] += p1
+                sums[best, 2] += p2
+                sums[best, 3] += p3
     return added
 
 

@@ -56,19 +56,28 @@ NEAR_SAFE = 0.1
 NEAR_MIN_STEP = 1 / 16
 NEAR_MAX_STEP = 4.0
 NEAR_SLOPES = (0.25, 8.0)
-# The target is NEAR_GOAL of the budget, over the expected ratio of a full pass's added error
-# to the sample's at one weight: above 1, as the sample's tiles start below rows of nearest
-# indices, so choices cascade less far down them; 1.1 to 2.7 on Kodak photos, most often
-# about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's next k takes the last ratio seen,
-# kept to NEAR_SCALES; a pass or sample that adds nothing shows no ratio).
+# The target is NEAR_GOAL of the budget, over the expected ratio of a full pass's net added
+# error (once recentred) to the sample's added error at one weight: the sample's tiles start
+# below rows of nearest indices, so choices cascade less far down them (more than 1), and
+# recentring takes some error off (less than 1): 0.97 to 1.46 (10th to 90th percentile) on
+# half the Kodak photos, median about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's
+# next k takes the last ratio seen, kept to NEAR_SCALES; a pass or sample that adds nothing
+# shows no ratio). With 1.3 and the ratio of added error, half the first full passes fell
+# below NEAR_ENOUGH of the budget; now 1.7 full passes a k, was 1.9.
 # A full pass that adds NEAR_ENOUGH of the budget or more (and no more than it) is kept; else
 # the next weight is interpolated between passes that add too little and too much, or stepped
 # by the slope seen, up to MAX_CHECKS full passes, of which the one adding most within the
 # budget is kept.
 NEAR_GOAL = 0.95
-NEAR_SAMPLE_SCALE = 1.3
+NEAR_SAMPLE_SCALE = 1.1
 NEAR_SCALES = (0.25, 8.0)
 NEAR_ENOUGH = 0.85
+# A psnr= search's first k starts the weight search from a guess, NEAR_PRIOR[0] octaves from
+# log2(channels x the target's MSE), with the slope NEAR_PRIOR[1]: where searches from the
+# range's ends ended on half the Kodak photos at 26-41 dB (10th to 90th percentile -1.7 to
+# -0.65 octaves; slopes 1.3 to 2.6). Each next k starts where the last ended (within an octave
+# there). Both skip the rough first step: about 3 sampled passes a k instead of 9.
+NEAR_PRIOR = (-1.25, 1.7)
 
 
 class Segments(NamedTuple):
@@ -190,6 +199,12 @@ def recentred(image: RowSource, quantized: Quantized) -> tuple[Quantized, float]
     counts, sums = np.zeros(k, dtype=np.int64), np.zeros((k, channels), dtype=np.int64)
     for pixels, chosen in _bands(image, indices):
         _add_sums(pixels, chosen, counts, sums)
+    return _moved(quantized, counts, sums)
+
+
+def _moved(quantized: Quantized, counts: np.ndarray, sums: np.ndarray) -> tuple[Quantized, float]:
+    """recentred's result from each entry's pixel count and channel sums (k, C)."""
+    indices, codebook = quantized
     old = codebook.astype(np.float64)
     new = np.where(counts[:, None] > 0, np.rint(sums / np.maximum(counts, 1)[:, None]), old)
     # sum over an entry's pixels p of |p - c|^2 is |p|^2 - 2 c.S + n |c|^2: the |p|^2 cancel
@@ -297,6 +312,7 @@ class NearTrader:
         self.points: dict[float, float] = {}  # the sample's added error by log weight, for the costs in use
         self.cached: list[list[tuple[int, np.ndarray, np.ndarray]]] | None = None
         self.scale = NEAR_SAMPLE_SCALE
+        self.start: tuple[float, float] | None = None
         self.error = 0
         for batch in self._batches():
             self.error += sum(jobs.run_jobs(_squared_error, [(pixels, self.visible, nearest) for _, pixels, nearest in batch]))
@@ -338,55 +354,64 @@ class NearTrader:
             yield made
         self.cached = keep
 
-    def within(self, budget: float, scale: float = NEAR_SAMPLE_SCALE) -> Quantized:
+    def within(self, budget: float, scale: float = NEAR_SAMPLE_SCALE, start: tuple[float, float] | None = None) -> Quantized:
         """Indices chosen for fewer near_rans bits, with the codebook recentred on them
         (recentred), that add at most `budget` squared error (summed over pixels and channels)
         to the nearest-entry ones.
         `scale`: what a full pass is expected to add over the sample's estimate at one weight
         (the sample's tiles start below nearest rows, so choices cascade less far down them);
-        afterwards self.scale holds the ratio this image's first full pass showed."""
+        afterwards self.scale holds the ratio this image's first full pass showed.
+        `start`: (log weight, slope) to begin the weight search from (_search); afterwards
+        self.start holds those of the full pass kept, for the next k."""
         codebook = self.quantized.codebook
         if len(codebook) < 2 or budget <= 0:
             return self.quantized
         goal = budget * NEAR_GOAL
-        found = self._search(goal / scale)
+        found = self._search(goal / scale, start)
         if found is None:
             return self.quantized
         costs, (log_weight, sampled), slope = found
         best, best_net = self.quantized, None
         passes: list[tuple[float, float]] = []  # (log weight, log net added) of the full passes
         for _ in range(MAX_CHECKS):
-            traded, added = self._apply(costs, 2.0**log_weight)
-            if not passes and added > 0 and sampled > 0:
-                self.scale = float(np.clip(added / max(1.0, sampled), *NEAR_SCALES))
-            moved, gain = recentred(self.image, Quantized(traded, codebook))
+            traded, added, counts, sums = self._apply(costs, log_weight)
+            moved, gain = (Quantized(traded, codebook), 0.0) if counts is None else _moved(Quantized(traded, codebook), counts, sums)
             net = added - gain  # the error added once the codebook follows the choices
+            if not passes and net > 0 and sampled > 0:
+                self.scale = float(np.clip(net / max(1.0, sampled), *NEAR_SCALES))
             if net <= budget and (best_net is None or net > best_net):
-                best, best_net = moved, net
+                best, best_net, self.start = moved, net, (log_weight, slope)
             if NEAR_ENOUGH * budget <= net <= budget:
                 break
             passes.append((log_weight, float(np.log2(max(1.0, net)))))
             log_weight = _next_log_weight(passes, float(np.log2(goal)), float(np.log2(budget)), slope)
         return best
 
-    def _search(self, target: float) -> tuple[np.ndarray, tuple[float, float], float] | None:
+    def _search(self, target: float, start: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float], float] | None:
         """On the sample: (costs, (log weight, its added error) close below target, the local
         slope of log error against log weight), or None when even the least weight adds too
         much. First with the nearest indices' token costs over the whole range, then with the
-        costs of the indices chosen there (cheaper tokens trade more at the same weight)."""
+        costs of the indices chosen there (cheaper tokens trade more at the same weight).
+        `start`: (log weight, slope) to begin from instead (NEAR_PRIOR): the costs are taken
+        from the choices there, and the first step is skipped."""
         costs = near.token_costs([nearest for _, nearest, _ in self.sample], self.palette)
         self.points.clear()
-        low, high = ((log, self._sampled_error(costs, log)) for log in NEAR_WEIGHT_LOG)
-        if high[1] <= target:
-            return costs, high, 1.0
-        if low[1] > target:
-            return None
-        low, high = self._close_in(target, costs, low, high, NEAR_ROUGH)
-        costs = near.token_costs(self._choose_tiles(self.sample, costs, 2.0 ** low[0])[0], self.palette)
+        if start is None:
+            low, high = ((log, self._sampled_error(costs, log)) for log in NEAR_WEIGHT_LOG)
+            if high[1] <= target:
+                return costs, high, 1.0
+            if low[1] > target:
+                return None
+            low, high = self._close_in(target, costs, low, high, NEAR_ROUGH)
+            start = low[0], _slope(low, high)
+        log_weight, slope = start
+        costs = near.token_costs(self._choose_tiles(self.sample, self._prices(costs, log_weight))[0], self.palette)
         self.points.clear()
-        bracket = self._bracket(target, costs, low[0], _slope(low, high))
+        bracket = self._bracket(target, costs, log_weight, slope)
         if bracket[1] is None:
             return costs, bracket[0], 1.0
+        if bracket[0][1] > target:  # from a start: even the range's least weight adds too much
+            return None
         low, high = self._close_in(target, costs, *bracket, NEAR_CLOSE)
         return costs, low, _slope(low, high)
 
@@ -422,20 +447,34 @@ class NearTrader:
             low, high = (point, high) if point[1] <= target else (low, point)
         return low, high
 
-    def _choose_tiles(self, tiles: list[tuple[np.ndarray, np.ndarray, int]], costs: np.ndarray, weight: float) -> tuple[list[np.ndarray], int]:
+    def _prices(self, costs: np.ndarray, log_weight: float) -> np.ndarray:
+        return near.prices(costs, 2.0**log_weight, len(self.quantized.codebook))
+
+    def _choose_tiles(self, tiles: list[tuple[np.ndarray, np.ndarray, int]], price: np.ndarray) -> tuple[list[np.ndarray], int]:
         """Each sampled tile chosen as a strip of its own: (the choices, added squared error)."""
         chosen = [np.empty_like(nearest) for _, nearest, _ in tiles]
-        added = sum(near.choose(pixels, self.visible, nearest, self.palette, costs, weight, out, kept) for (pixels, nearest, kept), out in zip(tiles, chosen, strict=True))
+        added = sum(near.choose(pixels, self.visible, nearest, self.palette, price, out, kept) for (pixels, nearest, kept), out in zip(tiles, chosen, strict=True))
         return chosen, added
 
-    def _apply(self, costs: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
-        """The whole image chosen at weight: (indices (H, W), added squared error)."""
+    def _apply(self, costs: np.ndarray, log_weight: float) -> tuple[np.ndarray, int, np.ndarray | None, np.ndarray | None]:
+        """The whole image chosen at weight 2**log_weight: (indices (H, W), added squared error,
+        and without alpha each entry's pixel count and channel sums, for recentring: counted as
+        the pixels are chosen, they cost no pass of their own)."""
         out = np.empty_like(self.quantized.indices)
-        added = 0
+        k, channels = self.visible.shape
+        price = self._prices(costs, log_weight)
+        added, tallies = 0, []
         for batch in self._batches():
-            jobs_done = jobs.run_jobs(near.choose, [(pixels, self.visible, nearest, self.palette, costs, weight, out[top : top + len(nearest)]) for top, pixels, nearest in batch])
-            added += sum(jobs_done)
-        return out, added
+            jobs_list = []
+            for top, pixels, nearest in batch:
+                tallies.append((np.zeros(k, dtype=np.int64), np.zeros((k, 4), dtype=np.int64)))
+                jobs_list.append((pixels, self.visible, nearest, self.palette, price, out[top : top + len(nearest)], 0, tallies[-1]))
+            added += sum(jobs.run_jobs(near.choose, jobs_list))
+        if channels in (2, 4):  # alpha: not recentred (recentred)
+            return out, added, None, None
+        counts = sum(tally[0] for tally in tallies)
+        sums = sum(tally[1] for tally in tallies)[:, :channels]
+        return out, added, counts, sums
 
     def _sampled_error(self, costs: np.ndarray, log_weight: float) -> float:
         """The added squared error at weight 2**log_weight, estimated from the sample (split
@@ -443,7 +482,8 @@ class NearTrader:
         the costs stay the same."""
         if log_weight not in self.points:
             parts = [self.sample[part :: jobs.WORKERS] for part in range(jobs.WORKERS)]
-            done = jobs.run_jobs(self._choose_tiles, [(part, costs, 2.0**log_weight) for part in parts if part])
+            price = self._prices(costs, log_weight)
+            done = jobs.run_jobs(self._choose_tiles, [(part, price) for part in parts if part])
             self.points[log_weight] = sum(added for _, added in done) / self.sample_share
         return self.points[log_weight]
 
@@ -551,18 +591,22 @@ def smallest_for_psnr(
     if given, is told the first larger k before `first` is traded: it is always tried, and
     quantize_k(k) may be started early."""
 
-    scale = NEAR_SAMPLE_SCALE  # near_rans: the full passes' ratio to the sample, from the last k
+    # near_rans: the full passes' ratio to the sample, and where the weight search starts: the
+    # guess from the target (NEAR_PRIOR), then where the last k's ended
+    scale = NEAR_SAMPLE_SCALE
+    channels = first.codebook.shape[1]
+    resume = (float(np.log2(max(1.0, channels * mse_for_psnr(psnr)))) + NEAR_PRIOR[0], NEAR_PRIOR[1])
 
     def traded(quantized: Quantized) -> tuple[int, Quantized] | None:
-        nonlocal scale
+        nonlocal scale, resume
         trader = trader_for(image, quantized, method)
         budget = mse_for_psnr(psnr) * trader.pixels_channels - trader.error
         if budget < 0:
             return None
         if isinstance(trader, Trader):
             return size(trader.within(budget))
-        result = trader.within(budget, scale)
-        scale = trader.scale
+        result = trader.within(budget, scale, resume)
+        scale, resume = trader.scale, trader.start or resume
         return size(result)
 
     def grown(k: int) -> int | None:

@@ -239,10 +239,29 @@ def test_near_choice_follows_the_rule_pixel_by_pixel(parrot: Image.Image, shape:
     costs = near.token_costs([indices], palette)
     for weight in (0.0, 3.0, 40.0, 5000.0):
         chosen = np.empty_like(indices)
-        added = near.choose(pixels.astype(np.int32), codebook, indices, palette, costs, weight, chosen)
+        added = near.choose(pixels.astype(np.int32), codebook, indices, palette, near.prices(costs, weight, k), chosen)
         assert np.array_equal(chosen, reference_choice(pixels, indices, codebook, costs, weight))
         errors = ((pixels.astype(np.int64) - codebook[chosen]) ** 2).sum() - ((pixels.astype(np.int64) - codebook[indices]) ** 2).sum()
         assert added == errors
+
+
+def test_a_near_pass_tallies_what_recentring_needs(parrot: Image.Image) -> None:
+    """A full pass of choices counts each entry's pixels and channel sums as it goes: the
+    codebook it recentres to, and the error that takes off, are recentred's."""
+    pixels = np.asarray(parrot)
+    quantized = pil_kmq.compress_image(pixels, k=20)
+    palette = near.Palette(quantized.codebook)
+    price = near.prices(near.token_costs([quantized.indices], palette), 300.0, 20)
+    chosen = np.empty_like(quantized.indices)
+    tally = (np.zeros(20, dtype=np.int64), np.zeros((20, 4), dtype=np.int64))
+    near.choose(pixels.astype(np.int32), quantized.codebook, quantized.indices, palette, price, chosen, 0, tally)
+    assert np.array_equal(tally[0], np.bincount(chosen.ravel(), minlength=20))
+    for channel in range(3):
+        assert np.array_equal(tally[1][:, channel], np.bincount(chosen.ravel(), pixels[..., channel].ravel(), minlength=20).astype(np.int64))
+    assert not tally[1][:, 3].any()
+    expected, gain = rate.recentred(pixels, Quantized(chosen, quantized.codebook))
+    moved, moved_gain = rate._moved(Quantized(chosen, quantized.codebook), tally[0], tally[1][:, :3])
+    assert np.array_equal(moved.codebook, expected.codebook) and moved_gain == gain > 0
 
 
 @pytest.mark.parametrize("loss", [0.25, 1.0])
