@@ -59,6 +59,11 @@ NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
 SMALL_STRIP_PIXELS = 1 << 14
 PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully cost 1.5x the save
+# A near_rans strip at most NEAR_SURE (runs, rows) of the quick trial's bytes for zstd's choice
+# is kept without compressing that choice at the real levels, which made runs at least 0.73 x
+# and rows 0.53 x the trial's bytes (tuning drawings, and Kodak photos whose rate-optimized
+# indices leave few literals: 0.82 x for them, where near_rans was 0.50 to 0.85 x the trial).
+NEAR_SURE = (0.7, 0.5)
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
@@ -341,16 +346,21 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> bytes:
+def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None) -> bytes | None:
     """A runs strip (`flags`: the indices' run flags), or with zstd a ROWS_ZSTD one where a
-    trial finds rows smaller; a small strip the shortest of every way."""
+    trial finds rows smaller; a small strip the shortest of every way. None, compressing
+    nothing at zstd's real levels, where the trial shows that a `rival` strip of that many
+    bytes is the smaller all the same (NEAR_SURE)."""
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
-    rows = _packed_rows(indices, bits_per_index) if method == StripMethod.RUNS_ZSTD and _few_literals(flags) else None
-    if rows is not None and _rows_look_smaller(rows, streams):
-        return _coded_rows(rows)
-    return _coded_runs(*streams, method)
+    if method != StripMethod.RUNS_ZSTD or not _few_literals(flags):
+        return _coded_runs(*streams, method)
+    rows = _packed_rows(indices, bits_per_index)
+    rows_trial, runs_trial = _probe_size(rows), sum(_probe_size(stream) for stream in streams)
+    if rows_trial < runs_trial:
+        return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
+    return None if rival is not None and rival <= NEAR_SURE[0] * runs_trial else _coded_runs(*streams, method)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:
@@ -377,8 +387,8 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
     if not weigh or (not _few_literals(flags) and indices.size > SMALL_STRIP_PIXELS):  # a photo
         return near
-    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
-    return near if len(near) <= len(other) else other
+    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near))
+    return near if other is None or len(near) <= len(other) else other
 
 
 def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> tuple[bytes, bytes]:
@@ -388,11 +398,6 @@ def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -
 
 def _packed_rows(indices: np.ndarray, bits_per_index: int) -> bytes:
     return pack_rows(indices.reshape(len(indices), -1), packing_width(bits_per_index))
-
-
-def _rows_look_smaller(rows: bytes, streams: tuple[bytes, bytes]) -> bool:
-    """Rows against runs (flags, literals), all compressed by the quick trial."""
-    return _probe_size(rows) < sum(_probe_size(stream) for stream in streams)
 
 
 def _probe_size(data: bytes) -> int:
