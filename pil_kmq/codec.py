@@ -51,12 +51,14 @@ from .format import (
     unpack_crc,
 )
 from .jobs import WORKERS, run_jobs
+from .near import MAX_K
 from .quantize import Quantized
 
 
 class Coded(Quantized):
     """A Quantized whose index stream has been coded already (a psnr= search measures the
-    files it compares): writing it with the same method reuses those bytes."""
+    files it compares): writing it with the same method reuses those bytes, which a plain save
+    would write only once weighed (weighed())."""
 
     method: StripMethod | None
     index_stream: tuple[IndexCoding, list[bytes]]
@@ -66,7 +68,7 @@ class Coded(Quantized):
 def coded(quantized: Quantized, method: StripMethod | None, weigh: bool = True) -> Coded:
     """quantized with its index stream coded with `method` (`weigh`: encode_strip's)."""
     result = Coded(*quantized)
-    result.method, result.weighed = method, weigh or method != StripMethod.NEAR_RANS  # only near_rans strips are weighed
+    result.method, result.weighed = method, weigh or method != StripMethod.NEAR_RANS or len(quantized.codebook) > MAX_K  # only near_rans strips are weighed
     result.index_stream = index_stream(quantized.indices, quantized.codebook, method, weigh)
     return result
 
@@ -79,7 +81,7 @@ def weighed(result: Quantized) -> Quantized:
     coding, stream = result.index_stream
     again = Coded(*result)
     again.method, again.weighed = result.method, True
-    again.index_stream = index_stream(result.indices, result.codebook, result.method, True, stream[1:] if coding == IndexCoding.STRIPS else ())
+    again.index_stream = index_stream(result.indices, result.codebook, result.method, True, stream if coding == IndexCoding.STRIPS else ())
     return again
 
 
@@ -103,7 +105,8 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     indices is (height, width) with values < len(codebook); codebook is (k, channels) uint8.
     method None writes index_coding 0 (bit-packed); a StripMethod writes index_coding 1 with
     strips stored that way (or RAW where that is smaller). k = 1 has no indices to code.
-    `reuse`: a Coded result of these very indices, whose stream is used if its method matches.
+    `reuse`: a Coded result of these very indices, whose stream is used if its method matches
+    (as a plain save writes it once weighed: weighed()).
     """
     height, width = indices.shape
     k, channels = codebook.shape

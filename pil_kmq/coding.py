@@ -109,18 +109,19 @@ def _few_literals(flags: np.ndarray) -> bool:
     return _literals(flags) * ROWS_TRY_FRACTION <= flags.size
 
 
-def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None) -> int:
+def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None, near_length: int | None = None) -> int:
     """The writer's strip height, from the indices of its first strip of STRIP_PIXELS (so a
     streaming writer decides as an in-memory one does): a drawing (few literals, or above 256
     colours repeats far apart) gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a
     repeated row or glyph only within a strip. With NEAR_RANS (and its `palette`) no strip is
     over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
     near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
-    smaller) keeps a photo's strips, which both decoding workers share."""
+    smaller) keeps a photo's strips, which both decoding workers share. `near_length`: the
+    bytes of `first`'s near_rans payload, if known."""
     flags = _run_flags(first)
     drawn = _few_literals(flags) or (bits_per_index > 8 and _repeats_far(first, flags, bits_per_index))
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
-        drawn = not _near_codes_smaller(first, flags, palette)
+        drawn = not _near_codes_smaller(first, flags, palette, near_length)
     return _strip_height(width, height, method, drawn)
 
 
@@ -148,14 +149,14 @@ def _probe_runs(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> 
     return sum(_probe_size(stream) for stream in _runs_streams(indices, flags, bits_per_index))
 
 
-def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette) -> bool:
+def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, near_length: int | None = None) -> bool:
     """Whether near_rans codes this first strip (`flags`: its run flags) smaller than zstd's
     quick trials of runs and rows do, in at least NEAR_PHOTO_BYTES: below that a second strip's
     model would cost more than its decoding time saves (a label map)."""
     k = len(palette.codebook)
     if k > MAX_K or first.size > NEAR_MAX_PIXELS:
         return False
-    near = len(encode_near(first, palette))
+    near = len(encode_near(first, palette)) if near_length is None else near_length
     if near < NEAR_PHOTO_BYTES:
         return False
     bits = bits_for_k(k)
@@ -381,7 +382,9 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
-        return _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
+        coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
+        assert coded is not None  # with no rival, always a strip
+        return coded
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
     near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
@@ -459,15 +462,22 @@ def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tup
 
 def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: Sequence[bytes] = ()) -> Iterable[bytes]:
     """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
-    codebook's `palette`; `weigh` as encode_strip's). `known`: the strips (no table) these very
-    indices were coded to before with `method`, whose NEAR_RANS strips are used again."""
+    codebook's `palette`; `weigh` as encode_strip's). `known`: an index stream (table, then
+    strips) these very indices were coded to before with `method`: where its strips are cut as
+    these are, its NEAR_RANS strips are used again."""
     height, width = indices.shape
-    if weigh or method != StripMethod.NEAR_RANS:
-        strip_height = writer_strip_height(indices[: strip_height_for(width, height)], width, height, bits_per_index, method, palette)
+    first = indices[: strip_height_for(width, height)]
+    known_height = _U32.unpack_from(known[0])[0] if known else 0
+    if weigh or method != StripMethod.NEAR_RANS or 1 << bits_per_index > MAX_K or width > NEAR_MAX_PIXELS:
+        # a known first strip of the same rows, near_rans, spares coding it again to judge it
+        near_length = len(known[1]) - 1 if known_height == len(first) and len(known) > 1 and known[1][:1] == bytes([StripMethod.NEAR_RANS]) else None
+        strip_height = writer_strip_height(first, width, height, bits_per_index, method, palette, near_length)
     else:  # unweighed, strips are sized as a photo's (which near_rans codes), as the writer sizes a photo's
         strip_height = _strip_height(width, height, method, drawn=False)
     tops = range(0, height, strip_height)
-    reused = [strip if strip[:1] == bytes([StripMethod.NEAR_RANS]) else None for strip in known] if len(known) == len(tops) else [None] * len(tops)
+    reused: list[bytes | None] = [None] * len(tops)
+    if known_height == strip_height and len(known) == len(tops) + 1:
+        reused = [strip if strip[:1] == bytes([StripMethod.NEAR_RANS]) else None for strip in known[1:]]
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
