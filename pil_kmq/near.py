@@ -281,10 +281,10 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
 # the first ORDER_CHOICES entries of the colour order (the smallest symbols past them): 16 made
 # psnr= near files 1.1 % smaller at equal PSNR on 3 Kodak photos (4: 0.7 % on 4), 0.6 % on 4
 # package photos; 8 gave the BD-rate 16 gave on 8 Kodak photos (-47.02 %, -47.03 %) in 17 %
-# less time for their psnr= near saves. A whole pass of choices takes 1.1x (k = 16) to 2.5x
-# (k = 256) as long with 16 as with none (4: 1.1x to 1.6x). A bound by the triangle inequality
-# on how far down the order a winner can lie almost never stopped the loop early, and made it
-# slower.
+# less time for their psnr= near saves. (With 16 entries a whole pass of choices took 1.1x
+# (k = 16) to 2.5x (k = 256) as long as with none, with 4 entries 1.1x to 1.6x.) A bound by the
+# triangle inequality on how far down the order a winner can lie almost never stopped the loop
+# early, and made it slower.
 ORDER_CHOICES = 8
 
 
@@ -320,7 +320,10 @@ def prices(costs: np.ndarray, weight: float, k: int) -> np.ndarray:
 def _symbol_tokens(k: int) -> tuple[np.ndarray, np.ndarray]:
     """The token and extra bits of each symbol 0 to k - 1 (as _token gives them)."""
     pairs = [_token(symbol) for symbol in range(k)]
-    return np.array([token for token, _ in pairs]), np.array([bits for _, bits in pairs])
+    tokens, bits = np.array([token for token, _ in pairs]), np.array([bits for _, bits in pairs])
+    tokens.setflags(write=False)  # shared by every caller
+    bits.setflags(write=False)
+    return tokens, bits
 
 
 def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette: Palette, price: np.ndarray, out: np.ndarray, kept: int = 0, tally: tuple[np.ndarray, np.ndarray] | None = None) -> int:

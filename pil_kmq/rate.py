@@ -62,8 +62,8 @@ NEAR_SLOPES = (0.25, 8.0)
 # recentring takes some error off (less than 1): 0.97 to 1.46 (10th to 90th percentile) on
 # half the Kodak photos, median about NEAR_SAMPLE_SCALE, the first guess (a psnr= search's
 # next k takes the last ratio seen, kept to NEAR_SCALES; a pass or sample that adds nothing
-# shows no ratio). With 1.3 and the ratio of added error, half the first full passes fell
-# below NEAR_ENOUGH of the budget; now 1.7 full passes a k, was 1.9.
+# shows no ratio). Half the first full passes then land within the window below; 1.7 full
+# passes a k on those photos.
 # A full pass that adds NEAR_ENOUGH of the budget or more (and no more than it) is kept; else
 # the next weight is interpolated between passes that add too little and too much, or stepped
 # by the slope seen, up to MAX_CHECKS full passes, of which the one adding most within the
@@ -358,12 +358,13 @@ class NearTrader:
         """Indices chosen for fewer near_rans bits, with the codebook recentred on them
         (recentred), that add at most `budget` squared error (summed over pixels and channels)
         to the nearest-entry ones.
-        `scale`: what a full pass is expected to add over the sample's estimate at one weight
-        (the sample's tiles start below nearest rows, so choices cascade less far down them);
-        afterwards self.scale holds the ratio this image's first full pass showed.
+        `scale`: the expected ratio of a full pass's net added error (once recentred) to the
+        sample's added error at one weight (NEAR_SAMPLE_SCALE); afterwards self.scale holds
+        the ratio this image's first full pass showed, or `scale` if it showed none.
         `start`: (log weight, slope) to begin the weight search from (_search); afterwards
-        self.start holds those of the full pass kept, for the next k."""
+        self.start holds those of the full pass kept, for the next k (None if none was)."""
         codebook = self.quantized.codebook
+        self.scale, self.start = scale, None
         if len(codebook) < 2 or budget <= 0:
             return self.quantized
         goal = budget * NEAR_GOAL
@@ -396,6 +397,7 @@ class NearTrader:
         from the choices there, and the first step is skipped."""
         costs = near.token_costs([nearest for _, nearest, _ in self.sample], self.palette)
         self.points.clear()
+        started = start is not None
         if start is None:
             low, high = ((log, self._sampled_error(costs, log)) for log in NEAR_WEIGHT_LOG)
             if high[1] <= target:
@@ -404,13 +406,13 @@ class NearTrader:
                 return None
             low, high = self._close_in(target, costs, low, high, NEAR_ROUGH)
             start = low[0], _slope(low, high)
-        log_weight, slope = start
+        log_weight, slope = float(np.clip(start[0], *NEAR_WEIGHT_LOG)), start[1]
         costs = near.token_costs(self._choose_tiles(self.sample, self._prices(costs, log_weight))[0], self.palette)
         self.points.clear()
         bracket = self._bracket(target, costs, log_weight, slope)
         if bracket[1] is None:
             return costs, bracket[0], 1.0
-        if bracket[0][1] > target:  # from a start: even the range's least weight adds too much
+        if started and bracket[0][1] > target:  # even the range's least weight adds too much
             return None
         low, high = self._close_in(target, costs, *bracket, NEAR_CLOSE)
         return costs, low, _slope(low, high)
@@ -463,14 +465,16 @@ class NearTrader:
         out = np.empty_like(self.quantized.indices)
         k, channels = self.visible.shape
         price = self._prices(costs, log_weight)
+        alpha = channels in (2, 4)  # not recentred, so nothing to tally (recentred)
         added, tallies = 0, []
         for batch in self._batches():
             jobs_list = []
             for top, pixels, nearest in batch:
-                tallies.append((np.zeros(k, dtype=np.int64), np.zeros((k, 4), dtype=np.int64)))
-                jobs_list.append((pixels, self.visible, nearest, self.palette, price, out[top : top + len(nearest)], 0, tallies[-1]))
+                tally = None if alpha else (np.zeros(k, dtype=np.int64), np.zeros((k, 4), dtype=np.int64))
+                tallies.append(tally)
+                jobs_list.append((pixels, self.visible, nearest, self.palette, price, out[top : top + len(nearest)], 0, tally))
             added += sum(jobs.run_jobs(near.choose, jobs_list))
-        if channels in (2, 4):  # alpha: not recentred (recentred)
+        if alpha:
             return out, added, None, None
         counts = sum(tally[0] for tally in tallies)
         sums = sum(tally[1] for tally in tallies)[:, :channels]

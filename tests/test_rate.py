@@ -409,6 +409,33 @@ def test_near_search_points_are_the_final_costs_own(parrot: Image.Image) -> None
     assert trader.points == {log: fresh._sampled_error(costs, log) for log in trader.points}
 
 
+@pytest.mark.parametrize("start", [(30.0, 1.7), (-30.0, 1.7), (5.0, 0.25)])
+def test_near_search_from_any_start_stays_in_range_and_within_budget(parrot: Image.Image, start: tuple[float, float]) -> None:
+    """A psnr= search's start is a guess: from far outside the weight range, or with a poor
+    slope, the search still ends inside the range and the result keeps to the budget; the
+    trader hands on where its kept pass was, for the next k."""
+    pixels = np.asarray(parrot)
+    trader = rate.NearTrader(pixels, Quantized(*quantize(pixels, 24, 0)))
+    budget = rate.loss_budget(trader.error, trader.pixels_channels, 1.0)
+    result = trader.within(budget, rate.NEAR_SAMPLE_SCALE, start)
+    added = ((pixels.astype(np.int64) - result.codebook[result.indices]) ** 2).sum() - trader.error
+    assert 0 < added <= budget
+    assert trader.start is not None and rate.NEAR_WEIGHT_LOG[0] <= trader.start[0] <= rate.NEAR_WEIGHT_LOG[1] + rate.NEAR_MAX_STEP
+    assert all(rate.NEAR_WEIGHT_LOG[0] <= log <= rate.NEAR_WEIGHT_LOG[1] for log in trader.points)
+
+
+def test_near_search_with_a_tiny_budget_adds_at_most_it(parrot: Image.Image) -> None:
+    """From a start far above what a tiny budget allows, the search comes down to where only
+    equally near entries trade, within the budget; with no budget the nearest indices are
+    kept, no start is handed on and the scale given stays as it was."""
+    pixels = np.asarray(parrot)
+    quantized = Quantized(*quantize(pixels, 24, 0))
+    trader = rate.NearTrader(pixels, quantized)
+    result = trader.within(1.0, 2.5, (8.0, 1.7))
+    assert ((pixels.astype(np.int64) - result.codebook[result.indices]) ** 2).sum() - trader.error <= 1.0
+    assert trader.within(0.0, 3.0, (8.0, 1.7)) is quantized and trader.start is None and trader.scale == 3.0
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
 def test_psnr_with_near_for_text_on_a_transparent_ground(mode: str) -> None:
     """Few colours, most pixels transparent: the first full pass may add no error at all, which
