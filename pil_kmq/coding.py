@@ -470,18 +470,22 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     known_height = _U32.unpack_from(known[0])[0] if known else 0
     if weigh or method != StripMethod.NEAR_RANS or 1 << bits_per_index > MAX_K or width > NEAR_MAX_PIXELS:
         # a known first strip of the same rows, near_rans, spares coding it again to judge it
-        near_length = len(known[1]) - 1 if known_height == len(first) and len(known) > 1 and known[1][:1] == bytes([StripMethod.NEAR_RANS]) else None
-        strip_height = writer_strip_height(first, width, height, bits_per_index, method, palette, near_length)
+        same_first = known_height == len(first) and len(known) > 1 and _is_near_rans(known[1])
+        strip_height = writer_strip_height(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
     else:  # unweighed, strips are sized as a photo's (which near_rans codes), as the writer sizes a photo's
         strip_height = _strip_height(width, height, method, drawn=False)
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
-        reused = [strip if strip[:1] == bytes([StripMethod.NEAR_RANS]) else None for strip in known[1:]]
+        reused = [strip if _is_near_rans(strip) else None for strip in known[1:]]
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
+
+
+def _is_near_rans(strip: bytes) -> bool:
+    return strip[:1] == bytes([StripMethod.NEAR_RANS])
 
 
 def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -> bool:
