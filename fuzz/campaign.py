@@ -156,6 +156,7 @@ def campaign(files: int, seed: int, cap: int, max_seconds: float, keep: Path | N
         "failures": len(failures),
         "failed": failures[:20],
         "slowest_seconds": round(slowest[0], 3),
+        "slowest_file": slowest[1],
         "peak_rss_mb": round(peak / 2**20, 1),
         "cap_mb": cap // 2**20,
     }

@@ -296,7 +296,7 @@ def _near_payload(payload: bytes, rng: random.Random) -> bytes:
         head = _flip(head, rng, rng.randrange(1, 3))  # token counts and frequencies
     elif choice == 1 and head:
         at = rng.randrange(len(head))
-        head = head[:at] + bytes([rng.choice((0, 1, 24, 25, 26, 27, 28, 29, 0x7F, 0x80, 0xFF))]) + head[at + 1 :]
+        head = head[:at] + bytes([rng.choice((0, 1, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 0x7F, 0x80, 0xFF))]) + head[at + 1 :]
     elif choice == 2:
         state = rng.choice((0, 1, 0xFFFF, 0x10000, 0xFFFFFFFF, rng.randrange(1 << 32))).to_bytes(4, "big")
     elif choice == 3:

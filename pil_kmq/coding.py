@@ -119,10 +119,16 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
     smaller) keeps a photo's strips, which both decoding workers share. `near_length`: the
     bytes of `first`'s near_rans payload, if known."""
     flags = _run_flags(first)
-    drawn = _few_literals(flags) or (bits_per_index > 8 and _repeats_far(first, flags, bits_per_index))
+    drawn = _drawn(first, flags, bits_per_index)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette, near_length)
     return _strip_height(width, height, method, drawn)
+
+
+def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
+    """A drawing: few literals, or above 256 colours repeats far apart (antialiased edges leave
+    many literals, yet zstd finds the shapes again)."""
+    return _few_literals(flags) or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index))
 
 
 def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
@@ -326,7 +332,7 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
-    NEAR_RANS (needs the `palette`, k <= 1,024) is also weighed against those zstd methods on a
+    NEAR_RANS (needs the `palette`, k <= 4,096) is also weighed against those zstd methods on a
     drawing, whose far repeats zstd finds and the near model does not. A strip of at most
     SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
     weigh=False stores NEAR_RANS wherever it can, unweighed: a psnr= search sizes each k so, as
@@ -378,7 +384,7 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None) -> bytes:
     """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
-    are smaller (drawings, small strips), or theirs where NEAR_RANS cannot go (k > 1,024, or a
+    are smaller (drawings, small strips), or theirs where NEAR_RANS cannot go (k > 4,096, or a
     strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
@@ -388,7 +394,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
     near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
-    if not weigh or (not _few_literals(flags) and indices.size > SMALL_STRIP_PIXELS):  # a photo
+    if not weigh or (indices.size > SMALL_STRIP_PIXELS and not _drawn(indices, flags, bits_per_index)):  # a photo
         return near
     other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near))
     return near if other is None or len(near) <= len(other) else other

@@ -18,7 +18,7 @@ import numpy as np
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 6  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries
+VERSION_MINOR = 7  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries, 1.7 above 1,024
 CODEBOOK_MINOR = 5  # the version_minor of a file whose codebook_stream_length is not 0
 
 HEADER_SIZE = 44
@@ -60,7 +60,7 @@ class StripMethod(IntEnum):
     RUNS_ZLIB = 1  # run flags and literals, each a zlib stream
     RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
     ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
-    NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 1,024)
+    NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 4,096)
 
 
 
@@ -176,14 +176,17 @@ class Header:
 METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4}
 
 
-WIDE_NEAR_MINOR = 6  # near_rans strips of a codebook of more than 256 entries
+# near_rans strips of a codebook of more than 256 entries (1.6), of more than 1,024 (1.7)
+WIDE_NEAR_MINOR = {256: 6, 1024: 7}
 
 
 def strip_minor(methods: Iterable[int], k: int) -> int:
     """The lowest version_minor that has every one of these strip methods, for k entries."""
     used = {StripMethod(method) for method in methods}
     minor = max((METHOD_MINOR[method] for method in used), default=1)
-    return max(minor, WIDE_NEAR_MINOR) if StripMethod.NEAR_RANS in used and k > 256 else minor
+    if StripMethod.NEAR_RANS in used:
+        minor = max([minor, *(wide for above, wide in WIDE_NEAR_MINOR.items() if k > above)])
+    return minor
 
 
 def new_header(

@@ -1,7 +1,8 @@
 """The `near_rans` strip (spec 7.2, "Near"): each index coded by where it stands among its
 neighbours' indices, then among the codebook's entries ordered by colour distance from a
-predicted entry, with a static range-ANS coder whose frequencies depend on a context of the
-neighbours. Knows nothing of Pillow; the spec is the reference for every step here.
+predicted entry (above COLOUR_ORDER_K entries, by index distance), with a static range-ANS
+coder whose frequencies depend on a context of the neighbours. Knows nothing of Pillow; the
+spec is the reference for every step here.
 
 Why: the runs of the other methods look only to the left; a photo's next index is usually
 one of its four neighbours' or a colour near theirs, which this model turns into small
@@ -22,13 +23,19 @@ from numba import njit
 from .format import KmqError, index_dtype
 
 CONTEXTS = 48  # 16 patterns of equal neighbours x 3 levels of colour difference
-TOKENS = 28  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 1023
+TOKENS = 32  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 4095
 DIRECT_SYMBOLS = 16
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
-# Each reader builds k x k colour orders (2 bytes an entry above 256): ~9 MB and ~25 ms at 1,024.
-MAX_K = 1024  # near_rans needs bits_per_index <= 10
+MAX_K = 4096  # near_rans needs bits_per_index <= 12
+# Up to COLOUR_ORDER_K entries the order past the neighbours is by colour distance, and a
+# reader builds all k x k orders (~5 MB and ~25 ms at 1,024). Above, it is by index distance,
+# which needs no table: a drawing's exact colours come sorted, so index distance follows colour
+# distance well enough. On three drawings of 1,440 to 2,934 colours, orders by colour made the
+# strips only 1.4-2.4 % smaller, and a reader needs nearly every one of them (~0.4 s, 70 MB
+# at 2,934 entries, even made as pixels first need them).
+COLOUR_ORDER_K = 1024
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
@@ -37,12 +44,15 @@ ACTIVITY_LEVELS = (16, 256)  # squared colour difference of left and above: <= 1
 
 def token_limit(k: int) -> int:
     """The most tokens a context's table may have for a codebook of k entries: those of the
-    symbols below 2 ** max(8, bits_per_index) (24 up to 256 entries, 26 to 512, 28 to 1,024)."""
+    symbols below 2 ** max(8, bits_per_index) (24 up to 256 entries, 26 to 512, ... 32 to 4,096)."""
     return DIRECT_SYMBOLS + 2 * (max(8, (k - 1).bit_length()) - 4)
 
 
 # --- errors a kernel reports (its status) --------------------------------------------------
 _OK, _NO_CONTEXT, _BAD_RANK, _NO_WORDS = 0, 1, 2, 3
+
+
+Tables = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 class Palette:
@@ -54,29 +64,34 @@ class Palette:
     def __init__(self, codebook: np.ndarray) -> None:
         self.codebook = codebook
         self._lock = threading.Lock()
-        self._tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._tables: Tables | None = None
 
     @property
-    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def tables(self) -> Tables:
         """(colours, levels, order, position): order[p] = entries by (squared distance from
-        entry p, index), position its inverse; levels[a, b] = 0, 1 or 2 by their distance."""
+        entry p, index), position its inverse; levels[a, b] = 0, 1 or 2 by their distance.
+        Above COLOUR_ORDER_K all but colours are None (numba then compiles the kernels for
+        the index order, a level worked out per pixel)."""
         with self._lock:
             if self._tables is None:
                 self._tables = palette_tables(self.codebook)
             return self._tables
 
 
-def palette_tables(codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def palette_tables(codebook: np.ndarray) -> Tables:
     """The tables of Palette.tables, for k <= MAX_K entries of 1 to 4 channels."""
     k, channels = codebook.shape
     if not 1 <= k <= MAX_K or not 1 <= channels <= 4:
         raise ValueError(f"near coding needs 1 to {MAX_K} codebook entries of 1 to 4 channels, not {codebook.shape}")
     colours = np.zeros((k, 4), dtype=np.int32)
     colours[:, :channels] = codebook
+    if k > COLOUR_ORDER_K:
+        return colours, None, None, None
     distance = np.zeros((k, k), dtype=np.int32)  # at most 4 x 255**2: int32 is ~10x faster than int64 here
     for channel in range(channels):
         step = colours[:, None, channel] - colours[None, :, channel]
         distance += step * step
+    # a look-up: on Kodak photos at k = 16 loads took ~5 % longer working each level out
     levels = (distance > ACTIVITY_LEVELS[0]).view(np.uint8) + (distance > ACTIVITY_LEVELS[1]).view(np.uint8)
     distance *= MAX_K
     distance += np.arange(k, dtype=np.int32)  # unique keys (< 2**31): ties go to the lower index
@@ -93,6 +108,31 @@ def _invert(order: np.ndarray, position: np.ndarray) -> None:
     for p in range(order.shape[0]):
         for r in range(order.shape[1]):
             position[p, order[p, r]] = r
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rank(position: np.ndarray | None, k: int, anchor: int, entry: int) -> int:
+    """entry's place in anchor's order: by colour (the table) or, without one, by index
+    distance, ties to the lower index: anchor, anchor - 1, anchor + 1, anchor - 2, ..., the
+    side that runs out first left out. (An `is None` test numba resolves as it compiles.)"""
+    if position is not None:
+        return int(position[anchor, entry])
+    if entry == anchor:
+        return 0
+    step = abs(entry - anchor)
+    below, above = anchor, k - 1 - anchor  # entries on each side
+    return 1 + min(step - 1, below) + min(step - 1, above) + (entry > anchor and step <= below)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _entry(order: np.ndarray | None, k: int, anchor: int, rank: int) -> int:
+    """The entry at this place (< k) of anchor's order, as _rank counts it."""
+    if order is not None:
+        return int(order[anchor, rank])
+    below, above = anchor, k - 1 - anchor
+    if rank <= 2 * min(below, above):
+        return anchor - (rank + 1) // 2 if rank & 1 else anchor + rank // 2
+    return rank if above > below else k - 1 - rank  # only one side is left
 
 
 # --- the model shared by both directions ---------------------------------------------------
@@ -114,9 +154,14 @@ def _neighbours(rows: np.ndarray, y: int, x: int, width: int) -> tuple[int, int,
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _context(levels: np.ndarray, left: int, above: int, above_left: int, above_right: int) -> int:
+def _context(colours: np.ndarray, levels: np.ndarray | None, left: int, above: int, above_left: int, above_right: int) -> int:
     pattern = (left == above) + 2 * (above == above_right) + 4 * (above_left == above) + 8 * (above_left == left)
-    return 3 * pattern + int(levels[above_left, above_right])
+    if levels is not None:
+        return 3 * pattern + int(levels[above_left, above_right])
+    d0, d1 = colours[above_left, 0] - colours[above_right, 0], colours[above_left, 1] - colours[above_right, 1]
+    d2, d3 = colours[above_left, 2] - colours[above_right, 2], colours[above_left, 3] - colours[above_right, 3]
+    distance = d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
+    return 3 * pattern + (distance > ACTIVITY_LEVELS[0]) + (distance > ACTIVITY_LEVELS[1])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -174,9 +219,10 @@ def _token(symbol: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, position: np.ndarray, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray) -> None:
+def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray) -> None:
     """Every pixel's token, extra bits and context, in pixel order."""
     height, width = indices.shape
+    k = colours.shape[0]
     rows = np.zeros((2, width), dtype=indices.dtype)
     found = np.zeros(4, dtype=np.int64)
     at = 0
@@ -184,7 +230,7 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, posit
         for x in range(width):
             value = int(indices[y, x])
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
-            contexts[at] = _context(levels, left, above, above_left, above_right)
+            contexts[at] = _context(colours, levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
             symbol = -1  # written out here and in _choose: as an inlined function it took 2x the time
             for j in range(count):
@@ -193,10 +239,10 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray, posit
                     break
             if symbol < 0:
                 anchor = _anchor(colours, left, above, above_left, above_right)
-                rank = int(position[anchor, value])
+                rank = _rank(position, k, anchor, value)
                 skipped = 0
                 for j in range(count):
-                    skipped += int(position[anchor, found[j]]) < rank
+                    skipped += _rank(position, k, anchor, int(found[j])) < rank
                 symbol = count + rank - skipped
             tokens[at], bits = _token(symbol)
             extras[at] = symbol & ((1 << bits) - 1)
@@ -260,11 +306,10 @@ def pack_model(frequency: np.ndarray) -> bytes:
 def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
     """The payload of a near_rans strip of (rows, width) indices < len(codebook) <= MAX_K."""
     flat = np.ascontiguousarray(indices, dtype=index_dtype(len(palette.codebook)))
-    colours, levels, _, position = palette.tables
     tokens = np.empty(flat.size, dtype=np.uint8)
-    extras = np.empty(flat.size, dtype=np.uint8)
+    extras = np.empty(flat.size, dtype=np.uint16)  # up to 10 bits (symbols to 4,095)
     contexts = np.empty(flat.size, dtype=np.uint8)
-    _symbols(flat, colours, levels, position, tokens, extras, contexts)
+    _symbols(flat, *palette.tables, tokens, extras, contexts)
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     frequency = np.array([normalized(row) for row in counts])
     start = np.zeros_like(frequency)
@@ -293,15 +338,14 @@ def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     (rows, width) indices, each coded as a strip, are spread: what strips coded from them
     pay, near enough to choose by (a token never seen costs as if seen half a time; tokens past
     token_limit(k), which never occur, are not counted)."""
-    colours, levels, _, position = palette.tables
     k = len(palette.codebook)
     limit = token_limit(k)
     counts = np.zeros((CONTEXTS, TOKENS))
     counts[:, :limit] = 0.5
     for piece in pieces:
         flat = np.ascontiguousarray(piece, dtype=index_dtype(k))
-        tokens, extras, contexts = (np.empty(flat.size, dtype=np.uint8) for _ in range(3))
-        _symbols(flat, colours, levels, position, tokens, extras, contexts)
+        tokens, contexts = np.empty(flat.size, dtype=np.uint8), np.empty(flat.size, dtype=np.uint8)
+        _symbols(flat, *palette.tables, tokens, np.empty(flat.size, dtype=np.uint16), contexts)
         counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     costs = np.full((CONTEXTS, TOKENS), float(TOKENS))  # finite, for tokens that never occur
     costs[:, :limit] = np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts[:, :limit])
@@ -336,7 +380,6 @@ def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette
     only as neighbours). With alpha, only entries of the nearest entry's alpha are taken.
     `tally`: (counts (k,), sums (k, 4)) int64, to which each chosen entry's pixel count and
     channel sums (pixels as given, padded with zeros) are added. Returns the added squared error."""
-    colours, levels, order, position = palette.tables
     k, channels = visible.shape
     if price.shape != (CONTEXTS, k) or pixels.shape[2] != channels:
         raise ValueError("prices and pixels must match the codebook")
@@ -346,7 +389,7 @@ def choose(pixels: np.ndarray, visible: np.ndarray, nearest: np.ndarray, palette
     counts, sums = tally if tally is not None else (np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64))
     if counts.size and (counts.shape != (k,) or sums.shape != (k, 4)):
         raise ValueError("a tally needs counts (k,) and sums (k, 4)")
-    return int(_choose(pixels, padded, alpha, nearest, colours, levels, order, position, price, out, kept, ORDER_CHOICES, counts, sums))
+    return int(_choose(pixels, padded, alpha, nearest, *palette.tables, price, out, kept, ORDER_CHOICES, counts, sums))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -358,6 +401,7 @@ def _squared(p0: int, p1: int, p2: int, p3: int, visible: np.ndarray, entry: int
 @njit(cache=True, nogil=True)
 def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, price, out, kept, order_choices, counts, sums):  # noqa: ANN001, ANN202 - typed by choose
     height, width = nearest.shape
+    k = colours.shape[0]
     channels = pixels.shape[2]
     rows = np.zeros((2, width), dtype=nearest.dtype)
     found = np.zeros(4, dtype=np.int64)
@@ -370,7 +414,7 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, p
                 rows[y & 1, x] = own
                 continue
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
-            context = _context(levels, left, above, above_left, above_right)
+            context = _context(colours, levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
             symbol = -1  # as in _symbols
             for j in range(count):
@@ -380,10 +424,10 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, p
             anchor = -1
             if symbol < 0:
                 anchor = _anchor(colours, left, above, above_left, above_right)
-                rank = int(position[anchor, own])
+                rank = _rank(position, k, anchor, own)
                 skipped = 0
                 for j in range(count):
-                    skipped += int(position[anchor, found[j]]) < rank
+                    skipped += _rank(position, k, anchor, int(found[j])) < rank
                 symbol = count + rank - skipped
             # the pixel's channels held in registers, padded as visible is
             p0 = pixels[y, x, 0]
@@ -395,7 +439,7 @@ def _choose(pixels, visible, alpha, nearest, colours, levels, order, position, p
             if anchor >= 0:  # the colour order's first entries: symbols count, count + 1, ...
                 taken, at = 0, 0
                 while taken < order_choices and taken < symbol - count:
-                    entry = int(order[anchor, at])
+                    entry = _entry(order, k, anchor, at)
                     at += 1
                     candidate = False
                     for j in range(count):
@@ -508,7 +552,7 @@ def parse_model(data: np.ndarray, what: str, k: int) -> tuple[np.ndarray, np.nda
 @njit(cache=True, nogil=True)
 def _decode(
     words: np.ndarray, cursor: int, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray,
-    colours: np.ndarray, levels: np.ndarray, order: np.ndarray, position: np.ndarray, k: int,
+    colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, k: int,
     rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """`count` pixels from (y, x) of the strip into out (and rows, the last two rows):
@@ -527,7 +571,7 @@ def _decode(
                 above = above_left = above_right = left
             else:
                 above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
-            context = _context(levels, left, above, above_left, above_right)
+            context = _context(colours, levels, left, above, above_left, above_right)
             slot = state & (PROB_SCALE - 1)
             token = int(slots[context, slot])
             f = int(frequency[context, token])
@@ -558,7 +602,7 @@ def _decode(
                 else:
                     anchor = _anchor(colours, left, above, above_left, above_right)
                     for j in range(4):
-                        ranks[j] = position[anchor, found[j]] if j < count_found else MAX_K
+                        ranks[j] = _rank(position, k, anchor, int(found[j])) if j < count_found else MAX_K
                     # rank counts the entries that are not candidates: the smallest r with
                     # r - (candidates ranked at or before r) = symbol - count_found.
                     wanted = symbol - count_found
@@ -570,7 +614,7 @@ def _decode(
                         rank = moved
                     if rank >= k:
                         return cursor, state, _BAD_RANK, done
-                    value = int(order[anchor, rank])
+                    value = _entry(order, k, anchor, rank)
             rows[now, column] = value
             out[done] = value
             done += 1

@@ -545,8 +545,9 @@ def _sum_squares(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -
 
 
 def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | None) -> Trader | NearTrader:
-    """The trade that suits the strips the indices go to: near_rans's (up to its k) or runs'."""
-    if method == StripMethod.NEAR_RANS and len(quantized.codebook) <= near.MAX_K:
+    """The trade that suits the strips the indices go to: near_rans's (while it orders colours
+    by colour, up to COLOUR_ORDER_K entries) or runs'."""
+    if method == StripMethod.NEAR_RANS and len(quantized.codebook) <= near.COLOUR_ORDER_K:
         return NearTrader(image, quantized)
     return Trader(image, quantized)
 

@@ -76,7 +76,7 @@ def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int) -> 
                 continue
             G = [min(max(colour[L][j] + colour[A][j] - colour[B][j], min(colour[L][j], colour[A][j])), max(colour[L][j], colour[A][j])) for j in range(4)]
             P = min((L, A, B, C), key=lambda e: sum((G[j] - colour[e][j]) ** 2 for j in range(4)))  # min keeps the first
-            O = sorted(range(k), key=lambda e: (d(P, e), e))
+            O = sorted(range(k), key=lambda e: (d(P, e), e) if k <= 1024 else (abs(e - P), e))
             v[y][col] = [e for e in O if e not in N][s - len(N)]
     assert not words and x == 1 << 16
     return np.array(v)
@@ -92,7 +92,7 @@ def _image(rng: np.random.Generator, height: int, width: int, k: int, channels: 
 
 @pytest.mark.parametrize(
     ("k", "channels", "shape"),
-    [(2, 1, (5, 7)), (5, 3, (1, 9)), (16, 2, (9, 1)), (64, 4, (12, 11)), (256, 3, (14, 23)), (257, 1, (6, 13)), (700, 3, (9, 21)), (1024, 4, (7, 30))],
+    [(2, 1, (5, 7)), (5, 3, (1, 9)), (16, 2, (9, 1)), (64, 4, (12, 11)), (256, 3, (14, 23)), (257, 1, (6, 13)), (700, 3, (9, 21)), (1024, 4, (7, 30)), (1025, 3, (6, 17)), (3000, 2, (5, 24)), (4096, 4, (4, 31))],
 )
 def test_compiled_decoder_agrees_with_the_spec_written_out(k: int, channels: int, shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(k)
@@ -107,23 +107,22 @@ def test_compiled_decoder_agrees_with_the_spec_written_out(k: int, channels: int
     assert np.array_equal(out.reshape(shape), indices)
 
 
-@pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26)])
+@pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26), (2048, 28), (4096, 30)])
 def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int) -> None:
-    """A far colour (rank > 15) is coded as a token of 16 … 27 and its extra bits (up to 8);
+    """A far colour (rank > 15) is coded as a token of 16 … 31 and its extra bits (up to 10);
     the top octave's tokens hold symbols of k / 2 … k - 1."""
     rng = np.random.default_rng(3)
     codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
     indices = rng.integers(0, k, (6, 80)).astype(near.index_dtype(k))  # no neighbour agrees: high ranks
     palette = near.Palette(codebook)
-    colours, levels, _, position = palette.tables
     tokens = np.empty(indices.size, np.uint8)
-    near._symbols(indices, colours, levels, position, tokens, np.empty_like(tokens), np.empty_like(tokens))
+    near._symbols(indices, *palette.tables, tokens, np.empty(indices.size, np.uint16), np.empty_like(tokens))
     assert tokens.max() in (highest, highest + 1)
     payload = near.encode_near(indices, palette)
     assert np.array_equal(spec_decode(payload, codebook, 80, 6), indices)
 
 
-@pytest.mark.parametrize(("k", "limit"), [(2, 24), (256, 24), (257, 26), (512, 26), (513, 28), (1024, 28)])
+@pytest.mark.parametrize(("k", "limit"), [(2, 24), (256, 24), (257, 26), (512, 26), (513, 28), (1024, 28), (1025, 30), (2048, 30), (2049, 32), (4096, 32)])
 def test_a_context_may_have_the_tokens_of_every_symbol_below_2_to_the_bits_and_no_more(k: int, limit: int) -> None:
     assert near.token_limit(k) == limit
     table = bytes([limit]) + b"\x00" * (limit - 1) + b"\x80\x20"  # the last token takes all 4,096
@@ -204,8 +203,8 @@ def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
     assert sizes["near"] <= sizes["zstd"]
 
 
-@pytest.mark.parametrize("k", [1024, 1025])
-def test_up_to_1024_entries_are_coded_near_and_more_fall_back_to_runs(k: int) -> None:
+@pytest.mark.parametrize("k", [1024, 1025, 4096, 4097])
+def test_up_to_4096_entries_are_coded_near_and_more_fall_back_to_runs(k: int) -> None:
     rng = np.random.default_rng(0)
     indices, codebook = _image(rng, 150, 140, k, 3)  # 21,000 pixels: more than a small strip
     data = encode_kmq(indices, codebook, compression="near")
@@ -266,12 +265,12 @@ def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> 
     assert writer_strip_height(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
 
 
-def test_near_needs_at_most_1024_entries_and_2_22_pixels_a_strip() -> None:
+def test_near_needs_at_most_4096_entries_and_2_22_pixels_a_strip() -> None:
     from pil_kmq.decoding import StripDecoder
 
     palette = near.Palette(np.zeros((2, 3), np.uint8))
-    with pytest.raises(KmqError, match="near_rans needs k <= 1024, not 1025"):
-        StripDecoder(4, 0, 4, 1025, 11, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
+    with pytest.raises(KmqError, match="near_rans needs k <= 4096, not 4097"):
+        StripDecoder(4, 0, 4, 4097, 13, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
     with pytest.raises(KmqError, match="over 4,194,304"):
         StripDecoder((1 << 22) + 1, 0, (1 << 22) + 1, 2, 1, 10, "strip", lambda at, size: b"\x04"[at : at + size], palette=palette)
 

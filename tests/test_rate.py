@@ -320,7 +320,7 @@ def test_near_trade_above_1024_entries_is_the_runs_trade(ihc: Image.Image) -> No
     pixels = np.asarray(ihc)
     traded = pil_kmq.compress_image(pixels, k=1100, psnr_loss=0.5, compression="near")
     plain = pil_kmq.compress_image(pixels, k=1100)
-    assert len(plain.codebook) > near.MAX_K
+    assert len(plain.codebook) > near.COLOUR_ORDER_K
     runs = rate.Trader(pixels, plain)
     assert np.array_equal(traded.indices, runs.within(rate.loss_budget(runs.error, runs.pixels_channels, 0.5)).indices)
 

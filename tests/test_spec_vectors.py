@@ -32,7 +32,7 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W"}
     assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V"}
 
 
@@ -79,22 +79,25 @@ def test_writer_reproduces_the_near_rans_vector() -> None:
     assert header.version_minor == 4
 
 
-def test_writer_reproduces_the_near_rans_vector_above_256_entries() -> None:
-    """Vector U: 16-bit indices, tokens of octave 8, a coded codebook, version 1.6; the
-    writer's coder makes its strip, and the writer's header and codebook sections match."""
+@pytest.mark.parametrize(("name", "k", "minor"), [("U", 320, 6), ("W", 1100, 7)])
+def test_writer_reproduces_the_near_rans_vectors_above_256_entries(name: str, k: int, minor: int) -> None:
+    """Vector U: 16-bit indices, tokens of octave 8, a coded codebook, version 1.6; vector W:
+    the order by index above 1,024 entries, tokens of octaves 6 to 10, version 1.7. The writer's
+    coder makes their strips, and the writer's header and codebook sections match."""
     from pil_kmq import coding, near
     from pil_kmq.codec import codebook_section
     from pil_kmq.format import IndexCoding, StripMethod, new_header
 
-    data = VECTORS["U"][1]
+    data = VECTORS[name][1]
     header, (indices, codebook) = decode_kmq(data)
-    assert indices.dtype.name == "uint16" and header.version_minor == 6
+    assert indices.dtype.name == "uint16" and header.version_minor == minor and header.k == k
     strip = b"\x04" + near.encode_near(indices, near.Palette(codebook))
-    assert strip == data[-140:-4]
+    assert strip == data[-4 - len(strip) : -4]
     section, coded_length = codebook_section(codebook, StripMethod.NEAR_RANS)
     assert section == data[44 : 44 + coded_length]
-    rebuilt = new_header(4, 2, 1, 320, IndexCoding.STRIPS, header.index_stream_length, 0, coding.strips_minor([strip], 320), coded_length)
+    rebuilt = new_header(4, 2, 1, k, IndexCoding.STRIPS, header.index_stream_length, 0, coding.strips_minor([strip], k), coded_length)
     assert rebuilt.pack() == data[:44]
+    assert data[44 + coded_length + 4 : 44 + coded_length + 12] == len(strip).to_bytes(8, "big")  # the one strip's length
 
 
 @pytest.mark.parametrize("name", ["A", "B"])
