@@ -503,5 +503,5 @@ def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -
 
 def strips_minor(strips: Iterable[bytes], k: int) -> int:
     """The version_minor these strips' methods need for k entries (ROWS_ZSTD 1.3, NEAR_RANS
-    1.4, or 1.6 above 256 entries)."""
+    1.4, 1.6 above 256 entries, 1.7 above 1,024)."""
     return strip_minor((strip[0] for strip in strips), k)

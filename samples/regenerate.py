@@ -49,7 +49,7 @@ GOLDEN = [
     # near_rans above 256 entries (KMQ 1.6): indices above 255, tokens of octaves 8 and 9
     ("kodim23-k1000-near.kmq", "kodim23.png", "RGB", 1000, "near"),
     ("legend-near.kmq", "legend.png", "RGB", 1024, "near"),
-    # near_rans above 1,024 entries (KMQ 1.7): the order by index, tokens of octaves 10 and 11
+    # near_rans above 1,024 entries (KMQ 1.7): the order by index, tokens of octave 10
     ("kodim23-k2000-near.kmq", "kodim23.png", "RGB", 2000, "near"),
 ]
 # Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
