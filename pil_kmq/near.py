@@ -30,11 +30,12 @@ PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
 MAX_K = 4096  # near_rans needs bits_per_index <= 12
 # Up to COLOUR_ORDER_K entries the order past the neighbours is by colour distance, and a
-# reader builds all k x k orders (~5 MB and ~25 ms at 1,024). Above, it is by index distance,
-# which needs no table: a drawing's exact colours come sorted, so index distance follows colour
-# distance well enough. On three drawings of 1,440 to 2,934 colours, orders by colour made the
-# strips only 1.4-2.4 % smaller, and a reader needs nearly every one of them (~0.4 s, 70 MB
-# at 2,934 entries, even made as pixels first need them).
+# reader builds all k x k orders (~9 MB at its peak, ~25 ms at 1,024). Above, it is by index
+# distance, which needs no table: a drawing's exact colours come sorted, so index distance
+# follows colour distance well enough. On five tuning drawings of 1,110 to 2,886 colours,
+# orders by colour made near_rans strips 0.4-4.3 % smaller (three held-out graphics: 1.4-2.4 %),
+# and a reader needs nearly every one of them (~0.4 s and 70 MB at 2,934 entries, even made
+# as pixels first need them).
 COLOUR_ORDER_K = 1024
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
