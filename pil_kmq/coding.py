@@ -125,6 +125,11 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
     return _strip_height(width, height, method, drawn)
 
 
+def _near_fits(k: int, pixels: int) -> bool:
+    """Whether NEAR_RANS may store a strip of this many pixels for k entries."""
+    return k <= MAX_K and pixels <= NEAR_MAX_PIXELS
+
+
 def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
     """A drawing: few literals, or above 256 colours repeats far apart (antialiased edges leave
     many literals, yet zstd finds the shapes again)."""
@@ -160,7 +165,7 @@ def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, 
     quick trials of runs and rows do, in at least NEAR_PHOTO_BYTES: below that a second strip's
     model would cost more than its decoding time saves (a label map)."""
     k = len(palette.codebook)
-    if k > MAX_K or first.size > NEAR_MAX_PIXELS:
+    if not _near_fits(k, first.size):
         return False
     near = len(encode_near(first, palette)) if near_length is None else near_length
     if near < NEAR_PHOTO_BYTES:
@@ -387,7 +392,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     are smaller (drawings, small strips), or theirs where NEAR_RANS cannot go (k > 4,096, or a
     strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
-    if 1 << bits_per_index > MAX_K or indices.size > NEAR_MAX_PIXELS:
+    if not _near_fits(1 << bits_per_index, indices.size):
         coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
         assert coded is not None  # with no rival, always a strip
         return coded
@@ -474,7 +479,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     height, width = indices.shape
     first = indices[: strip_height_for(width, height)]
     known_height = _U32.unpack_from(known[0])[0] if known else 0
-    if weigh or method != StripMethod.NEAR_RANS or 1 << bits_per_index > MAX_K or width > NEAR_MAX_PIXELS:
+    if weigh or method != StripMethod.NEAR_RANS or not _near_fits(1 << bits_per_index, width):
         # a known first strip of the same rows, near_rans, spares coding it again to judge it
         same_first = known_height == len(first) and len(known) > 1 and _is_near_rans(known[1])
         strip_height = writer_strip_height(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)

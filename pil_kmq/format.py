@@ -63,7 +63,6 @@ class StripMethod(IntEnum):
     NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 4,096)
 
 
-
 def index_dtype(k: int) -> np.dtype:
     """The one rule for indices in memory: uint8 when k <= 256 (bits_per_index <= 8), else uint16."""
     return np.dtype(np.uint8 if k <= 256 else np.uint16)

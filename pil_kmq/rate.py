@@ -298,8 +298,9 @@ class NearTrader:
     of four neighbours' entries in few bits, so each pixel takes the cheapest of its nearest
     entry, its neighbours' entries and the first entries of their colour order (near.choose),
     counting squared error plus a weight times the bits its symbol costs in its context (Chou,
-    Lookabaugh and Gray's entropy-constrained choice, with the coder's own model). Tiles and bands are each chosen as a strip of their own, so the
-    result does not depend on how many workers choose them. Same interface as Trader."""
+    Lookabaugh and Gray's entropy-constrained choice, with the coder's own model). Tiles and
+    bands are each chosen as a strip of their own, so the result does not depend on how many
+    workers choose them. Same interface as Trader."""
 
     def __init__(self, image: RowSource, quantized: Quantized) -> None:
         self.image, self.quantized = image, quantized
