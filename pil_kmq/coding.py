@@ -55,6 +55,11 @@ ROWS_TARGET_LENGTH = 256
 # capped 26 MiB, for 0.04 % more bytes on a 2048 x 2048 drawing.
 ROWS_TABLES_LOG = 22
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
+# A drawing's first strip near_rans codes in less than NEAR_PHOTO_MARGIN x zstd's quick trial
+# gets a photo's strips: zstd over one large strip finds repeats across what would be their
+# bounds (line plots at 256 colours: near_rans 0.875 x the trial on the first strip, yet 5 %
+# larger over four strips than zstd's runs over one; at 2,886 colours 0.84 x and 0.6 % larger).
+NEAR_PHOTO_MARGIN = 0.8
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
 SMALL_STRIP_PIXELS = 1 << 14
@@ -64,6 +69,11 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # and rows 0.53 x the trial's bytes (tuning drawings, and Kodak photos whose rate-optimized
 # indices leave few literals: 0.82 x for them, where near_rans was 0.50 to 0.85 x the trial).
 NEAR_SURE = (0.7, 0.5)
+# ... and a strip of many literals (a photo's) at most NEAR_SURE_PHOTO of the trial's runs: the
+# real level made them 0.83 to 0.96 x the trial on Kodak photos' strips (a sprite sheet, whose
+# sprites repeat, 0.84 x), where near_rans was 0.55 to 0.99 x the trial (2.6 to 3.0 x on the
+# sprite sheet).
+NEAR_SURE_PHOTO = 0.9
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
 ROWS_TRY_FRACTION = 6
@@ -161,9 +171,9 @@ def _probe_runs(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> 
 
 
 def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, near_length: int | None = None) -> bool:
-    """Whether near_rans codes this first strip (`flags`: its run flags) smaller than zstd's
-    quick trials of runs and rows do, in at least NEAR_PHOTO_BYTES: below that a second strip's
-    model would cost more than its decoding time saves (a label map)."""
+    """Whether near_rans codes this first strip (`flags`: its run flags) in less than
+    NEAR_PHOTO_MARGIN x zstd's quick trials of runs and rows, in at least NEAR_PHOTO_BYTES:
+    below that a second strip's model would cost more than its decoding time saves (a label map)."""
     k = len(palette.codebook)
     if not _near_fits(k, first.size):
         return False
@@ -171,7 +181,7 @@ def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, 
     if near < NEAR_PHOTO_BYTES:
         return False
     bits = bits_for_k(k)
-    return near < min(_probe_runs(first, flags, bits), _probe_size(_packed_rows(first, bits)))
+    return near < NEAR_PHOTO_MARGIN * min(_probe_runs(first, flags, bits), _probe_size(_packed_rows(first, bits)))
 
 
 def strip_count(height: int, strip_height: int) -> int:
@@ -366,8 +376,11 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
-    if method != StripMethod.RUNS_ZSTD or not _few_literals(flags):
+    if method != StripMethod.RUNS_ZSTD or (rival is None and not _few_literals(flags)):
         return _coded_runs(*streams, method)
+    if not _few_literals(flags):  # a photo's strip, against a rival: no rows
+        sure = rival <= NEAR_SURE_PHOTO * sum(_probe_size(stream) for stream in streams)
+        return None if sure else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
     rows_trial, runs_trial = _probe_size(rows), sum(_probe_size(stream) for stream in streams)
     if rows_trial < runs_trial:
@@ -389,8 +402,8 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None) -> bytes:
     """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
-    are smaller (drawings, small strips), or theirs where NEAR_RANS cannot go (k > 4,096, or a
-    strip over NEAR_MAX_PIXELS: a row that wide)."""
+    are smaller (drawings, small strips, a photo's strip now and then, sprites that repeat), or
+    theirs where NEAR_RANS cannot go (k > 4,096, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if not _near_fits(1 << bits_per_index, indices.size):
         coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
@@ -399,7 +412,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     if palette is None:
         raise ValueError("a near_rans strip needs the codebook's Palette")
     near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
-    if not weigh or (indices.size > SMALL_STRIP_PIXELS and not _drawn(indices, flags, bits_per_index)):  # a photo
+    if not weigh:
         return near
     other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near))
     return near if other is None or len(near) <= len(other) else other

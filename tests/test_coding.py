@@ -122,6 +122,42 @@ def test_weighing_reuses_the_near_rans_strips_it_keeps(ihc: Image.Image, monkeyp
     assert codec.weighed(unweighed).index_stream == unweighed.index_stream
 
 
+def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_runs(ihc: Image.Image) -> None:
+    """Tiles of one photo (a sprite sheet) have a photo's literals, and zstd finds each tile
+    again where near_rans, looking only at neighbours, codes every one: near strips of many
+    literals are weighed as well, and near_rans is kept only where it is the smaller."""
+    from pil_kmq import codec
+
+    tiled = Image.new("RGB", (ihc.width * 3, ihc.height * 5))
+    for number in range(15):
+        tiled.paste(ihc, (number % 3 * ihc.width, number // 3 * ihc.height))
+    quantized = compress_image(np.asarray(tiled), k=64)
+    assert not coding.looks_drawn(quantized.indices)
+    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False).index_stream[1]
+    plain = codec.coded(quantized, StripMethod.NEAR_RANS).index_stream[1]
+    assert {strip[0] for strip in plain[1:]} == {StripMethod.RUNS_ZSTD}
+    assert sum(map(len, plain)) < 0.7 * sum(map(len, unweighed))
+    default = codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1]
+    assert sum(map(len, plain)) <= sum(map(len, default))
+
+
+def test_a_drawing_gets_a_photos_strips_only_where_near_rans_is_well_below_zstds_trial() -> None:
+    """Where near_rans codes a drawn first strip in NEAR_PHOTO_MARGIN x zstd's quick trial or
+    more, the drawing keeps its one large strip, over which zstd finds repeats across the
+    bounds that a photo's strips would have."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:512, 0:768]
+    field = np.clip(np.rint(7.5 + 7 * np.sin(x / 37.0) * np.cos(y / 23.0) + rng.normal(0, 0.1, x.shape)), 0, 15).astype(np.uint8)
+    first = field[: strip_height_for(768, 512)]
+    flags = coding._run_flags(first)
+    assert coding.looks_drawn(first)
+    trial = min(coding._probe_runs(first, flags, 4), coding._probe_size(coding._packed_rows(first, 4)))
+    palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
+    heights = {margin: coding.writer_strip_height(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=int(margin * trial)) for margin in (0.75, 0.85)}
+    assert trial * 0.75 >= coding.NEAR_PHOTO_BYTES and coding.NEAR_PHOTO_MARGIN == 0.8
+    assert heights == {0.75: strip_height_for(768, 512), 0.85: 512}
+
+
 def strip_count(data: bytes) -> int:
     header, _ = decode_kmq(data)
     start = header.index_stream_offset

@@ -137,14 +137,19 @@ def test_a_context_may_have_the_tokens_of_every_symbol_below_2_to_the_bits_and_n
 @pytest.fixture(scope="module", params=[256, 600])
 def photo_near(request: pytest.FixtureRequest) -> bytes:
     """A photo of several strips stored near_rans, at 256 colours (byte indices) and at 600."""
+    out = io.BytesIO()
+    _enlarged_photo().save(out, "KMQ", k=request.param, compression="near")
+    return out.getvalue()
+
+
+def _enlarged_photo() -> Image.Image:
+    """The IHC crop enlarged 3 x 5 with a little noise: a photo of 1,031,415 pixels (no part
+    repeats, as tiles of one image would: zstd finds those, see test_coding)."""
     with Image.open(SAMPLES / "ihc.png") as image:
         rgb = image.convert("RGB")
-    tiled = Image.new("RGB", (rgb.width * 3, rgb.height * 5))
-    for number in range(15):
-        tiled.paste(rgb, (number % 3 * rgb.width, number // 3 * rgb.height))
-    out = io.BytesIO()
-    tiled.save(out, "KMQ", k=request.param, compression="near")
-    return out.getvalue()
+    large = np.asarray(rgb.resize((rgb.width * 3, rgb.height * 5), Image.Resampling.BICUBIC), dtype=np.float64)
+    noisy = large + np.random.default_rng(5).normal(0, 2, large.shape)
+    return Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
 
 
 def strip_methods(data: bytes) -> list[StripMethod]:
