@@ -55,10 +55,16 @@ ROWS_TARGET_LENGTH = 256
 # capped 26 MiB, for 0.04 % more bytes on a 2048 x 2048 drawing.
 ROWS_TABLES_LOG = 22
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
-# A drawing's first strip near_rans codes in less than NEAR_PHOTO_MARGIN x zstd's quick trial
-# gets a photo's strips: zstd over one large strip finds repeats across what would be their
-# bounds (line plots at 256 colours: near_rans 0.875 x the trial on the first strip, yet 5 %
-# larger over four strips than zstd's runs over one; at 2,886 colours 0.84 x and 0.6 % larger).
+# A first strip with at most one literal in NEAR_DRAWING_FRACTION pixels is plainly drawn
+# (drawings made for tuning that near_rans codes in less than zstd's trial: one in 12 to 67;
+# Kodak photos that look drawn at k = 16: one in 6.2 to 9.7). It gets a photo's strips only where near_rans codes it in less than
+# NEAR_PHOTO_MARGIN x the smaller of zstd's quick trials: over a drawing's one large strip zstd
+# finds repeats across what would be the photo strips' bounds (line plots at 256 colours:
+# near_rans 0.92 x the trial on the first strip, yet 5 % larger over four strips than zstd's
+# runs over one; at 2,886 colours 0.88 x and 0.6 % larger). A photo keeps its strips at up to
+# 1 x: in one strip, under one model, Kodak photos at 0.81 to 0.87 x came out 0.8 to 2 % larger
+# and decoded on one thread.
+NEAR_DRAWING_FRACTION = 10
 NEAR_PHOTO_MARGIN = 0.8
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
@@ -69,10 +75,12 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # and rows 0.53 x the trial's bytes (tuning drawings, and Kodak photos whose rate-optimized
 # indices leave few literals: 0.82 x for them, where near_rans was 0.50 to 0.85 x the trial).
 NEAR_SURE = (0.7, 0.5)
-# ... and a strip of many literals (a photo's) at most NEAR_SURE_PHOTO of the trial's runs: the
-# real level made them 0.83 to 0.96 x the trial on Kodak photos' strips (a sprite sheet, whose
-# sprites repeat, 0.84 x), where near_rans was 0.55 to 0.99 x the trial (2.6 to 3.0 x on the
-# sprite sheet).
+# ... and a strip of many literals (a photo's, or antialiased above 256 colours; rows are not
+# tried there) at most NEAR_SURE_PHOTO of the trial's runs. Not a bound: the real level made
+# runs 0.83 to 0.96 x the trial on Kodak's strips (a sprite sheet, whose sprites repeat, 0.84 x),
+# so a strip kept between 0.83 and 0.9 x may lose to them by up to 8 %. Measured, none did:
+# near_rans was 0.55 to 0.99 x the trial there (2.6 to 3.0 x on the sprite sheet), and at 0.8
+# the files were byte for byte those of 0.9 for 1.3 to 2.2 x the coding time.
 NEAR_SURE_PHOTO = 0.9
 # ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
@@ -126,8 +134,9 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
     repeated row or glyph only within a strip. With NEAR_RANS (and its `palette`) no strip is
     over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
     near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
-    smaller) keeps a photo's strips, which both decoding workers share. `near_length`: the
-    bytes of `first`'s near_rans payload, if known."""
+    smaller; see NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which
+    both decoding workers share. `near_length`: the bytes of `first`'s near_rans payload, if
+    known."""
     flags = _run_flags(first)
     drawn = _drawn(first, flags, bits_per_index)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
@@ -171,17 +180,19 @@ def _probe_runs(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> 
 
 
 def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, near_length: int | None = None) -> bool:
-    """Whether near_rans codes this first strip (`flags`: its run flags) in less than
-    NEAR_PHOTO_MARGIN x zstd's quick trials of runs and rows, in at least NEAR_PHOTO_BYTES:
-    below that a second strip's model would cost more than its decoding time saves (a label map)."""
+    """Whether near_rans codes this first strip (`flags`: its run flags) in less than zstd's
+    quick trials of runs and rows (NEAR_PHOTO_MARGIN x them, if plainly drawn), in at least
+    NEAR_PHOTO_BYTES: below that a second strip's model would cost more than its decoding time
+    saves (a label map)."""
     k = len(palette.codebook)
     if not _near_fits(k, first.size):
         return False
     near = len(encode_near(first, palette)) if near_length is None else near_length
     if near < NEAR_PHOTO_BYTES:
         return False
+    margin = NEAR_PHOTO_MARGIN if _literals(flags) * NEAR_DRAWING_FRACTION <= flags.size else 1.0
     bits = bits_for_k(k)
-    return near < NEAR_PHOTO_MARGIN * min(_probe_runs(first, flags, bits), _probe_size(_packed_rows(first, bits)))
+    return near < margin * _probe_runs(first, flags, bits) and near < margin * _probe_size(_packed_rows(first, bits))
 
 
 def strip_count(height: int, strip_height: int) -> int:
@@ -347,8 +358,8 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
-    NEAR_RANS (needs the `palette`, k <= 4,096) is also weighed against those zstd methods on a
-    drawing, whose far repeats zstd finds and the near model does not. A strip of at most
+    NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
+    repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip of at most
     SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
     weigh=False stores NEAR_RANS wherever it can, unweighed: a psnr= search sizes each k so, as
     zstd's methods almost never win on a photo's strips and trying them took half the time of
@@ -369,16 +380,17 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
 
 
 def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None) -> bytes | None:
-    """A runs strip (`flags`: the indices' run flags), or with zstd a ROWS_ZSTD one where a
-    trial finds rows smaller; a small strip the shortest of every way. None, compressing
-    nothing at zstd's real levels, where the trial shows that a `rival` strip of that many
-    bytes is the smaller all the same (NEAR_SURE)."""
+    """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
+    literals, a ROWS_ZSTD one where a trial finds rows smaller; a small strip the shortest of
+    every way. None, compressing nothing at zstd's real levels, where the trial shows that a
+    `rival` strip of that many bytes is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
-    if method != StripMethod.RUNS_ZSTD or (rival is None and not _few_literals(flags)):
+    few = _few_literals(flags)
+    if method != StripMethod.RUNS_ZSTD or (rival is None and not few):
         return _coded_runs(*streams, method)
-    if not _few_literals(flags):  # a photo's strip, against a rival: no rows
+    if not few:  # many literals, against a rival: runs only
         sure = rival <= NEAR_SURE_PHOTO * sum(_probe_size(stream) for stream in streams)
         return None if sure else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
@@ -402,8 +414,9 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None) -> bytes:
     """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
-    are smaller (drawings, small strips, a photo's strip now and then, sprites that repeat), or
-    theirs where NEAR_RANS cannot go (k > 4,096, or a strip over NEAR_MAX_PIXELS: a row that wide)."""
+    are smaller (drawings, small strips, a photo whose parts repeat, which zstd finds and the
+    near model does not), or theirs where NEAR_RANS cannot go (k > 4,096, or a strip over
+    NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if not _near_fits(1 << bits_per_index, indices.size):
         coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)

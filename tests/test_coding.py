@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 
@@ -125,7 +126,7 @@ def test_weighing_reuses_the_near_rans_strips_it_keeps(ihc: Image.Image, monkeyp
 def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_runs(ihc: Image.Image) -> None:
     """Tiles of one photo (a sprite sheet) have a photo's literals, and zstd finds each tile
     again where near_rans, looking only at neighbours, codes every one: near strips of many
-    literals are weighed as well, and near_rans is kept only where it is the smaller."""
+    literals are weighed as well, and here zstd's runs win every strip."""
     from pil_kmq import codec
 
     tiled = Image.new("RGB", (ihc.width * 3, ihc.height * 5))
@@ -141,21 +142,43 @@ def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_runs(ihc: 
     assert sum(map(len, plain)) <= sum(map(len, default))
 
 
-def test_a_drawing_gets_a_photos_strips_only_where_near_rans_is_well_below_zstds_trial() -> None:
-    """Where near_rans codes a drawn first strip in NEAR_PHOTO_MARGIN x zstd's quick trial or
-    more, the drawing keeps its one large strip, over which zstd finds repeats across the
-    bounds that a photo's strips would have."""
+def test_a_photos_strip_keeps_its_rival_unweighed_at_zstds_real_level_up_to_near_sure_photo(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a rival (a near_rans strip), a strip of many literals is compressed at zstd's
+    real level only where the rival is over NEAR_SURE_PHOTO x the quick trial of its runs."""
+    indices = compress_image(np.asarray(ihc), k=64).indices
+    flags = coding._run_flags(indices)
+    assert not coding._few_literals(flags) and indices.size > coding.SMALL_STRIP_PIXELS
+    trial = coding._probe_runs(indices, flags, 6)
+    kept = int(coding.NEAR_SURE_PHOTO * trial)
+    real = coding._runs_or_rows(indices, 6, StripMethod.RUNS_ZSTD, flags, kept + 1)
+    assert real is not None and real[0] == StripMethod.RUNS_ZSTD
+    monkeypatch.setattr(coding, "_coded_runs", lambda *args: pytest.fail("compressed at the real level"))
+    assert coding._runs_or_rows(indices, 6, StripMethod.RUNS_ZSTD, flags, kept) is None
+
+
+def _noisy_field(sigma: float) -> np.ndarray:
+    """768 x 512 indices at 16 levels of a smooth field, with noise: few literals (it looks drawn)."""
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:512, 0:768]
-    field = np.clip(np.rint(7.5 + 7 * np.sin(x / 37.0) * np.cos(y / 23.0) + rng.normal(0, 0.1, x.shape)), 0, 15).astype(np.uint8)
-    first = field[: strip_height_for(768, 512)]
+    return np.clip(np.rint(7.5 + 7 * np.sin(x / 37.0) * np.cos(y / 23.0) + rng.normal(0, sigma, x.shape)), 0, 15).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("sigma", "margin"), [(0.04, coding.NEAR_PHOTO_MARGIN), (0.1, 1.0)])
+def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_rans_is_ahead_by_its_margin(sigma: float, margin: float) -> None:
+    """A first strip that looks drawn gets a photo's strips where near_rans codes it in less
+    than zstd's quick trials; where it is plainly drawn (one literal in NEAR_DRAWING_FRACTION
+    or fewer), in less than NEAR_PHOTO_MARGIN x them, since zstd finds a drawing's repeats
+    across what would be the photo strips' bounds."""
+    first = _noisy_field(sigma)[: strip_height_for(768, 512)]
     flags = coding._run_flags(first)
-    assert coding.looks_drawn(first)
+    plainly = coding._literals(flags) * coding.NEAR_DRAWING_FRACTION <= flags.size
+    assert coding.looks_drawn(first) and plainly == (margin < 1)
     trial = min(coding._probe_runs(first, flags, 4), coding._probe_size(coding._packed_rows(first, 4)))
+    below, at = math.ceil(margin * trial) - 1, math.ceil(margin * trial)
+    assert below >= coding.NEAR_PHOTO_BYTES
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
-    heights = {margin: coding.writer_strip_height(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=int(margin * trial)) for margin in (0.75, 0.85)}
-    assert trial * 0.75 >= coding.NEAR_PHOTO_BYTES and coding.NEAR_PHOTO_MARGIN == 0.8
-    assert heights == {0.75: strip_height_for(768, 512), 0.85: 512}
+    heights = [coding.writer_strip_height(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=length) for length in (below, at)]
+    assert heights == [strip_height_for(768, 512), 512]
 
 
 def strip_count(data: bytes) -> int:

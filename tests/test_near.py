@@ -143,7 +143,7 @@ def photo_near(request: pytest.FixtureRequest) -> bytes:
 
 
 def _enlarged_photo() -> Image.Image:
-    """The IHC crop enlarged 3 x 5 with a little noise: a photo of 1,031,415 pixels (no part
+    """The IHC crop enlarged 3 x 5 with a little noise: a photo of 1,031,715 pixels (no part
     repeats, as tiles of one image would: zstd finds those, see test_coding)."""
     with Image.open(SAMPLES / "ihc.png") as image:
         rgb = image.convert("RGB")
