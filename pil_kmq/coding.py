@@ -57,13 +57,13 @@ ROWS_TABLES_LOG = 22
 NEAR_PHOTO_BYTES = 8192  # see _near_codes_smaller
 # A first strip with at most one literal in NEAR_DRAWING_FRACTION pixels is plainly drawn
 # (drawings made for tuning that near_rans codes in less than zstd's trial: one in 12 to 67;
-# Kodak photos that look drawn at k = 16: one in 6.2 to 9.7). It gets a photo's strips only where near_rans codes it in less than
-# NEAR_PHOTO_MARGIN x the smaller of zstd's quick trials: over a drawing's one large strip zstd
-# finds repeats across what would be the photo strips' bounds (line plots at 256 colours:
-# near_rans 0.92 x the trial on the first strip, yet 5 % larger over four strips than zstd's
-# runs over one; at 2,886 colours 0.88 x and 0.6 % larger). A photo keeps its strips at up to
-# 1 x: in one strip, under one model, Kodak photos at 0.81 to 0.87 x came out 0.8 to 2 % larger
-# and decoded on one thread.
+# Kodak photos that look drawn at k = 16: one in 6.2 to 9.7). It gets a photo's strips only
+# where near_rans codes it in less than NEAR_PHOTO_MARGIN x the smaller of zstd's quick
+# trials: over a drawing's one large strip zstd finds repeats across what would be the photo
+# strips' bounds (line plots at 256 colours: near_rans 0.92 x the trial on the first strip,
+# yet 5 % larger over four strips than zstd's runs over one; at 2,886 colours 0.88 x and
+# 0.6 % larger). A photo keeps its strips up to 1 x: in one strip, under one model, Kodak
+# photos at 0.81 to 0.87 x came out 0.8 to 2 % larger, and decoded on one thread.
 NEAR_DRAWING_FRACTION = 10
 NEAR_PHOTO_MARGIN = 0.8
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
@@ -359,8 +359,8 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
     of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
     NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
-    repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip of at most
-    SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
+    repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip
+    of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
     weigh=False stores NEAR_RANS wherever it can, unweighed: a psnr= search sizes each k so, as
     zstd's methods almost never win on a photo's strips and trying them took half the time of
     coding one whose rate-optimized indices leave few literals. `known`: this very strip, stored
