@@ -390,11 +390,11 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     few = _few_literals(flags)
     if method != StripMethod.RUNS_ZSTD or (rival is None and not few):
         return _coded_runs(*streams, method)
+    runs_trial = sum(_probe_size(stream) for stream in streams)
     if not few:  # many literals, against a rival: runs only
-        sure = rival <= NEAR_SURE_PHOTO * sum(_probe_size(stream) for stream in streams)
-        return None if sure else _coded_runs(*streams, method)
+        return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
-    rows_trial, runs_trial = _probe_size(rows), sum(_probe_size(stream) for stream in streams)
+    rows_trial = _probe_size(rows)
     if rows_trial < runs_trial:
         return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
     return None if rival is not None and rival <= NEAR_SURE[0] * runs_trial else _coded_runs(*streams, method)
