@@ -235,19 +235,34 @@ def check_lengths(lengths: np.ndarray, first: int, strip_height: int, height: in
     its pixels may take. Returns their sum (added without overflow)."""
     if not lengths.size:
         return 0
-    if not lengths.all():
-        raise KmqError(f"KMQ strip {first + int(np.argmin(lengths))} is empty: every strip holds at least its strip_method byte")
     count = strip_count(height, strip_height)
-    over = np.flatnonzero(lengths > np.uint64(max_strip_length(strip_height * width, bits_per_index)))
-    if not over.size and first + lengths.size == count:  # the last strip may have fewer rows
-        last_rows = height - (count - 1) * strip_height
-        if int(lengths[-1]) > max_strip_length(last_rows * width, bits_per_index):
-            over = np.array([lengths.size - 1])
-    if over.size:
-        number = int(over[0])
-        raise KmqError(f"KMQ strip {first + number}: strip_length {int(lengths[number])} is more than its pixels may take")
-    # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
-    return (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
+    most = max_strip_length(strip_height * width, bits_per_index)
+    last_most = most  # the image's last strip may have fewer rows
+    if first + lengths.size == count:
+        last_most = max_strip_length((height - (count - 1) * strip_height) * width, bits_per_index)
+    if lengths.size <= _FEW_STRIPS:
+        values = lengths.tolist()
+        empty = values.index(0) if 0 in values else None
+        over = next((number for number, length in enumerate(values) if length > most), None)
+        total = sum(values)
+    else:
+        empty = None if lengths.all() else int(np.argmin(lengths))
+        found = np.flatnonzero(lengths > np.uint64(most))
+        over = int(found[0]) if found.size else None
+        # Each length is below 2**64: add the high and low halves apart, so no sum can overflow.
+        total = (int((lengths >> np.uint64(32)).sum()) << 32) + int((lengths & np.uint64(0xFFFFFFFF)).sum())
+    if over is None and int(lengths[-1]) > last_most:
+        over = lengths.size - 1
+    if empty is not None:
+        raise KmqError(f"KMQ strip {first + empty} is empty: every strip holds at least its strip_method byte")
+    if over is not None:
+        raise KmqError(f"KMQ strip {first + over}: strip_length {int(lengths[over])} is more than its pixels may take")
+    return total
+
+
+# Up to this many strip_lengths are checked as Python ints: a thumbnail's table has one or a
+# few entries, and a dozen numpy calls on them took a tenth of its load.
+_FEW_STRIPS = 32
 
 
 def check_total(total: int, table_bytes: int, count: int, stream_length: int) -> None:

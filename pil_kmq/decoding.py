@@ -19,7 +19,7 @@ import numpy as np
 import zstandard
 
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
-from .expand import expand_runs, lookup, zero_flags
+from .expand import expand_runs, identity, lookup, zero_flags
 from .format import (
     KmqError,
     StripMethod,
@@ -385,6 +385,8 @@ class StripDecoder:
         self._decoded = 0  # pixels yielded
         self._dtype = index_dtype(k)
         self._table = table
+        # What runs expand through: exactly k values, so the kernel refuses any literal >= k.
+        self._runs_table = (identity(self._dtype) if table is None else table)[:k]
         self._out = out
         self._out_dtype = self._dtype if table is None else table.dtype
         if out is not None and (out.dtype != self._out_dtype or out.shape != (pixels,)):
@@ -649,12 +651,11 @@ class StripDecoder:
             return None
         self._use_flags(count)
         literals = np.frombuffer(data, dtype=np.uint8) if self.bits <= 8 else np.frombuffer(data, dtype=">u2").astype(np.uint16)
-        if literals.size and int(literals.max()) >= self.k:
-            bad = int(np.argmax(literals >= self.k))
+        found = self._piece(count)
+        if not expand_runs(flags, bit, literals, self._previous, found, self._runs_table):
+            bad = int(np.argmax(literals >= self.k))  # the kernel stopped at a literal >= k: which
             zero_at = np.flatnonzero(np.unpackbits(flags)[bit : bit + count] == 0)[bad]
             self._range_error(int(literals[bad]), self.first_pixel + self._decoded + int(zero_at))
-        found = self._piece(count)
-        expand_runs(flags, bit, literals, self._previous, found, self._table)
         if literals.size:  # the last pixel holds the last literal: a run may go on into the next piece
             self._previous = int(literals[-1])
         return found

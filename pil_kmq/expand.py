@@ -97,12 +97,12 @@ def _expand(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, ou
 _TOO_FEW, _BEYOND_TABLE = -1, -2
 
 
-def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray, table: np.ndarray | None = None) -> None:
+def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int, out: np.ndarray, table: np.ndarray | None = None) -> bool:
     """Fill `out` with the indices of out.size pixels whose flags start at bit `bit` of
     `flags`: each pixel takes the most recent literal at or before it, `previous` before the
     first. `literals` must hold exactly as many values as those flags have zeros. With a
     `table`, each pixel takes table[its index] instead (a codebook entry as one word), in
-    the same pass."""
+    the same pass. False, with `out` partly filled, when a literal is beyond the table."""
     if table is None:
         table = identity(out.dtype)
     if literals.dtype.kind != "u" or table.dtype != out.dtype:
@@ -113,9 +113,10 @@ def expand_runs(flags: np.ndarray, bit: int, literals: np.ndarray, previous: int
         raise ValueError("previous index beyond the table")
     used = _expand(flags, bit, literals, previous, out, table)
     if used == _BEYOND_TABLE:
-        raise ValueError("a literal beyond the table")
+        return False
     if used != literals.size:
         raise ValueError("flags and literals do not match")
+    return True
 
 
 _IDENTITIES: dict[np.dtype, np.ndarray] = {}

@@ -142,15 +142,18 @@ class KmqDecoder(ImageFile.PyDecoder):
 
 # Pillow raw modes of a codebook entry stored as one word (RGB padded to four bytes).
 _ENTRY_RAWMODES = {"L": "L", "LA": "LA", "RGB": "RGBX", "RGBA": "RGBA"}
+_ENTRY_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
 def _entry_words(codebook: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     """Each codebook entry's bytes, in the order of its Pillow raw mode, as one unsigned word."""
-    entries = np.ascontiguousarray(codebook, dtype=np.uint8)
+    k, channels = codebook.shape
+    size = 4 if mode == "RGB" else channels
+    entries = np.empty((k, size), dtype=np.uint8)  # written in place: a thumbnail's load is mostly such small steps
+    entries[:, :channels] = codebook
     if mode == "RGB":  # the pad byte as Pillow's own decoders leave it
-        entries = np.concatenate([entries, np.full((len(entries), 1), 255, dtype=np.uint8)], axis=1)
-    word = {1: np.uint8, 2: np.uint16, 4: np.uint32}[entries.shape[1]]
-    return entries.view(word).reshape(-1), _ENTRY_RAWMODES[mode]
+        entries[:, 3] = 255
+    return entries.view(_ENTRY_WORDS[size]).reshape(-1), _ENTRY_RAWMODES[mode]
 
 
 class _ImageRows:

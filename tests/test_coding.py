@@ -360,6 +360,24 @@ def test_bad_strip_table_raises(table: bytes, message: str) -> None:
         decode_kmq(body + pack_crc(crc32(body)))
 
 
+@pytest.mark.parametrize("count", [3, coding._FEW_STRIPS, coding._FEW_STRIPS + 1, 40])
+def test_strip_lengths_are_checked_alike_as_python_ints_and_as_arrays(count: int) -> None:
+    """A few lengths are checked as Python ints, more with numpy: the same sums and errors."""
+    width, bits = 10, 4
+    most = coding.max_strip_length(2 * width, bits)  # strips of 2 rows; the last has 1
+    last_most = coding.max_strip_length(width, bits)
+    check = lambda lengths: coding.check_lengths(np.array(lengths, dtype=np.uint64), 5, 2, 2 * (count + 5) - 1, width, bits)  # noqa: E731
+    lengths = [most] * count
+    lengths[-1] = last_most
+    assert check(lengths) == most * (count - 1) + last_most
+    with pytest.raises(KmqError, match=f"KMQ strip {5 + count - 1}: strip_length {last_most + 1} is more"):
+        check(lengths[:-1] + [last_most + 1])
+    with pytest.raises(KmqError, match=f"KMQ strip 6: strip_length {most + 1} is more"):
+        check([1, most + 1] + [1] * (count - 2))
+    with pytest.raises(KmqError, match=f"KMQ strip {5 + count - 2} is empty"):  # emptiness is told first
+        check([most + 1] + [1] * (count - 3) + [0, 1])
+
+
 def test_strip_lengths_must_add_up_to_the_stream_length() -> None:
     from pil_kmq.format import Header
 

@@ -30,7 +30,7 @@ def test_expansion_matches_the_definition_at_any_bit_offset(dtype: type) -> None
         flags, literals = spec_runs(indices, previous, rng)
         packed = np.packbits(np.concatenate([rng.random(offset) < 0.5, flags, rng.random(7) < 0.5]))
         out = np.empty(count, dtype=dtype)
-        expand_runs(packed, offset, literals, previous, out)
+        assert expand_runs(packed, offset, literals, previous, out)
         np.testing.assert_array_equal(out, indices)
         assert zero_flags(packed, offset, count) == literals.size
 
@@ -57,8 +57,8 @@ def test_lookup_refuses_an_index_beyond_the_table() -> None:
 
 
 def test_expansion_through_a_table_is_the_table_of_the_expansion() -> None:
-    """With a table each pixel gets table[index] in the same pass; a literal or a previous
-    index the table does not cover is refused."""
+    """With a table each pixel gets table[index] in the same pass; a literal the table does
+    not cover makes it return False, a previous index it does not cover is refused."""
     rng = np.random.default_rng(11)
     table = rng.integers(0, 2**32, 5, dtype=np.uint32)
     for _ in range(300):
@@ -67,11 +67,11 @@ def test_expansion_through_a_table_is_the_table_of_the_expansion() -> None:
         flags, literals = spec_runs(indices, previous, rng)
         packed = np.packbits(np.concatenate([np.zeros(offset, dtype=bool), flags]))
         out = np.empty(count, dtype=np.uint32)
-        expand_runs(packed, offset, literals, previous, out, table)
+        assert expand_runs(packed, offset, literals, previous, out, table)
         np.testing.assert_array_equal(out, table[indices])
     packed, out = np.packbits([False, True, False]), np.empty(3, dtype=np.uint32)
-    with pytest.raises(ValueError, match="literal beyond the table"):
-        expand_runs(packed, 0, np.array([1, 5], dtype=np.uint8), 0, out, table)
+    assert not expand_runs(packed, 0, np.array([1, 5], dtype=np.uint8), 0, out, table)  # 5 is past the table
+    assert not expand_runs(packed, 0, np.array([1, 4], dtype=np.uint8), 0, out, table[:4])
     with pytest.raises(ValueError, match="previous index"):
         expand_runs(packed, 0, np.array([1, 2], dtype=np.uint8), 5, out, table)
     with pytest.raises(ValueError, match="signed literals"):
