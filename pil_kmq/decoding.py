@@ -11,6 +11,7 @@ file (row ranges). Knows nothing of Pillow.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -104,6 +105,7 @@ class Inflater:
         self._produced = 0
         self._ended = False
         self._head = bytearray()  # a zstd frame header, until it is whole and checked
+        self._head_checked = not self._zstd
         self._engine: object = None if self._zstd else zlib.decompressobj()
         self._fed = False  # input has gone into the streaming engine: no one-call decoding then
 
@@ -175,7 +177,7 @@ class Inflater:
         return piece
 
     def _zstd_step(self) -> bytes:
-        if self._engine is None:
+        if not self._head_checked:
             self._take_zstd_header()
             return b""
         if self.expected <= _ONE_CALL_OUTPUT and not self._fed and self._final():  # the whole frame is in hand
@@ -183,6 +185,8 @@ class Inflater:
         size = len(self._input) if self.expected <= _ONE_CALL_OUTPUT else _SLICE
         data, self._input = self._input[:size], self._input[size:]
         self._fed = True
+        if self._engine is None:  # made only now: a context costs as much as inflating a small frame
+            self._engine = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompressobj()
         engine: Any = self._engine
         try:
             piece = engine.decompress(data)
@@ -211,17 +215,28 @@ class Inflater:
         if len(self._head) < zstd_header_length(self._head):
             return
         check_zstd_header(bytes(self._head), self.expected, self.what)
-        decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
-        self._engine = decompressor.decompressobj()
+        self._head_checked = True
         self._input = memoryview(bytes(self._head) + bytes(self._input))
         self._head.clear()
+
+
+_THREAD = threading.local()
+
+
+def _whole_frame_decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor for whole frames: made afresh, a context took ten times as
+    long as inflating a thumbnail's frame. One-call decompression leaves it ready for the next."""
+    decompressor = getattr(_THREAD, "zstd", None)
+    if decompressor is None:
+        decompressor = _THREAD.zstd = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
+    return decompressor
 
 
 def inflate_zstd_whole(data: bytes, expected: int, what: str) -> bytes:
     """A frame whose header check_zstd_header passed, inflated in one call to at most
     `expected` bytes; KmqError if anything follows it or it is cut short or corrupt."""
     try:
-        return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompress(data, max_output_size=expected, allow_extra_data=False)
+        return _whole_frame_decompressor().decompress(data, max_output_size=expected, allow_extra_data=False)
     except zstandard.ZstdError as error:
         message = str(error)
         if "unused data" in message:

@@ -543,3 +543,16 @@ def test_above_256_colours_a_drawing_is_told_by_its_far_repeats() -> None:
     with pytest.MonkeyPatch.context() as patch:  # cut as a photo is: three strips
         patch.setattr(coding, "SPLIT_COST", float("inf"))
         assert len(drawn) < 0.5 * len(encode_kmq(drawing, codebook))
+
+
+def test_a_broken_frame_leaves_the_threads_decompressor_ready() -> None:
+    """Whole frames go through one decompressor a thread: a frame it refused does not spoil the next."""
+    from pil_kmq.decoding import inflate_zstd_whole
+
+    data = bytes(range(256)) * 4
+    good = zstandard.ZstdCompressor(level=3).compress(data)
+    broken = good[:8] + b"\xff" * (len(good) - 8)  # blocks past the frame header are garbage
+    for bad, message in ((good[:-4], "cut short"), (broken, "corrupt zstd frame"), (good + b"\x00", "bytes follow")):
+        with pytest.raises(KmqError, match=message):
+            inflate_zstd_whole(bad, len(data), "frame")
+        assert inflate_zstd_whole(good, len(data), "frame") == data
