@@ -1,6 +1,7 @@
 """Small images: where a format's fixed costs (header, tables, the framing of its compressed
-streams) are a large part of the file. KMQ's bytes ÷ PNG-8 squeezed by oxipng (level 4) and
-÷ WebP lossless (`method=6`), holding the very same pixels, for
+streams) are a large part of the file and of its load. KMQ's bytes ÷ PNG-8 squeezed by oxipng
+(level 4) and ÷ WebP lossless (`method=6`), holding the very same pixels, and
+`Image.open(kmq).load()` ÷ `Image.open(png8).convert("RGB")` time (PNG-8 with `optimize=True`), for
 
 - thumbnails 16, 32, 64 and 128 pixels wide of the Kodak photos and of the drawings made for
   tuning (`rows_level.py`), at K = 4, 16, 64 (the tuning set);
@@ -15,19 +16,21 @@ streams) are a large part of the file. KMQ's bytes ÷ PNG-8 squeezed by oxipng (
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterator
 
 import heldout
 import numpy as np
 import oxipng
 import rows_level
-from common import geomean, kodak_images
+from common import best_time, geomean, kodak_images
 from PIL import Image, ImageDraw
 
 import pil_kmq  # noqa: F401  (registers KMQ)
 
 WIDTHS = (16, 32, 64, 128)
 KS = (4, 16, 64)
+LOAD_ROUNDS, LOAD_SECONDS = 3, 0.01
 
 
 def _bytes(save: object) -> int:
@@ -36,8 +39,8 @@ def _bytes(save: object) -> int:
     return len(buffer.getvalue())
 
 
-def measure(image: Image.Image, k: int) -> tuple[int, float, float]:
-    """(KMQ bytes, ÷ PNG-8 + oxipng, ÷ WebP lossless) of the pixels a KMQ save at k keeps."""
+def measure(image: Image.Image, k: int) -> tuple[int, float, float, float]:
+    """(KMQ bytes, ÷ PNG-8 + oxipng, ÷ WebP lossless, load ÷ PNG-8's) of the pixels a KMQ save at k keeps."""
     buffer = io.BytesIO()
     image.save(buffer, "KMQ", k=k)
     kmq = buffer.getvalue()
@@ -49,7 +52,20 @@ def measure(image: Image.Image, k: int) -> tuple[int, float, float]:
     paletted.save(png, "PNG", optimize=True)
     squeezed = len(oxipng.optimize_from_memory(png.getvalue(), level=4))
     webp = _bytes(lambda fp: decoded.save(fp, "WEBP", lossless=True, quality=100, method=6))
-    return len(kmq), len(kmq) / squeezed, len(kmq) / webp
+    return len(kmq), len(kmq) / squeezed, len(kmq) / webp, load_ratio(kmq, png.getvalue())
+
+
+def load_ratio(kmq: bytes, png: bytes) -> float:
+    """KMQ's load time ÷ PNG-8's: each the best of LOAD_ROUNDS rounds, taken in turn, of enough
+    loads to last LOAD_SECONDS (a thumbnail loads in tenths of a millisecond)."""
+    load_kmq = lambda: Image.open(io.BytesIO(kmq)).load()  # noqa: E731
+    load_png = lambda: Image.open(io.BytesIO(png)).convert("RGB")  # noqa: E731
+    repeat = max(5, int(LOAD_SECONDS / max(best_time(load_png, 3), 1e-6)))
+    kmq_best, png_best = math.inf, math.inf
+    for _ in range(LOAD_ROUNDS):
+        kmq_best = min(kmq_best, best_time(load_kmq, repeat))
+        png_best = min(png_best, best_time(load_png, repeat))
+    return kmq_best / png_best
 
 
 def thumbnails(images: dict[str, Image.Image]) -> Iterator[tuple[int, str, Image.Image]]:
@@ -93,12 +109,12 @@ def colours(image: Image.Image) -> int:
 
 def summary(title: str, rows: list[tuple[int, str, int, int, float, float]]) -> None:
     print(f"\n{title}\n")
-    print("| width | images | KMQ ÷ PNG-8 + oxipng, geometric mean (worst) | KMQ ÷ WebP-LL, geometric mean (worst) |")
-    print("|---|---|---|---|")
+    print("| width | images | KMQ ÷ PNG-8 + oxipng, geometric mean (worst) | KMQ ÷ WebP-LL, geometric mean (worst) | load ÷ PNG-8, geometric mean (worst) |")
+    print("|---|---|---|---|---|")
     for width in sorted({row[0] for row in rows}):
         some = [row for row in rows if row[0] == width]
-        png, webp = [row[4] for row in some], [row[5] for row in some]
-        print(f"| {width} | {len(some)} | {geomean(png):.3f} ({max(png):.3f}) | {geomean(webp):.3f} ({max(webp):.3f}) |")
+        png, webp, load = [row[4] for row in some], [row[5] for row in some], [row[6] for row in some]
+        print(f"| {width} | {len(some)} | {geomean(png):.3f} ({max(png):.3f}) | {geomean(webp):.3f} ({max(webp):.3f}) | {geomean(load):.2f} ({max(load):.2f}) |")
 
 
 def main() -> None:
@@ -109,15 +125,16 @@ def main() -> None:
     rows = [(width, name, k, *measure(image, k)) for width, name, image in thumbnails(held) for k in KS]
     summary("Held out: thumbnails of the 11 held-out photos and 6 graphics, K = 4, 16, 64", rows)
     print("\nHeld out: small graphics drawn here, at their exact colour count\n")
-    print("| image | size | colours | KMQ bytes | ÷ PNG-8 + oxipng | ÷ WebP-LL |")
-    print("|---|---|---|---|---|---|")
+    print("| image | size | colours | KMQ bytes | ÷ PNG-8 + oxipng | ÷ WebP-LL | load ÷ PNG-8 |")
+    print("|---|---|---|---|---|---|---|")
     drawn = []
     for name, image in drawn_small().items():
         n = colours(image)
-        size, png, webp = measure(image, n)
-        drawn.append((png, webp))
-        print(f"| {name} | {image.width}x{image.height} | {n} | {size} | {png:.3f} | {webp:.3f} |")
-    print(f"| **geometric mean** (worst) | | | | **{geomean(r[0] for r in drawn):.3f}** ({max(r[0] for r in drawn):.3f}) | **{geomean(r[1] for r in drawn):.3f}** ({max(r[1] for r in drawn):.3f}) |")
+        size, png, webp, load = measure(image, n)
+        drawn.append((png, webp, load))
+        print(f"| {name} | {image.width}x{image.height} | {n} | {size} | {png:.3f} | {webp:.3f} | {load:.2f} |")
+    means = " | ".join(f"**{geomean(r[i] for r in drawn):.{3 if i < 2 else 2}f}** ({max(r[i] for r in drawn):.{3 if i < 2 else 2}f})" for i in range(3))
+    print(f"| **geometric mean** (worst) | | | | {means} |")
 
 
 if __name__ == "__main__":

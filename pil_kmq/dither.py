@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.spatial import cKDTree
 
 from .format import MAX_K, index_dtype
+from .kmeans import kd_tree
 from .quantize import color_keys
 
 # Entries of a Pillow palette, and the most that uint8 indices address.
@@ -99,7 +99,7 @@ def _wavefront_dither(image: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     entries = codebook.astype(np.float64)
     if alpha:
         entries = np.column_stack([entries, _ALPHA_CLASS[codebook[:, -1]]])
-    tree = cKDTree(entries)
+    tree = kd_tree(entries)
     entry_colour = codebook[:, :colour].astype(np.float32)
     opacities = image.reshape(-1, channels)[:, -1]
     # Working colours with a column each side and a row below: every share has a target.

@@ -15,11 +15,10 @@ drifted.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
-from scipy.spatial import cKDTree
 
 from .jobs import WORKERS, run_jobs
 
@@ -44,6 +43,14 @@ _BRUTE_LISTS_K = 512
 # Searches of at least this many points are split between the pool's threads: a hand-off
 # costs tens of microseconds, a step over 16k colours at k = 256 about a millisecond.
 SPLIT_POINTS = 1 << 14
+
+
+def kd_tree(points: np.ndarray) -> Any:
+    """scipy's k-d tree of these points. scipy.spatial is imported on first use: it took a third
+    of `import pil_kmq` (0.3 s), which a program that only reads KMQ files never needs."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -91,7 +98,7 @@ def neighbour_lists(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = min(k, NEIGHBOURS if k <= _BRUTE_LISTS_K else TREE_NEIGHBOURS)
     if k <= _BRUTE_LISTS_K:
         return _brute_lists(centroids, m)
-    distance, order = cKDTree(centroids).query(centroids, k=min(k, m + 1), workers=_workers(k, min(k, m + 1)))
+    distance, order = kd_tree(centroids).query(centroids, k=min(k, m + 1), workers=_workers(k, min(k, m + 1)))
     rows = np.arange(k)
     own = np.argmax(order == rows[:, None], axis=1)  # a duplicate may come before itself
     order[rows, own], distance[rows, own] = order[:, 0], distance[:, 0]
@@ -405,7 +412,7 @@ def _checked_bounds(bounds: Bounds, k: int, n: int) -> Bounds:
 
 def initial_labels(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Each point's nearest centroid by a k-d tree (ties either way): a start for lloyd()."""
-    return cKDTree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
+    return kd_tree(centroids).query(points, k=1, workers=_workers(len(points)))[1].astype(np.int64)
 
 
 _DONE, _STALE_LISTS, _MOVED_EMPTY, _ASSIGN, _SPENT = 0, 1, 2, 3, 4
@@ -456,7 +463,7 @@ def _search_deferred(points: np.ndarray, centroids: np.ndarray, found: np.ndarra
     tree; returns how many labels changed."""
     if not len(found):
         return 0
-    distance, nearest = cKDTree(centroids).query(points[found], k=3, workers=_workers(len(found), 3))
+    distance, nearest = kd_tree(centroids).query(points[found], k=3, workers=_workers(len(found), 3))
     changed = int((labels[found] != nearest[:, 0]).sum())
     labels[found], bounds.runner[found] = nearest[:, 0], nearest[:, 1]
     bounds.upper[found], bounds.runner_lower[found], bounds.lower[found] = distance[:, 0], distance[:, 1], distance[:, 2]
@@ -578,7 +585,7 @@ def _tree_exact(points: np.ndarray, book: np.ndarray) -> np.ndarray:
     """Exact nearest entries by a k-d tree: its nearest is exact unless the runner-up is as
     near (distances of integer points are exact in float64); such ties are settled by all
     distances, to the lowest index."""
-    distance, nearest = cKDTree(book).query(points, k=2, workers=_workers(len(points), 2))
+    distance, nearest = kd_tree(book).query(points, k=2, workers=_workers(len(points), 2))
     labels = nearest[:, 0]
     for i in np.flatnonzero(distance[:, 0] == distance[:, 1]):
         labels[i] = int(np.argmin(((book - points[i]) ** 2).sum(axis=1)))

@@ -322,3 +322,16 @@ def test_resaving_a_kmq_image_keeps_its_k_and_colours(parrot: Image.Image) -> No
     with Image.open(io.BytesIO(again)) as resaved:
         assert resaved.kmq_header.k == image.kmq_header.k
         assert resaved.tobytes() == image.tobytes()
+
+
+def test_reading_never_imports_what_only_saving_needs(tmp_path: Path) -> None:
+    """scipy.spatial (the k-means' k-d trees) took a third of `import pil_kmq`: a program that
+    only reads KMQ files does not import it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "x.kmq"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path, k=2)
+    code = f"import sys; from PIL import Image; import pil_kmq; Image.open({str(path)!r}).load(); print('scipy.spatial' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
