@@ -340,19 +340,28 @@ def _zlib_compress(data: bytes) -> bytes:
 
 
 def _zstd_compress(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
-    return _level_compressor(level).compress(data)
+    compressor = _kept_compressor(level) if len(data) <= KEPT_COMPRESSOR_BYTES else _compressor(level)
+    return compressor.compress(data)
 
 
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
+
+
+# Each thread keeps a compressor a level for inputs up to this size: made afresh for every
+# frame, a context took 2-3 x as long as compressing a thumbnail's frame, and ~1 ms more on a
+# photo's strip. A kept context keeps the tables its largest input needed: 4.7 MB at this
+# size and the strips' level (17.7 MB at 1 MiB); above it a fresh one costs little beside the
+# compression. Each one-call compression starts a new frame, byte for byte what a new
+# compressor writes.
+KEPT_COMPRESSOR_BYTES = 1 << 18
 _THREAD = threading.local()
 
 
-def _level_compressor(level: int) -> zstandard.ZstdCompressor:
-    """This thread's compressor at `level`, kept: made afresh for every frame, its context
-    took 2-3 x as long as compressing a thumbnail's frame, and ~1 ms more on a photo's strip.
-    Each one-call compression starts a new frame, byte for byte what a new compressor writes."""
+def _kept_compressor(level: int) -> zstandard.ZstdCompressor:
     kept = _THREAD.__dict__.setdefault("compressors", {})
     if level not in kept:
-        kept[level] = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
+        kept[level] = _compressor(level)
     return kept[level]
 
 

@@ -556,3 +556,14 @@ def test_a_broken_frame_leaves_the_threads_decompressor_ready() -> None:
         with pytest.raises(KmqError, match=message):
             inflate_zstd_whole(bad, len(data), "frame")
         assert inflate_zstd_whole(good, len(data), "frame") == data
+
+
+def test_kept_compressors_write_what_a_new_compressor_writes() -> None:
+    """Runs compress through a compressor kept by the thread (up to KEPT_COMPRESSOR_BYTES):
+    each frame is byte for byte a new compressor's, whatever it compressed before."""
+    rng = np.random.default_rng(5)
+    fresh = lambda data: zstandard.ZstdCompressor(level=coding.ZSTD_LEVEL, write_content_size=True, write_checksum=False).compress(data)  # noqa: E731
+    sizes = (300, 40_000, coding.KEPT_COMPRESSOR_BYTES, coding.KEPT_COMPRESSOR_BYTES + 1, 300)
+    for size in sizes:
+        data = np.repeat(rng.integers(0, 16, size // 4 + 1, dtype=np.uint8), 4)[:size].tobytes()
+        assert coding._zstd_compress(data) == fresh(data)
