@@ -12,7 +12,6 @@ repeats one above is then a repeated byte string, which zstd finds.
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
@@ -32,7 +31,7 @@ from .format import (
     raw_stream_length,
     strip_minor,
 )
-from .jobs import WORKERS, run_jobs
+from .jobs import WORKERS, kept_by_thread, run_jobs
 from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near
 
 _U32 = struct.Struct(">I")
@@ -355,14 +354,10 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 # compression. Each one-call compression starts a new frame, byte for byte what a new
 # compressor writes.
 KEPT_COMPRESSOR_BYTES = 1 << 18
-_THREAD = threading.local()
 
 
 def _kept_compressor(level: int) -> zstandard.ZstdCompressor:
-    kept = _THREAD.__dict__.setdefault("compressors", {})
-    if level not in kept:
-        kept[level] = _compressor(level)
-    return kept[level]
+    return kept_by_thread(("zstd compressor", level), lambda: _compressor(level))
 
 
 _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {

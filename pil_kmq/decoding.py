@@ -11,7 +11,6 @@ file (row ranges). Knows nothing of Pillow.
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from .format import (
     raw_stream_length,
     row_bytes,
 )
+from .jobs import kept_by_thread
 from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
@@ -186,7 +186,7 @@ class Inflater:
         data, self._input = self._input[:size], self._input[size:]
         self._fed = True
         if self._engine is None:  # made only now: a context costs as much as inflating a small frame
-            self._engine = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompressobj()
+            self._engine = _decompressor().decompressobj()
         engine: Any = self._engine
         try:
             piece = engine.decompress(data)
@@ -220,16 +220,14 @@ class Inflater:
         self._head.clear()
 
 
-_THREAD = threading.local()
+def _decompressor() -> zstandard.ZstdDecompressor:
+    return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
 
 
 def _whole_frame_decompressor() -> zstandard.ZstdDecompressor:
     """This thread's decompressor for whole frames: made afresh, a context took ten times as
     long as inflating a thumbnail's frame. One-call decompression leaves it ready for the next."""
-    decompressor = getattr(_THREAD, "zstd", None)
-    if decompressor is None:
-        decompressor = _THREAD.zstd = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
-    return decompressor
+    return kept_by_thread("zstd decompressor", _decompressor)
 
 
 def inflate_zstd_whole(data: bytes, expected: int, what: str) -> bytes:

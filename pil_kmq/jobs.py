@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar
 
 WORKERS = min(2, os.cpu_count() or 1)
 
 _pool: ThreadPoolExecutor | None = None
+_kept = threading.local()
+T = TypeVar("T")
 _POOL_PREFIX = "kmq-pool"
 _pool_lock = threading.Lock()
 
@@ -48,3 +51,12 @@ def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]
     finally:
         wait(futures)
     return [first, *(future.result() for future in futures)]
+
+
+def kept_by_thread(key: Hashable, make: Callable[[], T]) -> T:
+    """The calling thread's object for `key`, made by make() on its first use there: for
+    objects costly to make and unsafe to share between threads (zstd contexts)."""
+    objects = _kept.__dict__.setdefault("objects", {})
+    if key not in objects:
+        objects[key] = make()
+    return objects[key]
