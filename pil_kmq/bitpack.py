@@ -45,8 +45,9 @@ def unpack_indices(data: bytes | bytearray | memoryview, bits_per_index: int, co
     if bit_offset % 8 == 0 and bits_per_index in _BYTE_DTYPES:
         values = np.frombuffer(data, _BYTE_DTYPES[bits_per_index], count, bit_offset // 8)
         return values.astype(np.uint16)
-    if bit_offset % 8 == 0 and bits_per_index in _SUB_BYTE:
-        return _unpack_sub_byte(np.frombuffer(data, np.uint8, (end - bit_offset + 7) // 8, bit_offset // 8), bits_per_index, count)
+    if bit_offset % 8 == 0 and bits_per_index in _SUB_BYTE:  # as one row: each byte's values looked up
+        size = (end - bit_offset + 7) // 8
+        return unpack_rows(memoryview(data)[bit_offset // 8 : bit_offset // 8 + size], bits_per_index, 1, size * 8 // bits_per_index).reshape(-1)[:count]
     bits = bitarray(endian="big")
     bits.frombytes(bytes(data[: (end + 7) // 8]))
     bit_bytes = np.frombuffer(bits[bit_offset:end].unpack(), dtype=np.uint8).reshape(count, bits_per_index)

@@ -176,6 +176,7 @@ class _Spare:
     alternate with other work); at most WORKERS arrays of up to MAX_BYTES are kept."""
 
     MAX_BYTES = 1 << 22
+    MIN_BYTES = 1 << 16  # below, a new array comes from the heap: cheaper than the lock
 
     def __init__(self) -> None:
         self._free: list[np.ndarray] = []
@@ -183,6 +184,8 @@ class _Spare:
 
     def take(self, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
         size = shape[0] * shape[1] * np.dtype(dtype).itemsize
+        if size < self.MIN_BYTES:
+            return np.empty(shape, dtype=dtype)
         with self._lock:
             fits = [number for number, buffer in enumerate(self._free) if buffer.size >= size]
             if fits:
@@ -191,13 +194,16 @@ class _Spare:
         return np.empty(shape, dtype=dtype)
 
     def give(self, *arrays: np.ndarray) -> None:
-        with self._lock:
-            for array in arrays:
-                buffer = array
-                while isinstance(buffer.base, np.ndarray):  # back to the whole buffer it was cut from
-                    buffer = buffer.base
-                if buffer.nbytes <= self.MAX_BYTES and len(self._free) < WORKERS and buffer.flags.c_contiguous:
-                    self._free.append(buffer.reshape(-1).view(np.uint8))
+        kept = []
+        for array in arrays:
+            buffer = array
+            while isinstance(buffer.base, np.ndarray):  # back to the whole buffer it was cut from
+                buffer = buffer.base
+            if self.MIN_BYTES <= buffer.nbytes <= self.MAX_BYTES and buffer.flags.c_contiguous:
+                kept.append(buffer.reshape(-1).view(np.uint8))
+        if kept:
+            with self._lock:
+                self._free.extend(kept[: WORKERS - len(self._free)])
 
 
 _SPARE_ROWS = _Spare()
@@ -278,8 +284,14 @@ class IndexStreamDecoder:
 
     def _take_uncoded(self) -> Iterator[Piece]:
         header = self.header
+        pixels = header.width * header.height
+        if self._strip is None and pixels <= BLOCK_PIXELS and self._available() >= header.index_stream_length:  # all in hand
+            data = self._consume(header.index_stream_length)
+            found = decode_whole(data, pixels, 0, header.width, header.k, header.bits_per_index, "KMQ index stream", self._values, method=StripMethod.RAW)
+            self._pixels_done = pixels
+            yield 0, 0, found.reshape(header.height, header.width)
+            return
         if self._strip is None:
-            pixels = header.width * header.height
             self._strip = StripDecoder(
                 pixels, 0, header.width, header.k, header.bits_per_index, header.index_stream_length, "KMQ index stream", method=StripMethod.RAW, table=self._values, scratch=self._scratch()
             )

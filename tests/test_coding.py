@@ -13,9 +13,10 @@ import zstandard
 from conftest import kmq_bytes
 from PIL import Image
 
-from pil_kmq import COMPRESSIONS, KmqError, coding, compress_image, decode_kmq, encode_kmq, stream
+from pil_kmq import COMPRESSIONS, KmqError, coding, compress_image, decode_kmq, decoding, encode_kmq, stream
 from pil_kmq.coding import STRIP_PIXELS, Palette, encode_strip, parse_table, strip_height_for
 from pil_kmq.near import MAX_K
+from pil_kmq.bitpack import pack_indices
 from pil_kmq.decoding import decode_whole
 from pil_kmq.format import IndexCoding, StripMethod, crc32, pack_crc
 
@@ -321,6 +322,40 @@ def test_malformed_strip_raises_oserror_naming_the_strip(strip: bytes, message: 
     assert message in str(caught.value)
     with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match="KMQ strip 0"):
         image.load()
+    with pytest.raises(KmqError) as caught:  # row ranges, and strips too big to hold whole, take this path
+        _piece_by_piece(strip, 6, 6, 3, 2)
+    assert message in str(caught.value)
+
+
+def _piece_by_piece(strip: bytes, pixels: int, width: int, k: int, bits: int, table: np.ndarray | None = None) -> np.ndarray:
+    """The strip decoded by StripDecoder, pulled piece by piece, where decode_whole decodes
+    a small runs, rows or raw strip in one go."""
+    decoder = decoding.StripDecoder(pixels, 0, width, k, bits, len(strip), "KMQ strip 0", lambda at, size: strip[at : at + size], table=table)
+    found = [piece.copy() for _, piece in decoder.pieces()]
+    if not decoder.done:
+        raise KmqError("KMQ strip 0: cut short")
+    return np.concatenate(found)
+
+
+@pytest.mark.parametrize("k", [2, 3, 16, 200, 256, 257, 3000])
+def test_small_strips_decode_whole_as_they_do_piece_by_piece(k: int) -> None:
+    """decode_whole's one-go paths give the pixels, and table values, of the piece-by-piece decoder."""
+    rng = np.random.default_rng(k)
+    bits = (k - 1).bit_length()
+    width, rows = 53, 7
+    runs = np.repeat(rng.integers(0, k, width * rows), rng.integers(1, 9, width * rows))[: width * rows].reshape(rows, width)
+    table = np.arange(k, dtype=np.uint32) * 7919
+    strips = [
+        coding._runs_strip(runs, bits, StripMethod.RUNS_ZLIB),
+        coding._runs_strip(runs, bits, StripMethod.RUNS_ZSTD),
+        coding._rows_strip(runs, bits),
+        bytes([StripMethod.RAW]) + pack_indices(runs.reshape(-1), bits),
+    ]
+    for strip in strips:
+        for values in (None, table):
+            whole = decode_whole(strip, runs.size, 0, width, k, bits, "strip", values)
+            assert np.array_equal(whole, runs.reshape(-1) if values is None else table[runs.reshape(-1)]), strip[0]
+            assert np.array_equal(whole, _piece_by_piece(strip, runs.size, width, k, bits, values))
 
 
 def test_zlib_bomb_is_stopped_at_the_declared_size() -> None:
@@ -509,6 +544,8 @@ def test_rows_strip_decodes_in_pieces_of_whole_rows_and_of_wide_rows(monkeypatch
 def test_bad_rows_strip_is_an_oserror_naming_the_rule(content: bytes, message: str) -> None:
     with pytest.raises(KmqError, match=message):
         decode_whole(_rows(content), 3, 0, 3, 3, 2, "strip")
+    with pytest.raises(KmqError, match=message):
+        _piece_by_piece(_rows(content), 3, 3, 3, 2)
 
 
 def test_rows_strip_with_bytes_after_its_frame_or_over_its_bound_is_refused() -> None:

@@ -300,12 +300,24 @@ def test_decoder_reads_all_channel_layouts() -> None:
             assert np.array_equal(np.asarray(image).reshape(expected.shape), expected)
 
 
-def test_index_out_of_range_is_rejected() -> None:
-    header = Header(2, 1, 3, 3, 2, IndexCoding.NONE, 1).pack()
-    body = header + bytes(9) + bytes([0b11000000])  # second... first index is 3, k = 3
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        (bytes(3) + bytes([0b11000000]), "index 3 at row 0, column 12 is out of range for k=3"),  # the last index 3, k = 3
+        (bytes(3) + bytes([0b01000001]), "padding bits are not zero"),  # 13 indices of 2 bits, then 6 bits of padding
+    ],
+)
+def test_bad_uncoded_stream_is_rejected_held_whole_or_fed_in_bytes(stream: bytes, message: str) -> None:
+    header = Header(13, 1, 3, 3, 2, IndexCoding.NONE, 4).pack()
+    body = header + bytes(9) + stream
     data = body + pack_crc(crc32(body))
-    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match="index 3 at row 0, column 0 is out of range for k=3"):
-        image.load()
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(OSError, match=message):
+        image.load()  # the stream is all in hand: decoded in one go
+    parser = ImageFile.Parser()
+    with pytest.raises(OSError, match=message):
+        for at in range(len(data)):  # byte by byte: decoded piece by piece as the bytes come
+            parser.feed(data[at : at + 1])
+        parser.close()
 
 
 def test_verify_after_load_raises_runtimeerror_like_pillow(parrot_kmq: bytes) -> None:
