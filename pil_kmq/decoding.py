@@ -855,11 +855,12 @@ def _runs_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     if flags_length > stream_bound(flag_bytes):
         raise KmqError(f"{what}: flags_length {flags_length} is over {stream_bound(flag_bytes)}, the most {flag_bytes} bytes of flags may take")
     literals_at = RUNS_HEAD_SIZE + flags_length
-    flags = np.frombuffer(inflate_whole(method, bytes(data[RUNS_HEAD_SIZE:literals_at]), flag_bytes, f"{what} flags"), dtype=np.uint8)
-    if flags[0] & 0x80:
+    packed_flags = inflate_whole(method, bytes(data[RUNS_HEAD_SIZE:literals_at]), flag_bytes, f"{what} flags")
+    if packed_flags[0] & 0x80:  # checked on the bytes: a numpy scalar's operators cost more
         raise KmqError(f"{what} flags: the first flag of a strip must be 0")
-    if not padding_is_zero(flags, pixels):
+    if not padding_is_zero(packed_flags, pixels):
         raise KmqError(f"{what} flags: padding bits are not zero")
+    flags = np.frombuffer(packed_flags, dtype=np.uint8)
     expected = zero_flags(flags, 0, pixels) * literal_width(bits)
     if len(data) - literals_at > stream_bound(expected):
         raise KmqError(f"{what} literals: {len(data) - literals_at} bytes is over {stream_bound(expected)}, the most {expected} bytes of literals may take")
