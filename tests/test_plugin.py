@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import pickle
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +320,30 @@ def test_bad_uncoded_stream_is_rejected_held_whole_or_fed_in_bytes(stream: bytes
         for at in range(len(data)):  # byte by byte: decoded piece by piece as the bytes come
             parser.feed(data[at : at + 1])
         parser.close()
+
+
+def test_a_loaded_image_and_its_decoder_are_freed_without_the_garbage_collector(parrot_kmq: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reference cycle through the decoder kept each image's pixel memory until the cyclic
+    collector ran: a batch of large images piled up, and every load wrote into fresh pages."""
+    decoders = []
+    init = pil_kmq.plugin.KmqDecoder.init
+
+    def watched(self: pil_kmq.plugin.KmqDecoder, args: tuple) -> None:
+        decoders.append(weakref.ref(self))
+        init(self, args)
+
+    monkeypatch.setattr(pil_kmq.plugin.KmqDecoder, "init", watched)
+    gc.collect()
+    gc.disable()
+    try:
+        image = Image.open(io.BytesIO(parrot_kmq))
+        image.load()
+        loaded = weakref.ref(image)
+        del image
+        assert loaded() is None
+        assert len(decoders) == 1 and decoders[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_verify_after_load_raises_runtimeerror_like_pillow(parrot_kmq: bytes) -> None:
