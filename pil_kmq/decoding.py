@@ -758,8 +758,13 @@ class StripDecoder:
             self._range_error(int(found[at]), first + at)
 
     def _range_error(self, value: int, pixel: int) -> None:
-        row, column = divmod(pixel, self.width)
-        raise KmqError(f"{self.what}: index {value} at row {row}, column {column} is out of range for k={self.k}")
+        raise range_error(self.what, value, pixel, self.width, self.k)
+
+
+def range_error(what: str, value: int, pixel: int, width: int, k: int) -> KmqError:
+    """The error for index `value` >= k at `pixel` (counted from the image's first pixel)."""
+    row, column = divmod(pixel, width)
+    return KmqError(f"{what}: index {value} at row {row}, column {column} is out of range for k={k}")
 
 
 def decode_whole(
@@ -810,8 +815,7 @@ def _raw_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: i
     found = unpack_indices(data, bits, pixels)
     if k < 1 << bits and pixels and int(found.max()) >= k:  # else every value the bits can hold is < k
         at = int(np.argmax(found >= k))
-        row, column = divmod(first_pixel + at, width)
-        raise KmqError(f"{what}: index {int(found[at])} at row {row}, column {column} is out of range for k={k}")
+        raise range_error(what, int(found[at]), first_pixel + at, width, k)
     if not padding_is_zero(data, pixels * bits):
         raise KmqError(f"{what}: padding bits are not zero")
     if table is None:
@@ -836,7 +840,7 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     found = unpack_rows(packed, packing, rows, padded_row * 8 // packing)[:, :width]
     if k < 1 << packing and int(found.max()) >= k:  # else every value the bits can hold is < k
         row, column = divmod(int(np.argmax(found >= k)), width)
-        raise KmqError(f"{what}: index {int(found[row, column])} at row {first_pixel // width + row}, column {column} is out of range for k={k}")
+        raise range_error(what, int(found[row, column]), first_pixel + row * width + column, width, k)
     if table is None:
         out.reshape(rows, width)[:] = found
     else:
@@ -870,17 +874,17 @@ def _runs_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     if not expand_runs(flags, 0, literals, 0, out, runs_table):
         bad = int(np.argmax(literals >= k))
         zero_at = np.flatnonzero(np.unpackbits(flags)[:pixels] == 0)[bad]
-        row, column = divmod(first_pixel + int(zero_at), width)
-        raise KmqError(f"{what}: index {int(literals[bad])} at row {row}, column {column} is out of range for k={k}")
+        raise range_error(what, int(literals[bad]), first_pixel + int(zero_at), width, k)
 
 
 def inflate_whole(method: StripMethod, data: bytes, expected: int, what: str) -> bytes:
     """A zlib stream or zstd frame held whole, inflated to exactly `expected` (>= 1) bytes
     under Inflater's rules, in one call: at most expected + 1 bytes are ever made."""
     if method in (StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD):
-        if len(data) < zstd_header_length(data):
+        head = zstd_header_length(data)
+        if len(data) < head:
             raise KmqError(f"{what}: stream is cut short (0 of {expected} bytes)")
-        check_zstd_header(data[: zstd_header_length(data)], expected, what)
+        check_zstd_header(data[:head], expected, what)
         inflated = inflate_zstd_whole(data, expected, what)
         if len(inflated) != expected:
             raise KmqError(f"{what}: stream holds {len(inflated)} bytes, {expected} expected")
