@@ -182,6 +182,28 @@ def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_rans_is_ahead_
     assert heights == [strip_height_for(768, 512), 512]
 
 
+@pytest.mark.parametrize(("width", "height", "strips"), [(256, 256, 1), (362, 362, 1), (363, 363, 2), (512, 512, 2), (1024, 768, 4), (1024, 1024, 4), (1200, 1000, 6)])
+def test_a_near_photo_of_more_than_half_a_decoding_job_a_half_gets_an_even_number_of_strips(width: int, height: int, strips: int) -> None:
+    """Both decoding workers share a near_rans photo: more than NEAR_SPLIT_PIXELS pixels (its
+    halves then go to different jobs) are cut into an even number of strips, at least two;
+    runs keep a photo's strips of about STRIP_PIXELS."""
+    first = np.random.default_rng(5).integers(0, 16, (min(height, STRIP_PIXELS // width), width), dtype=np.uint8)
+    palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
+    near = coding.writer_strip_height(first, width, height, 4, StripMethod.NEAR_RANS, palette)
+    assert -(-height // near) == strips
+    assert coding.writer_strip_height(first, width, height, 4, StripMethod.RUNS_ZSTD) == strip_height_for(width, height)
+    half = -(-width * height // 2) * coding.NEAR_JOB_WEIGHT
+    assert (half > decoding.JOB_PIXELS // 2) == (strips > 1)
+
+
+def test_a_near_photo_of_512_by_512_is_stored_in_two_near_rans_strips() -> None:
+    rng = np.random.default_rng(6)
+    y, x = np.mgrid[0:512, 0:512]
+    pixels = np.clip(128 + 60 * (np.sin(x / 23.0) * np.cos(y / 31.0))[..., None] + rng.normal(0, 12, (512, 512, 3)), 0, 255).astype(np.uint8)
+    data = kmq_bytes(Image.fromarray(pixels), k=16, compression="near")
+    assert strip_count(data) == 2 and strip_methods(data) == {StripMethod.NEAR_RANS}
+
+
 def strip_count(data: bytes) -> int:
     header, _ = decode_kmq(data)
     start = header.index_stream_offset
