@@ -41,6 +41,7 @@ COLOUR_ORDER_K = 1024
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
 ACTIVITY_LEVELS = (16, 256)  # squared colour difference of left and above: <= 16, <= 256, more
+FLAT_CONTEXT = 3 * 15  # all four neighbours equal (pattern 15), so no colour difference (level 0)
 
 
 def token_limit(k: int) -> int:
@@ -576,15 +577,31 @@ def _decode(
     found = np.zeros(4, dtype=np.int64)
     ranks = np.zeros(4, dtype=np.int64)
     done = 0
+    flat = int(frequency[FLAT_CONTEXT, 0])  # token 0's interval in the flat context starts at 0
     while done < count:
         now = y & 1
         end = min(width, x + count - done)
         left, above, above_left, above_right = _neighbours(rows, y, x, width)
-        for column in range(x, end):
+        column = x
+        while column < end:
             if y == 0:
                 above = above_left = above_right = left
             else:
                 above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
+            if (left == above) & (above_left == left) & (above_right == left) & ((state & (PROB_SCALE - 1)) < flat):
+                # All four neighbours one entry, and token 0 (that entry): what the steps
+                # below give, without their look-ups. The neighbours stay that entry.
+                state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
+                if state < STATE_LOW:
+                    if cursor >= words.size:
+                        return cursor, state, _NO_WORDS, done
+                    state = (state << 16) | int(words[cursor])
+                    cursor += 1
+                rows[now, column] = left
+                out[done] = left
+                done += 1
+                column += 1
+                continue
             context = _context(colours, levels, left, above, above_left, above_right)
             slot = state & (PROB_SCALE - 1)
             token = int(slots[context, slot])
@@ -632,6 +649,7 @@ def _decode(
             rows[now, column] = value
             out[done] = value
             done += 1
+            column += 1
             left, above_left, above = value, above, above_right
         x = end
         if x == width:

@@ -107,6 +107,40 @@ def test_compiled_decoder_agrees_with_the_spec_written_out(k: int, channels: int
     assert np.array_equal(out.reshape(shape), indices)
 
 
+def _blocks(rng: np.random.Generator, height: int, width: int, k: int) -> np.ndarray:
+    """A drawing's indices: flat rectangles (all four neighbours one entry), a few stray pixels."""
+    indices = np.zeros((height, width), dtype=near.index_dtype(k))
+    for _ in range(12):
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        indices[top : top + rng.integers(1, height), left : left + rng.integers(1, width)] = rng.integers(0, k)
+    stray = rng.random((height, width)) < 0.01
+    indices[stray] = rng.integers(0, k, int(stray.sum()))
+    return indices
+
+
+@pytest.mark.parametrize(("k", "shape"), [(2, (40, 33)), (16, (37, 64)), (256, (30, 50)), (1500, (25, 41))])
+def test_flat_runs_decode_as_the_spec_says_in_pieces_of_any_length(k: int, shape: tuple[int, int]) -> None:
+    """Flat pixels coded token 0 take the decoder's short way; the pixels are the spec's,
+    whatever pieces they are asked for in, and a stream cut inside them is refused."""
+    rng = np.random.default_rng(k + 1)
+    indices = _blocks(rng, *shape, k)
+    codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    payload = near.encode_near(indices, near.Palette(codebook))
+    assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0]), indices)
+    for piece in (1, 7, shape[1] - 1, shape[1] + 3, indices.size):
+        strip = near.NearStrip(payload, near.Palette(codebook), shape[1], k, "strip")
+        out = np.empty(indices.size, dtype=near.index_dtype(k))
+        for start in range(0, out.size, piece):
+            strip.decode(out[start : start + piece])
+        strip.finish()
+        assert np.array_equal(out.reshape(shape), indices)
+    assert len(payload) >= 10
+    cut = near.NearStrip(payload[:-2], near.Palette(codebook), shape[1], k, "strip")
+    with pytest.raises(KmqError, match="strip: "):
+        cut.decode(np.empty(indices.size, dtype=near.index_dtype(k)))
+        cut.finish()
+
+
 @pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26), (2048, 28), (4096, 30)])
 def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int) -> None:
     """A far colour (rank > 15) is coded as a token of 16 … 31 and its extra bits (up to 10);
