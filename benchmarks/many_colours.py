@@ -165,7 +165,7 @@ def graphics() -> dict[str, Image.Image]:
 def _saved(image: Image.Image, k: int) -> tuple[bytes, float]:
     def save() -> bytes:
         buffer = io.BytesIO()
-        image.save(buffer, "KMQ", k=k)
+        image.save(buffer, "KMQ", k=k, compression="zstd")  # the zstd writer's ways, not auto's near_rans (auto.py)
         return buffer.getvalue()
 
     data = save()

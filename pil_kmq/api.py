@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, coded, decode_bytes, encode_parts, read_prefix, weighed
+from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, weighed
 from .format import (
     CRC_SIZE,
     EXIF_PREFIX,
@@ -34,7 +34,9 @@ DEFAULT_K = 16
 DEFAULT_SEED = 0
 MAX_SEED = 2**32 - 1  # what scikit-learn accepts as random_state
 # compression= option -> how strips are stored; None is index_coding 0, the bit-packed stream.
+# "auto" is zstd's, but an image kept exactly may be coded near_rans (codec.auto_coded).
 COMPRESSIONS: dict[str, StripMethod | None] = {
+    "auto": StripMethod.RUNS_ZSTD,
     "none": None,
     "zlib": StripMethod.RUNS_ZLIB,
     "zstd": StripMethod.RUNS_ZSTD,
@@ -44,7 +46,7 @@ COMPRESSIONS: dict[str, StripMethod | None] = {
 # once, not five times (k <= 64): on the Kodak set the files came out as small (0.9999x,
 # geometric mean of 42 saves) for 9 % less save time.
 GROWTH_SEEDINGS = 1
-DEFAULT_COMPRESSION = "zstd"  # the smallest files and the fastest decoding (benchmarks/README.md)
+DEFAULT_COMPRESSION = "auto"  # small files, fast decoding (benchmarks/README.md)
 
 
 def check_k(k: object) -> int:
@@ -157,7 +159,8 @@ def compress_image(
     bits), each entry then moving to the mean of its pixels, while PSNR drops by at most that
     much. With psnr, k and these choices are made together for the smallest file in
     `compression`. dither=True maps the pixels by Floyd-Steinberg error diffusion instead (the
-    codebook is the same).
+    codebook is the same). With compression="auto" an image kept exactly comes back with its
+    strips coded, in the method writer_method tells.
     """
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")
@@ -171,6 +174,8 @@ def compress_image(
         quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
     else:
         quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
+        if compression == "auto" and not (loss or dither) and len(quantized.codebook) == clustering.colors:
+            return auto_coded(quantized)  # kept exactly
     if loss:
         trader = trader_for(pixels, quantized, method)
         quantized = trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
@@ -232,7 +237,16 @@ def encode_kmq(
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= len(codebook):
         raise ValueError(f"indices must be 0 to k-1={len(codebook) - 1}, found {low if low < 0 else high}")
+    if compression == "auto":  # these indices and codebook are the image, kept exactly
+        reuse = auto_coded(Quantized(indices, codebook))
+        return b"".join(encode_parts(indices, codebook, reuse.method, extension, reuse))
     return b"".join(encode_parts(indices, codebook, method, extension))
+
+
+def writer_method(quantized: Quantized, method: StripMethod | None) -> StripMethod | None:
+    """The strip method to write compress_image's result with, given the one its compression
+    selects: that of the strips it coded already (compression="auto" may have chosen)."""
+    return quantized.method if isinstance(quantized, Coded) else method
 
 
 def decode_kmq(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:

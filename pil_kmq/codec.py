@@ -18,6 +18,7 @@ from .coding import (
     check_strip_crc,
     encode_codebook,
     encode_strips,
+    looks_drawn,
     parse_strip_height,
     parse_table,
     strips_minor,
@@ -51,7 +52,7 @@ from .format import (
     unpack_crc,
 )
 from .jobs import WORKERS, run_jobs
-from .near import MAX_K
+from .near import MAX_K, estimated_size
 from .quantize import Quantized
 
 
@@ -83,6 +84,36 @@ def weighed(result: Quantized) -> Quantized:
     again.method, again.weighed = result.method, True
     again.index_stream = index_stream(result.indices, result.codebook, result.method, True, stream if coding == IndexCoding.STRIPS else ())
     return again
+
+
+# compression="auto" codes an image kept exactly near_rans where rows sampled one in AUTO_STEP
+# estimate that at most AUTO_NEAR_MARGIN of zstd's bytes: on the drawings made for tuning
+# (benchmarks/auto.py) the estimate fell that low only where near_rans was smaller (by 4 to 55 %),
+# and missed a 3 % gain. Below AUTO_MIN_BYTES of zstd's there is little to gain for the time.
+AUTO_STEP = 16
+AUTO_NEAR_MARGIN = 0.85
+AUTO_MIN_BYTES = 2048
+AUTO_PNG8_K = 256  # up to here the alternative is PNG-8, whose loads a photo's zstd strips beat
+
+
+def auto_coded(quantized: Quantized) -> Coded:
+    """quantized, whose codebook holds the image exactly, coded as compression="auto" codes
+    it: zstd's strips, or where the estimate (AUTO_NEAR_MARGIN) and then the coding find them
+    smaller, near_rans strips, unweighed and sized as a photo's (two or more above 2^17 pixels,
+    which decode side by side). Weighing each against zstd's, as "near" does, made the label
+    maps' files 4 % smaller but took 2.6 x as long (coding zstd again) for one strip that loads
+    on one thread. Loads of near_rans strips are slower than zstd's (PNG-8's): they are tried
+    only where the file keeps every colour, and at most AUTO_PNG8_K colours only for a drawing
+    (few literals: a label map), not for a photo re-saved at its k, whose loads stay fast."""
+    zstd = coded(quantized, StripMethod.RUNS_ZSTD)
+    size = sum(len(part) for part in zstd.index_stream[1])
+    indices, codebook = quantized
+    if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES or not (len(codebook) > AUTO_PNG8_K or looks_drawn(indices)):
+        return zstd
+    if estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
+        return zstd
+    near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
+    return near if sum(len(part) for part in near.index_stream[1]) < size else zstd
 
 
 def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None, weigh: bool = True, known: Sequence[bytes] = ()) -> tuple[IndexCoding, list[bytes]]:

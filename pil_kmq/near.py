@@ -235,14 +235,19 @@ def _token(symbol: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray) -> None:
-    """Every pixel's token, extra bits and context, in pixel order."""
+def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray, sampled: np.ndarray | None = None) -> None:
+    """Every pixel's token, extra bits and context, in pixel order; of the `sampled` rows only
+    (ascending) if given, each with the row above it as its context."""
     height, width = indices.shape
     k = colours.shape[0]
     rows = np.zeros((2, width), dtype=indices.dtype)
     found = np.zeros(4, dtype=np.int64)
     at = 0
-    for y in range(height):
+    count = height if sampled is None else sampled.size
+    for row in range(count):
+        y = row if sampled is None else int(sampled[row])
+        if sampled is not None and y > 0:
+            rows[(y + 1) & 1] = indices[y - 1]
         for x in range(width):
             value = int(indices[y, x])
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
@@ -334,6 +339,65 @@ def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
     state, written = _rans_encode(tokens, extras, contexts, frequency, start, words)
     stream = words[:written][::-1].astype(">u2").tobytes()
     return pack_model(frequency) + int(state).to_bytes(4, "big") + stream
+
+
+def estimated_size(indices: np.ndarray, codebook: np.ndarray, step: int) -> int:
+    """About the bytes encode_near makes of these indices, from one row in `step` (each with
+    the row above as its context), drawn in proportion to how much the row changes
+    (sampled_rows): their entropy in their contexts, each row weighted by the rows it stands
+    for, at least the cost of the likeliest frequency (PROB_SCALE - 1) a pixel, plus about two
+    bytes of model per token used in a context. Entries are ranked in index order, as above
+    COLOUR_ORDER_K: on drawings the estimate moved by 2 % at most, for none of the colour
+    orders' cost (up to 5 ms at 750 entries)."""
+    indices = np.ascontiguousarray(indices, dtype=index_dtype(len(codebook)))
+    rows, weights = sampled_rows(indices, step)
+    width = indices.shape[1]
+    tokens = np.empty(rows.size * width, dtype=np.uint8)
+    contexts = np.empty(rows.size * width, dtype=np.uint8)
+    colours = np.zeros((len(codebook), 4), dtype=np.int32)  # index order: no k x k tables to make
+    colours[:, : codebook.shape[1]] = codebook
+    _symbols(indices, colours, None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, rows)
+    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, np.repeat(weights, width), CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
+    totals = np.broadcast_to(counts.sum(axis=1, keepdims=True), counts.shape)
+    used = counts > 0
+    bits = float(np.sum(counts[used] * np.log2(totals[used] / counts[used]))) + indices.size * _LEAST_BITS
+    bits += float(counts.sum(axis=0) @ _EXTRA_BITS)
+    return round(bits / 8) + 2 * int(used.sum())
+
+
+@njit(cache=True, nogil=True)
+def _count_changes(indices: np.ndarray, changes: np.ndarray) -> None:
+    """Adds to each row's entry of `changes` its pixels unlike their left or above neighbour."""
+    height, width = indices.shape
+    for y in range(height):
+        row, above = indices[y], indices[y - 1 if y else 0]
+        count = 0
+        for x in range(1, width):  # branchless: the first pixel of a row counts as unchanged
+            count += (row[x] != row[x - 1]) | (row[x] != above[x])
+        changes[y] += count
+
+
+def sampled_rows(indices: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """About one row in `step` (every row of an image under 2 * step rows), ascending, and the
+    rows each stands for: drawn in proportion to the row's pixels unlike their left or above
+    neighbour, plus one, so that the few rows that carry a drawing's information (the edges of
+    blocks, the lines of a chart) are sampled, not the runs between them."""
+    height = indices.shape[0]
+    if height < 2 * step:
+        return np.arange(height), np.ones(height)
+    changes = np.ones(height)
+    _count_changes(indices, changes)
+    total, picks = np.cumsum(changes), -(-height // step)
+    share = total[-1] / picks
+    # one draw at random in each share (a fixed seed: the same file every time), not its middle,
+    # which blocks whose weight is the share's would meet at the same place every time
+    at = (np.arange(picks) + np.random.default_rng(0).random(picks)) * share
+    rows, times = np.unique(np.searchsorted(total, at), return_counts=True)
+    return rows, times * share / changes[rows]
+
+
+_EXTRA_BITS = np.array([_extra_bits.py_func(token) for token in range(TOKENS)], dtype=np.float64)
+_LEAST_BITS = float(np.log2(PROB_SCALE / (PROB_SCALE - 1)))
 
 
 # --- indices chosen for their cost (rate-optimized indices, rate.py) ---------------------------

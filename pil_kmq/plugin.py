@@ -20,6 +20,7 @@ from .api import (
     check_compression,
     check_metadata,
     compress_image,
+    writer_method,
 )
 from .codec import IndexStreamDecoder, encode_parts
 from .format import (
@@ -238,7 +239,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     compression = info.get("compression", DEFAULT_COMPRESSION)
     pixels = _pixels_to_store(im)
     quantized = compress_image(pixels, k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False), info.get("psnr_loss"), compression)
-    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, method, extension))])
+    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, writer_method(quantized, method), extension))])
 
 
 class KmqEncoder(ImageFile.PyEncoder):

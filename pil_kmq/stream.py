@@ -183,7 +183,8 @@ def encode(
     """Write source, an (H, W[, C]) uint8 array-like read by row strips, as a KMQ file to target
     (a path, written atomically, or a binary file object); options as Image.save's, except that
     psnr= keeps the smallest k with nearest-entry indices (Image.save's smallest file compares
-    whole encodings across k). Memory stays bounded whatever the image size; returns the
+    whole encodings across k) and compression="auto" writes zstd's strips (its near_rans trial
+    needs the whole image's indices at once). Memory stays bounded whatever the image size; returns the
     file's header."""
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")

@@ -195,18 +195,18 @@ def test_plan_names_each_file_once_and_never_enters_the_output_directory(
         (Path("sub/kodim23.png"), Path("sub/kodim23.kmq")),
         (Path("sub/deeper/kodim03-p12.png"), Path("sub/deeper/kodim03-p12.kmq")),
     ]
-    assert jobs[0].options == {"k": 3, "seed": 0, "compression": "zstd"}
+    assert jobs[0].options == {"k": 3, "seed": 0, "compression": "auto"}
     with pytest.raises(batch.PlanError, match="is the input itself"):
         batch.plan_jobs([source / "sub" / "old.kmq"], source / "sub")
 
 
 def test_save_options_pass_psnr_and_dither_only_when_given() -> None:
-    assert batch.save_options() == {"k": 16, "seed": 0, "compression": "zstd"}
+    assert batch.save_options() == {"k": 16, "seed": 0, "compression": "auto"}
     assert batch.save_options(psnr=30.0, dither=True) == {
         "psnr": 30.0,
         "dither": True,
         "seed": 0,
-        "compression": "zstd",
+        "compression": "auto",
     }
     with pytest.raises(ValueError, match="not both"):
         batch.save_options(k=4, psnr=30.0)

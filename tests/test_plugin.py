@@ -225,8 +225,8 @@ def test_same_image_and_options_give_identical_bytes_on_any_thread(parrot: Image
     assert results == [expected] * 4
 
 
-def test_default_options_are_k16_seed0_zstd(parrot: Image.Image) -> None:
-    assert kmq_bytes(parrot) == kmq_bytes(parrot, k=16, seed=0, compression="zstd")
+def test_default_options_are_k16_seed0_auto_which_is_zstd_for_a_photo(parrot: Image.Image) -> None:
+    assert kmq_bytes(parrot) == kmq_bytes(parrot, k=16, seed=0, compression="auto") == kmq_bytes(parrot, k=16, compression="zstd")
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,7 @@ def test_default_options_are_k16_seed0_zstd(parrot: Image.Image) -> None:
         ({"k": True}, "k must be an int"),
         ({"seed": -1}, "seed must be an int from 0"),
         ({"seed": "x"}, "seed must be an int"),
-        ({"compression": "zip"}, "compression must be one of 'none', 'zlib', 'zstd', 'near', not 'zip'"),
+        ({"compression": "zip"}, "compression must be one of 'auto', 'none', 'zlib', 'zstd', 'near', not 'zip'"),
         ({"compression": None}, "compression must be one of"),
     ],
 )

@@ -1,0 +1,122 @@
+"""compression="auto", the default: zstd's strips, except that an image kept exactly is coded
+near_rans where rows sampled from it estimate that far smaller, and the coding confirms it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import kmq_bytes
+from PIL import Image, ImageDraw
+from test_near import strip_methods
+
+from pil_kmq import codec, encode_kmq, near
+from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION
+from pil_kmq.format import StripMethod
+
+
+def _label_map(width: int = 600, height: int = 400, regions: int = 40, seed: int = 0) -> np.ndarray:
+    """Indices of a Voronoi partition: regions whose borders run on from row to row."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, (width, height), (regions, 2))
+    y, x = np.mgrid[0:height, 0:width]
+    distance = (x[..., None] - centres[:, 0]) ** 2 + (y[..., None] - centres[:, 1]) ** 2
+    return np.argmin(distance, axis=2).astype(np.uint8)
+
+
+def _image(indices: np.ndarray, seed: int = 1) -> Image.Image:
+    palette = np.random.default_rng(seed).integers(0, 256, (int(indices.max()) + 1, 3), dtype=np.uint8)
+    return Image.fromarray(palette[indices])
+
+
+def _text(lines: int = 80) -> Image.Image:
+    """Two colours of text: zstd finds the letters again, the near model does not."""
+    rng = np.random.default_rng(4)
+    image = Image.new("RGB", (700, 14 * lines + 10), "white")
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    for line in range(lines):
+        words = ("".join(chr(int(c)) for c in rng.integers(97, 123, rng.integers(2, 9))) for _ in range(14))
+        draw.text((5, 5 + 14 * line), " ".join(words), fill="black")
+    return image
+
+
+def test_auto_is_the_default_and_a_compression_name() -> None:
+    assert DEFAULT_COMPRESSION == "auto" and COMPRESSIONS["auto"] == StripMethod.RUNS_ZSTD
+
+
+def test_a_label_map_kept_exactly_is_stored_near_rans_and_far_smaller() -> None:
+    image = _image(_label_map())
+    auto, zstd = kmq_bytes(image, k=64), kmq_bytes(image, k=64, compression="zstd")
+    assert set(strip_methods(auto)) == {StripMethod.NEAR_RANS} and StripMethod.NEAR_RANS not in strip_methods(zstd)
+    assert len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
+    with Image.open(io.BytesIO(auto)) as back:
+        assert back.tobytes() == image.tobytes()
+
+
+def test_a_label_map_given_fewer_entries_than_colours_keeps_zstd() -> None:
+    """Not kept exactly: the default's fast loads win over near_rans's bytes."""
+    image = _image(_label_map())
+    assert kmq_bytes(image, k=16) == kmq_bytes(image, k=16, compression="zstd")
+
+
+def test_a_photo_resaved_at_its_k_keeps_zstd_unestimated(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept exactly, but a photo at up to 256 colours: there PNG-8's fast loads are the bar."""
+
+    def refuse(*args: object) -> int:
+        raise AssertionError("estimated near_rans for a photo of up to 256 colours")
+
+    with Image.open(io.BytesIO(kmq_bytes(ihc, k=64))) as first:
+        zstd = kmq_bytes(first, compression="zstd")
+        monkeypatch.setattr(codec, "estimated_size", refuse)
+        assert kmq_bytes(first) == zstd  # re-saving keeps its k: every colour kept
+
+
+def test_text_kept_exactly_keeps_zstd_where_the_estimate_says_near_rans_is_larger() -> None:
+    image = _text()
+    zstd = kmq_bytes(image, k=2, compression="zstd")
+    indices = (np.asarray(image)[:, :, 0] == 0).astype(np.uint8)
+    stream = codec.coded(codec.Quantized(indices, np.array([[255] * 3, [0] * 3], np.uint8)), StripMethod.RUNS_ZSTD).index_stream[1]
+    size = sum(len(part) for part in stream)
+    assert size >= codec.AUTO_MIN_BYTES and near.estimated_size(indices, np.zeros((2, 3), np.uint8), codec.AUTO_STEP) > codec.AUTO_NEAR_MARGIN * size
+    assert kmq_bytes(image, k=2) == zstd
+
+
+def test_a_small_zstd_stream_is_kept_without_estimating(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> int:
+        raise AssertionError("estimated a stream under AUTO_MIN_BYTES")
+
+    image = _image(_label_map(120, 80, 6))
+    zstd = kmq_bytes(image, k=8, compression="zstd")
+    monkeypatch.setattr(codec, "estimated_size", refuse)
+    assert kmq_bytes(image, k=8) == zstd
+
+
+def test_encode_kmq_auto_codes_given_indices_as_an_image_kept_exactly() -> None:
+    indices = _label_map()
+    codebook = np.random.default_rng(2).integers(0, 256, (40, 3), dtype=np.uint8)
+    assert set(strip_methods(encode_kmq(indices, codebook))) == {StripMethod.NEAR_RANS}
+    assert StripMethod.NEAR_RANS not in strip_methods(encode_kmq(indices, codebook, "zstd"))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_estimate_is_near_the_real_size_of_a_label_map(seed: int) -> None:
+    indices = _label_map(seed=seed)
+    codebook = np.random.default_rng(seed).integers(0, 256, (40, 3), dtype=np.uint8)
+    real = len(near.encode_near(indices, near.Palette(codebook)))
+    assert 0.8 * real <= near.estimated_size(indices, codebook, 1) <= 1.1 * real
+    assert 0.6 * real <= near.estimated_size(indices, codebook, codec.AUTO_STEP) <= 1.4 * real
+
+
+def test_sampled_rows_find_the_edges_of_blocks_a_row_step_high() -> None:
+    """Blocks of 16 rows (pixel art scaled up): rows a fixed offset apart would see only their
+    insides, where nothing changes; drawn by change, the edges stand for the rest."""
+    rng = np.random.default_rng(3)
+    indices = np.kron(rng.integers(0, 12, (32, 40)), np.ones((16, 16), dtype=np.int64)).astype(np.uint8)
+    rows, weights = near.sampled_rows(indices, 16)
+    edges = np.count_nonzero(rows % 16 == 0)
+    assert edges >= len(rows) // 4 and np.all(weights > 0)  # 1 row in 16, sampled 4 x more
+    codebook = rng.integers(0, 256, (12, 3), dtype=np.uint8)
+    real = len(near.encode_near(indices, near.Palette(codebook)))
+    assert 0.6 * real <= near.estimated_size(indices, codebook, 16) <= 1.4 * real
