@@ -2,9 +2,10 @@
 strips instead of zstd's, and what that costs.
 
 An image kept exactly (k at least its colours, up to 4,096) is coded with zstd's strips; when
-those take AUTO_MIN_BYTES or more, rows sampled one in AUTO_STEP estimate its near_rans bytes,
-and at most AUTO_NEAR_MARGIN of zstd's it is coded near_rans (weighed, as "near" does) and the
-smaller kept. Per image: colours, zstd's bytes, the estimate and near_rans's real bytes
+those take AUTO_MIN_BYTES or more and the image looks drawn or has more than AUTO_PNG8_K
+colours, rows sampled one in AUTO_STEP estimate its near_rans bytes, and at most
+AUTO_NEAR_MARGIN of zstd's it is coded near_rans (in a photo's strips, unweighed) and the
+smaller kept ("—": not estimated). Per image: colours, zstd's bytes, the estimate and near_rans's real bytes
 (compression="near") ÷ zstd's, what auto chose, its file ÷ zstd's, its save time ÷ zstd's
 (best of 7, taken in turns), the estimate's share of a zstd save, and loads of both ÷ PNG's (PNG-8, or PNG-24
 above 256 colours, `optimize=True`) of the same pixels. Two sets: the drawings made for tuning
@@ -29,6 +30,7 @@ from PIL import Image
 
 import pil_kmq
 from pil_kmq import codec, near
+from pil_kmq.coding import looks_drawn
 from pil_kmq.api import compress_image
 from pil_kmq.format import StripMethod
 
@@ -86,7 +88,7 @@ def measure(name: str, image: Image.Image) -> list[str] | None:
     png = _png(image, colours)
     png_load = best_time(lambda: _load_png(png), REPEAT * 2)
     loads = [best_time(lambda data=data: _load(data), REPEAT * 2) / png_load for data in (zstd, auto)]
-    gated = zstd_stream < codec.AUTO_MIN_BYTES  # not estimated
+    gated = zstd_stream < codec.AUTO_MIN_BYTES or not (colours > codec.AUTO_PNG8_K or looks_drawn(quantized.indices))  # not estimated
     estimated, share = ("—", "—") if gated else (f"{estimate / zstd_stream:.3f}", f"{probe / save_zstd:.1%}")
     return [name, f"{image.width}x{image.height}", str(colours), f"{len(zstd):,}", estimated, f"{len(nearest) / len(zstd):.3f}", chose,
             f"{len(auto) / len(zstd):.3f}", f"{save_auto / save_zstd:.2f}", share, f"{loads[0]:.2f}", f"{loads[1]:.2f}"]
