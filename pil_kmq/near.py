@@ -654,17 +654,24 @@ def _decode(
                 above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
             if (left == above) & (above_left == left) & (above_right == left) & ((state & (PROB_SCALE - 1)) < flat):
                 # All four neighbours one entry, and token 0 (that entry): what the steps
-                # below give, without their look-ups. The neighbours stay that entry.
-                state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
-                if state < STATE_LOW:
-                    if cursor >= words.size:
-                        return cursor, state, _NO_WORDS, done
-                    state = (state << 16) | int(words[cursor])
-                    cursor += 1
-                rows[now, column] = left
-                out[done] = left
-                done += 1
-                column += 1
+                # below give, without their look-ups; and so on along the row while the
+                # above-right neighbour is that entry too, the run stored at its end.
+                first = column
+                while True:
+                    state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
+                    if state < STATE_LOW:
+                        if cursor >= words.size:
+                            _fill(rows[now], out, first, column, done, left)
+                            return cursor, state, _NO_WORDS, done + column - first
+                        state = (state << 16) | int(words[cursor])
+                        cursor += 1
+                    column += 1
+                    if column >= end or (state & (PROB_SCALE - 1)) >= flat:
+                        break
+                    if y > 0 and column + 1 < width and int(rows[1 - now, column + 1]) != left:
+                        break
+                _fill(rows[now], out, first, column, done, left)
+                done += column - first
                 continue
             context = _context(colours, levels, left, above, above_left, above_right)
             slot = state & (PROB_SCALE - 1)
@@ -719,6 +726,13 @@ def _decode(
         if x == width:
             x, y = 0, y + 1
     return cursor, state, _OK, count
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill(row: np.ndarray, out: np.ndarray, first: int, end: int, done: int, value: int) -> None:
+    """A run of `value` from column `first` to `end` of the row, and into out from `done`."""
+    row[first:end] = value
+    out[done : done + end - first] = value
 
 
 class NearStrip:
