@@ -159,8 +159,8 @@ def compress_image(
     bits), each entry then moving to the mean of its pixels, while PSNR drops by at most that
     much. With psnr, k and these choices are made together for the smallest file in
     `compression`. dither=True maps the pixels by Floyd-Steinberg error diffusion instead (the
-    codebook is the same). With compression="auto" an image kept exactly comes back with its
-    strips coded, in the method writer_method tells.
+    codebook is the same). With k (not psnr_loss), an image of at most k colours comes back as
+    an Exact, which compression="auto" may write near_rans (for_writing).
     """
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")
@@ -174,8 +174,8 @@ def compress_image(
         quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
     else:
         quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
-        if compression == "auto" and not (loss or dither) and len(quantized.codebook) == clustering.colors:
-            return auto_coded(quantized)  # kept exactly
+        if not loss and len(quantized.codebook) == clustering.colors:  # dithering then moves nothing
+            return Exact(*quantized)
     if loss:
         trader = trader_for(pixels, quantized, method)
         quantized = trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
@@ -237,16 +237,25 @@ def encode_kmq(
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= len(codebook):
         raise ValueError(f"indices must be 0 to k-1={len(codebook) - 1}, found {low if low < 0 else high}")
-    if compression == "auto":  # these indices and codebook are the image, kept exactly
-        reuse = auto_coded(Quantized(indices, codebook))
-        return b"".join(encode_parts(indices, codebook, reuse.method, extension, reuse))
-    return b"".join(encode_parts(indices, codebook, method, extension))
+    # the indices and codebook given are the image itself: kept exactly, for compression="auto"
+    method, quantized = for_writing(Exact(indices, codebook), compression)
+    return b"".join(encode_parts(indices, codebook, method, extension, quantized))
 
 
-def writer_method(quantized: Quantized, method: StripMethod | None) -> StripMethod | None:
-    """The strip method to write compress_image's result with, given the one its compression
-    selects: that of the strips it coded already (compression="auto" may have chosen)."""
-    return quantized.method if isinstance(quantized, Coded) else method
+class Exact(Quantized):
+    """A Quantized that holds its image exactly, every colour an entry: compression="auto"
+    may write it near_rans (codec.auto_coded)."""
+
+
+def for_writing(quantized: Quantized, compression: str) -> tuple[StripMethod | None, Quantized]:
+    """The strip method to write compress_image's result with, and the result to hand the
+    writer (encode_parts' reuse): with "auto", an Exact one coded as auto_coded chooses; a
+    Coded one (a psnr= search's) in the method it was coded with."""
+    method = check_compression(compression)
+    if compression == "auto" and isinstance(quantized, Exact):
+        chosen = auto_coded(quantized)
+        return chosen.method, chosen
+    return (quantized.method if isinstance(quantized, Coded) else method), quantized
 
 
 def decode_kmq(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:

@@ -243,8 +243,8 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
     rows = np.zeros((2, width), dtype=indices.dtype)
     found = np.zeros(4, dtype=np.int64)
     at = 0
-    count = height if sampled is None else sampled.size
-    for row in range(count):
+    coded_rows = height if sampled is None else sampled.size
+    for row in range(coded_rows):
         y = row if sampled is None else int(sampled[row])
         if sampled is not None and y > 0:
             rows[(y + 1) & 1] = indices[y - 1]

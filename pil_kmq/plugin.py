@@ -20,7 +20,7 @@ from .api import (
     check_compression,
     check_metadata,
     compress_image,
-    writer_method,
+    for_writing,
 )
 from .codec import IndexStreamDecoder, encode_parts
 from .format import (
@@ -234,12 +234,13 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     k = info.get("k")
     if k is None and "psnr" not in info and isinstance(im, KmqImageFile):
         k = im.kmq_header.k
-    method = check_compression(info.get("compression", DEFAULT_COMPRESSION))  # checked before any work
+    check_compression(info.get("compression", DEFAULT_COMPRESSION))  # checked before any work
     extension = _metadata(im, info)
     compression = info.get("compression", DEFAULT_COMPRESSION)
     pixels = _pixels_to_store(im)
     quantized = compress_image(pixels, k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False), info.get("psnr_loss"), compression)
-    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, writer_method(quantized, method), extension))])
+    method, quantized = for_writing(quantized, compression)
+    ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, method, extension))])
 
 
 class KmqEncoder(ImageFile.PyEncoder):

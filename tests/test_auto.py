@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from test_near import strip_methods
 
 from pil_kmq import codec, encode_kmq, near
-from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION
+from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, compress_image
 from pil_kmq.format import StripMethod
 
 
@@ -73,13 +73,20 @@ def test_a_photo_resaved_at_its_k_keeps_zstd_unestimated(ihc: Image.Image, monke
         assert kmq_bytes(first) == zstd  # re-saving keeps its k: every colour kept
 
 
-def test_text_kept_exactly_keeps_zstd_where_the_estimate_says_near_rans_is_larger() -> None:
+def test_text_kept_exactly_keeps_zstd_where_the_estimate_says_near_rans_is_larger(monkeypatch: pytest.MonkeyPatch) -> None:
     image = _text()
     zstd = kmq_bytes(image, k=2, compression="zstd")
     indices = (np.asarray(image)[:, :, 0] == 0).astype(np.uint8)
-    stream = codec.coded(codec.Quantized(indices, np.array([[255] * 3, [0] * 3], np.uint8)), StripMethod.RUNS_ZSTD).index_stream[1]
-    size = sum(len(part) for part in stream)
-    assert size >= codec.AUTO_MIN_BYTES and near.estimated_size(indices, np.zeros((2, 3), np.uint8), codec.AUTO_STEP) > codec.AUTO_NEAR_MARGIN * size
+    codebook = np.array([[255] * 3, [0] * 3], np.uint8)
+    size = sum(len(part) for part in codec.coded(codec.Quantized(indices, codebook), StripMethod.RUNS_ZSTD).index_stream[1])
+    assert size >= codec.AUTO_MIN_BYTES and near.estimated_size(indices, codebook, codec.AUTO_STEP) > codec.AUTO_NEAR_MARGIN * size
+    coded = codec.coded
+
+    def zstd_only(quantized: codec.Quantized, method: StripMethod | None, weigh: bool = True) -> codec.Coded:
+        assert method != StripMethod.NEAR_RANS, "coded near_rans though the estimate says it is larger"
+        return coded(quantized, method, weigh)
+
+    monkeypatch.setattr(codec, "coded", zstd_only)
     assert kmq_bytes(image, k=2) == zstd
 
 
@@ -91,6 +98,16 @@ def test_a_small_zstd_stream_is_kept_without_estimating(monkeypatch: pytest.Monk
     zstd = kmq_bytes(image, k=8, compression="zstd")
     monkeypatch.setattr(codec, "estimated_size", refuse)
     assert kmq_bytes(image, k=8) == zstd
+
+
+def test_compress_image_codes_nothing_and_marks_an_image_kept_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **options: object) -> None:
+        raise AssertionError("compress_image coded strips")
+
+    monkeypatch.setattr(codec, "coded", refuse)
+    pixels = np.asarray(_image(_label_map()))
+    assert isinstance(compress_image(pixels, k=64), Exact) and isinstance(compress_image(pixels, k=64, dither=True), Exact)
+    assert not isinstance(compress_image(pixels, k=16), Exact) and not isinstance(compress_image(pixels, k=64, psnr_loss=1.0), Exact)
 
 
 def test_encode_kmq_auto_codes_given_indices_as_an_image_kept_exactly() -> None:
@@ -115,8 +132,9 @@ def test_sampled_rows_find_the_edges_of_blocks_a_row_step_high() -> None:
     rng = np.random.default_rng(3)
     indices = np.kron(rng.integers(0, 12, (32, 40)), np.ones((16, 16), dtype=np.int64)).astype(np.uint8)
     rows, weights = near.sampled_rows(indices, 16)
-    edges = np.count_nonzero(rows % 16 == 0)
-    assert edges >= len(rows) // 4 and np.all(weights > 0)  # 1 row in 16, sampled 4 x more
+    edges = rows % 16 == 0
+    assert np.all(np.diff(rows) > 0) and np.count_nonzero(edges) >= len(rows) // 4  # 1 row in 16, drawn 4 x more
+    assert weights[~edges].min() > weights[edges].max()  # a still row stands for more rows than an edge
     codebook = rng.integers(0, 256, (12, 3), dtype=np.uint8)
     real = len(near.encode_near(indices, near.Palette(codebook)))
     assert 0.6 * real <= near.estimated_size(indices, codebook, 16) <= 1.4 * real
