@@ -27,6 +27,7 @@ import many_colours
 import numpy as np
 import rows_level
 from common import best_time, geomean
+from size import load_kmq, load_png8
 from PIL import Image
 
 import pil_kmq
@@ -55,16 +56,6 @@ def _png(image: Image.Image, colours: int) -> bytes:
     return out.getvalue()
 
 
-def _load(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-
-
-def _load_png(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as image:
-        image.convert("RGB")
-
-
 def _alternated(first: Callable[[], object], second: Callable[[], object]) -> tuple[float, float]:
     """The best of REPEAT runs of each, taken in turns: a noisy machine slows both alike."""
     times: tuple[list[float], list[float]] = ([], [])
@@ -87,8 +78,8 @@ def measure(name: str, image: Image.Image) -> list[str] | None:
     save_zstd, save_auto = _alternated(lambda: _saved(image, colours, "zstd"), lambda: _saved(image, colours, "auto"))
     probe = best_time(lambda: near.estimated_size(quantized.indices, quantized.codebook, codec.AUTO_STEP), REPEAT)
     png = _png(image, colours)
-    png_load = best_time(lambda: _load_png(png), REPEAT * 2)
-    loads = [best_time(lambda data=data: _load(data), REPEAT * 2) / png_load for data in (zstd, auto)]
+    png_load = best_time(lambda: load_png8(png), REPEAT * 2)
+    loads = [best_time(lambda data=data: load_kmq(data), REPEAT * 2) / png_load for data in (zstd, auto)]
     gated = zstd_stream < codec.AUTO_MIN_BYTES or not (colours > codec.AUTO_PNG8_K or looks_drawn(quantized.indices))  # not estimated
     estimated, share = ("—", "—") if gated else (f"{estimate / zstd_stream:.3f}", f"{probe / save_zstd:.1%}")
     return [name, f"{image.width}x{image.height}", str(colours), f"{len(zstd):,}", estimated, f"{len(nearest) / len(zstd):.3f}", chose,

@@ -107,14 +107,18 @@ def auto_coded(quantized: Quantized) -> Coded:
     only where the file keeps every colour, and at most AUTO_PNG8_K colours only for a drawing
     (few literals: a label map), not for a photo re-saved at its k, whose loads stay fast."""
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
-    size = sum(len(part) for part in zstd.index_stream[1])
+    size = _stream_length(zstd)
     indices, codebook = quantized
     if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES or not (len(codebook) > AUTO_PNG8_K or looks_drawn(indices)):
         return zstd
     if estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd
     near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
-    return near if sum(len(part) for part in near.index_stream[1]) < size else zstd
+    return near if _stream_length(near) < size else zstd
+
+
+def _stream_length(result: Coded) -> int:
+    return sum(len(part) for part in result.index_stream[1])
 
 
 def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod | None, weigh: bool = True, known: Sequence[bytes] = ()) -> tuple[IndexCoding, list[bytes]]:

@@ -85,8 +85,7 @@ def palette_tables(codebook: np.ndarray) -> Tables:
     k, channels = codebook.shape
     if not 1 <= k <= MAX_K or not 1 <= channels <= 4:
         raise ValueError(f"near coding needs 1 to {MAX_K} codebook entries of 1 to 4 channels, not {codebook.shape}")
-    colours = np.zeros((k, 4), dtype=np.int32)
-    colours[:, :channels] = codebook
+    colours = _padded(codebook)
     if k > COLOUR_ORDER_K:
         return colours, None, None, None
     # a look-up: on Kodak photos at k = 16 loads took ~5 % longer working each level out
@@ -98,6 +97,13 @@ def palette_tables(codebook: np.ndarray) -> Tables:
     position = np.empty_like(order)
     _invert(order, position)
     return colours, levels, order, position
+
+
+def _padded(codebook: np.ndarray) -> np.ndarray:
+    """The codebook as int32 colours of 4 channels (zeros add nothing to a squared distance)."""
+    colours = np.zeros((len(codebook), 4), dtype=np.int32)
+    colours[:, : codebook.shape[1]] = codebook
+    return colours
 
 
 @njit(cache=True, nogil=True)
@@ -354,9 +360,8 @@ def estimated_size(indices: np.ndarray, codebook: np.ndarray, step: int) -> int:
     width = indices.shape[1]
     tokens = np.empty(rows.size * width, dtype=np.uint8)
     contexts = np.empty(rows.size * width, dtype=np.uint8)
-    colours = np.zeros((len(codebook), 4), dtype=np.int32)  # index order: no k x k tables to make
-    colours[:, : codebook.shape[1]] = codebook
-    _symbols(indices, colours, None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, rows)
+    # index order: no k x k tables to make
+    _symbols(indices, _padded(codebook), None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, rows)
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, np.repeat(weights, width), CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     totals = np.broadcast_to(counts.sum(axis=1, keepdims=True), counts.shape)
     used = counts > 0

@@ -234,9 +234,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     k = info.get("k")
     if k is None and "psnr" not in info and isinstance(im, KmqImageFile):
         k = im.kmq_header.k
-    check_compression(info.get("compression", DEFAULT_COMPRESSION))  # checked before any work
-    extension = _metadata(im, info)
     compression = info.get("compression", DEFAULT_COMPRESSION)
+    check_compression(compression)  # checked before any work
+    extension = _metadata(im, info)
     pixels = _pixels_to_store(im)
     quantized = compress_image(pixels, k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False), info.get("psnr_loss"), compression)
     method, quantized = for_writing(quantized, compression)
