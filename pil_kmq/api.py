@@ -34,7 +34,7 @@ DEFAULT_K = 16
 DEFAULT_SEED = 0
 MAX_SEED = 2**32 - 1  # what scikit-learn accepts as random_state
 # compression= option -> how strips are stored; None is index_coding 0, the bit-packed stream.
-# "auto" is zstd's, but an image kept exactly may be coded near_rans (codec.auto_coded).
+# "auto" is zstd's, but a drawing saved with k= may be coded near_rans (codec.auto_coded).
 COMPRESSIONS: dict[str, StripMethod | None] = {
     "auto": StripMethod.RUNS_ZSTD,
     "none": None,
@@ -159,8 +159,8 @@ def compress_image(
     bits), each entry then moving to the mean of its pixels, while PSNR drops by at most that
     much. With psnr, k and these choices are made together for the smallest file in
     `compression`. dither=True maps the pixels by Floyd-Steinberg error diffusion instead (the
-    codebook is the same). With k (not psnr_loss), an image of at most k colours comes back as
-    an Exact, which compression="auto" may write near_rans (for_writing).
+    codebook is the same). With k (not psnr_loss) the result is a Plain one, an Exact one where
+    the image has at most k colours: compression="auto" may write those near_rans (for_writing).
     """
     if k is not None and psnr is not None:
         raise ValueError("give k or psnr, not both: psnr chooses k")
@@ -172,14 +172,14 @@ def compress_image(
     clustering = Clustering(pixels, seed)
     if psnr is not None:
         quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
-    else:
-        quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
-        if not loss and len(quantized.codebook) == clustering.colors:  # dithering then moves nothing
-            return Exact(*quantized)
+        return _dithered(pixels, quantized.codebook) if dither else quantized
+    quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
     if loss:
         trader = trader_for(pixels, quantized, method)
-        quantized = trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
-    return _dithered(pixels, quantized.codebook) if dither else quantized
+        return trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
+    if len(quantized.codebook) == clustering.colors:  # dithering then moves nothing
+        return Exact(*quantized)
+    return Plain(*(_dithered(pixels, quantized.codebook) if dither else quantized))
 
 
 def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None) -> Quantized:
@@ -242,18 +242,22 @@ def encode_kmq(
     return b"".join(encode_parts(indices, codebook, method, extension, quantized))
 
 
-class Exact(Quantized):
-    """A Quantized that holds its image exactly, every colour an entry: compression="auto"
-    may write it near_rans (codec.auto_coded)."""
+class Plain(Quantized):
+    """A k= result whose indices were not traded for bits (nearest entries, or dithered) and
+    are not coded yet: compression="auto" may write it near_rans (codec.auto_coded)."""
+
+
+class Exact(Plain):
+    """A Plain result that holds its image exactly, every colour an entry."""
 
 
 def for_writing(quantized: Quantized, compression: str) -> tuple[StripMethod | None, Quantized]:
     """The strip method to write compress_image's result with, and the result to hand the
-    writer (encode_parts' reuse): with "auto", an Exact one coded as auto_coded chooses; a
+    writer (encode_parts' reuse): with "auto", a Plain one coded as auto_coded chooses; a
     Coded one (a psnr= search's) in the method it was coded with."""
     method = check_compression(compression)
-    if compression == "auto" and isinstance(quantized, Exact):
-        chosen = auto_coded(quantized)
+    if compression == "auto" and isinstance(quantized, Plain):
+        chosen = auto_coded(quantized, exact=isinstance(quantized, Exact))
         return chosen.method, chosen
     return (quantized.method if isinstance(quantized, Coded) else method), quantized
 

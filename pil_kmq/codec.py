@@ -86,7 +86,7 @@ def weighed(result: Quantized) -> Quantized:
     return again
 
 
-# compression="auto" codes an image kept exactly near_rans where rows sampled one in AUTO_STEP
+# compression="auto" codes a drawing's k= result near_rans where rows sampled one in AUTO_STEP
 # estimate that at most AUTO_NEAR_MARGIN of zstd's bytes: on the drawings made for tuning
 # (benchmarks/auto.py) the estimate fell that low on three, where weighed near_rans was 4 to
 # 55 % smaller (unweighed, as here, one of them, 0.850 x and just in, came out 0.4 % larger and
@@ -97,19 +97,20 @@ AUTO_MIN_BYTES = 2048
 AUTO_PNG8_K = 256  # up to here the alternative is PNG-8, whose loads a photo's zstd strips beat
 
 
-def auto_coded(quantized: Quantized) -> Coded:
-    """quantized, whose codebook holds the image exactly, coded as compression="auto" codes
-    it: zstd's strips, or where the estimate (AUTO_NEAR_MARGIN) and then the coding find them
-    smaller, near_rans strips, unweighed and sized as a photo's (two or more above 2^17 pixels,
-    which decode side by side). Weighing each against zstd's, as "near" does, made the label
-    maps' files 4 % smaller but took 2.6 x as long (coding zstd again) for one strip that loads
-    on one thread. Loads of near_rans strips are slower than zstd's (PNG-8's): they are tried
-    only where the file keeps every colour, and at most AUTO_PNG8_K colours only for a drawing
-    (few literals: a label map), not for a photo re-saved at its k, whose loads stay fast."""
+def auto_coded(quantized: Quantized, exact: bool) -> Coded:
+    """quantized (a k= save's, not traded for bits; `exact`: its codebook holds the image
+    exactly) coded as compression="auto" codes it: zstd's strips, or where the estimate
+    (AUTO_NEAR_MARGIN) and then the coding find them smaller, near_rans strips, unweighed and
+    sized as a photo's (two or more above 2^17 pixels, which decode side by side). Weighing
+    each against zstd's, as "near" does, made the label maps' files 4 % smaller but took 2.6 x
+    as long (coding zstd again) for one strip that loads on one thread. Loads of near_rans
+    strips are slower than zstd's (PNG-8's): they are tried only for a drawing (few literals:
+    a label map, at its colours or fewer) or an image kept exactly in more than AUTO_PNG8_K
+    colours, not for a photo at K <= 256 (PNG-8's ground), whose loads stay fast."""
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
     size = _stream_length(zstd)
     indices, codebook = quantized
-    if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES or not (len(codebook) > AUTO_PNG8_K or looks_drawn(indices)):
+    if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES or not ((exact and len(codebook) > AUTO_PNG8_K) or looks_drawn(indices)):
         return zstd
     if estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd

@@ -1,5 +1,6 @@
-"""compression="auto", the default: zstd's strips, except that an image kept exactly is coded
-near_rans where rows sampled from it estimate that far smaller, and the coding confirms it."""
+"""compression="auto", the default: zstd's strips, except that a drawing saved with k= (or an
+image kept exactly in more than 256 colours) is coded near_rans where rows sampled from it
+estimate that far smaller, and the coding confirms it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw
 from test_near import strip_methods
 
 from pil_kmq import codec, encode_kmq, near
-from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, compress_image
+from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image
 from pil_kmq.format import StripMethod
 
 
@@ -55,10 +56,24 @@ def test_a_label_map_kept_exactly_is_stored_near_rans_and_far_smaller() -> None:
         assert back.tobytes() == image.tobytes()
 
 
-def test_a_label_map_given_fewer_entries_than_colours_keeps_zstd() -> None:
-    """Not kept exactly: the default's fast loads win over near_rans's bytes."""
+def test_a_label_map_given_fewer_entries_than_colours_is_still_a_drawing_stored_near_rans() -> None:
+    """Lossy, but drawn: its regions merge and the borders still run on from row to row."""
     image = _image(_label_map())
-    assert kmq_bytes(image, k=16) == kmq_bytes(image, k=16, compression="zstd")
+    auto, zstd = kmq_bytes(image, k=16), kmq_bytes(image, k=16, compression="zstd")
+    assert set(strip_methods(auto)) == {StripMethod.NEAR_RANS} and len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
+    with Image.open(io.BytesIO(auto)) as back, Image.open(io.BytesIO(zstd)) as same:
+        assert back.tobytes() == same.tobytes()  # the same indices, only coded otherwise
+
+
+def test_a_photo_at_few_colours_keeps_zstd_unestimated(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lossy and not drawn (many literals): PNG-8's fast loads are the bar, not near_rans's bytes."""
+
+    def refuse(*args: object) -> int:
+        raise AssertionError("estimated near_rans for a photo")
+
+    zstd = kmq_bytes(ihc, k=16, compression="zstd")
+    monkeypatch.setattr(codec, "estimated_size", refuse)
+    assert kmq_bytes(ihc, k=16) == zstd
 
 
 def test_a_photo_resaved_at_its_k_keeps_zstd_unestimated(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,14 +115,15 @@ def test_a_small_zstd_stream_is_kept_without_estimating(monkeypatch: pytest.Monk
     assert kmq_bytes(image, k=8) == zstd
 
 
-def test_compress_image_codes_nothing_and_marks_an_image_kept_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compress_image_codes_nothing_and_marks_what_auto_may_code_near_rans(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **options: object) -> None:
         raise AssertionError("compress_image coded strips")
 
     monkeypatch.setattr(codec, "coded", refuse)
     pixels = np.asarray(_image(_label_map()))
     assert isinstance(compress_image(pixels, k=64), Exact) and isinstance(compress_image(pixels, k=64, dither=True), Exact)
-    assert not isinstance(compress_image(pixels, k=16), Exact) and not isinstance(compress_image(pixels, k=64, psnr_loss=1.0), Exact)
+    assert not isinstance(compress_image(pixels, k=16), Exact) and isinstance(compress_image(pixels, k=16), Plain)
+    assert not isinstance(compress_image(pixels, k=16, psnr_loss=1.0), Plain)  # traded for zstd's runs: coded as asked
 
 
 def test_encode_kmq_auto_codes_given_indices_as_an_image_kept_exactly() -> None:
