@@ -1,17 +1,17 @@
-"""compression="auto" (the default) on graphics kept exactly: where the writer codes near_rans
-strips instead of zstd's, and what that costs.
+"""compression="auto" (the default) on graphics, at their exact colour count and at K = 16, 64,
+256: where the writer codes near_rans strips instead of zstd's, and what that costs.
 
-An image kept exactly (k at least its colours, up to 4,096) is coded with zstd's strips; when
-those take AUTO_MIN_BYTES or more and the image looks drawn or has more than AUTO_PNG8_K
-colours, rows sampled one in AUTO_STEP estimate its near_rans bytes, and at most
-AUTO_NEAR_MARGIN of zstd's it is coded near_rans (in a photo's strips, unweighed) and the
-smaller kept ("—": not estimated). Per image: colours, zstd's bytes, the estimate and near_rans's real bytes
-(compression="near") ÷ zstd's, what auto chose, its file ÷ zstd's, its save time ÷ zstd's
-(best of 7, taken in turns), the estimate's share of a zstd save, and loads of both ÷ PNG's (PNG-8, or PNG-24
-above 256 colours, `optimize=True`) of the same pixels. Two sets: the drawings made for tuning
-(`rows_level.py`, `many_colours.py`), where the margin was chosen, and the held-out graphics of
-`heldout.py`, on which the margin was not tuned (the pixel art among them showed the first
-estimate's flaw: benchmarks/README.md).
+A k= save is coded with zstd's strips; when those take AUTO_MIN_BYTES or more and the indices
+look drawn (few literals) or keep the image exactly in more than AUTO_PNG8_K colours, rows
+sampled one in AUTO_STEP estimate its near_rans bytes, and at most AUTO_NEAR_MARGIN of zstd's
+it is coded near_rans (in a photo's strips, unweighed) and the smaller kept ("—": not
+estimated). Per image: colours, K (entries), zstd's bytes, the estimate and near_rans's real
+bytes (compression="near") ÷ zstd's, what auto chose, its file ÷ zstd's, its save time ÷
+zstd's (best of 7, taken in turns), the estimate's share of a zstd save, and loads of both ÷
+PNG's (PNG-8, or PNG-24 above 256 entries, `optimize=True`) of the same pixels. Two sets: the
+drawings made for tuning (`rows_level.py`, `many_colours.py`), where the margin was chosen,
+and the held-out graphics of `heldout.py`, on which the margin was not tuned (the pixel art
+among them showed the first estimate's flaw: benchmarks/README.md).
 
     pip install '.[bench]'
     python benchmarks/auto.py
@@ -33,10 +33,11 @@ from PIL import Image
 import pil_kmq
 from pil_kmq import codec, near
 from pil_kmq.coding import looks_drawn
-from pil_kmq.api import compress_image
+from pil_kmq.api import Exact, compress_image
 from pil_kmq.format import StripMethod
 
 REPEAT = 7
+KS = (16, 64, 256)  # lossy saves, besides each image's exact colours
 
 
 def _colours(image: Image.Image) -> int:
@@ -65,42 +66,49 @@ def _alternated(first: Callable[[], object], second: Callable[[], object]) -> tu
     return min(times[0]), min(times[1])
 
 
-def measure(name: str, image: Image.Image) -> list[str] | None:
+def measure(name: str, image: Image.Image, k: int | None) -> list[str] | None:
+    """One row: at the image's exact colour count where k is None."""
     image = image.convert("RGB")
     colours = _colours(image)
-    if colours > near.MAX_K:
+    k = colours if k is None else k
+    if k > near.MAX_K:
         return None
-    zstd, auto, nearest = (_saved(image, colours, c) for c in ("zstd", "auto", "near"))
-    quantized = compress_image(np.asarray(image), colours, compression="zstd")
+    zstd, auto, nearest = (_saved(image, k, c) for c in ("zstd", "auto", "near"))
+    quantized = compress_image(np.asarray(image), k, compression="zstd")
+    exact = isinstance(quantized, Exact)
     estimate = near.estimated_size(quantized.indices, quantized.codebook, codec.AUTO_STEP)
     zstd_stream = sum(len(part) for part in codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1])
     chose = "zstd" if auto == zstd else "near_rans"
-    save_zstd, save_auto = _alternated(lambda: _saved(image, colours, "zstd"), lambda: _saved(image, colours, "auto"))
+    save_zstd, save_auto = _alternated(lambda: _saved(image, k, "zstd"), lambda: _saved(image, k, "auto"))
     probe = best_time(lambda: near.estimated_size(quantized.indices, quantized.codebook, codec.AUTO_STEP), REPEAT)
-    png = _png(image, colours)
+    with Image.open(io.BytesIO(zstd)) as decoded:
+        png = _png(decoded.convert("RGB"), len(quantized.codebook))  # the same pixels
     png_load = best_time(lambda: load_png8(png), REPEAT * 2)
     loads = [best_time(lambda data=data: load_kmq(data), REPEAT * 2) / png_load for data in (zstd, auto)]
-    gated = zstd_stream < codec.AUTO_MIN_BYTES or not (colours > codec.AUTO_PNG8_K or looks_drawn(quantized.indices))  # not estimated
+    gated = zstd_stream < codec.AUTO_MIN_BYTES or not ((exact and len(quantized.codebook) > codec.AUTO_PNG8_K) or looks_drawn(quantized.indices))
     estimated, share = ("—", "—") if gated else (f"{estimate / zstd_stream:.3f}", f"{probe / save_zstd:.1%}")
-    return [name, f"{image.width}x{image.height}", str(colours), f"{len(zstd):,}", estimated, f"{len(nearest) / len(zstd):.3f}", chose,
+    return [name, f"{image.width}x{image.height}", str(colours), str(len(quantized.codebook)), f"{len(zstd):,}", estimated, f"{len(nearest) / len(zstd):.3f}", chose,
             f"{len(auto) / len(zstd):.3f}", f"{save_auto / save_zstd:.2f}", share, f"{loads[0]:.2f}", f"{loads[1]:.2f}"]
 
 
-def table(title: str, images: dict[str, Image.Image]) -> None:
-    print(f"\n### {title}\n")
-    print("| image | size | colours | zstd bytes | estimate ÷ zstd | near ÷ zstd | auto chose | auto ÷ zstd bytes | auto save ÷ zstd save | estimate's share of a zstd save | zstd load ÷ PNG | auto load ÷ PNG |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    rows = [row for name, image in images.items() if (row := measure(name, image)) is not None]
+def table(title: str, images: dict[str, Image.Image], k: int | None = None) -> None:
+    print(f"\n### {title}{'' if k is None else f', K = {k}'}\n")
+    print("| image | size | colours | K | zstd bytes | estimate ÷ zstd | near ÷ zstd | auto chose | auto ÷ zstd bytes | auto save ÷ zstd save | estimate's share of a zstd save | zstd load ÷ PNG | auto load ÷ PNG |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = [row for name, image in images.items() if (row := measure(name, image, k)) is not None]
     for row in rows:
         print("| " + " | ".join(row) + " |", flush=True)
-    mean = [geomean(float(row[i]) for row in rows) for i in (7, 8, 10, 11)]
-    print(f"| **geometric mean** | | | | | | | **{mean[0]:.3f}** | **{mean[1]:.2f}** | | **{mean[2]:.2f}** | **{mean[3]:.2f}** |")
+    mean = [geomean(float(row[i]) for row in rows) for i in (8, 9, 11, 12)]
+    print(f"| **geometric mean** | | | | | | | | **{mean[0]:.3f}** | **{mean[1]:.2f}** | | **{mean[2]:.2f}** | **{mean[3]:.2f}** |")
 
 
 def main() -> None:
-    print(f"compression=\"auto\" at each graphic's exact colour count (AUTO_STEP {codec.AUTO_STEP}, AUTO_NEAR_MARGIN {codec.AUTO_NEAR_MARGIN}, AUTO_MIN_BYTES {codec.AUTO_MIN_BYTES:,}); pil_kmq {pil_kmq.__version__}")
-    table("Drawings made for tuning", {**rows_level.drawings(), **many_colours.graphics()})
-    table("Held-out graphics (the margin was not tuned on them; the pixel art, see above)", heldout.graphics())
+    print(f"compression=\"auto\" (AUTO_STEP {codec.AUTO_STEP}, AUTO_NEAR_MARGIN {codec.AUTO_NEAR_MARGIN}, AUTO_MIN_BYTES {codec.AUTO_MIN_BYTES:,}); pil_kmq {pil_kmq.__version__}")
+    sets = {"Drawings made for tuning": {**rows_level.drawings(), **many_colours.graphics()},
+            "Held-out graphics (the margin was not tuned on them; the pixel art, see above)": heldout.graphics()}
+    for k in (None, *KS):
+        for title, images in sets.items():
+            table(title, images, k)
     print("done")
 
 
