@@ -106,7 +106,9 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     as long (coding zstd again) for one strip that loads on one thread. Loads of near_rans
     strips are slower than zstd's (PNG-8's): they are tried only for a drawing (few literals:
     a label map, at its colours or fewer) or an image kept exactly in more than AUTO_PNG8_K
-    colours, not for a photo at K <= 256 (PNG-8's ground), whose loads stay fast."""
+    colours. A photo's indices mostly have many literals and keep zstd's fast loads; one with
+    wide flat areas at few entries (a black surround, a defocused background) looks drawn and
+    takes near_rans only where that is far smaller."""
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
     size = _stream_length(zstd)
     indices, codebook = quantized
