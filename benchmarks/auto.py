@@ -32,7 +32,6 @@ from PIL import Image
 
 import pil_kmq
 from pil_kmq import codec, near
-from pil_kmq.coding import looks_drawn
 from pil_kmq.api import Exact, compress_image
 from pil_kmq.format import StripMethod
 
@@ -85,7 +84,7 @@ def measure(name: str, image: Image.Image, k: int | None) -> list[str] | None:
         png = _png(decoded.convert("RGB"), len(quantized.codebook))  # the same pixels
     png_load = best_time(lambda: load_png8(png), REPEAT * 2)
     loads = [best_time(lambda data=data: load_kmq(data), REPEAT * 2) / png_load for data in (zstd, auto)]
-    gated = zstd_stream < codec.AUTO_MIN_BYTES or not ((exact and len(quantized.codebook) > codec.AUTO_PNG8_K) or looks_drawn(quantized.indices))
+    gated = not codec.auto_estimates(quantized, exact, zstd_stream)
     estimated, share = ("—", "—") if gated else (f"{estimate / zstd_stream:.3f}", f"{probe / save_zstd:.1%}")
     return [name, f"{image.width}x{image.height}", str(colours), str(len(quantized.codebook)), f"{len(zstd):,}", estimated, f"{len(nearest) / len(zstd):.3f}", chose,
             f"{len(auto) / len(zstd):.3f}", f"{save_auto / save_zstd:.2f}", share, f"{loads[0]:.2f}", f"{loads[1]:.2f}"]

@@ -112,12 +112,18 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
     size = _stream_length(zstd)
     indices, codebook = quantized
-    if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES or not ((exact and len(codebook) > AUTO_PNG8_K) or looks_drawn(indices)):
-        return zstd
-    if estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
+    if not auto_estimates(quantized, exact, size) or estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd
     near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
     return near if _stream_length(near) < size else zstd
+
+
+def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
+    """Whether auto_coded estimates near_rans bytes for quantized, whose zstd strips take `size`."""
+    indices, codebook = quantized
+    if not 1 < len(codebook) <= MAX_K or size < AUTO_MIN_BYTES:
+        return False
+    return (exact and len(codebook) > AUTO_PNG8_K) or looks_drawn(indices)
 
 
 def _stream_length(result: Coded) -> int:
