@@ -88,9 +88,20 @@ NEAR_SURE = (0.7, 0.5)
 # near_rans was 0.55 to 0.99 x the trial there (2.6 to 3.0 x on the sprite sheet), and at 0.8
 # the files were byte for byte those of 0.9 for 1.3 to 2.2 x the coding time.
 NEAR_SURE_PHOTO = 0.9
-# ROWS_ZSTD is tried when at most 1 pixel in ROWS_TRY_FRACTION is a literal: drawings and
-# label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16).
+# Rows are tried for a strip of at most 1 literal in ROWS_TRY_FRACTION pixels: drawings and
+# label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
+# of more only in an image cut as a drawing (ROWS_REPEAT).
 ROWS_TRY_FRACTION = 6
+# The quick trial favours runs: on the drawings made for tuning (45 strips at K = 16, 64, 256)
+# the real levels made rows up to 0.85 x what the trial's ratio said, and in 14 strips where the
+# trial put rows 1.00 to 1.15 x runs, rows came out 2 to 12 % smaller. Up to ROWS_DOUBT x both
+# are compressed at the real levels and the smaller kept (runs won 6 strips there, by 1 to 4 %).
+ROWS_DOUBT = 1.2
+# A strip of many literals whose rows repeat (a sprite sheet's tiles, one literal in two pixels)
+# is stored rows where the trial finds them at most ROWS_REPEAT x runs (the sprite sheet: 0.60 to
+# 0.84 x; Kodak photos' first strips: 0.99 to 1.34 x, where rows never won at the real levels),
+# and is cut as a drawing, into one strip: its tiles repeat across a photo's strips' bounds.
+ROWS_REPEAT = 0.9
 # Above 256 colours a drawing's antialiased edges keep colours of their own and break its runs,
 # so literals no longer tell it from a photo. There a first strip with at most one literal in
 # SPLIT_TRY_FRACTION is coded in halves by the quick trial: a drawing, whose text and controls
@@ -133,10 +144,11 @@ def _few_literals(flags: np.ndarray) -> bool:
     return _literals(flags) * ROWS_TRY_FRACTION <= flags.size
 
 
-def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None, near_length: int | None = None) -> int:
-    """The writer's strip height, from the indices of its first strip of STRIP_PIXELS (so a
-    streaming writer decides as an in-memory one does): a drawing (few literals, or above 256
-    colours repeats far apart) gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a
+def writer_strips(first: np.ndarray, width: int, height: int, bits_per_index: int, method: StripMethod | None = None, palette: Palette | None = None, near_length: int | None = None) -> tuple[int, bool]:
+    """The writer's strip height and whether the image is cut as a drawing (its strips of many
+    literals then try rows too, see encode_strip), from the indices of its first strip of
+    STRIP_PIXELS (so a streaming writer decides as an in-memory one does): a drawing (_drawn)
+    gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a
     repeated row or glyph only within a strip. With NEAR_RANS (and its `palette`) no strip is
     over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
     near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
@@ -147,7 +159,7 @@ def writer_strip_height(first: np.ndarray, width: int, height: int, bits_per_ind
     drawn = _drawn(first, flags, bits_per_index)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette, near_length)
-    return _strip_height(width, height, method, drawn)
+    return _strip_height(width, height, method, drawn), drawn
 
 
 def _near_fits(k: int, pixels: int) -> bool:
@@ -156,9 +168,16 @@ def _near_fits(k: int, pixels: int) -> bool:
 
 
 def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
-    """A drawing: few literals, or above 256 colours repeats far apart (antialiased edges leave
-    many literals, yet zstd finds the shapes again)."""
-    return _few_literals(flags) or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index))
+    """A drawing: few literals, or rows that repeat (the quick trial codes them in at most
+    ROWS_REPEAT x runs), or above 256 colours repeats far apart (antialiased edges leave many
+    literals, yet zstd finds the shapes again)."""
+    if _few_literals(flags):
+        return True
+    if indices.size <= SMALL_STRIP_PIXELS:
+        return False
+    runs_trial = _probe_runs(indices, flags, bits_per_index)
+    rows_trial = _probe_size(_packed_rows(indices, bits_per_index))
+    return rows_trial <= ROWS_REPEAT * runs_trial or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index, runs_trial))
 
 
 def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
@@ -174,15 +193,16 @@ def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bo
     return strip_height
 
 
-def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
+def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int, runs_trial: int) -> bool:
     """Whether the first strip's runs, split in two halves, cost SPLIT_COST or more of what
-    they cost whole in the quick trial (tried with at most one literal in SPLIT_TRY_FRACTION)."""
-    if first.size <= SMALL_STRIP_PIXELS or _literals(flags) * SPLIT_TRY_FRACTION > flags.size:
+    they cost whole in the quick trial, `runs_trial` (tried with at most one literal in
+    SPLIT_TRY_FRACTION)."""
+    if _literals(flags) * SPLIT_TRY_FRACTION > flags.size:
         return False
     flat = first.ravel()  # halves of its pixels: a strip of one very wide row has two as well
     half = flat.size // 2
     split = sum(_probe_runs(part, _run_flags(part), bits_per_index) for part in (flat[:half], flat[half:]))
-    return split >= SPLIT_COST * _probe_runs(first, flags, bits_per_index)
+    return split >= SPLIT_COST * runs_trial
 
 
 def _probe_runs(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> int:
@@ -398,10 +418,11 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
 # --- one strip ----------------------------------------------------------------------------
 
 
-def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None) -> bytes:
+def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
-    `method`; with zstd, when runs leave few literals (drawings, not photos), ROWS_ZSTD instead
-    of runs where a quick trial at PROBE_LEVEL finds rows smaller (one full compression, not two).
+    `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
+    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (both
+    compressed in full only where the trial is in doubt, ROWS_DOUBT; ROWS_REPEAT for many literals).
     NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
     repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip
     of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
@@ -410,11 +431,11 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     coding one whose rate-optimized indices leave few literals. `known`: this very strip, stored
     NEAR_RANS so, used rather than coded again."""
     if method == StripMethod.NEAR_RANS:
-        coded = _near_strip(indices, bits_per_index, palette, weigh, known)
+        coded = _near_strip(indices, bits_per_index, palette, weigh, known, drawn)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
-        coded = _runs_or_rows(indices, bits_per_index, method, _run_flags(indices))
+        coded = _runs_or_rows(indices, bits_per_index, method, _run_flags(indices), drawn=drawn)
     else:
         coded = None
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
@@ -423,25 +444,33 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None) -> bytes | None:
+def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None, drawn: bool = False) -> bytes | None:
     """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
-    literals, a ROWS_ZSTD one where a trial finds rows smaller; a small strip the shortest of
-    every way. None, compressing nothing at zstd's real levels, where the trial shows that a
-    `rival` strip of that many bytes is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
+    literals or the image is `drawn`, a ROWS_ZSTD one where a trial finds rows smaller; a small
+    strip the shortest of every way. None, compressing nothing at zstd's real levels, where the
+    trial shows that a `rival` strip of that many bytes is the smaller all the same (NEAR_SURE,
+    NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     few = _few_literals(flags)
-    if method != StripMethod.RUNS_ZSTD or (rival is None and not few):
+    if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn)):
         return _coded_runs(*streams, method)
     runs_trial = sum(_probe_size(stream) for stream in streams)
-    if not few:  # many literals, against a rival: runs only
+    if not (few or drawn):  # a photo's strip against a rival: runs only
         return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
     rows_trial = _probe_size(rows)
-    if rows_trial < runs_trial:
+    if (rows_trial < runs_trial) if few else (rows_trial <= ROWS_REPEAT * runs_trial):
         return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
-    return None if rival is not None and rival <= NEAR_SURE[0] * runs_trial else _coded_runs(*streams, method)
+    if not few:  # many literals, rows not taken: runs, unless a rival is surely smaller
+        return None if rival is not None and rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
+    if rival is not None and rival <= NEAR_SURE[0] * runs_trial:
+        return None
+    runs = _coded_runs(*streams, method)
+    if rows_trial > ROWS_DOUBT * runs_trial:
+        return runs
+    return min(runs, _coded_rows(rows), key=len)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:
@@ -456,14 +485,14 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
     return ways
 
 
-def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None) -> bytes:
+def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
     """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
     are smaller (drawings, small strips, a photo whose parts repeat, which zstd finds and the
     near model does not), or theirs where NEAR_RANS cannot go (k > 4,096, or a strip over
     NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if not _near_fits(1 << bits_per_index, indices.size):
-        coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags)
+        coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, drawn=drawn)
         assert coded is not None  # with no rival, always a strip
         return coded
     if palette is None:
@@ -471,7 +500,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
     if not weigh:
         return near
-    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near))
+    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn)
     return near if other is None or len(near) <= len(other) else other
 
 
@@ -552,14 +581,14 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     if weigh or method != StripMethod.NEAR_RANS or not _near_fits(1 << bits_per_index, width):
         # a known first strip of the same rows, near_rans, spares coding it again to judge it
         same_first = known_height == len(first) and len(known) > 1 and _is_near_rans(known[1])
-        strip_height = writer_strip_height(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
+        strip_height, drawn = writer_strips(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
     else:  # unweighed, strips are sized as a photo's (which near_rans codes), as the writer sizes a photo's
-        strip_height = _strip_height(width, height, method, drawn=False)
+        strip_height, drawn = _strip_height(width, height, method, drawn=False), False
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
         reused = [strip if _is_near_rans(strip) else None for strip in known[1:]]
-    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip) for top, strip in zip(tops, reused, strict=True)]
+    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip, drawn) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]

@@ -48,7 +48,7 @@ from .coding import (
     strips_minor,
     table_size,
     uncoded_is_no_longer,
-    writer_strip_height,
+    writer_strips,
 )
 from .decoding import (
     BLOCK_PIXELS,
@@ -226,12 +226,12 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
     palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
-    strip_height = writer_strip_height(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
+    strip_height, drawn = writer_strips(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
     lengths, crcs = [], []
     minor = 0
 
     def code(top: int) -> bytes:
-        return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette)
+        return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette, drawn=drawn)
 
     tops = range(0, height, strip_height)
     with tempfile.TemporaryFile() as spill:

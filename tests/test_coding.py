@@ -51,19 +51,66 @@ def strip_methods(data: bytes) -> set[StripMethod]:
     return {StripMethod(data[offset]) for offset in offsets}
 
 
-def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
-    """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
-    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels."""
+def _tiled(ihc: Image.Image) -> Image.Image:
+    """The photo 16 times over, 4 x 4: 1.1 M pixels whose rows repeat far apart."""
     tiled = Image.new("RGB", (303 * 4, 227 * 4))
     for number in range(16):
         tiled.paste(ihc, (number % 4 * 303, number // 4 * 227))
-    drawn = kmq_bytes(tiled.quantize(2).convert("RGB"), k=2)
+    return tiled
+
+
+def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
+    """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
+    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels."""
+    segmentation = _tiled(ihc).quantize(2).convert("RGB")
+    drawn = kmq_bytes(segmentation, k=2)
     assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
     assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
-    assert len(drawn) < len(kmq_bytes(tiled.quantize(2).convert("RGB"), k=2, compression="zlib"))
-    photo = kmq_bytes(tiled, k=256)
+    assert len(drawn) < len(kmq_bytes(segmentation, k=2, compression="zlib"))
+    enlarged = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)  # no row repeats another
+    photo = kmq_bytes(enlarged, k=256)
     assert strip_methods(photo) == {StripMethod.RUNS_ZSTD} and decode_kmq(photo)[0].version_minor == 1
-    assert strip_count(photo) == -(-tiled.height // strip_height_for(tiled.width, tiled.height))
+    assert strip_count(photo) == -(-enlarged.height // strip_height_for(enlarged.width, enlarged.height))
+
+
+def test_rows_that_repeat_are_found_among_many_literals(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiled photo (a sprite sheet's or tile set's repeats, one literal in two pixels) is cut
+    as a drawing and stored as rows: less than 0.4 x its runs in a photo's strips."""
+    tiled = _tiled(ihc)
+    stored = kmq_bytes(tiled, k=64)
+    assert strip_methods(stored) == {StripMethod.ROWS_ZSTD} and strip_count(stored) == 1
+    with Image.open(io.BytesIO(stored)) as image, Image.open(io.BytesIO(kmq_bytes(tiled, k=64, compression="none"))) as raw:
+        assert image.tobytes() == raw.tobytes()
+    monkeypatch.setattr(coding, "ROWS_REPEAT", 0.0)  # rows never tried among many literals
+    runs = kmq_bytes(tiled, k=64)
+    assert strip_methods(runs) == {StripMethod.RUNS_ZSTD} and strip_count(runs) > 1
+    assert len(stored) < 0.4 * len(runs)
+
+
+def test_a_photos_strips_never_compress_rows(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A photo pays for one quick trial of its first strip's rows, never for compressing them."""
+    monkeypatch.setattr(coding, "_coded_rows", lambda rows: pytest.fail("rows compressed"))
+    enlarged = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
+    assert strip_methods(kmq_bytes(enlarged, k=64)) == {StripMethod.RUNS_ZSTD}
+
+
+@pytest.mark.parametrize(("ratio", "both"), [(1.1, True), (coding.ROWS_DOUBT + 0.05, False)])
+def test_rows_and_runs_in_doubt_are_both_compressed(ratio: float, both: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick trial favours runs: where it puts rows up to ROWS_DOUBT x runs, both are
+    compressed at the real levels and the smaller kept; above, runs without compressing rows."""
+    indices, k = _bar_chart(1)
+    bits = (k - 1).bit_length()
+    flags = coding._run_flags(indices)
+    assert coding._few_literals(flags)
+    runs_trial = coding._probe_runs(indices, flags, bits)
+    rows = coding._packed_rows(indices, bits)
+    real = coding._probe_size
+    monkeypatch.setattr(coding, "_probe_size", lambda data: int(ratio * runs_trial) if data == rows else real(data))
+    ways = [coding._runs_strip(indices, bits, StripMethod.RUNS_ZSTD), coding._rows_strip(indices, bits)]
+    compressed: list[bytes] = []
+    monkeypatch.setattr(coding, "_coded_rows", lambda data: compressed.append(data) or ways[1])
+    stored = coding._runs_or_rows(indices, bits, StripMethod.RUNS_ZSTD, flags)
+    assert stored == (min(ways, key=len) if both else ways[0]) and len(compressed) == both
 
 
 def _bar_chart(seed: int) -> tuple[np.ndarray, int]:
@@ -124,10 +171,10 @@ def test_weighing_reuses_the_near_rans_strips_it_keeps(ihc: Image.Image, monkeyp
     assert codec.weighed(unweighed).index_stream == unweighed.index_stream
 
 
-def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_runs(ihc: Image.Image) -> None:
+def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_strips(ihc: Image.Image) -> None:
     """Tiles of one photo (a sprite sheet) have a photo's literals, and zstd finds each tile
     again where near_rans, looking only at neighbours, codes every one: near strips of many
-    literals are weighed as well, and here zstd's runs win every strip."""
+    literals are weighed as well, and here zstd's rows win every strip."""
     from pil_kmq import codec
 
     tiled = Image.new("RGB", (ihc.width * 3, ihc.height * 5))
@@ -137,7 +184,7 @@ def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_runs(ihc: 
     assert not coding.looks_drawn(quantized.indices)
     unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False).index_stream[1]
     plain = codec.coded(quantized, StripMethod.NEAR_RANS).index_stream[1]
-    assert {strip[0] for strip in plain[1:]} == {StripMethod.RUNS_ZSTD}
+    assert {strip[0] for strip in plain[1:]} == {StripMethod.ROWS_ZSTD}
     assert sum(map(len, plain)) < 0.7 * sum(map(len, unweighed))
     default = codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1]
     assert sum(map(len, plain)) <= sum(map(len, default))
@@ -178,7 +225,7 @@ def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_rans_is_ahead_
     below, at = math.ceil(margin * trial) - 1, math.ceil(margin * trial)
     assert below >= coding.NEAR_PHOTO_BYTES
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
-    heights = [coding.writer_strip_height(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=length) for length in (below, at)]
+    heights = [coding.writer_strips(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=length)[0] for length in (below, at)]
     assert heights == [strip_height_for(768, 512), 512]
 
 
@@ -187,11 +234,13 @@ def test_a_near_photo_of_more_than_half_a_decoding_job_a_half_gets_an_even_numbe
     """Both decoding workers share a near_rans photo: more than NEAR_SPLIT_PIXELS pixels (its
     halves then go to different jobs) are cut into an even number of strips, at least two;
     runs keep a photo's strips of about STRIP_PIXELS."""
-    first = np.random.default_rng(5).integers(0, 16, (min(height, STRIP_PIXELS // width), width), dtype=np.uint8)
+    rng, rows = np.random.default_rng(5), min(height, STRIP_PIXELS // width)
+    count = rows * width  # runs of 1 to 3: a literal in about two pixels, rows no smaller than runs
+    first = np.repeat(rng.integers(0, 16, count), rng.integers(1, 4, count))[:count].reshape(rows, width).astype(np.uint8)
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
-    near = coding.writer_strip_height(first, width, height, 4, StripMethod.NEAR_RANS, palette)
+    near, _ = coding.writer_strips(first, width, height, 4, StripMethod.NEAR_RANS, palette)
     assert -(-height // near) == strips
-    assert coding.writer_strip_height(first, width, height, 4, StripMethod.RUNS_ZSTD) == strip_height_for(width, height)
+    assert coding.writer_strips(first, width, height, 4, StripMethod.RUNS_ZSTD)[0] == strip_height_for(width, height)
     half = -(-width * height // 2) * coding.NEAR_JOB_WEIGHT
     assert (half > decoding.JOB_PIXELS // 2) == (strips > 1)
 

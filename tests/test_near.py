@@ -297,11 +297,11 @@ def test_a_broken_near_strip_is_refused_for_its_rule(small_near: tuple[bytes, by
 def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> None:
     """strip_height_for rounds rows up: 5000 x 1677 would give strips of 4,195,000 pixels,
     which could then never be stored near_rans."""
-    from pil_kmq.coding import writer_strip_height
+    from pil_kmq.coding import writer_strips
 
     drawn = np.zeros((40, 5000), dtype=np.uint8)
-    assert writer_strip_height(drawn, 5000, 1677, 8) * 5000 > 1 << 22
-    assert writer_strip_height(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS) * 5000 <= 1 << 22
+    assert writer_strips(drawn, 5000, 1677, 8)[0] * 5000 > 1 << 22
+    assert writer_strips(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS)[0] * 5000 <= 1 << 22
 
 
 def test_near_needs_at_most_4096_entries_and_2_22_pixels_a_strip() -> None:
