@@ -92,13 +92,15 @@ NEAR_SURE_PHOTO = 0.9
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
 # of more only in an image cut as a drawing (ROWS_REPEAT).
 ROWS_TRY_FRACTION = 6
-# The quick trial favours runs: on the drawings made for tuning (45 strips at K = 16, 64, 256)
-# the real levels made rows up to 0.85 x what the trial's ratio said, and in 14 strips where the
-# trial put rows 1.00 to 1.15 x runs, rows came out 2 to 12 % smaller. Up to ROWS_DOUBT x both
-# are compressed at the real levels and the smaller kept (runs won 6 strips there, by 1 to 4 %).
-ROWS_DOUBT = 1.2
+# The quick trial favours runs: on the drawings made for tuning (39 strips of few literals at
+# K = 16, 64, 256) the real levels made rows up to 0.85 x what the trial's ratio said, and in 14
+# strips where the trial put rows 1.00 to 1.15 x runs, rows came out 1.6 to 12 % smaller. Rows
+# are taken below ROWS_BIAS x runs in the trial: the least bytes lost against keeping the smaller
+# of both (1.4 to 4 % in 5 strips of 3 drawings, where runs were smaller); compressing both
+# wherever the trial put rows 1.0 to 1.2 x runs took up to 2.4 x a drawing's save.
+ROWS_BIAS = 1.15
 # A strip of many literals whose rows repeat (a sprite sheet's tiles, one literal in two pixels)
-# is stored rows where the trial finds them at most ROWS_REPEAT x runs (the sprite sheet: 0.60 to
+# is stored rows where the trial finds them under ROWS_REPEAT x runs (the sprite sheet: 0.60 to
 # 0.84 x; Kodak photos' first strips: 0.99 to 1.34 x, where rows never won at the real levels),
 # and is cut as a drawing, into one strip: its tiles repeat across a photo's strips' bounds.
 ROWS_REPEAT = 0.9
@@ -177,7 +179,7 @@ def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
         return False
     runs_trial = _probe_runs(indices, flags, bits_per_index)
     rows_trial = _probe_size(_packed_rows(indices, bits_per_index))
-    return rows_trial <= ROWS_REPEAT * runs_trial or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index, runs_trial))
+    return rows_trial < ROWS_REPEAT * runs_trial or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index, runs_trial))
 
 
 def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
@@ -421,8 +423,8 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
 def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
-    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (both
-    compressed in full only where the trial is in doubt, ROWS_DOUBT; ROWS_REPEAT for many literals).
+    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (ROWS_BIAS;
+    ROWS_REPEAT for a strip of many literals): one full compression, not two.
     NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
     repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip
     of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
@@ -461,16 +463,10 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
     rows_trial = _probe_size(rows)
-    if (rows_trial < runs_trial) if few else (rows_trial <= ROWS_REPEAT * runs_trial):
+    if rows_trial < (ROWS_BIAS if few else ROWS_REPEAT) * runs_trial:
         return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
-    if not few:  # many literals, rows not taken: runs, unless a rival is surely smaller
-        return None if rival is not None and rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
-    if rival is not None and rival <= NEAR_SURE[0] * runs_trial:
-        return None
-    runs = _coded_runs(*streams, method)
-    if rows_trial > ROWS_DOUBT * runs_trial:
-        return runs
-    return min(runs, _coded_rows(rows), key=len)
+    sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
+    return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:

@@ -1,0 +1,127 @@
+"""Rows or runs: how the writer chooses a strip's zstd method, against its rule before.
+
+Before: rows were tried only for a strip of at most one literal in six pixels, and taken where
+the quick trial (zstd level 3 with long-distance matching) found them smaller than runs. Now
+they are taken below ROWS_BIAS x runs (the trial favours runs), and a first strip of many
+literals whose rows the trial codes in under ROWS_REPEAT x its runs (tiles or sprites that
+repeat) cuts the image as a drawing, whose strips of many literals then try rows too.
+
+Per image and K: default (`compression="auto"`) file bytes now ÷ before, and the whole save's
+time now ÷ before (best of --repeat, taken in turns). Sets: the drawings made for tuning
+(`rows_level.py`, `many_colours.py`), where the rule was set; the held-out graphics
+(`heldout.py`) and a tile set drawn here (random textured tiles on a grid, never tuned on);
+the Kodak photos and the held-out photos, which must not change.
+
+    pip install '.[bench]'
+    python benchmarks/rows_runs.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import heldout
+import many_colours
+import numpy as np
+import rows_level
+from common import geomean, kodak_images
+from PIL import Image
+
+import pil_kmq  # noqa: F401  (registers KMQ)
+from pil_kmq import coding
+
+KS = (16, 64, 256)
+
+
+def tile_set(seed: int = 11) -> Image.Image:
+    """10 tiles of 24 x 24, each textured at random from three of 24 colours, laid on a 45 x 30
+    grid at random: a game map's or a texture atlas's repeats, one literal in about two pixels."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (24, 3), dtype=np.uint8)
+    tiles = [rng.choice(rng.integers(0, 24, 3), size=(24, 24), p=[0.5, 0.3, 0.2]) for _ in range(10)]
+    grid = rng.integers(0, 10, (30, 45))
+    return Image.fromarray(palette[np.block([[tiles[g] for g in row] for row in grid])])
+
+
+def _drawn_before(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
+    """The first-strip test before: few literals, or above 256 colours repeats far apart."""
+    if coding._few_literals(flags):
+        return True
+    if bits_per_index <= 8 or indices.size <= coding.SMALL_STRIP_PIXELS:
+        return False
+    return coding._repeats_far(indices, flags, bits_per_index, coding._probe_runs(indices, flags, bits_per_index))
+
+
+@contextmanager
+def rule_before() -> Iterator[None]:
+    """The writer as it chose before: rows only where the trial finds them smaller, none among
+    many literals, and no rows trial of a photo's first strip."""
+    saved = coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn
+    coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn = 1.0, 0.0, _drawn_before
+    try:
+        yield
+    finally:
+        coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn = saved
+
+
+def _saved(image: Image.Image, k: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=k)
+    return buffer.getvalue()
+
+
+def _timed(save: Callable[[], bytes]) -> tuple[bytes, float]:
+    start = time.perf_counter()
+    data = save()
+    return data, time.perf_counter() - start
+
+
+def measure(image: Image.Image, k: int, repeat: int) -> tuple[int, int, float, float]:
+    """(bytes now, bytes before, best save time now, best save time before), saves in turns."""
+    now_times, before_times = [], []
+    for _ in range(repeat):
+        now, seconds = _timed(lambda: _saved(image, k))
+        now_times.append(seconds)
+        with rule_before():
+            before, seconds = _timed(lambda: _saved(image, k))
+        before_times.append(seconds)
+    return len(now), len(before), min(now_times), min(before_times)
+
+
+def table(title: str, images: dict[str, Image.Image], repeat: int) -> None:
+    print(f"\n### {title}\n")
+    print("| image | K | bytes before | bytes now | now ÷ before | save time now ÷ before |")
+    print("|---|---|---|---|---|---|")
+    summary: dict[int, list[tuple[float, float]]] = {k: [] for k in KS}
+    for name, image in images.items():
+        for k in KS:
+            now, before, now_time, before_time = measure(image, k, repeat)
+            summary[k].append((now / before, now_time / before_time))
+            if now != before:
+                print(f"| {name} | {k} | {before:,} | {now:,} | {now / before:.3f} | {now_time / before_time:.2f} |")
+    print("\n| K | images | files changed | bytes now ÷ before, geometric mean (smallest) | save time now ÷ before, geometric mean (largest) |")
+    print("|---|---|---|---|---|")
+    for k, rows in summary.items():
+        ratios, times = [r for r, _ in rows], [t for _, t in rows]
+        changed = sum(r != 1.0 for r in ratios)
+        print(f"| {k} | {len(rows)} | {changed} | {geomean(ratios):.3f} ({min(ratios):.3f}) | {geomean(times):.3f} ({max(times):.2f}) |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"ROWS_BIAS {coding.ROWS_BIAS}, ROWS_REPEAT {coding.ROWS_REPEAT}; pil_kmq {pil_kmq.__version__}; rows: changed files, then every image in the summary")
+    table("Drawings made for tuning", {**rows_level.drawings(), **many_colours.graphics()}, args.repeat)
+    table("Held-out graphics and a tile set drawn here (never tuned on)", {**heldout.graphics(), "tile-set": tile_set()}, args.repeat)
+    table("Kodak photos", dict(kodak_images()), args.repeat)
+    table("Held-out photos", heldout.photos(), args.repeat)
+    print("done")
+
+
+if __name__ == "__main__":
+    main()
