@@ -1,10 +1,10 @@
-"""Rows or runs: how the writer chooses a strip's zstd method, against its rule before.
+"""Rows that repeat among many literals: the writer's rule against the one before.
 
-Before: rows were tried only for a strip of at most one literal in six pixels, and taken where
-the quick trial (zstd level 3 with long-distance matching) found them smaller than runs. Now
-they are taken below ROWS_BIAS x runs (the trial favours runs), and a first strip of many
-literals whose rows the trial codes in under ROWS_REPEAT x its runs (tiles or sprites that
-repeat) cuts the image as a drawing, whose strips of many literals then try rows too.
+Before: rows were tried only for a strip of at most one literal in six pixels (where the quick
+trial, zstd level 3 with long-distance matching, takes the smaller of rows and runs). Now a
+first strip of many literals whose rows the trial codes in under ROWS_REPEAT x its runs (tiles
+or sprites that repeat far apart) cuts the image as a drawing, in one strip up to 2**22 pixels,
+whose strips of many literals then try rows too; every photo pays for that trial.
 
 Per image and K: default (`compression="auto"`) file bytes now ÷ before, and the whole save's
 time now ÷ before (best of --repeat, taken in turns). Sets: the drawings made for tuning
@@ -58,14 +58,14 @@ def _drawn_before(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -
 
 @contextmanager
 def rule_before() -> Iterator[None]:
-    """The writer as it chose before: rows only where the trial finds them smaller, none among
-    many literals, and no rows trial of a photo's first strip."""
-    saved = coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn
-    coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn = 1.0, 0.0, _drawn_before
+    """The writer as it chose before: no rows among many literals, and no rows trial of a
+    photo's first strip."""
+    saved = coding.ROWS_REPEAT, coding._drawn
+    coding.ROWS_REPEAT, coding._drawn = 0.0, _drawn_before
     try:
         yield
     finally:
-        coding.ROWS_BIAS, coding.ROWS_REPEAT, coding._drawn = saved
+        coding.ROWS_REPEAT, coding._drawn = saved
 
 
 def _saved(image: Image.Image, k: int) -> bytes:
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"ROWS_BIAS {coding.ROWS_BIAS}, ROWS_REPEAT {coding.ROWS_REPEAT}; pil_kmq {pil_kmq.__version__}; rows: changed files, then every image in the summary")
+    print(f"ROWS_REPEAT {coding.ROWS_REPEAT}; pil_kmq {pil_kmq.__version__}; rows: changed files, then every image in the summary")
     table("Drawings made for tuning", {**rows_level.drawings(), **many_colours.graphics()}, args.repeat)
     table("Held-out graphics and a tile set drawn here (never tuned on)", {**heldout.graphics(), "tile-set": tile_set()}, args.repeat)
     table("Kodak photos", dict(kodak_images()), args.repeat)

@@ -92,13 +92,6 @@ NEAR_SURE_PHOTO = 0.9
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
 # of more only in an image cut as a drawing (ROWS_REPEAT).
 ROWS_TRY_FRACTION = 6
-# The quick trial favours runs: on the drawings made for tuning (39 strips of few literals at
-# K = 16, 64, 256) the real levels made rows up to 0.85 x what the trial's ratio said, and in 14
-# strips where the trial put rows 1.00 to 1.15 x runs, rows came out 1.6 to 12 % smaller. Rows
-# are taken below ROWS_BIAS x runs in the trial: the least bytes lost against keeping the smaller
-# of both (1.4 to 4 % in 5 strips of 3 drawings, where runs were smaller); compressing both
-# wherever the trial put rows 1.0 to 1.2 x runs took up to 2.4 x a drawing's save.
-ROWS_BIAS = 1.15
 # A strip of many literals whose rows repeat (a sprite sheet's tiles, one literal in two pixels)
 # is stored rows where the trial finds them under ROWS_REPEAT x runs (the sprite sheet: 0.60 to
 # 0.84 x; Kodak photos' first strips: 0.99 to 1.34 x, where rows never won at the real levels),
@@ -423,8 +416,8 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
 def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
-    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (ROWS_BIAS;
-    ROWS_REPEAT for a strip of many literals): one full compression, not two.
+    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (under
+    ROWS_REPEAT x runs for a strip of many literals): one full compression, not two.
     NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
     repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip
     of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
@@ -463,7 +456,7 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method)
     rows = _packed_rows(indices, bits_per_index)
     rows_trial = _probe_size(rows)
-    if rows_trial < (ROWS_BIAS if few else ROWS_REPEAT) * runs_trial:
+    if rows_trial < (1.0 if few else ROWS_REPEAT) * runs_trial:
         return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
     sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
     return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method)

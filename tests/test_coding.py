@@ -94,24 +94,6 @@ def test_a_photos_strips_never_compress_rows(ihc: Image.Image, monkeypatch: pyte
     assert strip_methods(kmq_bytes(enlarged, k=64)) == {StripMethod.RUNS_ZSTD}
 
 
-@pytest.mark.parametrize(("ratio", "rows"), [(0.9, True), (coding.ROWS_BIAS - 0.01, True), (coding.ROWS_BIAS + 0.01, False)])
-def test_rows_are_taken_below_the_trials_bias(ratio: float, rows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The quick trial favours runs: a strip of few literals is stored rows where the trial puts
-    them under ROWS_BIAS x runs, runs above, and only the one taken is compressed in full."""
-    indices, k = _bar_chart(1)
-    bits = (k - 1).bit_length()
-    flags = coding._run_flags(indices)
-    assert coding._few_literals(flags)
-    runs_trial = coding._probe_runs(indices, flags, bits)
-    packed = coding._packed_rows(indices, bits)
-    real = coding._probe_size
-    monkeypatch.setattr(coding, "_probe_size", lambda data: int(ratio * runs_trial) if data == packed else real(data))
-    other = coding._coded_runs if rows else coding._coded_rows
-    monkeypatch.setattr(coding, other.__name__, lambda *args: pytest.fail("both compressed"))
-    stored = coding._runs_or_rows(indices, bits, StripMethod.RUNS_ZSTD, flags)
-    assert stored is not None and stored[0] == (StripMethod.ROWS_ZSTD if rows else StripMethod.RUNS_ZSTD)
-
-
 def _bar_chart(seed: int) -> tuple[np.ndarray, int]:
     """A bar chart with gridlines and anti-aliased labels, as indices of its exact colours."""
     from PIL import ImageDraw
