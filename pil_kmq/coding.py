@@ -96,6 +96,8 @@ ROWS_TRY_FRACTION = 6
 # is stored rows where the trial finds them under ROWS_REPEAT x runs (the sprite sheet: 0.60 to
 # 0.84 x; Kodak photos' first strips: 0.99 to 1.34 x, where rows never won at the real levels),
 # and is cut as a drawing, into one strip: its tiles repeat across a photo's strips' bounds.
+# The sprite sheet's files came out 0.53-0.70 x, a tile set never tuned on 0.43-0.52 x; every
+# photo pays for the trial of its first strip's rows, 1-4 % of its save (rows_runs.py).
 ROWS_REPEAT = 0.9
 # Above 256 colours a drawing's antialiased edges keep colours of their own and break its runs,
 # so literals no longer tell it from a photo. There a first strip with at most one literal in
