@@ -81,6 +81,9 @@ def test_rows_that_repeat_are_found_among_many_literals(ihc: Image.Image, monkey
     assert strip_methods(stored) == {StripMethod.ROWS_ZSTD} and strip_count(stored) == 1
     with Image.open(io.BytesIO(stored)) as image, Image.open(io.BytesIO(kmq_bytes(tiled, k=64, compression="none"))) as raw:
         assert image.tobytes() == raw.tobytes()
+    streamed = io.BytesIO()
+    stream.encode(np.asarray(tiled), streamed, k=64)  # the streaming writer cuts it as Image.save does
+    assert streamed.getvalue() == stored
     monkeypatch.setattr(coding, "ROWS_REPEAT", 0.0)  # rows never tried among many literals
     runs = kmq_bytes(tiled, k=64)
     assert strip_methods(runs) == {StripMethod.RUNS_ZSTD} and strip_count(runs) > 1
