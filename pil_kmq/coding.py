@@ -81,8 +81,8 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # and rows 0.53 x the trial's bytes (tuning drawings, and Kodak photos whose rate-optimized
 # indices leave few literals: 0.82 x for them, where near_rans was 0.50 to 0.85 x the trial).
 NEAR_SURE = (0.7, 0.5)
-# ... and a strip of many literals (a photo's, or antialiased above 256 colours; rows are not
-# tried there) at most NEAR_SURE_PHOTO of the trial's runs. Not a bound: the real level made
+# ... and a strip of many literals (a photo's, or antialiased above 256 colours; rows are tried
+# there only in an image cut as a drawing) at most NEAR_SURE_PHOTO of the trial's runs. Not a bound: the real level made
 # runs 0.83 to 0.96 x the trial on Kodak's strips (a sprite sheet, whose sprites repeat, 0.84 x),
 # so a strip kept between 0.83 and 0.9 x may lose to them by up to 8 %. Measured, none did:
 # near_rans was 0.55 to 0.99 x the trial there (2.6 to 3.0 x on the sprite sheet), and at 0.8
@@ -99,6 +99,10 @@ ROWS_TRY_FRACTION = 6
 # The sprite sheet's files came out 0.53-0.70 x, a tile set never tuned on 0.43-0.52 x; every
 # photo pays for the trial of its first strip's rows, 1-4 % of its save (rows_runs.py).
 ROWS_REPEAT = 0.9
+# ... and where the trial codes the rows in under ROWS_REPEAT_PACKED x their packed bytes: noise
+# (film grain, random pixels), which no run shortens, codes its rows smaller than its runs too,
+# but at 0.72 to 1.0 x their packed bytes; the sprite sheet and the tile set at 0.04 to 0.19 x.
+ROWS_REPEAT_PACKED = 0.5
 # Above 256 colours a drawing's antialiased edges keep colours of their own and break its runs,
 # so literals no longer tell it from a photo. There a first strip with at most one literal in
 # SPLIT_TRY_FRACTION is coded in halves by the quick trial: a drawing, whose text and controls
@@ -145,15 +149,15 @@ def writer_strips(first: np.ndarray, width: int, height: int, bits_per_index: in
     """The writer's strip height and whether the image is cut as a drawing (its strips of many
     literals then try rows too, see encode_strip), from the indices of its first strip of
     STRIP_PIXELS (so a streaming writer decides as an in-memory one does): a drawing (_drawn)
-    gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a
-    repeated row or glyph only within a strip. With NEAR_RANS (and its `palette`) no strip is
+    gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only
+    within a strip. With NEAR_RANS (and its `palette`) no strip is
     over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
     near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
     smaller; see NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which
     both decoding workers share. `near_length`: the bytes of `first`'s near_rans payload, if
     known."""
     flags = _run_flags(first)
-    drawn = _drawn(first, flags, bits_per_index)
+    drawn = _drawn(first, flags, bits_per_index, method)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette, near_length)
     return _strip_height(width, height, method, drawn), drawn
@@ -164,17 +168,28 @@ def _near_fits(k: int, pixels: int) -> bool:
     return k <= MAX_K and pixels <= NEAR_MAX_PIXELS
 
 
-def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> bool:
-    """A drawing: few literals, or rows that repeat (the quick trial codes them in at most
-    ROWS_REPEAT x runs), or above 256 colours repeats far apart (antialiased edges leave many
-    literals, yet zstd finds the shapes again)."""
+def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int, method: StripMethod | None) -> bool:
+    """A drawing: few literals, or (for a method that may store rows) rows that repeat, or above
+    256 colours, at most one literal in SPLIT_TRY_FRACTION, repeats far apart (antialiased edges
+    leave many literals, yet zstd finds the shapes again)."""
     if _few_literals(flags):
         return True
     if indices.size <= SMALL_STRIP_PIXELS:
         return False
+    tries_rows = method in (StripMethod.RUNS_ZSTD, StripMethod.NEAR_RANS)
+    far = bits_per_index > 8 and _literals(flags) * SPLIT_TRY_FRACTION <= flags.size
+    if not (tries_rows or far):
+        return False
     runs_trial = _probe_runs(indices, flags, bits_per_index)
-    rows_trial = _probe_size(_packed_rows(indices, bits_per_index))
-    return rows_trial < ROWS_REPEAT * runs_trial or (bits_per_index > 8 and _repeats_far(indices, flags, bits_per_index, runs_trial))
+    return (tries_rows and _rows_repeat(indices, bits_per_index, runs_trial)) or (far and _repeats_far(indices, bits_per_index, runs_trial))
+
+
+def _rows_repeat(indices: np.ndarray, bits_per_index: int, runs_trial: int) -> bool:
+    """Whether the quick trial codes the rows in under ROWS_REPEAT x the runs' `runs_trial`
+    bytes and under ROWS_REPEAT_PACKED x their packed bytes (tiles or sprites found again)."""
+    rows = _packed_rows(indices, bits_per_index)
+    trial = _probe_size(rows)
+    return trial < ROWS_REPEAT * runs_trial and trial < ROWS_REPEAT_PACKED * len(rows)
 
 
 def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
@@ -190,12 +205,9 @@ def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bo
     return strip_height
 
 
-def _repeats_far(first: np.ndarray, flags: np.ndarray, bits_per_index: int, runs_trial: int) -> bool:
+def _repeats_far(first: np.ndarray, bits_per_index: int, runs_trial: int) -> bool:
     """Whether the first strip's runs, split in two halves, cost SPLIT_COST or more of what
-    they cost whole in the quick trial, `runs_trial` (tried with at most one literal in
-    SPLIT_TRY_FRACTION)."""
-    if _literals(flags) * SPLIT_TRY_FRACTION > flags.size:
-        return False
+    they cost whole in the quick trial, `runs_trial`."""
     flat = first.ravel()  # halves of its pixels: a strip of one very wide row has two as well
     half = flat.size // 2
     split = sum(_probe_runs(part, _run_flags(part), bits_per_index) for part in (flat[:half], flat[half:]))

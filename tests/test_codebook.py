@@ -194,5 +194,4 @@ def test_a_drawing_cut_as_one_wide_row_is_tried_in_halves_too() -> None:
     lengths = rng.integers(1, 6, 150_000)
     half = np.repeat(rng.integers(0, 600, lengths.size), lengths)[:150_000]
     row = np.concatenate([half, half])[None, :].astype(np.uint16)
-    flags = coding._run_flags(row)
-    assert coding._repeats_far(row, flags, 10, coding._probe_runs(row, flags, 10))
+    assert coding._repeats_far(row, 10, coding._probe_runs(row, coding._run_flags(row), 10))

@@ -84,17 +84,35 @@ def test_rows_that_repeat_are_found_among_many_literals(ihc: Image.Image, monkey
     streamed = io.BytesIO()
     stream.encode(np.asarray(tiled), streamed, k=64)  # the streaming writer cuts it as Image.save does
     assert streamed.getvalue() == stored
-    monkeypatch.setattr(coding, "ROWS_REPEAT", 0.0)  # rows never tried among many literals
+    zlib = kmq_bytes(tiled, k=64, compression="zlib")  # which cannot store rows: a photo's strips
+    assert strip_count(zlib) == -(-tiled.height // strip_height_for(tiled.width, tiled.height))
+    monkeypatch.setattr(coding, "ROWS_REPEAT", 0.0)  # rows never taken among many literals
     runs = kmq_bytes(tiled, k=64)
     assert strip_methods(runs) == {StripMethod.RUNS_ZSTD} and strip_count(runs) > 1
     assert len(stored) < 0.4 * len(runs)
 
 
-def test_a_photos_strips_never_compress_rows(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A photo pays for one quick trial of its first strip's rows, never for compressing them."""
-    monkeypatch.setattr(coding, "_coded_rows", lambda rows: pytest.fail("rows compressed"))
-    enlarged = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
-    assert strip_methods(kmq_bytes(enlarged, k=64)) == {StripMethod.RUNS_ZSTD}
+def test_a_photo_keeps_a_photos_strips_and_bytes(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A photo's rows do not repeat: it keeps a photo's strips of runs, the very bytes of a writer
+    that never tries rows among many literals, and never pays for compressing rows."""
+    image = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)  # no row repeats another
+    with monkeypatch.context() as patch:
+        patch.setattr(coding, "_coded_rows", lambda rows: pytest.fail("rows compressed"))
+        stored = kmq_bytes(image, k=256, compression="zstd")
+    assert strip_methods(stored) == {StripMethod.RUNS_ZSTD}
+    assert strip_count(stored) == -(-image.height // strip_height_for(image.width, image.height))
+    monkeypatch.setattr(coding, "ROWS_REPEAT", 0.0)
+    assert kmq_bytes(image, k=256, compression="zstd") == stored
+
+
+def test_noise_is_not_a_drawing_though_its_rows_beat_its_runs() -> None:
+    """No run shortens noise, so its rows code smaller than its runs; but not in under
+    ROWS_REPEAT_PACKED x their packed bytes, as repeated tiles do: a photo's strips."""
+    width, height = 1024, 768
+    first = np.random.default_rng(8).integers(0, 16, (strip_height_for(width, height), width), dtype=np.uint8)
+    flags = coding._run_flags(first)
+    assert coding._probe_size(coding._packed_rows(first, 4)) < coding.ROWS_REPEAT * coding._probe_runs(first, flags, 4)
+    assert coding.writer_strips(first, width, height, 4, StripMethod.RUNS_ZSTD) == (strip_height_for(width, height), False)
 
 
 def _bar_chart(seed: int) -> tuple[np.ndarray, int]:
@@ -218,9 +236,7 @@ def test_a_near_photo_of_more_than_half_a_decoding_job_a_half_gets_an_even_numbe
     """Both decoding workers share a near_rans photo: more than NEAR_SPLIT_PIXELS pixels (its
     halves then go to different jobs) are cut into an even number of strips, at least two;
     runs keep a photo's strips of about STRIP_PIXELS."""
-    rng, rows = np.random.default_rng(5), min(height, STRIP_PIXELS // width)
-    count = rows * width  # runs of 1 to 3: a literal in about two pixels, rows no smaller than runs
-    first = np.repeat(rng.integers(0, 16, count), rng.integers(1, 4, count))[:count].reshape(rows, width).astype(np.uint8)
+    first = np.random.default_rng(5).integers(0, 16, (min(height, STRIP_PIXELS // width), width), dtype=np.uint8)
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
     near, _ = coding.writer_strips(first, width, height, 4, StripMethod.NEAR_RANS, palette)
     assert -(-height // near) == strips
