@@ -97,7 +97,7 @@ ROWS_TRY_FRACTION = 6
 # 0.84 x; Kodak photos' first strips: 0.99 to 1.34 x, where rows never won at the real levels),
 # and is cut as a drawing, into one strip: its tiles repeat across a photo's strips' bounds.
 # The sprite sheet's files came out 0.53-0.70 x, a tile set never tuned on 0.43-0.52 x; every
-# photo pays for the trial of its first strip's rows, 1-4 % of its save (rows_runs.py).
+# photo pays for the trial of its first strip's rows, 1-5 % of its save (rows_runs.py).
 ROWS_REPEAT = 0.9
 # ... and where the trial codes the rows in under ROWS_REPEAT_PACKED x their packed bytes: noise
 # (film grain, random pixels), which no run shortens, codes its rows smaller than its runs too,
