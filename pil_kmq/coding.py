@@ -82,11 +82,12 @@ PROBE_LEVEL = 3  # rows or runs is decided at this level: compressing both fully
 # indices leave few literals: 0.82 x for them, where near_rans was 0.50 to 0.85 x the trial).
 NEAR_SURE = (0.7, 0.5)
 # ... and a strip of many literals (a photo's, or antialiased above 256 colours; rows are tried
-# there only in an image cut as a drawing) at most NEAR_SURE_PHOTO of the trial's runs. Not a bound: the real level made
-# runs 0.83 to 0.96 x the trial on Kodak's strips (a sprite sheet, whose sprites repeat, 0.84 x),
-# so a strip kept between 0.83 and 0.9 x may lose to them by up to 8 %. Measured, none did:
-# near_rans was 0.55 to 0.99 x the trial there (2.6 to 3.0 x on the sprite sheet), and at 0.8
-# the files were byte for byte those of 0.9 for 1.3 to 2.2 x the coding time.
+# there only in an image cut as a drawing) at most NEAR_SURE_PHOTO of the trial's runs. Not a
+# bound: the real level made runs 0.83 to 0.96 x the trial on Kodak's strips (a sprite sheet,
+# whose sprites repeat, 0.84 x), so a strip kept between 0.83 and 0.9 x may lose to them by up
+# to 8 %. Measured, none did: near_rans was 0.55 to 0.99 x the trial there (2.6 to 3.0 x on
+# the sprite sheet), and at 0.8 the files were byte for byte those of 0.9 for 1.3 to 2.2 x the
+# coding time.
 NEAR_SURE_PHOTO = 0.9
 # Rows are tried for a strip of at most 1 literal in ROWS_TRY_FRACTION pixels: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
@@ -151,12 +152,11 @@ def writer_strips(first: np.ndarray, width: int, height: int, bits_per_index: in
     literals then try rows too, see encode_strip), from the indices of its first strip of
     STRIP_PIXELS (so a streaming writer decides as an in-memory one does): a drawing (_drawn)
     gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only
-    within a strip. With NEAR_RANS (and its `palette`) no strip is
-    over NEAR_MAX_PIXELS (strip_height_for rounds rows up), so that every strip may be stored
-    near_rans; and what only looks drawn (a photo at a few colours, which near_rans codes
-    smaller; see NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which
-    both decoding workers share. `near_length`: the bytes of `first`'s near_rans payload, if
-    known."""
+    within a strip. With NEAR_RANS (and its `palette`) no strip is over NEAR_MAX_PIXELS
+    (strip_height_for rounds rows up), so that every strip may be stored near_rans; and what
+    only looks drawn (a photo at a few colours, which near_rans codes smaller; see
+    NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which both decoding
+    workers share. `near_length`: the bytes of `first`'s near_rans payload, if known."""
     flags = _run_flags(first)
     drawn = _drawn(first, flags, bits_per_index, method)
     if drawn and method == StripMethod.NEAR_RANS and palette is not None:
