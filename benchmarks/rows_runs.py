@@ -60,21 +60,13 @@ def grainy(seed: int = 3) -> dict[str, Image.Image]:
     return found
 
 
-def _drawn_before(indices: np.ndarray, flags: np.ndarray, bits_per_index: int, method: object) -> bool:
-    """The first-strip test before: few literals, or above 256 colours repeats far apart."""
-    if coding._few_literals(flags):
-        return True
-    if bits_per_index <= 8 or indices.size <= coding.SMALL_STRIP_PIXELS or coding._literals(flags) * coding.SPLIT_TRY_FRACTION > flags.size:
-        return False
-    return coding._repeats_far(indices, bits_per_index, coding._probe_runs(indices, flags, bits_per_index))
-
-
 @contextmanager
 def rule_before() -> Iterator[None]:
     """The writer as it chose before: no rows among many literals, and no rows trial of a
     photo's first strip."""
     saved = coding.ROWS_REPEAT, coding._drawn
-    coding.ROWS_REPEAT, coding._drawn = 0.0, _drawn_before
+    drawn = coding._drawn  # with no method that may store rows, the first-strip test of before
+    coding.ROWS_REPEAT, coding._drawn = 0.0, lambda indices, flags, bits, method: drawn(indices, flags, bits, None)
     try:
         yield
     finally:

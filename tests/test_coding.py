@@ -59,6 +59,11 @@ def _tiled(ihc: Image.Image) -> Image.Image:
     return tiled
 
 
+def _enlarged(ihc: Image.Image) -> Image.Image:
+    """The photo 4 x 4 times as large, bicubic: 1.1 M pixels, no row repeating another."""
+    return ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
+
+
 def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
     """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
     smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels."""
@@ -67,7 +72,7 @@ def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Imag
     assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
     assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
     assert len(drawn) < len(kmq_bytes(segmentation, k=2, compression="zlib"))
-    enlarged = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)  # no row repeats another
+    enlarged = _enlarged(ihc)
     photo = kmq_bytes(enlarged, k=256)
     assert strip_methods(photo) == {StripMethod.RUNS_ZSTD} and decode_kmq(photo)[0].version_minor == 1
     assert strip_count(photo) == -(-enlarged.height // strip_height_for(enlarged.width, enlarged.height))
@@ -95,7 +100,7 @@ def test_rows_that_repeat_are_found_among_many_literals(ihc: Image.Image, monkey
 def test_a_photo_keeps_a_photos_strips_and_bytes(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     """A photo's rows do not repeat: it keeps a photo's strips of runs, the very bytes of a writer
     that never tries rows among many literals, and never pays for compressing rows."""
-    image = ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)  # no row repeats another
+    image = _enlarged(ihc)
     with monkeypatch.context() as patch:
         patch.setattr(coding, "_coded_rows", lambda rows: pytest.fail("rows compressed"))
         stored = kmq_bytes(image, k=256, compression="zstd")
