@@ -415,7 +415,8 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
     differences from the entry before (mod 256), channel by channel; None where that is no
     shorter than the raw entries. Exact colours come sorted (np.unique) and, drawn with
     antialiasing, step little from one to the next: 1.65-4.6 x smaller on graphics of 296-7,718
-    colours (benchmarks/many_colours.py). A k-means codebook comes in no order, and stays raw."""
+    colours (benchmarks/many_colours.py). A k-means codebook comes in path order (quantize.
+    _along_path): 0.70 x its raw bytes at K = 256 (benchmarks/codebook_order.py)."""
     planes = np.ascontiguousarray(codebook.T, dtype=np.uint8)
     deltas = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
     coded = _zstd_compress(deltas.tobytes(), CODEBOOK_LEVEL)

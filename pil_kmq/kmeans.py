@@ -835,3 +835,33 @@ def plusplus(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.n
     if k <= _CUBED_SEEDS_K:
         return points[_scanned_plusplus(points, weights, first, draws)]
     return points[_cubed_plusplus(points, weights, first, draws, *_seed_cubes(points))]
+
+
+
+@njit(cache=True, nogil=True)
+def path_order(codebook: np.ndarray) -> np.ndarray:
+    """An order of the entries along a short path through colour space: from the darkest
+    (smallest channel sum, the lowest index of equals), each time to the nearest entry not yet
+    taken (squared distance, ties to the lowest index). Greedy, k x k / 2 steps. A k-means
+    codebook comes in the order of its seeds; along the path each channel steps little from
+    one entry to the next."""
+    k, channels = codebook.shape
+    colours = codebook.astype(np.int64)
+    left = np.arange(k)  # entries not yet taken, in left[:count]
+    order = np.empty(k, dtype=np.int64)
+    at = int(np.argmin(colours.sum(axis=1)))
+    for step in range(k):
+        order[step] = left[at]
+        current = left[at]
+        count = k - step - 1
+        left[at] = left[count]  # the last one not taken fills the gap
+        at, best, best_distance = -1, k, np.int64(1) << 40
+        for place in range(count):
+            entry = left[place]
+            distance = 0
+            for channel in range(channels):
+                difference = colours[entry, channel] - colours[current, channel]
+                distance += difference * difference
+            if distance < best_distance or (distance == best_distance and entry < best):
+                at, best, best_distance = place, entry, distance
+    return order

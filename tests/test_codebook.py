@@ -19,6 +19,7 @@ from pil_kmq.codec import codebook_section
 from pil_kmq.coding import encode_codebook
 from pil_kmq.decoding import decode_codebook
 from pil_kmq.format import HEADER_SIZE, StripMethod
+from pil_kmq.kmeans import path_order
 
 
 def _legend() -> Image.Image:
@@ -50,9 +51,36 @@ def test_without_zstd_the_codebook_stays_raw(compression: str) -> None:
     assert header.codebook_stream_length == 0 and header.version_minor < 5
 
 
-def test_a_k_means_codebook_in_no_order_stays_raw(ihc: Image.Image) -> None:
-    header, _ = decode_kmq(kmq_bytes(ihc, k=256))
-    assert header.codebook_stream_length == 0
+def test_a_k_means_codebook_is_ordered_along_a_path_and_coded(ihc: Image.Image) -> None:
+    """The seeds' order left a k-means codebook raw (its steps are as large as the colours);
+    along the path each channel steps little, and the coded codebook is far shorter."""
+    data = kmq_bytes(ihc, k=256)
+    header, (indices, codebook) = decode_kmq(data)
+    assert len(codebook) == 256 and np.array_equal(path_order(codebook), np.arange(256))
+    assert header.version_minor == 5 and 0 < header.codebook_stream_length < 0.8 * codebook.size
+    assert encode_codebook(np.random.default_rng(0).permutation(codebook)) is None  # out of order: raw
+    pixels = np.asarray(ihc).reshape(-1, 3).astype(np.int64)
+    distances = ((pixels[:, None, :] - codebook[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
+    assert np.array_equal(indices.ravel(), distances.argmin(axis=1))  # still each pixel's nearest, ties to the lowest
+
+
+def _greedy_path(codebook: np.ndarray) -> list[int]:
+    colours = codebook.astype(np.int64).tolist()
+    current = min(range(len(colours)), key=lambda entry: (sum(colours[entry]), entry))
+    path, left = [current], set(range(len(colours))) - {current}
+    while left:
+        current = min(left, key=lambda entry: (sum((a - b) ** 2 for a, b in zip(colours[entry], colours[current], strict=True)), entry))
+        path.append(current)
+        left.remove(current)
+    return path
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_path_order_takes_the_nearest_entry_left_ties_to_the_lowest(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    channels, k = int(rng.integers(1, 5)), int(rng.integers(1, 300))
+    codebook = rng.integers(0, 8 if seed % 2 else 256, (k, channels), dtype=np.uint8)  # few levels: many ties
+    assert path_order(codebook).tolist() == _greedy_path(codebook)
 
 
 def test_codebook_round_trips_through_differences() -> None:

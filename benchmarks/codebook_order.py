@@ -1,0 +1,148 @@
+"""A k-means codebook ordered along a path through colour space, against the seeds' order.
+
+Before: a k-means codebook was stored in the order k-means++ drew its seeds; each channel
+jumps from entry to entry, so the coded codebook (spec 6.1, each channel's differences from
+the entry before, zstd) was no shorter than the raw entries and the codebook stayed raw. Now
+the writer orders the entries greedily, from the darkest, each time to the nearest entry left
+(`kmeans.path_order`, up to `quantize.PATH_MAX_K` entries). zstd sees one byte value for
+another and near_rans ranks by colour up to 1,024 entries, so the strips should change little.
+
+Per set and K: default (`compression="auto"`) file bytes now ÷ before, codebook bytes before and
+now, the whole save's time now ÷ before and the load's (best of --repeat, taken in turns), and
+for graphics both files ÷ WebP lossless. Sets: the Kodak photos and the drawings made for tuning
+(`rows_level.py`, `many_colours.py`), where the order was chosen; the held-out photos and
+graphics (`heldout.py`) and their thumbnails 128 pixels wide, never tuned on. Then, for the
+limit: `compression="near"` at K = 2,048, path order up to 4,096 entries against none, on every
+third Kodak photo and the held-out photos (above 1,024 entries near_rans ranks by index distance).
+
+    pip install '.[bench]'
+    python benchmarks/codebook_order.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import heldout
+import many_colours
+import rows_level
+from common import geomean, kodak_images
+from PIL import Image
+
+import pil_kmq  # noqa: F401  (registers KMQ)
+from pil_kmq import quantize
+from pil_kmq.api import decode_kmq
+
+KS = (16, 64, 256)
+
+
+@contextmanager
+def path_max_k(limit: int) -> Iterator[None]:
+    """The writer with codebooks of up to `limit` entries put in path order (0: none, as before)."""
+    saved = quantize.PATH_MAX_K
+    quantize.PATH_MAX_K = limit
+    try:
+        yield
+    finally:
+        quantize.PATH_MAX_K = saved
+
+
+def _saved(image: Image.Image, k: int, compression: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=k, compression=compression)
+    return buffer.getvalue()
+
+
+def _timed(function: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def _load(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+
+
+def measure(image: Image.Image, k: int, repeat: int, compression: str = "auto") -> tuple[bytes, bytes, float, float]:
+    """(file now, file before, save time now ÷ before, load time now ÷ before): best of
+    `repeat` saves and of at least 7 loads, now and before taken in turns."""
+    times: dict[str, list[float]] = {"save now": [], "save before": [], "load now": [], "load before": []}
+    now = before = b""
+    for _ in range(repeat):
+        now, seconds = _timed(lambda: _saved(image, k, compression))
+        times["save now"].append(seconds)
+        with path_max_k(0):
+            before, seconds = _timed(lambda: _saved(image, k, compression))
+        times["save before"].append(seconds)
+    for _ in range(max(repeat, 7)):  # after the saves, in turns: a first load is slower
+        times["load now"].append(_timed(lambda: _load(now))[1])
+        times["load before"].append(_timed(lambda: _load(before))[1])
+    best = {name: min(values) for name, values in times.items()}
+    return now, before, best["save now"] / best["save before"], best["load now"] / best["load before"]
+
+
+def codebook_bytes(data: bytes) -> int:
+    header, quantized = decode_kmq(data)
+    return header.codebook_stream_length or quantized.codebook.size
+
+
+def webp_lossless(data: bytes) -> int:
+    """WebP lossless bytes (method 6) of the pixels a KMQ file holds."""
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buffer, "WEBP", lossless=True, quality=100, method=6)
+    return len(buffer.getvalue())
+
+
+def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int, ...] = KS, compression: str = "auto", webp: bool = False) -> None:
+    print(f"\n### {title}\n")
+    print(f"PATH_MAX_K {quantize.PATH_MAX_K}\n")
+    extra = " before ÷ WebP-LL | now ÷ WebP-LL |" if webp else ""
+    print("| image | K | stored K | codebook bytes before → now | file bytes before | now ÷ before | save now ÷ before | load now ÷ before |" + extra)
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if webp else ""))
+    summary: dict[int, list[tuple[float, float, float]]] = {k: [] for k in ks}
+    for name, image in images.items():
+        for k in ks:
+            now, before, save, load = measure(image, k, repeat, compression)
+            summary[k].append((len(now) / len(before), save, load))
+            stored = decode_kmq(now)[0].k
+            cells = f"| {name} | {k} | {stored} | {codebook_bytes(before):,} → {codebook_bytes(now):,} | {len(before):,} | {len(now) / len(before):.4f} | {save:.2f} | {load:.2f} |"
+            if webp:
+                anchor = webp_lossless(now)
+                cells += f" {len(before) / anchor:.3f} | {len(now) / anchor:.3f} |"
+            print(cells)
+    print("\n| K | images | bytes now ÷ before, geometric mean (smallest, largest) | save now ÷ before, geometric mean (largest) | load now ÷ before, geometric mean (largest) |")
+    print("|---|---|---|---|---|")
+    for k, rows in summary.items():
+        ratios, saves, loads = ([row[i] for row in rows] for i in range(3))
+        print(f"| {k} | {len(rows)} | {geomean(ratios):.4f} ({min(ratios):.4f}, {max(ratios):.4f}) | {geomean(saves):.3f} ({max(saves):.2f}) | {geomean(loads):.3f} ({max(loads):.2f}) |")
+
+
+def thumbnails(images: dict[str, Image.Image], width: int = 128) -> dict[str, Image.Image]:
+    return {name: image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS) for name, image in images.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"pil_kmq {pil_kmq.__version__}")
+    kodak = dict(kodak_images())
+    table("Kodak photos", kodak, args.repeat)
+    table("Drawings made for tuning", {**rows_level.drawings(), **many_colours.graphics()}, args.repeat, webp=True)
+    table("Held-out photos (never tuned on)", heldout.photos(), args.repeat)
+    table("Held-out graphics (never tuned on)", heldout.graphics(), args.repeat, webp=True)
+    table("Held-out photos and graphics, 128 pixels wide (never tuned on)", thumbnails({**heldout.photos(), **heldout.graphics()}), args.repeat, (64, 256))
+    with path_max_k(4096):
+        table("compression=\"near\" at K = 2,048: every third Kodak photo", dict(list(kodak.items())[::3]), 1, (2048,), "near")
+        table("compression=\"near\" at K = 2,048: held-out photos (never tuned on)", heldout.photos(), 1, (2048,), "near")
+    print("done")
+
+
+if __name__ == "__main__":
+    main()
