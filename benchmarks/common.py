@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +63,20 @@ def mse(original: np.ndarray, decoded: np.ndarray) -> float:
 
 def best_time(function: Callable[[], object], repeat: int = 3) -> float:
     """The fastest of `repeat` runs, in seconds."""
-    times = []
+    return best_times((function,), repeat)[0]
+
+
+def best_times(functions: Sequence[Callable[[], object]], repeat: int = 3) -> list[float]:
+    """The fastest of `repeat` runs of each function, in seconds, the functions run in turns,
+    so that a ratio of two sees both under the same state of the machine (clock, caches, the
+    other core's load) rather than one block of runs and then another."""
+    best = [math.inf] * len(functions)
     for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for at, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            best[at] = min(best[at], time.perf_counter() - start)
+    return best
 
 
 def jxl_lossless(image: Image.Image) -> bytes:
