@@ -837,7 +837,6 @@ def plusplus(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.n
     return points[_cubed_plusplus(points, weights, first, draws, *_seed_cubes(points))]
 
 
-
 @njit(cache=True, nogil=True)
 def path_order(codebook: np.ndarray) -> np.ndarray:
     """An order of the entries along a short path through colour space: from the darkest
