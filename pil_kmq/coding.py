@@ -408,19 +408,23 @@ _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {
 # The strips' level: on graphics of 300-7,700 exact colours level 19 made codebooks 0.3 % smaller
 # (larger on two of ten) in 1.3-2.7 x the time, up to 5.6 ms.
 CODEBOOK_LEVEL = ZSTD_LEVEL
+# A coded codebook is kept only at most this fraction of the raw entries: its zstd frame costs
+# a reader ~26 us with caches cold (8 us warm), which a k-means codebook of 64 entries in path
+# order, 0.93 x its raw bytes, does not repay (Kodak loads 2.4 % longer for 0.02 % fewer bytes).
+CODEBOOK_KEEP = 0.875
 
 
 def encode_codebook(codebook: np.ndarray) -> bytes | None:
     """The codebook section of a coded codebook (spec 6.1): one zstd frame of each channel's
-    differences from the entry before (mod 256), channel by channel; None where that is no
-    shorter than the raw entries. Exact colours come sorted (np.unique) and, drawn with
+    differences from the entry before (mod 256), channel by channel; None where that is not
+    CODEBOOK_KEEP of the raw entries or less. Exact colours come sorted (np.unique) and, drawn with
     antialiasing, step little from one to the next: 1.65-4.6 x smaller on graphics of 296-7,718
     colours (benchmarks/many_colours.py). A k-means codebook comes in path order (quantize.
     _along_path): 0.70 x its raw bytes at K = 256 (benchmarks/codebook_order.py)."""
     planes = np.ascontiguousarray(codebook.T, dtype=np.uint8)
     deltas = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
     coded = _zstd_compress(deltas.tobytes(), CODEBOOK_LEVEL)
-    return coded if len(coded) < codebook.size else None
+    return coded if len(coded) <= CODEBOOK_KEEP * codebook.size else None
 
 
 # --- one strip ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pil_kmq import KmqError, decode_kmq, encode_kmq, stream
 from pil_kmq.codec import codebook_section
-from pil_kmq.coding import encode_codebook
+from pil_kmq.coding import CODEBOOK_KEEP, CODEBOOK_LEVEL, encode_codebook
 from pil_kmq.decoding import decode_codebook
 from pil_kmq.format import HEADER_SIZE, StripMethod
 from pil_kmq.kmeans import path_order
@@ -62,6 +62,15 @@ def test_a_k_means_codebook_is_ordered_along_a_path_and_coded(ihc: Image.Image) 
     pixels = np.asarray(ihc).reshape(-1, 3).astype(np.int64)
     distances = ((pixels[:, None, :] - codebook[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
     assert np.array_equal(indices.ravel(), distances.argmin(axis=1))  # still each pixel's nearest, ties to the lowest
+
+
+def test_a_codebook_coded_in_more_than_an_eighth_less_stays_raw(ihc: Image.Image) -> None:
+    """At 64 entries the path order codes 192 bytes in 176: not worth a zstd frame to a reader."""
+    header, (_, codebook) = decode_kmq(kmq_bytes(ihc, k=64))
+    planes = np.ascontiguousarray(codebook.T)
+    differences = np.diff(planes, axis=1, prepend=np.zeros((3, 1), np.uint8))
+    assert CODEBOOK_KEEP * codebook.size < len(zstandard.ZstdCompressor(level=CODEBOOK_LEVEL).compress(differences.tobytes())) < codebook.size
+    assert header.codebook_stream_length == 0 and encode_codebook(codebook) is None
 
 
 def _greedy_path(codebook: np.ndarray) -> list[int]:
