@@ -14,6 +14,9 @@ for graphics both files ÷ WebP lossless. Sets: the Kodak photos and the drawing
 graphics (`heldout.py`) and their thumbnails 128 pixels wide, never tuned on. Then, for the
 limit: `compression="near"` at K = 2,048, path order up to 4,096 entries against none, on every
 third Kodak photo and the held-out photos (above 1,024 entries near_rans ranks by index distance).
+First: the coded codebook's bytes in the orders tried (seeds', path, luminance, sorted as
+numbers), path_order's time, a coded codebook's decoding time warm and cold, and how many
+codebooks at an exact colour count code between `coding.CODEBOOK_KEEP` and 1 x their raw bytes.
 
     pip install '.[bench]'
     python benchmarks/codebook_order.py
@@ -29,13 +32,17 @@ from contextlib import contextmanager
 
 import heldout
 import many_colours
+import numpy as np
 import rows_level
-from common import geomean, kodak_images
+import small
+from common import best_time, geomean, kodak_images
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
-from pil_kmq import quantize
+from pil_kmq import coding, quantize
 from pil_kmq.api import decode_kmq
+from pil_kmq.decoding import decode_codebook
+from pil_kmq.kmeans import path_order
 
 KS = (16, 64, 256)
 
@@ -123,6 +130,65 @@ def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int
         print(f"| {k} | {len(rows)} | {geomean(ratios):.4f} ({min(ratios):.4f}, {max(ratios):.4f}) | {geomean(saves):.3f} ({max(saves):.2f}) | {geomean(loads):.3f} ({max(loads):.2f}) |")
 
 
+def coded_ratio(codebook: np.ndarray) -> float:
+    """The coded codebook's bytes (spec 6.1, whether or not the writer keeps it) ÷ the raw entries'."""
+    planes = np.ascontiguousarray(codebook.T)
+    differences = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
+    return len(coding._zstd_compress(differences.tobytes(), coding.CODEBOOK_LEVEL)) / codebook.size
+
+
+def orders(codebook: np.ndarray) -> dict[str, np.ndarray]:
+    """Orders of a codebook that were tried: the seeds' (as k-means made it), the path, by
+    luminance, and sorted as numbers (red first), as exact colours come."""
+    colours = codebook.astype(np.int64)
+    return {"seeds": np.arange(len(codebook)), "path": path_order(codebook),
+            "luminance": np.argsort(colours @ np.array([299, 587, 114]), kind="stable"), "red first": np.lexsort(colours.T[::-1])}
+
+
+def orders_table(title: str, images: dict[str, Image.Image]) -> None:
+    """Coded ÷ raw codebook bytes in each order, geometric mean per K (k-means codebooks)."""
+    print(f"\n### Coded ÷ raw codebook bytes by order: {title}\n")
+    print("| K | images | " + " | ".join(orders(np.zeros((1, 3), np.uint8))) + " |")
+    print("|---|---|" + "---|" * 4)
+    for k in (64, 256):
+        ratios: dict[str, list[float]] = {}
+        with path_max_k(0):
+            for image in images.values():
+                codebook = pil_kmq.compress_image(np.asarray(image), k=k).codebook
+                for name, order in orders(codebook).items():
+                    ratios.setdefault(name, []).append(coded_ratio(codebook[order]))
+        print(f"| {k} | {len(images)} | " + " | ".join(f"{geomean(values):.3f}" for values in ratios.values()) + " |")
+
+
+def costs() -> None:
+    """path_order's time, and decoding a coded codebook of 256 entries warm and after 32 MB were
+    touched (caches cold, as in a file's first load)."""
+    rng = np.random.default_rng(1)
+    for k in (256, 1024):
+        codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+        print(f"path_order, {k} entries: {best_time(lambda: path_order(codebook), 20) * 1e3:.2f} ms")
+    photo = kodak_images()[0][1]
+    codebook = pil_kmq.compress_image(np.asarray(photo), k=256).codebook
+    coded = coding.encode_codebook(codebook)
+    assert coded is not None
+    warm = best_time(lambda: decode_codebook(coded, 256, 3), 50)
+    scratch, cold = np.zeros(32 << 20, np.uint8), []
+    for _ in range(50):
+        scratch += 1
+        cold.append(best_time(lambda: decode_codebook(coded, 256, 3), 1))
+    print(f"decode_codebook, 256 entries ({len(coded)} bytes): warm {warm * 1e6:.0f} µs, cold median {np.median(cold) * 1e6:.0f} µs")
+
+
+def exact_between(images: dict[str, Image.Image]) -> None:
+    """How many codebooks at an exact colour count code between CODEBOOK_KEEP and 1 x their raw bytes."""
+    ratios = []
+    for image in images.values():
+        pixels = np.asarray(image.convert("RGB"))
+        ratios.append(coded_ratio(pil_kmq.compress_image(pixels, k=len(image.convert("RGB").getcolors(1 << 24))).codebook))
+    between = sum(coding.CODEBOOK_KEEP < ratio < 1 for ratio in ratios)
+    print(f"\nExact colours, {len(ratios)} drawings: {between} code between {coding.CODEBOOK_KEEP} and 1 x their raw bytes (ratios {min(ratios):.2f} to {max(ratios):.2f})")
+
+
 def thumbnails(images: dict[str, Image.Image], width: int = 128) -> dict[str, Image.Image]:
     return {name: image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS) for name, image in images.items()}
 
@@ -133,6 +199,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"pil_kmq {pil_kmq.__version__}")
     kodak = dict(kodak_images())
+    orders_table("the first 8 Kodak photos and the drawings of rows_level.py (tuning)", {**dict(list(kodak.items())[:8]), **rows_level.drawings()})
+    orders_table("held-out photos and graphics (never tuned on)", {**heldout.photos(), **heldout.graphics()})
+    costs()
+    exact_between({**rows_level.drawings(), **many_colours.graphics(), **heldout.graphics(), **small.drawn_small()})
     table("Kodak photos", kodak, args.repeat)
     table("Drawings made for tuning", {**rows_level.drawings(), **many_colours.graphics()}, args.repeat, webp=True)
     table("Held-out photos (never tuned on)", heldout.photos(), args.repeat)

@@ -68,8 +68,8 @@ def best_time(function: Callable[[], object], repeat: int = 3) -> float:
 
 def best_times(functions: Sequence[Callable[[], object]], repeat: int = 3) -> list[float]:
     """The fastest of `repeat` runs of each function, in seconds, the functions run in turns,
-    so that a ratio of two sees both under the same state of the machine (clock, caches, the
-    other core's load) rather than one block of runs and then another."""
+    so that a ratio of two sees both under the same conditions (clock, caches, other work)
+    rather than one block of runs and then another."""
     best = [math.inf] * len(functions)
     for _ in range(repeat):
         for at, function in enumerate(functions):

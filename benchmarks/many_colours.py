@@ -3,14 +3,14 @@ its two ways for them. (1) Antialiased text and shapes keep colours of their own
 runs, so literals no longer tell a drawing from a photo: above 256 colours the writer codes the
 first strip in halves by a quick trial and gives one strip to what repeats far apart. (2) The
 entries of exact colours come sorted and step little: their differences are coded by zstd
-(spec 6.1) where that is shorter.
+(spec 6.1) where that is shorter (since codebook_order.py: an eighth shorter or more).
 
 Graphics drawn here (none of them measured before this script: a dashboard, a window of
 controls shaded by gradients, a document page, a flowchart, matplotlib line plots and a heat
 map with labels), the eight drawings made for tuning (`rows_level.py`), the held-out graphics
 (`heldout.py`; its UI screenshot is where (1) was found), and photos at K = 512 (a third of the
-Kodak set and the package photos of `heldout.py`), which must keep a photo's strips and raw
-codebook. Per image: strips, codebook bytes and file bytes before and now, each change's
+Kodak set and the package photos of `heldout.py`), which must keep a photo's strips and (until
+codebook_order.py's path order) a raw codebook. Per image: strips, codebook bytes and file bytes before and now, each change's
 share, save time, and both against WebP lossless (`method=6`) of the same pixels.
 
     pip install '.[bench]'

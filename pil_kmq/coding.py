@@ -409,8 +409,9 @@ _COMPRESS: dict[StripMethod, Callable[[bytes], bytes]] = {
 # (larger on two of ten) in 1.3-2.7 x the time, up to 5.6 ms.
 CODEBOOK_LEVEL = ZSTD_LEVEL
 # A coded codebook is kept only at most this fraction of the raw entries: its zstd frame costs
-# a reader ~26 us with caches cold (8 us warm), which a k-means codebook of 64 entries in path
-# order, 0.93 x its raw bytes, does not repay (Kodak loads 2.4 % longer for 0.02 % fewer bytes).
+# a reader ~40 us with caches cold (8 us warm), which a k-means codebook of 64 entries in path
+# order, 0.94 x its raw bytes, does not repay (Kodak loads 2.4 % longer for 0.02 % fewer bytes;
+# benchmarks/codebook_order.py).
 CODEBOOK_KEEP = 0.875
 
 

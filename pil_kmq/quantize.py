@@ -40,9 +40,10 @@ _LEVEL_MAX_ITER = 300  # the seed article's max_iter
 _EXACT_MIN_ITER, _EXACT_MAX_ITER = 20, 40
 _EXACT_POINT_STEPS = 1 << 21
 _DENSE_CUBES = 1 << 22  # cube key spaces up to this size are counted in a dense table
-# Up to here a k-means codebook is put in path order (_along_path): ~1 ms at 1,024 entries. Above,
-# near_rans ranks entries by index distance, and the seeds' order, drawn from coarse cubes to
-# fine, served it better: in path order Kodak photos at K = 2,048 came out 2 % larger near.
+# Up to this k a k-means codebook is put in path order (_along_path). Above, near_rans ranks
+# entries by index distance, and the path made Kodak photos at K = 2,048 2 % larger near, the
+# seeds' order being drawn from coarse cubes to fine (held out, the path made photos 2 %
+# smaller: mixed, and the tuning set decides).
 PATH_MAX_K = 1024
 _ESTIMATE_MAX_ITER = 20  # Lloyd steps of a psnr= estimate: it only has to bound the error
 _PSNR_K_PRECISION = 32  # psnr= searches k to within 1/32 of itself
@@ -386,10 +387,11 @@ def _tolerance(level: Level) -> float:
     return _TOL * float(variance.mean())
 
 
-def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedings: int | None = None, ordered: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codebook (<= k entries, uint8) and each histogram colour's index into it; k < len(hist).
     `made`: this histogram's levels and coarse runs made so far (by a psnr= search);
-    `seedings`: k-means++ seedings to keep the best of (default: see _best_start)."""
+    `seedings`: k-means++ seedings to keep the best of (default: see _best_start); `ordered`:
+    whether to put the entries in path order (_along_path; default: k <= PATH_MAX_K)."""
     made = made or _Made(hist)
     levels = _levels(made, k)
     tol = made.tolerance()
@@ -401,19 +403,22 @@ def cluster(hist: Histogram, k: int, seed: int, made: _Made | None = None, seedi
     centroids, labels = fit.centroids, fit.labels
     # Round to uint8, order the entries along a path (_along_path), then every colour's exact
     # nearest rounded entry, searched from its label.
-    codebook, labels = _along_path(np.clip(np.rint(centroids), 0, 255).astype(np.uint8), labels)
+    codebook = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
+    if ordered is None:
+        ordered = k <= PATH_MAX_K
+    if ordered:
+        codebook, labels = _along_path(codebook, labels)
     return _drop_unused(codebook, kmeans.exact_nearest(hist.colors, codebook, labels))
 
 
 def _along_path(codebook: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The codebook in kmeans.path_order (up to PATH_MAX_K entries) and the labels renumbered.
-    The coded codebook (spec 6.1) stores each channel's steps from one entry to the next: in
-    the seeds' order they are as large as the colours and the codebook stayed raw; along the
-    path it codes in 0.70 x the raw bytes at K = 256 (0.93 x at 64) on Kodak photos and the
-    drawings made for tuning. The strips code much the same bytes in any order of the entries
-    (zstd sees one byte value for another, near_rans ranks by colour up to 1,024)."""
-    if len(codebook) > PATH_MAX_K:
-        return codebook, labels
+    """The codebook in kmeans.path_order and the labels renumbered. The coded codebook (spec
+    6.1) stores each channel's steps from one entry to the next: in the seeds' order they are
+    as large as the colours and the codebook stayed raw; along the path it codes in about 0.7 x
+    the raw bytes at K = 256 (benchmarks/codebook_order.py). The strips code much the same bytes
+    in any order (zstd sees one byte value for another, near_rans ranks by colour up to 1,024
+    entries), but compression="auto" estimates near_rans ranking by index, which along the path
+    follows colour: it tries near_rans on some drawings it did not try before."""
     order = kmeans.path_order(codebook)
     renumber = np.empty_like(order)
     renumber[order] = np.arange(len(order))
@@ -473,10 +478,10 @@ def _class_budget(k: int, opaque: Histogram, partial: Histogram, seed: int) -> t
     return best, min(k - best, sizes[1])
 
 
-def _class_codebook(part: Histogram, k: int, seed: int, seedings: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _class_codebook(part: Histogram, k: int, seed: int, seedings: int | None, ordered: bool) -> tuple[np.ndarray, np.ndarray]:
     if len(part.keys) <= k:
         return part.colors, np.arange(len(part.keys))
-    return cluster(part, k, seed, seedings=seedings)
+    return cluster(part, k, seed, seedings=seedings, ordered=ordered)
 
 
 def cluster_alpha(hist: Histogram, k: int, seed: int, seedings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -498,7 +503,7 @@ def cluster_alpha(hist: Histogram, k: int, seed: int, seedings: int | None = Non
     for mask, part, k_part, solid in ((opaque, opaque_hist, k_opaque, True), (partial, partial_hist, k_partial, False)):
         if not k_part:
             continue
-        book, labels = _class_codebook(part, k_part, seed, seedings)
+        book, labels = _class_codebook(part, k_part, seed, seedings, k <= PATH_MAX_K)  # by the whole codebook's k
         if solid:
             book = np.concatenate([book, np.full((len(book), 1), 255, dtype=np.uint8)], axis=1)
         color_index[mask] = labels + sum(len(b) for b in books)

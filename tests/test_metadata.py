@@ -72,14 +72,14 @@ def test_metadata_is_stored_as_the_specs_chunks(parrot: Image.Image) -> None:
     chunks = parse_extensions(data[HEADER_SIZE : header.codebook_offset], pil_kmq.format.KNOWN_CHUNKS)
     assert [tag for tag, _ in chunks] == [b"iccp", b"exif", b"xmpp"]
     assert dict(chunks)[b"exif"].startswith((b"MM\0*", b"II*\0"))  # TIFF header, no Exif\0\0 prefix
-    assert header.version_minor == (5 if header.codebook_stream_length else 2)  # 1.2: chunks; 1.5: a coded codebook
+    assert header.version_minor == 2
 
 
 @pytest.mark.parametrize("compression", ["none", "zstd"])
 def test_without_metadata_files_keep_the_lowest_version(parrot: Image.Image, compression: str) -> None:
     data = kmq_bytes(parrot, k=64, compression=compression)  # a photo: runs, not rows (1.3)
     header = parse_header(data[:HEADER_SIZE])
-    assert header.extension_length == 0 and header.version_minor == (0 if compression == "none" else 5 if header.codebook_stream_length else 1)
+    assert header.extension_length == 0 and header.version_minor == (0 if compression == "none" else 1)
 
 
 def test_metadata_survives_kmq_to_kmq_and_kmq_to_png(jpeg_with_metadata: Image.Image) -> None:
