@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import heldout
@@ -35,7 +34,7 @@ import many_colours
 import numpy as np
 import rows_level
 import small
-from common import best_time, geomean, kodak_images
+from common import best_time, best_times, geomean, kodak_images, timed, webp_lossless_of
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
@@ -64,12 +63,6 @@ def _saved(image: Image.Image, k: int, compression: str) -> bytes:
     return buffer.getvalue()
 
 
-def _timed(function: Callable[[], object]) -> tuple[object, float]:
-    start = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - start
-
-
 def _load(data: bytes) -> None:
     with Image.open(io.BytesIO(data)) as image:
         image.load()
@@ -78,32 +71,23 @@ def _load(data: bytes) -> None:
 def measure(image: Image.Image, k: int, repeat: int, compression: str = "auto") -> tuple[bytes, bytes, float, float]:
     """(file now, file before, save time now ÷ before, load time now ÷ before): best of
     `repeat` saves and of at least 7 loads, now and before taken in turns."""
-    times: dict[str, list[float]] = {"save now": [], "save before": [], "load now": [], "load before": []}
+    saves_now: list[float] = []
+    saves_before: list[float] = []
     now = before = b""
     for _ in range(repeat):
-        now, seconds = _timed(lambda: _saved(image, k, compression))
-        times["save now"].append(seconds)
+        now, seconds = timed(lambda: _saved(image, k, compression))
+        saves_now.append(seconds)
         with path_max_k(0):
-            before, seconds = _timed(lambda: _saved(image, k, compression))
-        times["save before"].append(seconds)
-    for _ in range(max(repeat, 7)):  # after the saves, in turns: a first load is slower
-        times["load now"].append(_timed(lambda: _load(now))[1])
-        times["load before"].append(_timed(lambda: _load(before))[1])
-    best = {name: min(values) for name, values in times.items()}
-    return now, before, best["save now"] / best["save before"], best["load now"] / best["load before"]
+            before, seconds = timed(lambda: _saved(image, k, compression))
+        saves_before.append(seconds)
+    # after the saves, in turns: a first load is slower
+    load_now, load_before = best_times((lambda: _load(now), lambda: _load(before)), max(repeat, 7))
+    return now, before, min(saves_now) / min(saves_before), load_now / load_before
 
 
 def codebook_bytes(data: bytes) -> int:
     header, quantized = decode_kmq(data)
     return header.codebook_stream_length or quantized.codebook.size
-
-
-def webp_lossless(data: bytes) -> int:
-    """WebP lossless bytes (method 6) of the pixels a KMQ file holds."""
-    buffer = io.BytesIO()
-    with Image.open(io.BytesIO(data)) as image:
-        image.save(buffer, "WEBP", lossless=True, quality=100, method=6)
-    return len(buffer.getvalue())
 
 
 def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int, ...] = KS, compression: str = "auto", webp: bool = False) -> None:
@@ -120,7 +104,7 @@ def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int
             stored = decode_kmq(now)[0].k
             cells = f"| {name} | {k} | {stored} | {codebook_bytes(before):,} → {codebook_bytes(now):,} | {len(before):,} | {len(now) / len(before):.4f} | {save:.2f} | {load:.2f} |"
             if webp:
-                anchor = webp_lossless(now)
+                anchor = webp_lossless_of(now)
                 cells += f" {len(before) / anchor:.3f} | {len(now) / anchor:.3f} |"
             print(cells)
     print("\n| K | images | bytes now ÷ before, geometric mean (smallest, largest) | save now ÷ before, geometric mean (largest) | load now ÷ before, geometric mean (largest) |")
@@ -132,9 +116,7 @@ def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int
 
 def coded_ratio(codebook: np.ndarray) -> float:
     """The coded codebook's bytes (spec 6.1, whether or not the writer keeps it) ÷ the raw entries'."""
-    planes = np.ascontiguousarray(codebook.T)
-    differences = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
-    return len(coding._zstd_compress(differences.tobytes(), coding.CODEBOOK_LEVEL)) / codebook.size
+    return len(coding.coded_codebook(codebook)) / codebook.size
 
 
 def orders(codebook: np.ndarray) -> dict[str, np.ndarray]:

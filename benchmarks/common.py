@@ -1,7 +1,8 @@
-"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, matplotlib figures as images, MSE and timing."""
+"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, matplotlib figures as images, MSE, timing and the WebP lossless anchor."""
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT.parent / "shared" / "bench"
 KODAK = sorted((BENCH / "kodak").glob("kodim*.png"))
 CACHE = Path(__file__).resolve().parent / "cache"
+T = TypeVar("T")
 
 
 def kodak_images() -> list[tuple[str, Image.Image]]:
@@ -59,6 +62,21 @@ def mse(original: np.ndarray, decoded: np.ndarray) -> float:
     """Mean over pixels of the squared RGB distance."""
     difference = original.astype(np.int32) - decoded.astype(np.int32)
     return float((difference * difference).sum(axis=-1).mean())
+
+
+def timed(function: Callable[[], T]) -> tuple[T, float]:
+    """function()'s result and the seconds it took."""
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def webp_lossless_of(kmq: bytes) -> int:
+    """WebP lossless bytes (`method=6`, libwebp's greatest effort) of the pixels a KMQ file holds."""
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(kmq)) as image:
+        image.save(buffer, "WEBP", lossless=True, quality=100, method=6)
+    return len(buffer.getvalue())
 
 
 def best_time(function: Callable[[], object], repeat: int = 3) -> float:

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import heldout
 import many_colours
 import numpy as np
 import rows_level
-from common import geomean, kodak_images
+from common import geomean, kodak_images, timed, webp_lossless_of
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
@@ -79,30 +78,16 @@ def _saved(image: Image.Image, k: int) -> bytes:
     return buffer.getvalue()
 
 
-def _timed(save: Callable[[], bytes]) -> tuple[bytes, float]:
-    start = time.perf_counter()
-    data = save()
-    return data, time.perf_counter() - start
-
-
 def measure(image: Image.Image, k: int, repeat: int) -> tuple[bytes, int, float, float]:
     """(file now, bytes before, best save time now, best save time before), saves in turns."""
     now_times, before_times = [], []
     for _ in range(repeat):
-        now, seconds = _timed(lambda: _saved(image, k))
+        now, seconds = timed(lambda: _saved(image, k))
         now_times.append(seconds)
         with rule_before():
-            before, seconds = _timed(lambda: _saved(image, k))
+            before, seconds = timed(lambda: _saved(image, k))
         before_times.append(seconds)
     return now, len(before), min(now_times), min(before_times)
-
-
-def webp_lossless(data: bytes) -> int:
-    """WebP lossless bytes (method 6) of the pixels a KMQ file holds."""
-    buffer = io.BytesIO()
-    with Image.open(io.BytesIO(data)) as image:
-        image.save(buffer, "WEBP", lossless=True, quality=100, method=6)
-    return len(buffer.getvalue())
 
 
 def without_packed_test(image: Image.Image, k: int) -> int:
@@ -127,7 +112,7 @@ def table(title: str, images: dict[str, Image.Image], repeat: int, ks: tuple[int
             now = len(data)
             summary[k].append((now / before, now_time / before_time))
             if now != before:
-                webp = webp_lossless(data)
+                webp = webp_lossless_of(data)
                 print(f"| {name} | {k} | {before:,} | {now:,} | {now / before:.3f} | {now_time / before_time:.2f} | {before / webp:.3f} | {now / webp:.3f} |")
             if ablation:
                 ablated[k].append(without_packed_test(image, k) / before)

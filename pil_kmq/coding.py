@@ -422,10 +422,15 @@ def encode_codebook(codebook: np.ndarray) -> bytes | None:
     antialiasing, step little from one to the next: 1.65-4.6 x smaller on graphics of 296-7,718
     colours (benchmarks/many_colours.py). A k-means codebook comes in path order (quantize.
     _along_path): 0.70 x its raw bytes at K = 256 (benchmarks/codebook_order.py)."""
+    coded = coded_codebook(codebook)
+    return coded if len(coded) <= CODEBOOK_KEEP * codebook.size else None
+
+
+def coded_codebook(codebook: np.ndarray) -> bytes:
+    """The zstd frame of the codebook's differences (spec 6.1), whether or not it is the shorter."""
     planes = np.ascontiguousarray(codebook.T, dtype=np.uint8)
     deltas = np.diff(planes, axis=1, prepend=np.zeros((len(planes), 1), np.uint8))
-    coded = _zstd_compress(deltas.tobytes(), CODEBOOK_LEVEL)
-    return coded if len(coded) <= CODEBOOK_KEEP * codebook.size else None
+    return _zstd_compress(deltas.tobytes(), CODEBOOK_LEVEL)
 
 
 # --- one strip ----------------------------------------------------------------------------
