@@ -24,9 +24,12 @@ from . import jobs, near
 from .format import StripMethod
 from .quantize import Quantized, RowSource, mse_for_psnr
 
-# Pixels scanned as one segment, in pixel order; the segments of a band are scanned side by
-# side, so a scan takes SEGMENT numpy steps whatever the image's shape.
+# Pixels scanned as one segment, in pixel order: a run never crosses a segment's start, so
+# segments are independent (and every SAMPLE_EVERY-th of them a fair sample).
 SEGMENT = 128
+# A run's entry is chosen among the nearest entries of its first LOOKAHEAD pixels (read as
+# scan runs: 1 is the first pixel's own entry; benchmarks/run_entry.py).
+LOOKAHEAD = 4
 BAND_PIXELS = 1 << 18  # pixels per band of rows: bounds the int32 temporaries (~5 MiB)
 MAX_THRESHOLD = 4 * 255**2  # every run allowed: the most squared error a pixel can have
 CACHED_PIXELS = 1 << 21  # images up to this size keep their segments or bands (up to ~17 bytes a pixel) between scans
@@ -81,13 +84,13 @@ NEAR_PRIOR = (-1.25, 1.7)
 
 
 class Segments(NamedTuple):
-    """Pixels, nearest indices and their squared errors as (SEGMENT, segments) arrays, so that
-    step j of a scan touches position j of every segment."""
+    """Pixels, nearest indices and their squared errors as (segments, SEGMENT) arrays: pixel
+    order, padded to whole segments, so that a segment's pixels lie together."""
 
-    pixels: np.ndarray  # (SEGMENT, m, C) int32
-    nearest: np.ndarray  # (SEGMENT, m)
-    error: np.ndarray  # (SEGMENT, m) int32
-    real: int  # real pixels (the last segment is padded by repeating the last pixel)
+    pixels: np.ndarray  # (m, SEGMENT, C) int32
+    nearest: np.ndarray  # (m, SEGMENT)
+    error: np.ndarray  # (m, SEGMENT) int32
+    real: int  # real pixels, the first ones (the last segment is padded by repeating the last pixel)
 
 
 def _visible(colors: np.ndarray) -> np.ndarray:
@@ -108,7 +111,7 @@ def _segments(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray) -> 
         raise ValueError("nearest indices beyond the codebook")
     columns = -(-count // SEGMENT)
     cut = Segments(
-        np.empty((SEGMENT, columns, channels), dtype=np.int32), np.empty((SEGMENT, columns), dtype=nearest.dtype), np.empty((SEGMENT, columns), dtype=np.int32), count
+        np.empty((columns, SEGMENT, channels), dtype=np.int32), np.empty((columns, SEGMENT), dtype=nearest.dtype), np.empty((columns, SEGMENT), dtype=np.int32), count
     )
     _cut(np.ascontiguousarray(pixels), np.ascontiguousarray(nearest), codebook.astype(np.int32), channels in (2, 4), cut.pixels, cut.nearest, cut.error)
     return cut
@@ -117,54 +120,83 @@ def _segments(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray) -> 
 @njit(cache=True, nogil=True)
 def _cut(pixels, nearest, colors, alpha, out_pixels, out_nearest, out_error):
     # Position j of segment s is pixel s * SEGMENT + j; the last segment repeats the last pixel.
-    length, columns, channels = out_pixels.shape
+    columns, length, channels = out_pixels.shape
     count = pixels.shape[0]
     for s in range(columns):
         for j in range(length):
             i = min(s * length + j, count - 1)
             own = nearest[i]
-            out_nearest[j, s] = own
+            out_nearest[s, j] = own
             hidden = alpha and pixels[i, channels - 1] == 0  # a fully transparent colour is not seen
             total = 0
             for c in range(channels):
                 value = 0 if hidden and c < channels - 1 else np.int32(pixels[i, c])
-                out_pixels[j, s, c] = value
+                out_pixels[s, j, c] = value
                 difference = value - colors[own, c]
                 total += difference * difference
-            out_error[j, s] = total
+            out_error[s, j] = total
 
 
 def scan(segments: Segments, codebook: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
-    """(indices (SEGMENT, m), added squared error): left to right, a pixel takes the index just
-    chosen for the pixel before it when that adds at most threshold to its squared error; with
-    alpha, only an entry of its own entry's alpha (transparent and opaque pixels stay exact)."""
+    """(indices (m, SEGMENT), added squared error): each segment cut into runs, left to right.
+    A run takes, of the nearest entries of its first pixel and the next LOOKAHEAD - 1, the one
+    that the most pixels from its first on take, each adding at most threshold to its squared
+    error (ties: the least added error, then the earlier candidate). With alpha, a pixel takes
+    only an entry of its own entry's alpha (transparent and opaque pixels stay exact)."""
     pixels, nearest, error = segments.pixels, segments.nearest, segments.error
     alpha = codebook[:, -1].astype(np.int32) if codebook.shape[1] in (2, 4) else np.zeros(0, dtype=np.int32)
     chosen = np.empty_like(nearest)
-    added = _scan(pixels, nearest, error, codebook.astype(np.int32), alpha, int(min(threshold, MAX_THRESHOLD)), chosen)
+    added = _scan(pixels, nearest, error, codebook.astype(np.int32), alpha, int(min(threshold, MAX_THRESHOLD)), LOOKAHEAD, segments.real, chosen)
     return chosen, int(added)
 
 
 @njit(cache=True, nogil=True)
-def _scan(pixels: np.ndarray, nearest: np.ndarray, error: np.ndarray, colors: np.ndarray, alpha: np.ndarray, threshold: int, chosen: np.ndarray) -> int:
-    # Step j of every segment before step j + 1, as the segments lie in memory.
-    length, segments, channels = pixels.shape
+def _scan(pixels: np.ndarray, nearest: np.ndarray, error: np.ndarray, colors: np.ndarray, alpha: np.ndarray, threshold: int, lookahead: int, real: int, chosen: np.ndarray) -> int:
+    segments, segment = nearest.shape
+    with_alpha = alpha.size > 0  # tested once: `alpha.size and ...` a pixel took most of the scan's time
     added = 0
-    chosen[0] = nearest[0]
-    for j in range(1, length):
-        for s in range(segments):
-            previous, own = chosen[j - 1, s], nearest[j, s]
-            chosen[j, s] = own
-            if alpha.size and alpha[own] != alpha[previous]:
-                continue
-            distance = 0
-            for c in range(channels):
-                difference = pixels[j, s, c] - colors[previous, c]
-                distance += difference * difference
-            if distance <= error[j, s] + threshold:
-                chosen[j, s] = previous
-                added += distance - error[j, s]
+    for s in range(segments):
+        length = min(segment, real - s * segment)
+        for j in range(max(0, length), segment):  # the padding keeps its own entry and adds nothing
+            chosen[s, j] = nearest[s, j]
+        first = 0
+        while first < length:
+            # the first pixel's own entry always covers it, so best_run ends >= 1
+            best, best_run, best_added = nearest[s, first], 0, 0
+            for ahead in range(min(lookahead, length - first)):
+                candidate = nearest[s, first + ahead]
+                seen = False
+                for before in range(ahead):
+                    if nearest[s, first + before] == candidate:
+                        seen = True
+                if seen:
+                    continue
+                end, extra = first, 0
+                while end < length:
+                    if with_alpha and alpha[candidate] != alpha[nearest[s, end]]:
+                        break
+                    more = _added(pixels, error, colors, s, end, candidate)
+                    if more > threshold:
+                        break
+                    extra += more
+                    end += 1
+                if end - first > best_run or (end - first == best_run and extra < best_added):
+                    best, best_run, best_added = candidate, end - first, extra
+            for j in range(first, first + best_run):  # a loop: a slice a run cost more than the scan
+                chosen[s, j] = best
+            added += best_added
+            first += best_run
     return added
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _added(pixels: np.ndarray, error: np.ndarray, colors: np.ndarray, s: int, j: int, entry: int) -> int:
+    """The squared error pixel j of segment s adds by taking entry instead of its nearest."""
+    distance = 0
+    for c in range(pixels.shape[2]):
+        difference = pixels[s, j, c] - colors[entry, c]
+        distance += difference * difference
+    return distance - error[s, j]
 
 
 def _bands(image: RowSource, indices: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -228,8 +260,8 @@ class Trader:
         self.cached: list[Segments] | None = [] if indices.size <= CACHED_PIXELS else None
         for segments in self._cut():
             self.error += int(_real(segments, segments.error).sum())
-            pixels, nearest, error = (np.ascontiguousarray(part[:, ::SAMPLE_EVERY]) for part in segments[:3])
-            self.sample.append(Segments(pixels, nearest, error, 0))
+            pixels, nearest, error = (np.ascontiguousarray(part[::SAMPLE_EVERY]) for part in segments[:3])
+            self.sample.append(Segments(pixels, nearest, error, nearest.size))  # padding and all: an estimate
             if self.cached is not None:
                 self.cached.append(segments)
         self.sample_share = sum(part.nearest.size for part in self.sample) / max(1, indices.size)
@@ -554,8 +586,8 @@ def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | Non
 
 
 def _real(segments: Segments, values: np.ndarray) -> np.ndarray:
-    """(SEGMENT, m) values back in pixel order, without the padding."""
-    return values.T.reshape(-1)[: segments.real]
+    """(m, SEGMENT) values back in pixel order, without the padding."""
+    return values.reshape(-1)[: segments.real]
 
 
 def loss_budget(squared_error: float, pixels_channels: int, loss_db: float) -> float:

@@ -21,9 +21,39 @@ def psnr(original: np.ndarray, result: np.ndarray) -> float:
     return psnr_for_mse(float(((original.astype(np.float64) - result) ** 2).mean()))
 
 
-def reference_scan(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray, threshold: float) -> np.ndarray:
-    """The rule pixel by pixel, in pixel order: a pixel takes the index chosen for the pixel
-    before it when that adds at most threshold squared error, except at a segment's start."""
+def reference_scan(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray, threshold: float, lookahead: int) -> np.ndarray:
+    """The rule run by run, in pixel order, each SEGMENT pixels on their own: a run takes, of
+    the distinct nearest entries of its first pixel and the next lookahead - 1, the one the
+    most pixels from its first on take with at most threshold added squared error each (ties:
+    least added error, then the earlier one); alpha entries only for pixels of their alpha."""
+    channels = pixels.shape[-1]
+    flat, own = pixels.reshape(-1, channels).astype(np.int64), nearest.reshape(-1)
+    colors = codebook.astype(np.int64)
+    alpha = colors[:, -1] if channels in (2, 4) else None
+    chosen = own.copy()
+    for start in range(0, len(own), rate.SEGMENT):
+        end = min(start + rate.SEGMENT, len(own))
+        first = start
+        while first < end:
+            candidates = list(dict.fromkeys(own[first : min(first + lookahead, end)].tolist()))
+            options = []
+            for order, entry in enumerate(candidates):
+                j, extra = first, 0
+                while j < end and (alpha is None or alpha[entry] == alpha[own[j]]):
+                    more = ((flat[j] - colors[entry]) ** 2).sum() - ((flat[j] - colors[own[j]]) ** 2).sum()
+                    if more > threshold:
+                        break
+                    extra, j = extra + more, j + 1
+                options.append((-(j - first), extra, order, entry))
+            run, _, _, entry = min(options)
+            chosen[first : first - run] = entry
+            first -= run
+    return chosen.reshape(nearest.shape)
+
+
+def pixel_by_pixel(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray, threshold: float) -> np.ndarray:
+    """A pixel takes the index chosen for the pixel before it when that adds at most threshold
+    squared error, except at a segment's start: what a run's own first entry gives."""
     flat, own = pixels.reshape(-1, pixels.shape[-1]).astype(np.int64), nearest.reshape(-1)
     colors = codebook.astype(np.int64)
     chosen = own.copy()
@@ -37,17 +67,51 @@ def reference_scan(pixels: np.ndarray, nearest: np.ndarray, codebook: np.ndarray
 
 
 @pytest.mark.parametrize("shape", [(40, 37), (1, 700), (700, 1), (3, 300)])
-def test_scan_follows_the_rule_pixel_by_pixel(shape: tuple[int, int]) -> None:
+def test_scan_follows_the_rule_run_by_run(shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     pixels = (rng.normal(128, 30, (*shape, 3)).clip(0, 255)).astype(np.uint8)
     indices, codebook = quantize(pixels, 12, 0)
     trader = rate.Trader(pixels, Quantized(indices, codebook))
-    for threshold in (0.0, 50.0, 400.0):
-        traded, added = trader._apply(threshold)
-        assert np.array_equal(traded, reference_scan(pixels, indices, codebook, threshold))
-        colors = codebook.astype(np.int64)
-        real = ((pixels - colors[traded]) ** 2).sum() - ((pixels - colors[indices]) ** 2).sum()
-        assert added >= real  # the padding of the last segment may only add to it
+    colors = codebook.astype(np.int64)
+    for lookahead in (1, 3, rate.LOOKAHEAD):
+        monkeypatch.setattr(rate, "LOOKAHEAD", lookahead)
+        for threshold in (0.0, 50.0, 400.0):
+            traded, added = trader._apply(threshold)
+            assert np.array_equal(traded, reference_scan(pixels, indices, codebook, threshold, lookahead))
+            if lookahead == 1:
+                assert np.array_equal(traded, pixel_by_pixel(pixels, indices, codebook, threshold))
+            assert added == ((pixels - colors[traded]) ** 2).sum() - ((pixels - colors[indices]) ** 2).sum()
+
+
+def test_scan_with_alpha_follows_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    pixels = (rng.normal(128, 40, (30, 50, 4)).clip(0, 255)).astype(np.uint8)
+    pixels[..., 3] = np.where(rng.random((30, 50)) < 0.3, 0, 255)
+    pixels[pixels[..., 3] == 0] = 0  # transparent pixels: one colour, as the writer sees them
+    indices, codebook = quantize(pixels, 12, 0)
+    assert set(codebook[:, 3]) == {0, 255}
+    trader = rate.Trader(pixels, Quantized(indices, codebook))
+    for threshold in (50.0, float(rate.MAX_THRESHOLD)):
+        traded, _ = trader._apply(threshold)
+        assert np.array_equal(traded, reference_scan(pixels, indices, codebook, threshold, rate.LOOKAHEAD))
+        assert np.array_equal(codebook[traded][..., 3], pixels[..., 3])
+
+
+def test_a_run_starts_on_the_entry_the_pixels_after_it_need() -> None:
+    # pixel 0 is nearest A but may take B (adding 120 <= 150); the nine after it are B itself
+    codebook = np.array([[0, 0, 0], [20, 20, 20]], dtype=np.uint8)
+    pixels = np.array([[[9, 9, 9]] + [[20, 20, 20]] * 9], dtype=np.uint8)
+    nearest = np.array([[0] + [1] * 9], dtype=np.uint8)
+    trader = rate.Trader(pixels, Quantized(nearest, codebook))
+    traded, added = trader._apply(150.0)
+    assert traded.tolist() == [[1] * 10] and added == 3 * 11**2 - 3 * 9**2
+    # the pixel's own entry first, as before: A, then a run of B (A adds 3 x 20**2 to each)
+    assert pixel_by_pixel(pixels, nearest, codebook, 150.0).tolist() == [[0] + [1] * 9]
+    # B is the nearest entry of the first pixel's LOOKAHEAD-th successor only: out of reach
+    late = np.array([[[9, 9, 9]] * rate.LOOKAHEAD + [[20, 20, 20]] * 3], dtype=np.uint8)
+    nearest_late = np.array([[0] * rate.LOOKAHEAD + [1] * 3], dtype=np.uint8)
+    traded, _ = rate.Trader(late, Quantized(nearest_late, codebook))._apply(150.0)
+    assert traded.tolist() == [[0] * rate.LOOKAHEAD + [1] * 3]
 
 
 @pytest.mark.parametrize("loss", [0.25, 0.5, 1.0])
