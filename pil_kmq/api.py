@@ -12,7 +12,8 @@ from functools import partial
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, weighed
+from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, stream_length, weighed
+from .coding import looks_drawn
 from .format import (
     CRC_SIZE,
     EXIF_PREFIX,
@@ -153,8 +154,8 @@ def compress_image(
     Returns indices (H, W) (uint8 when K <= 256, else uint16) and codebook (K, C) uint8, K <= k.
     With k, every pixel's index is its nearest codebook colour (within its alpha class: fully
     transparent and fully opaque pixels keep their alpha exactly), and an image with <= k
-    colours is kept exactly. psnr_loss=dB lets pixels take their left neighbour's index instead
-    (a run, nearly free to store; with compression="near" and k <= 1,024, whichever of their
+    colours is kept exactly. psnr_loss=dB lets neighbouring pixels share one index instead (a
+    run, nearly free to store; with compression="near" and k <= 1,024, whichever of their
     four neighbours' indices and the colours nearest their prediction costs least error and
     bits), each entry then moving to the mean of its pixels, while PSNR drops by at most that
     much. With psnr, k and these choices are made together for the smallest file in
@@ -174,12 +175,28 @@ def compress_image(
         quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
         return _dithered(pixels, quantized.codebook) if dither else quantized
     quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
+    plain = Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
     if loss:
         trader = trader_for(pixels, quantized, method)
-        return trader.within(loss_budget(trader.error, trader.pixels_channels, loss))
-    if len(quantized.codebook) == clustering.colors:  # dithering then moves nothing
-        return Exact(*quantized)
-    return Plain(*(_dithered(pixels, quantized.codebook) if dither else quantized))
+        return _smaller(trader.within(loss_budget(trader.error, trader.pixels_channels, loss)), plain, compression)
+    if dither and not isinstance(plain, Exact):  # an exact codebook leaves dithering nothing to move
+        return Plain(*_dithered(pixels, quantized.codebook))
+    return plain
+
+
+def _smaller(traded: Quantized, plain: Plain, compression: str) -> Quantized:
+    """traded, or plain where its index stream is no longer. A trade for runs shortens runs'
+    literals, but where the nearest indices look drawn it may lengthen the file: ragged runs
+    break rows that repeat (rows_zstd) and the regions auto writes near_rans (a label map at
+    16 colours, 1.3 x at 2 dB). There both are coded as the writer codes them (as Coded: it
+    reuses the bytes kept) and the shorter kept, plain on a tie (its PSNR is the higher)."""
+    if traded.indices is plain.indices:  # nothing traded (an exact image): auto may still choose
+        return plain
+    if not looks_drawn(plain.indices):
+        return traded
+    ready = [for_writing(result, compression) for result in (plain, traded)]
+    plain_coded, traded_coded = (result if isinstance(result, Coded) else coded(result, method) for method, result in ready)
+    return traded_coded if stream_length(traded_coded) < stream_length(plain_coded) else plain_coded
 
 
 def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None) -> Quantized:

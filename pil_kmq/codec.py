@@ -110,12 +110,12 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     wide flat areas at few entries (a black surround, a defocused background) looks drawn and
     takes near_rans only where that is far smaller."""
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
-    size = _stream_length(zstd)
+    size = stream_length(zstd)
     indices, codebook = quantized
     if not auto_estimates(quantized, exact, size) or estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd
     near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
-    return near if _stream_length(near) < size else zstd
+    return near if stream_length(near) < size else zstd
 
 
 def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
@@ -126,7 +126,8 @@ def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
     return (exact and len(codebook) > AUTO_PNG8_K) or looks_drawn(indices)
 
 
-def _stream_length(result: Coded) -> int:
+def stream_length(result: Coded) -> int:
+    """The bytes of result's index stream."""
     return sum(len(part) for part in result.index_stream[1])
 
 

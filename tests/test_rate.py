@@ -527,3 +527,26 @@ def test_a_failing_psnr_search_leaves_no_clustering_running(ihc: Image.Image, co
     with pytest.raises(MemoryError, match="no room"):
         kmq_bytes(ihc, psnr=31, compression=compression)
     assert not [thread for thread in threading.enumerate() if thread.name == "kmq-ahead"]
+
+
+def _label_map(width: int = 240, height: int = 200, regions: int = 30) -> Image.Image:
+    """Flat regions of 30 colours: nearest indices at fewer entries look drawn."""
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, (width, height), (regions, 2))
+    colours = rng.integers(0, 256, (regions, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    region = np.argmin((x[..., None] - centres[:, 0]) ** 2 + (y[..., None] - centres[:, 1]) ** 2, axis=-1)
+    return Image.fromarray(colours[region])
+
+
+@pytest.mark.parametrize("loss", [0.5, 2.0])
+def test_psnr_loss_never_makes_a_drawing_s_file_larger(loss: float) -> None:
+    image = _label_map()
+    plain = kmq_bytes(image, k=16)
+    traded = kmq_bytes(image, k=16, psnr_loss=loss)
+    assert len(traded) <= len(plain)
+    # the trade's indices cost more than the nearest ones here: the plain save's bytes are kept
+    pixels = np.asarray(image)
+    trader = rate.trader_for(pixels, quantize(pixels, 16, 0), None)
+    bigger = pil_kmq.encode_kmq(*trader.within(rate.loss_budget(trader.error, trader.pixels_channels, loss)))
+    assert len(bigger) > len(plain) and traded == plain
