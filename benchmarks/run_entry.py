@@ -12,9 +12,11 @@ Per image and K: file bytes with LOOKAHEAD ÷ with 1 at equal PSNR (each over ps
 range both cover; "—" where they cover none in common), and the save's time (`compress_image` and `encode_kmq`, summed over the four
 losses, best of --repeat, the two taken in turns). Sets: the Kodak photos (where LOOKAHEAD was
 chosen, on every third), the held-out photos and graphics (`heldout.py`), never tuned on.
+`--sweep` instead compares LOOKAHEAD = 2, 4, 8 and 16 with 1 on every third Kodak photo (how
+LOOKAHEAD was chosen).
 
     pip install '.[bench]'
-    python benchmarks/run_entry.py
+    python benchmarks/run_entry.py [--sweep]
 """
 
 from __future__ import annotations
@@ -80,11 +82,13 @@ def bytes_at_equal_psnr(now: list[tuple[float, int]], before: list[tuple[float, 
     return float(np.exp(np.mean(log_bytes(now_sorted) - log_bytes(before_sorted))))
 
 
-def measure(image: Image.Image, k: int, repeat: int) -> tuple[float | None, float, float]:
-    """(bytes now ÷ before at equal PSNR, save now ÷ before, the PSNR range's middle)."""
+def measure(image: Image.Image, k: int, repeat: int, value: int | None = None) -> tuple[float | None, float, float]:
+    """(bytes with LOOKAHEAD (or `value`) ÷ with 1 at equal PSNR, save time ÷ with 1, the PSNR
+    range's middle)."""
+    value = rate.LOOKAHEAD if value is None else value
     pixels = np.asarray(image.convert("RGB"))
-    now, before = _curve(pixels, k, rate.LOOKAHEAD), _curve(pixels, k, 1)
-    time_now, time_before = best_times([lambda: _saves(pixels, k, rate.LOOKAHEAD), lambda: _saves(pixels, k, 1)], repeat)
+    now, before = _curve(pixels, k, value), _curve(pixels, k, 1)
+    time_now, time_before = best_times([lambda: _saves(pixels, k, value), lambda: _saves(pixels, k, 1)], repeat)
     middle = float(np.median([p for p, _ in now]))
     return bytes_at_equal_psnr(now, before), time_now / time_before, middle
 
@@ -109,12 +113,28 @@ def run(title: str, images: list[tuple[str, Image.Image]], repeat: int) -> None:
     print("| **geometric mean** | " + " | ".join(means) + " |")
 
 
+def sweep(images: list[tuple[str, Image.Image]], repeat: int) -> None:
+    print("\n| LOOKAHEAD | " + " | ".join(f"K = {k}: bytes ÷ 1's | save ÷ 1's" for k in KS[1:]) + " |")
+    print("|---|" + "---|---|" * len(KS[1:]))
+    for value in (2, 4, 8, 16):
+        cells = []
+        for k in KS[1:]:
+            ratios, saves = zip(*[measure(image, k, repeat, value)[:2] for _, image in images], strict=True)
+            cells += [f"{geomean(ratios):.3f} (worst {max(ratios):.3f})", f"{geomean(saves):.2f}"]
+        print(f"| {value} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="saves timed per variant (best kept)")
     parser.add_argument("--limit", type=int, default=0, help="images per set (0: all)")
+    parser.add_argument("--sweep", action="store_true", help="LOOKAHEAD 2, 4, 8, 16 against 1 on every third Kodak photo, K = 64 and 256")
     args = parser.parse_args()
     limit = args.limit or None
+    if args.sweep:
+        print("Every third Kodak photo; psnr_loss = " + ", ".join(map(str, LOSSES)) + " dB")
+        sweep(kodak_images()[::3][:limit], args.repeat)
+        return
     print(f"LOOKAHEAD = {rate.LOOKAHEAD} against 1; psnr_loss = {', '.join(map(str, LOSSES))} dB")
     run("Kodak photos (tuning)", kodak_images()[:limit], args.repeat)
     run("Held-out photos (never tuned on)", list(heldout.photos().items())[:limit], args.repeat)

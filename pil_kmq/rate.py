@@ -1,14 +1,15 @@
 """Rate-optimized indices: trade a bounded amount of error for a smaller index stream.
 
-The strip coder stores a pixel whose index equals the one before it (in pixel order) as a
-run flag, almost free, and any other index as a literal, the bulk of a file. So pixels whose
+The strip coder stores a pixel whose index equals the one before it (in pixel order) as a run
+flag, almost free, and any other index as a literal, the bulk of a file. So pixels whose
 nearest entries differ a little are better stored as one run of one entry. The scan below cuts
 the pixels into runs in which each pixel adds at most `threshold` squared error (summed over
-channels), each run on the entry, of those nearest its first few pixels, that reaches
-furthest; thresholds are searched for a PSNR budget, and psnr= compares real encoded sizes across k. near_rans strips code any of four
-neighbours' indices, and the colours nearest their prediction, cheaply: for them NearTrader
-weighs each pixel's choices by the bits the coder's model gives them. Either way the codebook
-then follows the choices (recentred). Knows nothing of Pillow.
+channels), each run on the entry, of those nearest its first few pixels, that reaches furthest;
+thresholds are searched for a PSNR budget, and psnr= compares real encoded sizes across k.
+near_rans strips code any of four neighbours' indices, and the colours nearest their
+prediction, cheaply: for them NearTrader weighs each pixel's choices by the bits the coder's
+model gives them. Either way the codebook then follows the choices (recentred). Knows nothing
+of Pillow.
 """
 
 from __future__ import annotations
