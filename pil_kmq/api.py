@@ -172,7 +172,7 @@ def compress_image(
     pixels = _as_pixels(image)
     clustering = Clustering(pixels, seed)
     if psnr is not None:
-        quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None)
+        quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None, compression)
         return _dithered(pixels, quantized.codebook) if dither else quantized
     quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
     plain = Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
@@ -199,24 +199,39 @@ def _smaller(traded: Quantized, plain: Plain, compression: str) -> Quantized:
     return traded_coded if stream_length(traded_coded) < stream_length(plain_coded) else plain_coded
 
 
-def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None) -> Quantized:
+def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None, compression: str = DEFAULT_COMPRESSION) -> Quantized:
     """The smallest k that reaches psnr; where strips code runs, the smallest file: from a k
     that reaches psnr (found roughly: larger k are tried anyway), k grows while traded indices
-    make a smaller file."""
+    (or, where they look drawn, the nearest ones, as _smaller weighs them) make a smaller file."""
     if method is None:
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
 
     def size(quantized: Quantized) -> tuple[int, Quantized]:
         result = coded(quantized, method, weigh=False)  # the winner's are written (weighed below)
-        return sum(len(part) for part in encode_parts(*result, method, reuse=result)), result
+        return _file_bytes(result), result
+
+    def untraded(quantized: Quantized) -> tuple[int, Quantized] | None:
+        if not looks_drawn(quantized.indices):
+            return None
+        plain = Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
+        plain_method, ready = for_writing(plain, compression)
+        result = ready if isinstance(ready, Coded) else coded(ready, plain_method)
+        return _file_bytes(result), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
     try:
-        found = smallest_for_psnr(pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method, partial(clustering.ahead, seedings=GROWTH_SEEDINGS))
+        found = smallest_for_psnr(
+            pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method, partial(clustering.ahead, seedings=GROWTH_SEEDINGS), untraded
+        )
     finally:
         clustering.drop_ahead()
     assert found is not None  # at_psnr's result reaches psnr
     return weighed(found)
+
+
+def _file_bytes(result: Coded) -> int:
+    """The bytes of the file a coded result makes (its index stream reused)."""
+    return sum(len(part) for part in encode_parts(*result, result.method, reuse=result))
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

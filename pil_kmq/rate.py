@@ -622,13 +622,16 @@ def smallest_for_psnr(
     limit: int,
     method: StripMethod | None = StripMethod.RUNS_ZSTD,
     ahead: Callable[[int], None] | None = None,
+    untraded: Callable[[Quantized], tuple[int, Quantized] | None] | None = None,
 ) -> Quantized | None:
     """Of traded results that reach psnr dB, the smallest file: `first` spends its margin on
     what `method`'s strips store cheaply (trader_for), then larger k (up to limit) while each
     makes a smaller file. size(quantized) is the coder's real byte count and the result to keep
     (which may carry the coded bytes). None if `first` itself falls short of psnr. ahead(k),
     if given, is told the first larger k before `first` is traded: it is always tried, and
-    quantize_k(k) may be started early."""
+    quantize_k(k) may be started early. untraded(quantized), if given, is a k's nearest indices
+    as a k= save writes them (real bytes and result), or None where not worth trying; with runs
+    it stands in for the trade where it makes no larger file."""
 
     # near_rans: the full passes' ratio to the sample, and where the weight search starts: the
     # guess from the target (NEAR_PRIOR), then where the last k's ended
@@ -643,7 +646,9 @@ def smallest_for_psnr(
         if budget < 0:
             return None
         if isinstance(trader, Trader):
-            return size(trader.within(budget))
+            found = size(trader.within(budget))
+            plain = None if untraded is None else untraded(quantized)
+            return plain if plain is not None and plain[0] <= found[0] else found
         result = trader.within(budget, scale, resume)
         scale, resume = trader.scale, trader.start or resume
         return size(result)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import SAMPLES, kmq_bytes
 from PIL import Image, ImageDraw
+from test_near import strip_methods
 
 import pil_kmq
+from pil_kmq import api
 from pil_kmq import jobs, near, rate
 from pil_kmq import quantize as quantize_module
 from pil_kmq.format import StripMethod
@@ -550,3 +552,14 @@ def test_psnr_loss_never_makes_a_drawing_s_file_larger(loss: float) -> None:
     trader = rate.trader_for(pixels, quantize(pixels, 16, 0), None)
     bigger = pil_kmq.encode_kmq(*trader.within(rate.loss_budget(trader.error, trader.pixels_channels, loss)))
     assert len(bigger) > len(plain) and traded == plain
+
+
+def test_psnr_weighs_a_drawing_s_nearest_indices_as_a_k_save_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _label_map(640, 480)  # zstd's strips over 2,048 bytes: auto tries near_rans on a k= save
+    data = kmq_bytes(image, psnr=30)
+    with Image.open(io.BytesIO(data)) as result:
+        assert psnr(np.asarray(image), np.asarray(result.convert("RGB"))) >= 30
+    assert set(strip_methods(data)) == {StripMethod.NEAR_RANS}  # the nearest indices, as auto writes them
+    monkeypatch.setattr(api, "looks_drawn", lambda indices: False)  # traded indices in runs only, as before
+    runs_only = kmq_bytes(image, psnr=30)
+    assert set(strip_methods(runs_only)) == {StripMethod.RUNS_ZSTD} and len(data) < 0.8 * len(runs_only)
