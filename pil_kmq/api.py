@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, stream_length, weighed
+from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, weighed
 from .coding import looks_drawn
 from .format import (
     CRC_SIZE,
@@ -175,7 +175,7 @@ def compress_image(
         quantized = _for_psnr(pixels, clustering, check_psnr(psnr), method if not dither else None, compression)
         return _dithered(pixels, quantized.codebook) if dither else quantized
     quantized = clustering.at_k(check_k(DEFAULT_K if k is None else k))
-    plain = Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
+    plain = _plain(quantized, clustering)
     if loss:
         trader = trader_for(pixels, quantized, method)
         return _smaller(trader.within(loss_budget(trader.error, trader.pixels_channels, loss)), plain, compression)
@@ -184,19 +184,35 @@ def compress_image(
     return plain
 
 
+def _plain(quantized: Quantized, clustering: Clustering) -> Plain:
+    """A k= result as the writer takes it: Exact where its codebook holds every colour."""
+    return Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
+
+
+def _as_written(result: Quantized, compression: str, weigh: bool = True) -> Coded:
+    """result coded as the writer codes it (for_writing: auto's choice for a Plain one, else
+    `compression`'s method, `weigh` as coded() takes it)."""
+    method, ready = for_writing(result, compression)
+    return ready if isinstance(ready, Coded) else coded(ready, method, weigh)
+
+
+def _file_bytes(result: Coded) -> int:
+    """The bytes of the file a coded result makes (its index stream reused)."""
+    return sum(len(part) for part in encode_parts(*result, result.method, reuse=result))
+
+
 def _smaller(traded: Quantized, plain: Plain, compression: str) -> Quantized:
-    """traded, or plain where its index stream is no longer. A trade for runs shortens runs'
-    literals, but where the nearest indices look drawn it may lengthen the file: ragged runs
-    break rows that repeat (rows_zstd) and the regions auto writes near_rans (a label map at
-    16 colours, 1.3 x at 2 dB). There both are coded as the writer codes them (as Coded: it
-    reuses the bytes kept) and the shorter kept, plain on a tie (its PSNR is the higher)."""
+    """traded, or plain where its file is no larger. A trade for runs shortens runs' literals,
+    but where the nearest indices look drawn it may lengthen the file: ragged runs break rows
+    that repeat (rows_zstd) and the regions auto writes near_rans (a label map at 16 colours,
+    1.3 x at 2 dB). There both are coded as the writer codes them (as Coded: it reuses the
+    bytes kept) and the smaller kept, plain on a tie (its PSNR is the higher)."""
     if traded.indices is plain.indices:  # nothing traded (an exact image): auto may still choose
         return plain
     if not looks_drawn(plain.indices):
         return traded
-    ready = [for_writing(result, compression) for result in (plain, traded)]
-    plain_coded, traded_coded = (result if isinstance(result, Coded) else coded(result, method) for method, result in ready)
-    return traded_coded if stream_length(traded_coded) < stream_length(plain_coded) else plain_coded
+    plain_coded, traded_coded = _as_written(plain, compression), _as_written(traded, compression)
+    return traded_coded if _file_bytes(traded_coded) < _file_bytes(plain_coded) else plain_coded
 
 
 def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None, compression: str = DEFAULT_COMPRESSION) -> Quantized:
@@ -213,9 +229,7 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     def untraded(quantized: Quantized) -> tuple[int, Quantized] | None:
         if not looks_drawn(quantized.indices):
             return None
-        plain = Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
-        plain_method, ready = for_writing(plain, compression)
-        result = ready if isinstance(ready, Coded) else coded(ready, plain_method)
+        result = _as_written(_plain(quantized, clustering), compression, weigh=False)  # as size()'s: weighed below
         return _file_bytes(result), result
 
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
@@ -227,11 +241,6 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
         clustering.drop_ahead()
     assert found is not None  # at_psnr's result reaches psnr
     return weighed(found)
-
-
-def _file_bytes(result: Coded) -> int:
-    """The bytes of the file a coded result makes (its index stream reused)."""
-    return sum(len(part) for part in encode_parts(*result, result.method, reuse=result))
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

@@ -63,7 +63,7 @@ class Coded(Quantized):
 
     method: StripMethod | None
     index_stream: tuple[IndexCoding, list[bytes]]
-    weighed: bool  # False: coded for size (encode_strip's weigh), see weighed()
+    weighed: bool  # False: coded for size (encode_strip's weigh), to be weighed (weighed()); auto's choice is final
 
 
 def coded(quantized: Quantized, method: StripMethod | None, weigh: bool = True) -> Coded:
@@ -110,12 +110,13 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     wide flat areas at few entries (a black surround, a defocused background) looks drawn and
     takes near_rans only where that is far smaller."""
     zstd = coded(quantized, StripMethod.RUNS_ZSTD)
-    size = stream_length(zstd)
+    size = _stream_length(zstd)
     indices, codebook = quantized
     if not auto_estimates(quantized, exact, size) or estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd
     near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
-    return near if stream_length(near) < size else zstd
+    near.weighed = True  # as a plain save writes it: weighed() leaves it so
+    return near if _stream_length(near) < size else zstd
 
 
 def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
@@ -126,8 +127,7 @@ def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
     return (exact and len(codebook) > AUTO_PNG8_K) or looks_drawn(indices)
 
 
-def stream_length(result: Coded) -> int:
-    """The bytes of result's index stream."""
+def _stream_length(result: Coded) -> int:
     return sum(len(part) for part in result.index_stream[1])
 
 

@@ -154,6 +154,7 @@ def scan(segments: Segments, codebook: np.ndarray, threshold: float) -> tuple[np
 @njit(cache=True, nogil=True)
 def _scan(pixels: np.ndarray, nearest: np.ndarray, error: np.ndarray, colors: np.ndarray, alpha: np.ndarray, threshold: int, lookahead: int, real: int, chosen: np.ndarray) -> int:
     segments, segment = nearest.shape
+    threshold = max(threshold, 0)  # a pixel's own entry always covers it: every run >= 1 pixel
     with_alpha = alpha.size > 0  # tested once: `alpha.size and ...` a pixel took most of the scan's time
     added = 0
     for s in range(segments):
@@ -162,7 +163,6 @@ def _scan(pixels: np.ndarray, nearest: np.ndarray, error: np.ndarray, colors: np
             chosen[s, j] = nearest[s, j]
         first = 0
         while first < length:
-            # the first pixel's own entry always covers it, so best_run ends >= 1
             best, best_run, best_added = nearest[s, first], 0, 0
             for ahead in range(min(lookahead, length - first)):
                 candidate = nearest[s, first + ahead]
@@ -262,7 +262,9 @@ class Trader:
         for segments in self._cut():
             self.error += int(_real(segments, segments.error).sum())
             pixels, nearest, error = (np.ascontiguousarray(part[::SAMPLE_EVERY]) for part in segments[:3])
-            self.sample.append(Segments(pixels, nearest, error, nearest.size))  # padding and all: an estimate
+            last = len(segments.nearest) - 1  # its padding is no pixel of the image, sampled or not
+            padding = (last + 1) * SEGMENT - segments.real if last % SAMPLE_EVERY == 0 else 0
+            self.sample.append(Segments(pixels, nearest, error, nearest.size - padding))
             if self.cached is not None:
                 self.cached.append(segments)
         self.sample_share = sum(part.nearest.size for part in self.sample) / max(1, indices.size)

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from test_near import strip_methods
 
 from pil_kmq import codec, encode_kmq, near
-from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image
+from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image, for_writing
 from pil_kmq.format import StripMethod
 
 
@@ -124,8 +124,13 @@ def test_compress_image_leaves_a_plain_save_uncoded_and_marks_what_auto_may_code
     assert isinstance(compress_image(pixels, k=64), Exact) and isinstance(compress_image(pixels, k=64, dither=True), Exact)
     assert not isinstance(compress_image(pixels, k=16), Exact) and isinstance(compress_image(pixels, k=16), Plain)
     monkeypatch.undo()
-    # a drawing's trade is weighed against its plain save: both coded, the shorter handed on coded
-    assert isinstance(compress_image(pixels, k=16, psnr_loss=1.0), codec.Coded)
+    # a drawing's trade is weighed against its plain save: both coded, the shorter handed on
+    # coded, and the writer codes it no more
+    result = compress_image(pixels, k=16, psnr_loss=1.0)
+    assert isinstance(result, codec.Coded)
+    method, ready = for_writing(result, "auto")
+    monkeypatch.setattr(codec, "encode_strips", refuse)
+    assert method == result.method and b"".join(codec.encode_parts(*ready, method, reuse=ready))
 
 
 def test_encode_kmq_auto_codes_given_indices_as_an_image_kept_exactly() -> None:

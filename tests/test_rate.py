@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from test_near import strip_methods
 
 import pil_kmq
-from pil_kmq import api
+from pil_kmq import api, codec
 from pil_kmq import jobs, near, rate
 from pil_kmq import quantize as quantize_module
 from pil_kmq.format import StripMethod
@@ -107,8 +107,6 @@ def test_a_run_starts_on_the_entry_the_pixels_after_it_need() -> None:
     trader = rate.Trader(pixels, Quantized(nearest, codebook))
     traded, added = trader._apply(150.0)
     assert traded.tolist() == [[1] * 10] and added == 3 * 11**2 - 3 * 9**2
-    # the pixel's own entry first, as before: A, then a run of B (A adds 3 x 20**2 to each)
-    assert pixel_by_pixel(pixels, nearest, codebook, 150.0).tolist() == [[0] + [1] * 9]
     # B is the nearest entry of the first pixel's LOOKAHEAD-th successor only: out of reach
     late = np.array([[[9, 9, 9]] * rate.LOOKAHEAD + [[20, 20, 20]] * 3], dtype=np.uint8)
     nearest_late = np.array([[0] * rate.LOOKAHEAD + [1] * 3], dtype=np.uint8)
@@ -560,6 +558,15 @@ def test_psnr_weighs_a_drawing_s_nearest_indices_as_a_k_save_writes_them(monkeyp
     with Image.open(io.BytesIO(data)) as result:
         assert psnr(np.asarray(image), np.asarray(result.convert("RGB"))) >= 30
     assert set(strip_methods(data)) == {StripMethod.NEAR_RANS}  # the nearest indices, as auto writes them
+    found = pil_kmq.compress_image(np.asarray(image), psnr=30)
+    as_k_save = codec.auto_coded(api.Plain(found.indices, found.codebook), exact=False)
+    assert isinstance(found, codec.Coded) and found.index_stream == as_k_save.index_stream  # not coded again
     monkeypatch.setattr(api, "looks_drawn", lambda indices: False)  # traded indices in runs only, as before
     runs_only = kmq_bytes(image, psnr=30)
     assert set(strip_methods(runs_only)) == {StripMethod.RUNS_ZSTD} and len(data) < 0.8 * len(runs_only)
+
+
+def test_psnr_loss_keeps_a_drawing_s_plain_save_on_a_tie() -> None:
+    # bit-packed indices cost the same whatever they are: the nearest ones, of higher PSNR, stay
+    image = _label_map()
+    assert kmq_bytes(image, k=16, psnr_loss=1.0, compression="none") == kmq_bytes(image, k=16, compression="none")
