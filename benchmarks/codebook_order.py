@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import heldout
 import many_colours
 import numpy as np
 import rows_level
 import small
-from common import best_time, best_times, geomean, kodak_images, timed, webp_lossless_of
+from common import best_time, best_times, geomean, kodak_images, setting, timed, webp_lossless_of
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
@@ -46,15 +45,9 @@ from pil_kmq.kmeans import path_order
 KS = (16, 64, 256)
 
 
-@contextmanager
-def path_max_k(limit: int) -> Iterator[None]:
+def path_max_k(limit: int) -> AbstractContextManager[None]:
     """The writer with codebooks of up to `limit` entries put in path order (0: none, as before)."""
-    saved = quantize.PATH_MAX_K
-    quantize.PATH_MAX_K = limit
-    try:
-        yield
-    finally:
-        quantize.PATH_MAX_K = saved
+    return setting(quantize, "PATH_MAX_K", limit)
 
 
 def _saved(image: Image.Image, k: int, compression: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, matplotlib figures as images, MSE, timing and the WebP lossless anchor."""
+"""Shared helpers of the benchmark scripts: the Kodak set, the mosaic, matplotlib figures as images, MSE, timing, the WebP lossless anchor, and a setting of pil_kmq changed for a block."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,6 +63,17 @@ def mse(original: np.ndarray, decoded: np.ndarray) -> float:
     """Mean over pixels of the squared RGB distance."""
     difference = original.astype(np.int32) - decoded.astype(np.int32)
     return float((difference * difference).sum(axis=-1).mean())
+
+
+@contextmanager
+def setting(owner: object, name: str, value: object) -> Iterator[None]:
+    """owner.name (a module's constant the writer reads as it runs) set to value within the block."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
 
 
 def timed(function: Callable[[], T]) -> tuple[T, float]:

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import heldout
 import numpy as np
-from common import best_times, geomean, kodak_images
+from common import best_times, geomean, kodak_images, setting
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
@@ -40,14 +39,9 @@ KS = (16, 64, 256)
 LOSSES = (0.25, 0.5, 1.0, 2.0)
 
 
-@contextmanager
-def lookahead(value: int) -> Iterator[None]:
-    saved = rate.LOOKAHEAD
-    rate.LOOKAHEAD = value
-    try:
-        yield
-    finally:
-        rate.LOOKAHEAD = saved
+def lookahead(value: int) -> AbstractContextManager[None]:
+    """The scan with runs' entries chosen among `value` pixels' nearest entries."""
+    return setting(rate, "LOOKAHEAD", value)
 
 
 def _saved(image: Image.Image, k: int, loss: float) -> bytes:
