@@ -9,6 +9,7 @@ that is not one line, a file slower than --max-seconds, or the worker running ou
 cap or dying.
 
     python fuzz/campaign.py --files 20000 --seed 1          # prints the figures as JSON
+    python fuzz/campaign.py --files 6000 --seed 31 --only flat   # a new path's seeds alone
 """
 
 from __future__ import annotations
@@ -110,12 +111,14 @@ def worker(cap: int) -> None:
         print(json.dumps({"file": str(path), "seconds": seconds, "problems": problems, "peak": _status("VmHWM")}), flush=True)
 
 
-def campaign(files: int, seed: int, cap: int, max_seconds: float, keep: Path | None) -> dict[str, object]:
+def campaign(files: int, seed: int, cap: int, max_seconds: float, keep: Path | None, only: str = "") -> dict[str, object]:
     from make_corpus import seeds
     from mutate import mutate
 
     rng = random.Random(seed)
-    corpus = list(seeds().values())
+    corpus = [data for name, data in seeds().items() if only in name]  # `only`: a new path's seeds
+    if not corpus:
+        raise SystemExit(f"no seed file's name holds {only!r}")
     failures: list[dict[str, object]] = []
     slowest = (0.0, "")
     peak = 0
@@ -181,13 +184,14 @@ def main() -> None:
     parser.add_argument("--cap-mb", type=int, default=1024, help="address space a worker may add (default 1024)")
     parser.add_argument("--max-seconds", type=float, default=5.0, help="slower files fail (default 5)")
     parser.add_argument("--keep", type=Path, help="folder for the files that failed")
+    parser.add_argument("--only", default="", help="mutate only the seeds whose name holds this (e.g. flat)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.cap_mb * 2**20)
         return
     start = time.perf_counter()
-    report = campaign(args.files, args.seed, args.cap_mb * 2**20, args.max_seconds, args.keep)
+    report = campaign(args.files, args.seed, args.cap_mb * 2**20, args.max_seconds, args.keep, args.only)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(report, indent=2))
 

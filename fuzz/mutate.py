@@ -1,6 +1,6 @@
 """A field-aware mutator for KMQ files: it parses a file into its fields, changes one or a few
 of them (header fields, chunks, the strip table, a strip's method, flags_length, its
-decompressed flags, literals or packed rows and how they are compressed, a near_rans strip's
+decompressed flags, literals or packed rows and how they are compressed, a near_rans or near_flat strip's
 model, state and words), writes the file back with its
 lengths made consistent or not, and re-computes every checksum (header_crc, strip_crc,
 file_crc), so that mutations reach the rules behind the checksums.
@@ -216,7 +216,7 @@ def _table(kmq: KmqFile, rng: random.Random) -> None:
     elif choice == 2 and kmq.strips:
         kmq.strips.insert(rng.randrange(len(kmq.strips)), rng.choice(kmq.strips))
     elif kmq.strips:
-        kmq.strips[rng.randrange(len(kmq.strips))] = Strip(rng.choice((0, 1, 2, 3, 4, 255)), raw=b"")
+        kmq.strips[rng.randrange(len(kmq.strips))] = Strip(rng.choice((0, 1, 2, 3, 4, 5, 255)), raw=b"")
 
 
 def _strip(kmq: KmqFile, rng: random.Random) -> None:
@@ -228,12 +228,12 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
     if strip.method == 3 and strip.decoded:
         _rows_strip(strip, rng)
         return
-    if strip.method == 4 and rng.random() < 0.8:
-        strip.raw = _near_payload(strip.raw, rng)
+    if strip.method in NEAR_TABLES and rng.random() < 0.8:
+        strip.raw = _near_payload(strip.raw, rng, NEAR_TABLES[strip.method])
         return
     choice = rng.randrange(9)
     if not strip.decoded or choice == 0:
-        strip.method = rng.choice((0, 1, 2, 3, 4, strip.method))
+        strip.method = rng.choice((0, 1, 2, 3, 4, 5, strip.method))
         strip.raw = _flip(strip.raw, rng) if strip.raw else strip.raw
         return
     if choice == 1:
@@ -274,10 +274,13 @@ def _rows_strip(strip: Strip, rng: random.Random) -> None:
         strip.rows = b"\xff" * len(strip.rows)
 
 
-def _model_length(payload: bytes) -> int:
-    """Bytes of a near_rans payload's model (48 tables), as far as they parse."""
+NEAR_TABLES = {4: 48, 5: 50}  # near_rans, near_flat (stretch and interrupt tables)
+
+
+def _model_length(payload: bytes, tables: int) -> int:
+    """Bytes of a near_rans or near_flat payload's model (`tables` of them), as far as they parse."""
     at = 0
-    for _ in range(48):
+    for _ in range(tables):
         if at >= len(payload):
             break
         count = payload[at]
@@ -287,9 +290,9 @@ def _model_length(payload: bytes) -> int:
     return min(at, len(payload))
 
 
-def _near_payload(payload: bytes, rng: random.Random) -> bytes:
-    """A near_rans payload with its model, initial state or words changed."""
-    model = _model_length(payload)
+def _near_payload(payload: bytes, rng: random.Random, tables: int) -> bytes:
+    """A near_rans or near_flat payload with its model, initial state or words changed."""
+    model = _model_length(payload, tables)
     head, state, words = payload[:model], payload[model : model + 4], payload[model + 4 :]
     choice = rng.randrange(8)
     if choice == 0:
@@ -306,7 +309,7 @@ def _near_payload(payload: bytes, rng: random.Random) -> bytes:
     elif choice == 5:
         words = b"\xff" * len(words)
     elif choice == 6:
-        head = bytes([24] + [0xAA, 0x01] * 23 + [0xBA, 0x01]) * 48  # every context used: 23 x 170 + 186 = 4096
+        head = bytes([24] + [0xAA, 0x01] * 23 + [0xBA, 0x01]) * tables  # every context used: 23 x 170 + 186 = 4096
     else:
         return payload[: rng.randrange(len(payload) + 1)]
     return head + state + words

@@ -35,13 +35,14 @@ DEFAULT_K = 16
 DEFAULT_SEED = 0
 MAX_SEED = 2**32 - 1  # what scikit-learn accepts as random_state
 # compression= option -> how strips are stored; None is index_coding 0, the bit-packed stream.
-# "auto" is zstd's, but a drawing saved with k= may be coded near_rans (codec.auto_coded).
+# "auto" is zstd's, but a drawing saved with k= may be near coded (codec.auto_coded); "near"
+# writes near_flat strips (near_rans for a small strip where that is shorter).
 COMPRESSIONS: dict[str, StripMethod | None] = {
     "auto": StripMethod.RUNS_ZSTD,
     "none": None,
     "zlib": StripMethod.RUNS_ZLIB,
     "zstd": StripMethod.RUNS_ZSTD,
-    "near": StripMethod.NEAR_RANS,
+    "near": StripMethod.NEAR_FLAT,
 }
 # The larger codebooks a psnr= search tries (kept only if their file is smaller) are seeded
 # once, not five times (k <= 64): on the Kodak set the files came out as small (0.9999x,

@@ -69,14 +69,14 @@ class Coded(Quantized):
 def coded(quantized: Quantized, method: StripMethod | None, weigh: bool = True) -> Coded:
     """quantized with its index stream coded with `method` (`weigh`: encode_strip's)."""
     result = Coded(*quantized)
-    result.method, result.weighed = method, weigh or method != StripMethod.NEAR_RANS or len(quantized.codebook) > MAX_K  # only near_rans strips are weighed
+    result.method, result.weighed = method, weigh or method != StripMethod.NEAR_FLAT or len(quantized.codebook) > MAX_K  # only near coded strips are weighed
     result.index_stream = index_stream(quantized.indices, quantized.codebook, method, weigh)
     return result
 
 
 def weighed(result: Quantized) -> Quantized:
     """A Coded result coded unweighed (coded(..., weigh=False)) coded as a plain save codes it,
-    its NEAR_RANS strips used again; anything else as it is."""
+    its near coded strips used again; anything else as it is."""
     if not isinstance(result, Coded) or result.weighed:
         return result
     coding, stream = result.index_stream
@@ -100,7 +100,8 @@ AUTO_PNG8_K = 256  # up to here the alternative is PNG-8, whose loads a photo's 
 def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     """quantized (a k= save's, not traded for bits; `exact`: its codebook holds the image
     exactly) coded as compression="auto" codes it: zstd's strips, or where the estimate
-    (AUTO_NEAR_MARGIN) and then the coding find them smaller, near_rans strips, unweighed and
+    (AUTO_NEAR_MARGIN, a near_rans estimate) and then the coding find them smaller, near coded
+    strips (near_flat; near_rans for a small strip where shorter), unweighed and
     sized as a photo's (two or more above 2^17 pixels, which decode side by side). Weighing
     each against zstd's, as "near" does, made the label maps' files 4 % smaller but took 2.6 x
     as long (coding zstd again) for one strip that loads on one thread. Loads of near_rans
@@ -114,7 +115,7 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     indices, codebook = quantized
     if not auto_estimates(quantized, exact, size) or estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
         return zstd
-    near = coded(quantized, StripMethod.NEAR_RANS, weigh=False)
+    near = coded(quantized, StripMethod.NEAR_FLAT, weigh=False)
     near.weighed = True  # as a plain save writes it: weighed() leaves it so
     return near if _stream_length(near) < size else zstd
 
@@ -138,7 +139,7 @@ def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     bits_per_index = bits_for_k(k)
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
-    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
+    palette = Palette(codebook) if method == StripMethod.NEAR_FLAT else None
     strips = list(encode_strips(indices, bits_per_index, method, palette, weigh, known))
     if uncoded_is_no_longer(indices.size, bits_per_index, sum(len(part) for part in strips)):
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
@@ -172,7 +173,7 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
 
 # Methods whose readers need zstd anyway: with these the codebook is coded (spec 6.1) where
 # that saves an eighth of its bytes (coding.CODEBOOK_KEEP).
-_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, StripMethod.NEAR_RANS})
+_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, StripMethod.NEAR_FLAT})
 
 
 def codebook_section(codebook: np.ndarray, method: StripMethod | None) -> tuple[bytes, int]:
@@ -278,7 +279,7 @@ class IndexStreamDecoder:
     def __init__(self, header: Header, prefix_crc: int, table_for: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.header = header
         self.codebook: np.ndarray | None = None
-        self._palette: Palette | None = None  # near_rans strips' tables, made if one comes
+        self._palette: Palette | None = None  # near coded strips' tables, made if one comes
         self._table_for = table_for
         self._values: np.ndarray | None = None  # table_for(codebook), once it has been read
         self._piece_scratch: np.ndarray | None = None  # where strips decoded piece by piece put each piece

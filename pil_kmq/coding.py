@@ -22,6 +22,7 @@ import zstandard
 from .bitpack import pack_indices, pack_rows
 from .decoding import JOB_PIXELS, NEAR_JOB_WEIGHT, max_strip_length
 from .format import (
+    NEAR_METHODS,
     KmqError,
     StripMethod,
     bits_for_k,
@@ -152,20 +153,20 @@ def writer_strips(first: np.ndarray, width: int, height: int, bits_per_index: in
     literals then try rows too, see encode_strip), from the indices of its first strip of
     STRIP_PIXELS (so a streaming writer decides as an in-memory one does): a drawing (_drawn)
     gets strips of up to DRAWING_STRIP_PIXELS, since zstd finds a repeated row or glyph only
-    within a strip. With NEAR_RANS (and its `palette`) no strip is over NEAR_MAX_PIXELS
-    (strip_height_for rounds rows up), so that every strip may be stored near_rans; and what
+    within a strip. With NEAR_FLAT (and its `palette`) no strip is over NEAR_MAX_PIXELS
+    (strip_height_for rounds rows up), so that every strip may be stored near coded; and what
     only looks drawn (a photo at a few colours, which near_rans codes smaller; see
     NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which both decoding
     workers share. `near_length`: the bytes of `first`'s near_rans payload, if known."""
     flags = _run_flags(first)
     drawn = _drawn(first, flags, bits_per_index, method)
-    if drawn and method == StripMethod.NEAR_RANS and palette is not None:
+    if drawn and method == StripMethod.NEAR_FLAT and palette is not None:
         drawn = not _near_codes_smaller(first, flags, palette, near_length)
     return _strip_height(width, height, method, drawn), drawn
 
 
 def _near_fits(k: int, pixels: int) -> bool:
-    """Whether NEAR_RANS may store a strip of this many pixels for k entries."""
+    """Whether near coding (NEAR_RANS, NEAR_FLAT) may store a strip of this many pixels for k entries."""
     return k <= MAX_K and pixels <= NEAR_MAX_PIXELS
 
 
@@ -178,7 +179,7 @@ def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int, method: 
         return True
     if indices.size <= SMALL_STRIP_PIXELS:
         return False
-    tries_rows = method in (StripMethod.RUNS_ZSTD, StripMethod.NEAR_RANS)
+    tries_rows = method in (StripMethod.RUNS_ZSTD, StripMethod.NEAR_FLAT)
     far = bits_per_index > 8 and _literals(flags) * SPLIT_TRY_FRACTION <= flags.size
     rows = _packed_rows(indices, bits_per_index) if tries_rows else b""
     rows_trial = _probe_size(rows) if rows else 0
@@ -193,7 +194,7 @@ def _drawn(indices: np.ndarray, flags: np.ndarray, bits_per_index: int, method: 
 def _strip_height(width: int, height: int, method: StripMethod | None, drawn: bool) -> int:
     """A drawing's strip height or a photo's, for `method`."""
     strip_height = strip_height_for(width, height, DRAWING_STRIP_PIXELS if drawn else STRIP_PIXELS)
-    if method != StripMethod.NEAR_RANS:
+    if method != StripMethod.NEAR_FLAT:
         return strip_height
     if not drawn and width * height > NEAR_SPLIT_PIXELS:
         count = strip_count(height, strip_height)
@@ -225,7 +226,7 @@ def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, 
     k = len(palette.codebook)
     if not _near_fits(k, first.size):
         return False
-    near = len(encode_near(first, palette)) if near_length is None else near_length
+    near = len(encode_near(first, palette, stretches=True)) if near_length is None else near_length
     if near < NEAR_PHOTO_BYTES:
         return False
     margin = NEAR_PHOTO_MARGIN if _literals(flags) * NEAR_DRAWING_FRACTION <= flags.size else 1.0
@@ -441,14 +442,14 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
     ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (under
     ROWS_REPEAT x runs for a strip of many literals): one full compression, not two.
-    NEAR_RANS (needs the `palette`, k <= 4,096) is weighed against those zstd methods: far
-    repeats (a drawing's, tiles of one photo) zstd finds and the near model does not. A strip
-    of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
-    weigh=False stores NEAR_RANS wherever it can, unweighed: a psnr= search sizes each k so, as
+    NEAR_FLAT (needs the `palette`, k <= 4,096; _near_coded) is weighed against those zstd
+    methods: far repeats (a drawing's, tiles of one photo) zstd finds and the near model does
+    not. A strip of at most SMALL_STRIP_PIXELS tries every way instead of the trial (_every_way).
+    weigh=False stores near coding wherever it can, unweighed: a psnr= search sizes each k so, as
     zstd's methods almost never win on a photo's strips and trying them took half the time of
-    coding one whose rate-optimized indices leave few literals. `known`: this very strip, stored
-    NEAR_RANS so, used rather than coded again."""
-    if method == StripMethod.NEAR_RANS:
+    coding one whose rate-optimized indices leave few literals. `known`: this very strip, near
+    coded so, used rather than coded again."""
+    if method == StripMethod.NEAR_FLAT:
         coded = _near_strip(indices, bits_per_index, palette, weigh, known, drawn)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
@@ -498,22 +499,31 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
 
 
 def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
-    """A NEAR_RANS strip (`known`, if given, is it), or (if `weigh`) the zstd methods' where they
-    are smaller (drawings, small strips, a photo whose parts repeat, which zstd finds and the
-    near model does not), or theirs where NEAR_RANS cannot go (k > 4,096, or a strip over
-    NEAR_MAX_PIXELS: a row that wide)."""
+    """A near coded strip (_near_coded; `known`, if given, is it), or (if `weigh`) the zstd
+    methods' where they are smaller (drawings, small strips, a photo whose parts repeat, which
+    zstd finds and the near model does not), or theirs where near coding cannot go (k > 4,096,
+    or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if not _near_fits(1 << bits_per_index, indices.size):
         coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, drawn=drawn)
         assert coded is not None  # with no rival, always a strip
         return coded
     if palette is None:
-        raise ValueError("a near_rans strip needs the codebook's Palette")
-    near = known or bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
+        raise ValueError("a near coded strip needs the codebook's Palette")
+    near = known or _near_coded(indices, palette)
     if not weigh:
         return near
     other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn)
     return near if other is None or len(near) <= len(other) else other
+
+
+def _near_coded(indices: np.ndarray, palette: Palette) -> bytes:
+    """A NEAR_FLAT strip, or for a small strip the shorter of NEAR_RANS (on a tie) and NEAR_FLAT:
+    near_flat's two more tables may cost a small strip more than its stretches save."""
+    flat = bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True)
+    if indices.size > SMALL_STRIP_PIXELS:
+        return flat
+    return min(bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette), flat, key=len)
 
 
 def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> tuple[bytes, bytes]:
@@ -583,31 +593,31 @@ def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tup
 
 
 def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: Sequence[bytes] = ()) -> Iterable[bytes]:
-    """The index stream of index_coding 1: strip table, then every strip (NEAR_RANS needs the
+    """The index stream of index_coding 1: strip table, then every strip (NEAR_FLAT needs the
     codebook's `palette`; `weigh` as encode_strip's). `known`: an index stream (table, then
     strips) these very indices were coded to before with `method`: where its strips are cut as
-    these are, its NEAR_RANS strips are used again."""
+    these are, its near coded strips are used again."""
     height, width = indices.shape
     first = indices[: strip_height_for(width, height)]
     known_height = _U32.unpack_from(known[0])[0] if known else 0
-    if weigh or method != StripMethod.NEAR_RANS or not _near_fits(1 << bits_per_index, width):
-        # a known first strip of the same rows, near_rans, spares coding it again to judge it
-        same_first = known_height == len(first) and len(known) > 1 and _is_near_rans(known[1])
+    if weigh or method != StripMethod.NEAR_FLAT or not _near_fits(1 << bits_per_index, width):
+        # a known first strip of the same rows, near coded, spares coding it again to judge it
+        same_first = known_height == len(first) and len(known) > 1 and _is_near(known[1])
         strip_height, drawn = writer_strips(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
-    else:  # unweighed, strips are sized as a photo's (which near_rans codes), as the writer sizes a photo's
+    else:  # unweighed, strips are sized as a photo's (which near coding codes), as the writer sizes a photo's
         strip_height, drawn = _strip_height(width, height, method, drawn=False), False
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
-        reused = [strip if _is_near_rans(strip) else None for strip in known[1:]]
+        reused = [strip if _is_near(strip) else None for strip in known[1:]]
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip, drawn) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
 
 
-def _is_near_rans(strip: bytes) -> bool:
-    return strip[:1] == bytes([StripMethod.NEAR_RANS])
+def _is_near(strip: bytes) -> bool:
+    return bool(strip) and strip[0] in NEAR_METHODS
 
 
 def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -> bool:
@@ -619,5 +629,5 @@ def uncoded_is_no_longer(pixels: int, bits_per_index: int, strips_length: int) -
 
 def strips_minor(strips: Iterable[bytes], k: int) -> int:
     """The version_minor these strips' methods need for k entries (ROWS_ZSTD 1.3, NEAR_RANS
-    1.4, 1.6 above 256 entries, 1.7 above 1,024)."""
+    1.4, 1.6 above 256 entries, 1.7 above 1,024, NEAR_FLAT 1.8)."""
     return strip_minor((strip[0] for strip in strips), k)

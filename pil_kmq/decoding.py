@@ -21,6 +21,7 @@ import zstandard
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
 from .expand import expand_runs, identity, lookup, zero_flags
 from .format import (
+    NEAR_METHODS,
     KmqError,
     StripMethod,
     field_width,
@@ -47,14 +48,14 @@ MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
 _ONE_CALL_OUTPUT = 1 << 24
 _SLICE = 512
 RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
-_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD, StripMethod.NEAR_RANS)  # no flags_length follows these
+_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD, *NEAR_METHODS)  # no flags_length follows these
 _U64 = struct.Struct(">Q")
 
 
 def job_weight(method: int) -> int:
-    """How many pixels of a job a strip's pixel counts for: a near_rans pixel takes several
-    times a run's decoding time, so a photo's near strips go to both workers."""
-    return NEAR_JOB_WEIGHT if method == StripMethod.NEAR_RANS else 1
+    """How many pixels of a job a strip's pixel counts for: a near_rans or near_flat pixel
+    takes several times a run's decoding time, so a photo's near strips go to both workers."""
+    return NEAR_JOB_WEIGHT if method in NEAR_METHODS else 1
 
 
 def stream_bound(size: int) -> int:
@@ -491,7 +492,7 @@ class StripDecoder:
         if self._method == StripMethod.ROWS_ZSTD:
             self._start_rows(read_at)
             return
-        if self._method == StripMethod.NEAR_RANS:
+        if self._method in NEAR_METHODS:
             self._start_near(read_at)
             return
         if len(self._head) < RUNS_HEAD_SIZE:
@@ -518,13 +519,14 @@ class StripDecoder:
         self._packed_reader = Inflater(StripMethod.ROWS_ZSTD, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
 
     def _start_near(self, read_at: Callable[[int, int], bytes] | None) -> None:
-        """A near_rans strip: k <= MAX_K, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
+        """A near_rans or near_flat strip: k <= MAX_K, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
+        name = self._method.name.lower()
         if self.k > MAX_K:
-            raise KmqError(f"{self.what}: near_rans needs k <= {MAX_K}, not {self.k}")
+            raise KmqError(f"{self.what}: {name} needs k <= {MAX_K}, not {self.k}")
         if self.pixels > NEAR_MAX_PIXELS:
-            raise KmqError(f"{self.what}: a near_rans strip of {self.pixels:,} pixels is over {NEAR_MAX_PIXELS:,}")
+            raise KmqError(f"{self.what}: a {name} strip of {self.pixels:,} pixels is over {NEAR_MAX_PIXELS:,}")
         if self._palette is None:
-            raise ValueError("a near_rans strip needs the codebook's Palette")
+            raise ValueError(f"a {name} strip needs the codebook's Palette")
         self._near_bytes = Segment(self.length - 1, read_at, 1)
 
     def _near_piece(self, count: int) -> np.ndarray | None:
@@ -534,7 +536,8 @@ class StripDecoder:
         if self._near is None:
             if not self._near_bytes.complete:
                 return None
-            self._near = NearStrip(self._near_bytes.take(self._near_bytes.length), self._palette, self.width, self.k, self.what)
+            payload = self._near_bytes.take(self._near_bytes.length)
+            self._near = NearStrip(payload, self._palette, self.width, self.k, self.what, self._method == StripMethod.NEAR_FLAT)
         if self._table is None and (self._out is not None or self._scratch is not None):
             found = self._piece(count)
             self._near.decode(found)

@@ -18,7 +18,7 @@ import numpy as np
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 7  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries, 1.7 above 1,024
+VERSION_MINOR = 8  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries, 1.7 above 1,024, 1.8 strip_method 5
 CODEBOOK_MINOR = 5  # the version_minor of a file whose codebook_stream_length is not 0
 
 HEADER_SIZE = 44
@@ -61,6 +61,10 @@ class StripMethod(IntEnum):
     RUNS_ZSTD = 2  # run flags and literals, each a zstd frame
     ROWS_ZSTD = 3  # rows bit-packed at a whole-byte-friendly width, each padded to a byte; one zstd frame
     NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 4,096)
+    NEAR_FLAT = 5  # near_rans, each long flat stretch one symbol: what pil_kmq writes for near coding
+
+
+NEAR_METHODS = frozenset({StripMethod.NEAR_RANS, StripMethod.NEAR_FLAT})  # decoded by near.NearStrip
 
 
 def index_dtype(k: int) -> np.dtype:
@@ -172,7 +176,7 @@ class Header:
 
 
 # The version_minor that introduced each strip_method.
-METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4}
+METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4, StripMethod.NEAR_FLAT: 8}
 
 
 # near_rans strips of a codebook of more than 256 entries (1.6), of more than 1,024 (1.7)

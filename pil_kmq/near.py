@@ -4,6 +4,11 @@ predicted entry (above COLOUR_ORDER_K entries, by index distance), with a static
 coder whose frequencies depend on a context of the neighbours. Knows nothing of Pillow; the
 spec is the reference for every step here.
 
+A `near_flat` strip (spec 7.2, "Flat stretches") is coded the same way but for flat stretches
+(all four neighbours one entry, and as the row above says, for MIN_STRETCH pixels or more),
+each one symbol: how many pixels short of its length it stops. A drawing's flat areas then
+cost a symbol a stretch, not a coder step a pixel (benchmarks/near_flat.py).
+
 Why: the runs of the other methods look only to the left; a photo's next index is usually
 one of its four neighbours' or a colour near theirs, which this model turns into small
 symbols (13 % fewer bytes than runs on the Kodak set). A static coder (frequencies stored
@@ -42,6 +47,13 @@ COLOUR_ORDER_K = 1024
 NEAR_MAX_PIXELS = 1 << 22
 ACTIVITY_LEVELS = (16, 256)  # squared colour difference of left and above: <= 16, <= 256, more
 FLAT_CONTEXT = 3 * 15  # all four neighbours equal (pattern 15), so no colour difference (level 0)
+# near_flat strips (spec 7.2, "Flat stretches") add two contexts: a stretch's one symbol (how
+# many pixels short of its end it stops), and the pixel that stops it (never its left neighbour).
+STRETCH_CONTEXT = CONTEXTS
+INTERRUPT_CONTEXT = CONTEXTS + 1
+FLAT_CONTEXTS = CONTEXTS + 2
+MAX_STRETCH = 4095  # the largest symbol a token holds
+MIN_STRETCH = 16  # shorter flat stretches are coded a pixel at a time, as near_rans codes them
 
 
 def token_limit(k: int) -> int:
@@ -51,7 +63,7 @@ def token_limit(k: int) -> int:
 
 
 # --- errors a kernel reports (its status) --------------------------------------------------
-_OK, _NO_CONTEXT, _BAD_RANK, _NO_WORDS = 0, 1, 2, 3
+_OK, _NO_CONTEXT, _BAD_RANK, _NO_WORDS, _LONG_STRETCH = 0, 1, 2, 3, 4
 
 
 Tables = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]
@@ -240,10 +252,29 @@ def _token(symbol: int) -> tuple[int, int]:
     return token, bits
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _stretch(above_row: np.ndarray, x: int, width: int, value: int) -> int:
+    """The flat stretch from column x, whose four neighbours are all `value`: the pixels from
+    x on that would have the same four neighbours if every pixel before them in the row were
+    `value` (the entries above them and to their above-right are), at most MAX_STRETCH; 0
+    where it is shorter than MIN_STRETCH, which one look at the row above mostly tells (a
+    photo's flat spots are mostly short)."""
+    last = x + MIN_STRETCH  # the entry above-right of the stretch's 16th pixel, or the row's end
+    if last > width or (last < width and above_row[last] != value):
+        return 0
+    length, column = 1, x + 1
+    while column < width and length < MAX_STRETCH and (column + 1 == width or above_row[column + 1] == value):
+        length += 1
+        column += 1
+    return length
+
+
 @njit(cache=True, nogil=True)
-def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray, sampled: np.ndarray | None = None) -> None:
-    """Every pixel's token, extra bits and context, in pixel order; of the `sampled` rows only
-    (ascending) if given, each with the row above it as its context."""
+def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, tokens: np.ndarray, extras: np.ndarray, contexts: np.ndarray, stretches: bool, sampled: np.ndarray | None = None) -> int:
+    """The tokens, extra bits and contexts of the pixels in pixel order, one a pixel, or with
+    `stretches` (near_flat) one a flat stretch below the first row and one for the pixel that
+    stops a stretch short (at most two a pixel); of the `sampled` rows only (ascending) if
+    given, each with the row above it as its context. Returns how many."""
     height, width = indices.shape
     k = colours.shape[0]
     rows = np.zeros((2, width), dtype=indices.dtype)
@@ -254,10 +285,31 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
         y = row if sampled is None else int(sampled[row])
         if sampled is not None and y > 0:
             rows[(y + 1) & 1] = indices[y - 1]
-        for x in range(width):
+        x = 0
+        while x < width:
             value = int(indices[y, x])
             left, above, above_left, above_right = _neighbours(rows, y, x, width)
-            contexts[at] = _context(colours, levels, left, above, above_left, above_right)
+            shift = 0
+            length = 0
+            if stretches and y > 0 and (left == above) & (above_left == left) & (above_right == left):
+                length = _stretch(rows[(y + 1) & 1], x, width, left)
+            if length >= MIN_STRETCH:
+                same = 0
+                while same < length and int(indices[y, x + same]) == left:
+                    rows[y & 1, x + same] = left
+                    same += 1
+                tokens[at], bits = _token(length - same)
+                extras[at] = (length - same) & ((1 << bits) - 1)
+                contexts[at] = STRETCH_CONTEXT
+                at += 1
+                x += same
+                if same == length:
+                    continue
+                # the pixel that stops the stretch: its neighbours are all `left`, and it is not
+                value, shift = int(indices[y, x]), 1
+                contexts[at] = INTERRUPT_CONTEXT
+            else:
+                contexts[at] = _context(colours, levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
             symbol = -1  # written out here and in _choose: as an inlined function it took 2x the time
             for j in range(count):
@@ -271,10 +323,12 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
                 for j in range(count):
                     skipped += _rank(position, k, anchor, int(found[j])) < rank
                 symbol = count + rank - skipped
-            tokens[at], bits = _token(symbol)
-            extras[at] = symbol & ((1 << bits) - 1)
+            tokens[at], bits = _token(symbol - shift)
+            extras[at] = (symbol - shift) & ((1 << bits) - 1)
             rows[y & 1, x] = value
             at += 1
+            x += 1
+    return at
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -330,18 +384,22 @@ def pack_model(frequency: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def encode_near(indices: np.ndarray, palette: Palette) -> bytes:
-    """The payload of a near_rans strip of (rows, width) indices < len(codebook) <= MAX_K."""
+def encode_near(indices: np.ndarray, palette: Palette, stretches: bool = False) -> bytes:
+    """The payload of a near_rans strip (near_flat's with `stretches`) of (rows, width)
+    indices < len(codebook) <= MAX_K."""
     flat = np.ascontiguousarray(indices, dtype=index_dtype(len(palette.codebook)))
-    tokens = np.empty(flat.size, dtype=np.uint8)
-    extras = np.empty(flat.size, dtype=np.uint16)  # up to 10 bits (symbols to 4,095)
-    contexts = np.empty(flat.size, dtype=np.uint8)
-    _symbols(flat, *palette.tables, tokens, extras, contexts)
-    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
+    room = 2 * flat.size if stretches else flat.size  # symbols: at most two a pixel
+    tokens = np.empty(room, dtype=np.uint8)
+    extras = np.empty(room, dtype=np.uint16)  # up to 10 bits (symbols to 4,095)
+    contexts = np.empty(room, dtype=np.uint8)
+    used = _symbols(flat, *palette.tables, tokens, extras, contexts, stretches)
+    tokens, extras, contexts = tokens[:used], extras[:used], contexts[:used]
+    models = FLAT_CONTEXTS if stretches else CONTEXTS
+    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=models * TOKENS).reshape(models, TOKENS)
     frequency = np.array([normalized(row) for row in counts])
     start = np.zeros_like(frequency)
     np.cumsum(frequency[:, :-1], axis=1, out=start[:, 1:])
-    words = np.empty(2 * flat.size + 2, dtype=np.uint16)  # at most two a pixel (token, extra bits)
+    words = np.empty(2 * used + 2, dtype=np.uint16)  # at most two a symbol (token, extra bits)
     state, written = _rans_encode(tokens, extras, contexts, frequency, start, words)
     stream = words[:written][::-1].astype(">u2").tobytes()
     return pack_model(frequency) + int(state).to_bytes(4, "big") + stream
@@ -361,7 +419,7 @@ def estimated_size(indices: np.ndarray, codebook: np.ndarray, step: int) -> int:
     tokens = np.empty(rows.size * width, dtype=np.uint8)
     contexts = np.empty(rows.size * width, dtype=np.uint8)
     # index order: no k x k tables to make
-    _symbols(indices, _padded(codebook), None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, rows)
+    _symbols(indices, _padded(codebook), None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, False, rows)
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, np.repeat(weights, width), CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     totals = np.broadcast_to(counts.sum(axis=1, keepdims=True), counts.shape)
     used = counts > 0
@@ -430,7 +488,7 @@ def token_costs(pieces: list[np.ndarray], palette: Palette) -> np.ndarray:
     for piece in pieces:
         flat = np.ascontiguousarray(piece, dtype=index_dtype(k))
         tokens, contexts = np.empty(flat.size, dtype=np.uint8), np.empty(flat.size, dtype=np.uint8)
-        _symbols(flat, *palette.tables, tokens, np.empty(flat.size, dtype=np.uint16), contexts)
+        _symbols(flat, *palette.tables, tokens, np.empty(flat.size, dtype=np.uint16), contexts, False)
         counts += np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     costs = np.full((CONTEXTS, TOKENS), float(TOKENS))  # finite, for tokens that never occur
     costs[:, :limit] = np.log2(counts.sum(axis=1, keepdims=True)) - np.log2(counts[:, :limit])
@@ -568,16 +626,17 @@ _MODEL_OK, _MODEL_CUT, _MODEL_TOKENS, _MODEL_VARINT, _MODEL_SUM = 0, 1, 2, 3, 4
 
 @njit(cache=True, nogil=True)
 def _read_model(data: np.ndarray, frequency: np.ndarray, limit: int) -> tuple[int, int, int]:
-    """The model's frequencies into frequency (zeros): (status, context, bytes used or the
-    broken context's token count or sum). Compiled: a Python loop over its bytes took as long
-    as decoding a third of a small strip, with the GIL held."""
+    """The model's frequencies into frequency (zeros, a row a context): (status, context, bytes
+    used or the broken context's token count or sum). A stretch's context may use every
+    token. Compiled: a Python loop over its bytes took as long as decoding a third of a small
+    strip, with the GIL held."""
     at = 0
-    for context in range(CONTEXTS):
+    for context in range(frequency.shape[0]):
         if at >= data.size:
             return _MODEL_CUT, context, 0
         used = int(data[at])
         at += 1
-        if used > limit:
+        if used > (TOKENS if context == STRETCH_CONTEXT else limit):
             return _MODEL_TOKENS, context, used
         total = 0
         for token in range(used):
@@ -602,51 +661,87 @@ def _read_model(data: np.ndarray, frequency: np.ndarray, limit: int) -> tuple[in
 @njit(cache=True, nogil=True)
 def _fill_slots(frequency: np.ndarray, slots: np.ndarray) -> None:
     """slots[context, s] = the token whose frequency interval holds s (zeros where unused)."""
-    for context in range(CONTEXTS):
+    for context in range(frequency.shape[0]):
         at = 0
         for token in range(TOKENS):
             slots[context, at : at + frequency[context, token]] = token
             at += frequency[context, token]
 
 
-def parse_model(data: np.ndarray, what: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def parse_model(data: np.ndarray, what: str, k: int, stretches: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(frequency, start, slot -> token table, bytes used) of the model a payload (uint8)
-    starts with, for a codebook of k entries. A context with no tokens is unused; any other
-    must sum to PROB_SCALE."""
+    starts with, for a codebook of k entries (near_flat's, with its two more contexts, given
+    `stretches`). A context with no tokens is unused; any other must sum to PROB_SCALE."""
     if not 1 <= k <= MAX_K:  # token_limit(k) <= TOKENS: _read_model writes no further
-        raise KmqError(f"{what}: near_rans needs k <= {MAX_K}, not {k}")
-    frequency = np.zeros((CONTEXTS, TOKENS), dtype=np.int64)
+        raise KmqError(f"{what}: near coding needs k <= {MAX_K}, not {k}")
+    frequency = np.zeros((FLAT_CONTEXTS if stretches else CONTEXTS, TOKENS), dtype=np.int64)
     limit = token_limit(k)
     status, context, detail = _read_model(data, frequency, limit)
     if status == _MODEL_CUT:
         raise KmqError(f"{what}: model cut short")
     if status == _MODEL_TOKENS:
-        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {limit} for k = {k}")
+        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {TOKENS if context == STRETCH_CONTEXT else limit} for k = {k}")
     if status == _MODEL_VARINT:
         raise KmqError(f"{what}: a frequency of context {context} takes more than 2 bytes")
     if status == _MODEL_SUM:
         raise KmqError(f"{what}: frequencies of context {context} sum to {detail}, not {PROB_SCALE}")
     start = np.zeros_like(frequency)
     np.cumsum(frequency[:, :-1], axis=1, out=start[:, 1:])
-    slots = np.zeros((CONTEXTS, PROB_SCALE), dtype=np.uint8)
+    slots = np.zeros((len(frequency), PROB_SCALE), dtype=np.uint8)
     _fill_slots(frequency, slots)
     return frequency, start, slots, detail
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read_symbol(words: np.ndarray, cursor: int, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray, context: int) -> tuple[int, int, int, int]:
+    """(symbol, cursor, state, status): the next token in `context` and its extra bits."""
+    slot = state & (PROB_SCALE - 1)
+    token = int(slots[context, slot])
+    f = int(frequency[context, token])
+    if f == 0:  # only an unused context's slots lead to a token of frequency 0
+        return 0, cursor, state, _NO_CONTEXT
+    state = f * (state >> PROB_BITS) + slot - int(start[context, token])
+    if state < STATE_LOW:
+        if cursor >= words.size:
+            return 0, cursor, state, _NO_WORDS
+        state = (state << 16) | int(words[cursor])
+        cursor += 1
+    if token < DIRECT_SYMBOLS:
+        return token, cursor, state, _OK
+    bits = _extra_bits(token)
+    symbol = (1 << (bits + 1)) | (((token - DIRECT_SYMBOLS) & 1) << bits) | (state & ((1 << bits) - 1))
+    state >>= bits
+    if state < STATE_LOW:
+        if cursor >= words.size:
+            return 0, cursor, state, _NO_WORDS
+        state = (state << 16) | int(words[cursor])
+        cursor += 1
+    return symbol, cursor, state, _OK
 
 
 @njit(cache=True, nogil=True)
 def _decode(
     words: np.ndarray, cursor: int, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray,
     colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, k: int,
-    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray,
+    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray, stretches: bool, carry: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """`count` pixels from (y, x) of the strip into out (and rows, the last two rows):
     returns (cursor, state, status, pixels done). Along a row the neighbours slide one
-    column (the values _neighbours gives): each pixel reads only its above-right."""
+    column (the values _neighbours gives): each pixel reads only its above-right. With
+    `stretches` (near_flat), carry holds what a stretch owed when the last call ended: its
+    pixels still to come (the value of the pixel before them), and 1 if a pixel stops it."""
     width = rows.shape[1]
     found = np.zeros(4, dtype=np.int64)
     ranks = np.zeros(4, dtype=np.int64)
-    done = 0
     flat = int(frequency[FLAT_CONTEXT, 0])  # token 0's interval in the flat context starts at 0
+    pending, interrupt = int(carry[0]), int(carry[1])
+    done = min(pending, count)  # a stretch never passes its row's end, nor x its start
+    if done:
+        _fill(rows[y & 1], out, x, x + done, 0, int(rows[y & 1, x - 1]))
+        x, pending = x + done, pending - done
+        if x == width:
+            x, y = 0, y + 1
+    carry[0] = pending
     while done < count:
         now = y & 1
         end = min(width, x + count - done)
@@ -657,28 +752,45 @@ def _decode(
                 above = above_left = above_right = left
             else:
                 above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
-            if (left == above) & (above_left == left) & (above_right == left) & ((state & (PROB_SCALE - 1)) < flat):
-                # All four neighbours one entry, and token 0 (that entry): what the steps
-                # below give, without their look-ups; and so on along the row while the
-                # above-right neighbour is that entry too, the run stored at its end.
-                first = column
-                while True:
-                    state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
-                    if state < STATE_LOW:
-                        if cursor >= words.size:
-                            _fill(rows[now], out, first, column, done, left)
-                            return cursor, state, _NO_WORDS, done + column - first
-                        state = (state << 16) | int(words[cursor])
-                        cursor += 1
-                    column += 1
-                    if column >= end or (state & (PROB_SCALE - 1)) >= flat:
-                        break
-                    if y > 0 and column + 1 < width and int(rows[1 - now, column + 1]) != left:
-                        break
-                _fill(rows[now], out, first, column, done, left)
-                done += column - first
-                continue
-            context = _context(colours, levels, left, above, above_left, above_right)
+            if (left == above) & (above_left == left) & (above_right == left) & (interrupt == 0):
+                length = _stretch(rows[1 - now], column, width, left) if stretches and y > 0 else 0
+                if length >= MIN_STRETCH:
+                    # A flat stretch: one symbol, how many pixels short of its length it stops.
+                    symbol, cursor, state, status = _read_symbol(words, cursor, state, frequency, start, slots, STRETCH_CONTEXT)
+                    if status != _OK:
+                        return cursor, state, status, done
+                    if symbol > length:
+                        return cursor, state, _LONG_STRETCH, done
+                    run, interrupt = min(length - symbol, end - column), int(symbol > 0)
+                    _fill(rows[now], out, column, column + run, done, left)
+                    carry[0] = length - symbol - run  # owed past this call's end
+                    column, done = column + run, done + run
+                    if column < width:
+                        left, above, above_left, above_right = _neighbours(rows, y, column, width)
+                    continue
+                if (state & (PROB_SCALE - 1)) < flat:
+                    # All four neighbours one entry, and token 0 (that entry): what the steps
+                    # below give, without their look-ups; and so on along the row while the
+                    # above-right neighbour is that entry too, the run stored at its end.
+                    first = column
+                    while True:
+                        state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
+                        if state < STATE_LOW:
+                            if cursor >= words.size:
+                                _fill(rows[now], out, first, column, done, left)
+                                return cursor, state, _NO_WORDS, done + column - first
+                            state = (state << 16) | int(words[cursor])
+                            cursor += 1
+                        column += 1
+                        if column >= end or (state & (PROB_SCALE - 1)) >= flat:
+                            break
+                        if y > 0 and column + 1 < width and int(rows[1 - now, column + 1]) != left:
+                            break
+                    _fill(rows[now], out, first, column, done, left)
+                    done += column - first
+                    continue
+            # the pixel that stops a stretch (all four neighbours are its value) is never symbol 0
+            context = INTERRUPT_CONTEXT if interrupt else _context(colours, levels, left, above, above_left, above_right)
             slot = state & (PROB_SCALE - 1)
             token = int(slots[context, slot])
             f = int(frequency[context, token])
@@ -690,7 +802,7 @@ def _decode(
                     return cursor, state, _NO_WORDS, done
                 state = (state << 16) | int(words[cursor])
                 cursor += 1
-            if token == 0:
+            if (token == 0) & (interrupt == 0):
                 value = left
             else:
                 symbol = token
@@ -703,6 +815,8 @@ def _decode(
                             return cursor, state, _NO_WORDS, done
                         state = (state << 16) | int(words[cursor])
                         cursor += 1
+                symbol += interrupt
+                interrupt = 0
                 count_found = _candidates(left, above, above_left, above_right, found)
                 if symbol < count_found:
                     value = int(found[symbol])
@@ -730,6 +844,7 @@ def _decode(
         x = end
         if x == width:
             x, y = 0, y + 1
+    carry[1] = interrupt
     return cursor, state, _OK, count
 
 
@@ -741,14 +856,16 @@ def _fill(row: np.ndarray, out: np.ndarray, first: int, end: int, done: int, val
 
 
 class NearStrip:
-    """Decodes one near_rans strip whose payload is all in hand, piece by piece."""
+    """Decodes one near_rans strip (near_flat's, with `stretches`) whose payload is all in hand, piece by piece."""
 
-    def __init__(self, payload: bytes | memoryview, palette: Palette, width: int, k: int, what: str) -> None:
+    def __init__(self, payload: bytes | memoryview, palette: Palette, width: int, k: int, what: str, stretches: bool = False) -> None:
         if k > MAX_K:
-            raise KmqError(f"{what}: near_rans needs k <= {MAX_K}, not {k}")
+            raise KmqError(f"{what}: near coding needs k <= {MAX_K}, not {k}")
         self.what = what
         data = np.frombuffer(payload, dtype=np.uint8)
-        self._frequency, self._start, self._slots, used = parse_model(data, what, k)
+        self._frequency, self._start, self._slots, used = parse_model(data, what, k, stretches)
+        self._stretches = stretches
+        self._carry = np.zeros(2, dtype=np.int64)  # a stretch cut by a piece's end (_decode)
         rest = len(data) - used
         if rest < 4 or rest % 2:
             raise KmqError(f"{what}: the coded stream of {rest} bytes is not a 4-byte state and 2-byte words")
@@ -764,12 +881,17 @@ class NearStrip:
     def decode(self, out: np.ndarray) -> None:
         """The next out.size indices, into out (index_dtype(k))."""
         cursor, state, status, done = _decode(
-            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out,
+            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out, self._stretches, self._carry,
         )
         if status != _OK:
             width = self._rows.shape[1]
             row, column = divmod(self._y * width + self._x + done, width)
-            problem = {_NO_CONTEXT: "falls in a context the model has no frequencies for", _BAD_RANK: "has a rank past the codebook", _NO_WORDS: "needs more words than the stream holds"}[status]
+            problem = {
+                _NO_CONTEXT: "falls in a context the model has no frequencies for",
+                _BAD_RANK: "has a rank past the codebook",
+                _NO_WORDS: "needs more words than the stream holds",
+                _LONG_STRETCH: "starts a flat stretch whose symbol is past its length",
+            }[status]
             raise KmqError(f"{self.what}: the pixel at row {row}, column {column} of the strip {problem}")
         self._cursor, self._state = cursor, state
         self._y, self._x = divmod(self._y * self._rows.shape[1] + self._x + out.size, self._rows.shape[1])

@@ -583,7 +583,7 @@ def _sum_squares(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -
 def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | None) -> Trader | NearTrader:
     """The trade that suits the strips the indices go to: near_rans's (while it orders colours
     by colour, up to COLOUR_ORDER_K entries) or runs'."""
-    if method == StripMethod.NEAR_RANS and len(quantized.codebook) <= near.COLOUR_ORDER_K:
+    if method == StripMethod.NEAR_FLAT and len(quantized.codebook) <= near.COLOUR_ORDER_K:
         return NearTrader(image, quantized)
     return Trader(image, quantized)
 

@@ -225,7 +225,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     packed indices, the source is read once more and written uncoded, as Image.save does."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    palette = Palette(codebook) if method == StripMethod.NEAR_RANS else None
+    palette = Palette(codebook) if method == StripMethod.NEAR_FLAT else None
     strip_height, drawn = writer_strips(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
     lengths, crcs = [], []
     minor = 0

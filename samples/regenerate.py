@@ -38,19 +38,31 @@ GOLDEN = [
     ("ihc-k16-metadata.kmq", "ihc.png", "RGB", 16, "zstd"),
     ("ihc-k2-zstd.kmq", "ihc.png", "RGB", 2, "zstd"),  # a segmentation: strip_method 3, rows_zstd
     ("ihc-cutout-gray-k3-zstd.kmq", "ihc-cutout.png", "LA", 3, "zstd"),  # rows_zstd, 2-bit packing
-    # strip_method 4, near_rans (KMQ 1.4): 1, 2 and 4 channels, tokens with extra bits at k = 256
-    ("ihc-k16-near.kmq", "ihc.png", "RGB", 16, "near"),
-    ("ihc-k256-near.kmq", "ihc.png", "RGB", 256, "near"),
-    ("ihc-gray-k6-near.kmq", "ihc.png", "L", 6, "near"),
-    ("ihc-cutout-k64-near.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
-    ("kodim03-p12-k16-near.kmq", "kodim03-p12.png", "P", 16, "near"),
     # a coded codebook (KMQ 1.5): a drawing at its exact colours, whose sorted entries step little
     ("legend-zstd.kmq", "legend.png", "RGB", 1024, "zstd"),
-    # near_rans above 256 entries (KMQ 1.6): indices above 255, tokens of octaves 8 and 9
+    # strip_method 4, near_rans (KMQ 1.4), which the writer keeps for a small strip where it is
+    # shorter than near_flat: lossless; above 256 entries (KMQ 1.6: indices above 255, tokens of
+    # octaves 8 and 9, a coded codebook); above 1,024 (KMQ 1.7: the order by index, octave 10)
+    ("kodim03-p12-k16-near.kmq", "kodim03-p12.png", "P", 16, "near"),
     ("kodim23-k1000-near.kmq", "kodim23.png", "RGB", 1000, "near"),
     ("legend-near.kmq", "legend.png", "RGB", 1024, "near"),
-    # near_rans above 1,024 entries (KMQ 1.7): the order by index, tokens of octave 10
     ("kodim23-k2000-near.kmq", "kodim23.png", "RGB", 2000, "near"),
+    # strip_method 5, near_flat (KMQ 1.8): 1, 3 and 4 channels, tokens with extra bits at k = 256,
+    # flat stretches (most in the segmentation at 3 colours)
+    ("ihc-k16-flat.kmq", "ihc.png", "RGB", 16, "near"),
+    ("ihc-k256-flat.kmq", "ihc.png", "RGB", 256, "near"),
+    ("ihc-gray-k6-flat.kmq", "ihc.png", "L", 6, "near"),
+    ("ihc-cutout-k64-flat.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
+    ("ihc-k3-flat.kmq", "ihc.png", "RGB", 3, "near"),
+]
+# Files an earlier writer made, committed and never rewritten: where it wrote these near_rans
+# strips (KMQ 1.4: 1, 3 and 4 channels, extra bits at k = 256), pil_kmq now writes near_flat,
+# and a reader must still read them. (name, source, mode, k)
+KEPT = [
+    ("ihc-k16-near.kmq", "ihc.png", "RGB", 16),
+    ("ihc-k256-near.kmq", "ihc.png", "RGB", 256),
+    ("ihc-gray-k6-near.kmq", "ihc.png", "L", 6),
+    ("ihc-cutout-k64-near.kmq", "ihc-cutout.png", "RGBA", 64),
 ]
 # Golden files saved with metadata: an sRGB ICC profile, EXIF (orientation 6) and an XMP packet.
 WITH_METADATA = {"ihc-k16-metadata.kmq"}

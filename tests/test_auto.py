@@ -50,7 +50,7 @@ def test_auto_is_the_default_and_a_compression_name() -> None:
 def test_a_label_map_kept_exactly_is_stored_near_rans_and_far_smaller() -> None:
     image = _image(_label_map())
     auto, zstd = kmq_bytes(image, k=64), kmq_bytes(image, k=64, compression="zstd")
-    assert set(strip_methods(auto)) == {StripMethod.NEAR_RANS} and StripMethod.NEAR_RANS not in strip_methods(zstd)
+    assert set(strip_methods(auto)) == {StripMethod.NEAR_FLAT} and StripMethod.NEAR_FLAT not in strip_methods(zstd)
     assert len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
     with Image.open(io.BytesIO(auto)) as back:
         assert back.tobytes() == image.tobytes()
@@ -60,7 +60,7 @@ def test_a_label_map_given_fewer_entries_than_colours_is_still_a_drawing_stored_
     """Lossy, but drawn: its regions merge and the borders still run on from row to row."""
     image = _image(_label_map())
     auto, zstd = kmq_bytes(image, k=16), kmq_bytes(image, k=16, compression="zstd")
-    assert set(strip_methods(auto)) == {StripMethod.NEAR_RANS} and len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
+    assert set(strip_methods(auto)) == {StripMethod.NEAR_FLAT} and len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
     with Image.open(io.BytesIO(auto)) as back, Image.open(io.BytesIO(zstd)) as same:
         assert back.tobytes() == same.tobytes()  # the same indices, only coded otherwise
 
@@ -98,7 +98,7 @@ def test_text_kept_exactly_keeps_zstd_where_the_estimate_says_near_rans_is_large
     coded = codec.coded
 
     def zstd_only(quantized: codec.Quantized, method: StripMethod | None, weigh: bool = True) -> codec.Coded:
-        assert method != StripMethod.NEAR_RANS, "coded near_rans though the estimate says it is larger"
+        assert method != StripMethod.NEAR_FLAT, "coded near_rans though the estimate says it is larger"
         return coded(quantized, method, weigh)
 
     monkeypatch.setattr(codec, "coded", zstd_only)
@@ -136,8 +136,8 @@ def test_compress_image_leaves_a_plain_save_uncoded_and_marks_what_auto_may_code
 def test_encode_kmq_auto_codes_given_indices_as_an_image_kept_exactly() -> None:
     indices = _label_map()
     codebook = np.random.default_rng(2).integers(0, 256, (40, 3), dtype=np.uint8)
-    assert set(strip_methods(encode_kmq(indices, codebook))) == {StripMethod.NEAR_RANS}
-    assert StripMethod.NEAR_RANS not in strip_methods(encode_kmq(indices, codebook, "zstd"))
+    assert set(strip_methods(encode_kmq(indices, codebook))) == {StripMethod.NEAR_FLAT}
+    assert StripMethod.NEAR_FLAT not in strip_methods(encode_kmq(indices, codebook, "zstd"))
 
 
 @pytest.mark.parametrize("seed", range(3))

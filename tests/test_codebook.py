@@ -36,7 +36,7 @@ def test_a_drawing_at_its_exact_colours_gets_a_coded_codebook(compression: str) 
     legend = _legend()
     data = kmq_bytes(legend, k=_exact(legend), compression=compression)
     header, (indices, codebook) = decode_kmq(data)
-    # near_rans strips of more than 256 entries are version 1.6
+    # a small strip keeps near_rans where shorter than near_flat: above 256 entries, version 1.6
     assert header.version_minor == (5 if compression == "zstd" else 6) and 0 < header.codebook_stream_length < header.k * header.channels
     assert np.array_equal(codebook[indices], np.asarray(legend))
     with Image.open(io.BytesIO(data)) as image:

@@ -150,38 +150,38 @@ def test_the_quick_trial_sees_what_the_real_levels_make_of_rows_and_runs() -> No
     assert kept_the_smaller >= 5
 
 
-def test_unweighed_near_strips_are_near_rans_and_weighing_them_gives_the_plain_bytes() -> None:
-    """A psnr= search sizes each k with near_rans strips alone (weigh=False): a bar chart, whose
-    rows zstd codes smaller, still gets near_rans strips there; weighed() then codes the winner
-    as a plain save does, reusing those near_rans strips it keeps."""
+def test_unweighed_near_strips_are_near_flat_and_weighing_them_gives_the_plain_bytes() -> None:
+    """A psnr= search sizes each k with near_flat strips alone (weigh=False): a bar chart, whose
+    rows zstd codes smaller, still gets near_flat strips there; weighed() then codes the winner
+    as a plain save does, reusing those near_flat strips it keeps."""
     from pil_kmq import codec
 
     indices, k = _bar_chart(3)
     codebook = np.random.default_rng(3).integers(0, 256, (k, 3), dtype=np.uint8)
     quantized = codec.Quantized(indices, codebook)
-    plain = codec.coded(quantized, StripMethod.NEAR_RANS)
-    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False)
-    assert {strip[0] for strip in plain.index_stream[1][1:]} != {StripMethod.NEAR_RANS}  # zstd's rows win here
-    assert {strip[0] for strip in unweighed.index_stream[1][1:]} == {StripMethod.NEAR_RANS}
+    plain = codec.coded(quantized, StripMethod.NEAR_FLAT)
+    unweighed = codec.coded(quantized, StripMethod.NEAR_FLAT, weigh=False)
+    assert {strip[0] for strip in plain.index_stream[1][1:]} != {StripMethod.NEAR_FLAT}  # zstd's rows win here
+    assert {strip[0] for strip in unweighed.index_stream[1][1:]} == {StripMethod.NEAR_FLAT}
     assert codec.weighed(unweighed).index_stream == plain.index_stream
     assert codec.weighed(plain) is plain
-    zstd = codec.coded(quantized, StripMethod.RUNS_ZSTD, weigh=False)  # only near_rans strips are weighed
+    zstd = codec.coded(quantized, StripMethod.RUNS_ZSTD, weigh=False)  # only near_flat strips are weighed
     assert zstd.weighed and codec.weighed(zstd) is zstd
 
 
-def test_weighing_reuses_the_near_rans_strips_it_keeps(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weighing_reuses_the_near_flat_strips_it_keeps(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     from pil_kmq import codec
 
-    quantized = compress_image(np.asarray(ihc.resize((900, 700))), k=24)  # a photo: near_rans strips, several
-    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False)
+    quantized = compress_image(np.asarray(ihc.resize((900, 700))), k=24)  # a photo: near_flat strips, several
+    unweighed = codec.coded(quantized, StripMethod.NEAR_FLAT, weigh=False)
     assert len(unweighed.index_stream[1]) > 2
-    monkeypatch.setattr(coding, "encode_near", lambda *args: pytest.fail("a near_rans strip coded again"))
+    monkeypatch.setattr(coding, "encode_near", lambda *args, **kwargs: pytest.fail("a near_flat strip coded again"))
     assert codec.weighed(unweighed).index_stream == unweighed.index_stream
 
 
 def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_strips(ihc: Image.Image) -> None:
     """Tiles of one photo (a sprite sheet) have a photo's literals, and zstd finds each tile
-    again where near_rans, looking only at neighbours, codes every one: near strips of many
+    again where near_flat, looking only at neighbours, codes every one: near strips of many
     literals are weighed as well, and here zstd's rows win every strip."""
     from pil_kmq import codec
 
@@ -190,8 +190,8 @@ def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_strips(ihc
         tiled.paste(ihc, (number % 3 * ihc.width, number // 3 * ihc.height))
     quantized = compress_image(np.asarray(tiled), k=64)
     assert not coding.looks_drawn(quantized.indices)
-    unweighed = codec.coded(quantized, StripMethod.NEAR_RANS, weigh=False).index_stream[1]
-    plain = codec.coded(quantized, StripMethod.NEAR_RANS).index_stream[1]
+    unweighed = codec.coded(quantized, StripMethod.NEAR_FLAT, weigh=False).index_stream[1]
+    plain = codec.coded(quantized, StripMethod.NEAR_FLAT).index_stream[1]
     assert {strip[0] for strip in plain[1:]} == {StripMethod.ROWS_ZSTD}
     assert sum(map(len, plain)) < 0.7 * sum(map(len, unweighed))
     default = codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1]
@@ -199,7 +199,7 @@ def test_a_near_save_of_a_photo_repeated_in_tiles_keeps_zstds_smaller_strips(ihc
 
 
 def test_a_photos_strip_keeps_its_rival_unweighed_at_zstds_real_level_up_to_near_sure_photo(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a rival (a near_rans strip), a strip of many literals is compressed at zstd's
+    """Against a rival (a near_flat strip), a strip of many literals is compressed at zstd's
     real level only where the rival is over NEAR_SURE_PHOTO x the quick trial of its runs."""
     indices = compress_image(np.asarray(ihc), k=64).indices
     flags = coding._run_flags(indices)
@@ -220,8 +220,8 @@ def _noisy_field(sigma: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("sigma", "margin"), [(0.04, coding.NEAR_PHOTO_MARGIN), (0.1, 1.0)])
-def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_rans_is_ahead_by_its_margin(sigma: float, margin: float) -> None:
-    """A first strip that looks drawn gets a photo's strips where near_rans codes it in less
+def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_flat_is_ahead_by_its_margin(sigma: float, margin: float) -> None:
+    """A first strip that looks drawn gets a photo's strips where near_flat codes it in less
     than zstd's quick trials; where it is plainly drawn (one literal in NEAR_DRAWING_FRACTION
     or fewer), in less than NEAR_PHOTO_MARGIN x them, since zstd finds a drawing's repeats
     across what would be the photo strips' bounds."""
@@ -233,30 +233,30 @@ def test_a_drawn_first_strip_gets_a_photos_strips_only_where_near_rans_is_ahead_
     below, at = math.ceil(margin * trial) - 1, math.ceil(margin * trial)
     assert below >= coding.NEAR_PHOTO_BYTES
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
-    heights = [coding.writer_strips(first, 768, 512, 4, StripMethod.NEAR_RANS, palette, near_length=length)[0] for length in (below, at)]
+    heights = [coding.writer_strips(first, 768, 512, 4, StripMethod.NEAR_FLAT, palette, near_length=length)[0] for length in (below, at)]
     assert heights == [strip_height_for(768, 512), 512]
 
 
 @pytest.mark.parametrize(("width", "height", "strips"), [(256, 256, 1), (362, 362, 1), (363, 363, 2), (512, 512, 2), (1024, 768, 4), (1024, 1024, 4), (1200, 1000, 6)])
 def test_a_near_photo_of_more_than_half_a_decoding_job_a_half_gets_an_even_number_of_strips(width: int, height: int, strips: int) -> None:
-    """Both decoding workers share a near_rans photo: more than NEAR_SPLIT_PIXELS pixels (its
+    """Both decoding workers share a near_flat photo: more than NEAR_SPLIT_PIXELS pixels (its
     halves then go to different jobs) are cut into an even number of strips, at least two;
     runs keep a photo's strips of about STRIP_PIXELS."""
     first = np.random.default_rng(5).integers(0, 16, (min(height, STRIP_PIXELS // width), width), dtype=np.uint8)
     palette = Palette(np.repeat(np.arange(16, dtype=np.uint8)[:, None] * 17, 3, axis=1))
-    near, _ = coding.writer_strips(first, width, height, 4, StripMethod.NEAR_RANS, palette)
+    near, _ = coding.writer_strips(first, width, height, 4, StripMethod.NEAR_FLAT, palette)
     assert -(-height // near) == strips
     assert coding.writer_strips(first, width, height, 4, StripMethod.RUNS_ZSTD)[0] == strip_height_for(width, height)
     half = -(-width * height // 2) * coding.NEAR_JOB_WEIGHT
     assert (half > decoding.JOB_PIXELS // 2) == (strips > 1)
 
 
-def test_a_near_photo_of_512_by_512_is_stored_in_two_near_rans_strips() -> None:
+def test_a_near_photo_of_512_by_512_is_stored_in_two_near_flat_strips() -> None:
     rng = np.random.default_rng(6)
     y, x = np.mgrid[0:512, 0:512]
     pixels = np.clip(128 + 60 * (np.sin(x / 23.0) * np.cos(y / 31.0))[..., None] + rng.normal(0, 12, (512, 512, 3)), 0, 255).astype(np.uint8)
     data = kmq_bytes(Image.fromarray(pixels), k=16, compression="near")
-    assert strip_count(data) == 2 and strip_methods(data) == {StripMethod.NEAR_RANS}
+    assert strip_count(data) == 2 and strip_methods(data) == {StripMethod.NEAR_FLAT}
 
 
 def strip_count(data: bytes) -> int:

@@ -13,9 +13,9 @@ from PIL import Image
 from pil_kmq import decode_kmq, reconstruct_image
 
 sys.path.insert(0, str(SAMPLES))
-from regenerate import GOLDEN, expected_path
+from regenerate import GOLDEN, KEPT, expected_path
 
-NAMES = [entry[0] for entry in GOLDEN]
+NAMES = [entry[0] for entry in GOLDEN + KEPT]
 
 
 def test_every_golden_file_is_committed() -> None:
@@ -42,9 +42,9 @@ def test_golden_file_decodes_the_same_through_numpy_api_and_parser(name: str) ->
             image.verify()
 
 
-# Uncoded and near_rans lossless files depend on nothing but the spec; zstd's bytes may change
+# Uncoded and near_flat lossless files depend on nothing but the spec; zstd's bytes may change
 # with the library version, so zstd and zlib goldens are checked by decoding only.
-LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq", "kodim03-p12-k16-near.kmq"}
+LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq", "kodim03-p12-k16-flat.kmq"}
 
 
 @pytest.mark.parametrize(("name", "source", "mode", "k", "compression"), [g for g in GOLDEN if g[0] in LOSSLESS])

@@ -1,6 +1,6 @@
-"""near_rans strips (spec 7.2, "Near"): a decoder written here from the spec's words agrees
-with the compiled one, every read path decodes them, and the reader rules refuse what they
-name."""
+"""near_rans and near_flat strips (spec 7.2, "Near" and "Flat stretches"): a decoder written
+here from the spec's words agrees with the compiled one, every read path decodes them, and the
+reader rules refuse what they name."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pil_kmq.coding import looks_drawn, parse_table
 from pil_kmq.format import StripMethod, crc32, pack_crc
 
 
-def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int) -> np.ndarray:
-    """The spec's decoding of a near_rans payload, step by step, in plain Python."""
+def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int, flat: bool = False) -> np.ndarray:
+    """The spec's decoding of a near_rans payload (near_flat's if `flat`), step by step, in plain Python."""
     k, channels = codebook.shape
     colour = [list(map(int, entry)) + [0] * (4 - channels) for entry in codebook]
 
@@ -25,7 +25,7 @@ def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int) -> 
         return sum((colour[e][j] - colour[f][j]) ** 2 for j in range(4))
 
     at, tables = 0, []
-    for _ in range(48):
+    for _ in range(50 if flat else 48):
         count = payload[at]
         at += 1
         frequencies = []
@@ -39,45 +39,67 @@ def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int) -> 
         tables.append(frequencies)
     x = int.from_bytes(payload[at : at + 4], "big")
     words = [int.from_bytes(payload[i : i + 2], "big") for i in range(at + 4, len(payload), 2)]
+
+    def read(context: int) -> int:  # coder steps 2-4
+        nonlocal x
+        f = tables[context]
+        assert f, "unused context"
+        slot = x % 4096
+        t = next(t for t in range(len(f)) if sum(f[:t]) <= slot < sum(f[: t + 1]))
+        x = f[t] * (x // 4096) + slot - sum(f[:t])
+        if x < 1 << 16:
+            x = x * 65536 + words.pop(0)
+        if t < 16:
+            return t
+        m = 4 + (t - 16) // 2
+        e = m - 1
+        s = 2**m + (t - 16) % 2 * 2 ** (m - 1) + x % 2**e
+        x //= 2**e
+        if x < 1 << 16:
+            x = x * 65536 + words.pop(0)
+        return s
+
+    def index(s: int, L: int, A: int, B: int, C: int) -> int:  # symbol to index
+        N = []
+        for value in (L, A, C, B):
+            if value not in N:
+                N.append(value)
+        if s < len(N):
+            return N[s]
+        G = [min(max(colour[L][j] + colour[A][j] - colour[B][j], min(colour[L][j], colour[A][j])), max(colour[L][j], colour[A][j])) for j in range(4)]
+        P = min((L, A, B, C), key=lambda e: sum((G[j] - colour[e][j]) ** 2 for j in range(4)))  # min keeps the first
+        O = sorted(range(k), key=lambda e: (d(P, e), e) if k <= 1024 else (abs(e - P), e))
+        return [e for e in O if e not in N][s - len(N)]
+
     v = [[0] * width for _ in range(rows)]
     for y in range(rows):
-        for col in range(width):
+        col = 0
+        while col < width:
             A = v[y - 1][col] if y > 0 else None
             L = v[y][col - 1] if col > 0 else (A if y > 0 else 0)
             if y == 0:
                 A = L
             B = v[y - 1][col - 1] if y > 0 and col > 0 else A
             C = v[y - 1][col + 1] if y > 0 and col + 1 < width else A
+            if flat and y > 0 and L == A == B == C:
+                length = 1
+                while col + length < width and length < 4095 and (col + length + 1 == width or v[y - 1][col + length + 1] == L):
+                    length += 1
+                if length >= 16:
+                    short = read(48)
+                    assert short <= length, "a stretch past its length"
+                    for _ in range(length - short):
+                        v[y][col] = L
+                        col += 1
+                    if short:
+                        v[y][col] = index(read(49) + 1, L, L, L, L)
+                        col += 1
+                    continue
             distance = d(B, C)
             level = 0 if distance <= 16 else 1 if distance <= 256 else 2
             context = 3 * ((L == A) + 2 * (A == C) + 4 * (B == A) + 8 * (B == L)) + level
-            f = tables[context]
-            assert f, "unused context"
-            slot = x % 4096
-            t = next(t for t in range(len(f)) if sum(f[:t]) <= slot < sum(f[: t + 1]))
-            x = f[t] * (x // 4096) + slot - sum(f[:t])
-            if x < 1 << 16:
-                x = x * 65536 + words.pop(0)
-            if t < 16:
-                s = t
-            else:
-                m = 4 + (t - 16) // 2
-                e = m - 1
-                s = 2**m + (t - 16) % 2 * 2 ** (m - 1) + x % 2**e
-                x //= 2**e
-                if x < 1 << 16:
-                    x = x * 65536 + words.pop(0)
-            N = []
-            for value in (L, A, C, B):
-                if value not in N:
-                    N.append(value)
-            if s < len(N):
-                v[y][col] = N[s]
-                continue
-            G = [min(max(colour[L][j] + colour[A][j] - colour[B][j], min(colour[L][j], colour[A][j])), max(colour[L][j], colour[A][j])) for j in range(4)]
-            P = min((L, A, B, C), key=lambda e: sum((G[j] - colour[e][j]) ** 2 for j in range(4)))  # min keeps the first
-            O = sorted(range(k), key=lambda e: (d(P, e), e) if k <= 1024 else (abs(e - P), e))
-            v[y][col] = [e for e in O if e not in N][s - len(N)]
+            v[y][col] = index(read(context), L, A, B, C)
+            col += 1
     assert not words and x == 1 << 16
     return np.array(v)
 
@@ -141,6 +163,74 @@ def test_flat_runs_decode_as_the_spec_says_in_pieces_of_any_length(k: int, shape
         cut.finish()
 
 
+def _label_map(rng: np.random.Generator, height: int, width: int, k: int, regions: int = 12) -> np.ndarray:
+    """A segmentation's indices: regions of the nearest of a few seeds, whose borders slant
+    from row to row, so that flat stretches long and short lie between them."""
+    seeds = rng.integers(0, (height, width), (regions, 2))
+    y, x = np.mgrid[0:height, 0:width]
+    nearest = np.argmin((y[..., None] - seeds[:, 0]) ** 2 + (x[..., None] - seeds[:, 1]) ** 2, axis=2)
+    return (nearest % k).astype(near.index_dtype(k))
+
+
+@pytest.mark.parametrize(("k", "shape"), [(2, (40, 33)), (5, (37, 64)), (16, (30, 150)), (256, (20, 90)), (1500, (12, 70)), (3, (3, 9000))])
+def test_near_flat_decodes_as_the_spec_says_in_pieces_of_any_length(k: int, shape: tuple[int, int]) -> None:
+    """Stretches, the pixels that stop them short, and stretches cut at 4,095 pixels (the
+    9,000-pixel rows) decode as the spec's words say, whatever pieces they are asked for in
+    (a piece may end inside a stretch, or just before the pixel that stops it)."""
+    rng = np.random.default_rng(k + 7)
+    indices = _label_map(rng, *shape, k) if k != 1500 else _blocks(rng, *shape, k)
+    indices[shape[0] // 2, ::37] = 1  # stray pixels stop stretches short
+    codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    palette = near.Palette(codebook)
+    payload = near.encode_near(indices, palette, stretches=True)
+    assert payload != near.encode_near(indices, palette)  # stretches were coded
+    assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0], flat=True), indices)
+    for piece in (1, 5, 17, shape[1] - 1, shape[1] + 3, indices.size):
+        strip = near.NearStrip(payload, palette, shape[1], k, "strip", stretches=True)
+        out = np.empty(indices.size, dtype=near.index_dtype(k))
+        for start in range(0, out.size, piece):
+            strip.decode(out[start : start + piece])
+        strip.finish()
+        assert np.array_equal(out.reshape(shape), indices)
+
+
+@pytest.mark.parametrize("regions", [12, 40, 200])
+def test_near_flat_codes_a_label_map_smaller_than_near_rans(regions: int) -> None:
+    indices = _label_map(np.random.default_rng(2), 300, 400, 12, regions)
+    palette = near.Palette(np.random.default_rng(3).integers(0, 256, (12, 3), dtype=np.uint8))
+    assert len(near.encode_near(indices, palette, stretches=True)) < len(near.encode_near(indices, palette))
+
+
+def test_the_stretch_table_may_use_every_token_whatever_k_is() -> None:
+    """Context 48 holds a stretch's symbol (up to 4,095): 32 tokens even at k = 2; the
+    interrupt table, 49, keeps token_limit."""
+    unused = b"\x00"
+    full = bytes([32]) + b"\x00" * 31 + b"\x80\x20"
+    frequency, _, _, used = near.parse_model(np.frombuffer(unused * 48 + full + unused, np.uint8), "strip", 2, stretches=True)
+    assert frequency.shape == (50, 32) and frequency[48, 31] == 4096 and used == 48 + len(full) + 1
+    with pytest.raises(KmqError, match="context 48 has 33 tokens, at most 32"):
+        near.parse_model(np.frombuffer(unused * 48 + bytes([33]) + b"\x00" * 32 + b"\x80\x20" + unused, np.uint8), "strip", 2, stretches=True)
+    with pytest.raises(KmqError, match="context 49 has 25 tokens, at most 24"):
+        near.parse_model(np.frombuffer(unused * 49 + bytes([25]) + b"\x00" * 24 + b"\x80\x20", np.uint8), "strip", 2, stretches=True)
+
+
+def test_the_writer_keeps_near_rans_for_a_small_strip_only_where_it_is_shorter() -> None:
+    """A small strip (at most 16,384 pixels) is stored the shorter of near_rans and
+    near_flat, whose two more tables can cost it more than its stretches save; a larger
+    one near_flat."""
+    from pil_kmq import coding
+
+    rng = np.random.default_rng(4)
+    codebook = rng.integers(0, 256, (12, 3), dtype=np.uint8)
+    palette = near.Palette(codebook)
+    for shape in ((60, 100), (300, 400)):
+        indices = _label_map(rng, *shape, 12)
+        strip = coding._near_coded(indices, palette)
+        flat = bytes([StripMethod.NEAR_FLAT]) + near.encode_near(indices, palette, stretches=True)
+        plain = bytes([StripMethod.NEAR_RANS]) + near.encode_near(indices, palette)
+        assert strip == (min(plain, flat, key=len) if indices.size <= coding.SMALL_STRIP_PIXELS else flat)
+
+
 @pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26), (2048, 28), (4096, 30)])
 def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int) -> None:
     """A far colour (rank > 15) is coded as a token of 16 … 31 and its extra bits (up to 10);
@@ -150,7 +240,7 @@ def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int)
     indices = rng.integers(0, k, (6, 80)).astype(near.index_dtype(k))  # no neighbour agrees: high ranks
     palette = near.Palette(codebook)
     tokens = np.empty(indices.size, np.uint8)
-    near._symbols(indices, *palette.tables, tokens, np.empty(indices.size, np.uint16), np.empty_like(tokens))
+    near._symbols(indices, *palette.tables, tokens, np.empty(indices.size, np.uint16), np.empty_like(tokens), False)
     assert tokens.max() in (highest, highest + 1)
     payload = near.encode_near(indices, palette)
     assert np.array_equal(spec_decode(payload, codebook, 80, 6), indices)
@@ -194,11 +284,11 @@ def strip_methods(data: bytes) -> list[StripMethod]:
     return [StripMethod(data[offset]) for offset in offsets]
 
 
-def test_a_photo_saved_near_has_near_strips_and_version_1_4_or_above_256_entries_1_6(photo_near: bytes) -> None:
+def test_a_photo_saved_near_has_near_flat_strips_and_version_1_8(photo_near: bytes) -> None:
     methods = strip_methods(photo_near)
-    assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_RANS}
+    assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_FLAT}
     header = decode_kmq(photo_near)[0]
-    assert header.k in (256, 600) and header.version_minor == (6 if header.k > 256 else 5 if header.codebook_stream_length else 4)
+    assert header.k in (256, 600) and header.version_minor == 8
 
 
 def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +337,7 @@ def test_up_to_4096_entries_are_coded_near_and_more_fall_back_to_runs(k: int) ->
     rng = np.random.default_rng(0)
     indices, codebook = _image(rng, 150, 140, k, 3)  # 21,000 pixels: more than a small strip
     data = encode_kmq(indices, codebook, compression="near")
-    assert (StripMethod.NEAR_RANS in strip_methods(data)) == (k <= near.MAX_K)
+    assert (StripMethod.NEAR_FLAT in strip_methods(data)) == (k <= near.MAX_K)
     assert np.array_equal(decode_kmq(data)[1].indices, indices)
 
 
@@ -301,7 +391,7 @@ def test_the_writer_cuts_a_drawing_into_near_strips_of_at_most_2_22_pixels() -> 
 
     drawn = np.zeros((40, 5000), dtype=np.uint8)
     assert writer_strips(drawn, 5000, 1677, 8)[0] * 5000 > 1 << 22
-    assert writer_strips(drawn, 5000, 1677, 8, StripMethod.NEAR_RANS)[0] * 5000 <= 1 << 22
+    assert writer_strips(drawn, 5000, 1677, 8, StripMethod.NEAR_FLAT)[0] * 5000 <= 1 << 22
 
 
 def test_near_needs_at_most_4096_entries_and_2_22_pixels_a_strip() -> None:
@@ -331,7 +421,7 @@ def test_a_photo_that_only_looks_drawn_keeps_a_photos_strips_with_near() -> None
     assert looks_drawn(photo[:341])
     assert _strip_count(encode_kmq(photo, codebook, "zstd")) == 1
     near_file = encode_kmq(photo, codebook, compression="near")
-    assert _strip_count(near_file) == 2 and set(strip_methods(near_file)) == {StripMethod.NEAR_RANS}
+    assert _strip_count(near_file) == 2 and set(strip_methods(near_file)) == {StripMethod.NEAR_FLAT}
     assert np.array_equal(decode_kmq(near_file)[1].indices, photo)
     bars = np.repeat(np.repeat(rng.integers(0, 16, (16, 24)).astype(np.uint8), 32, axis=0), 32, axis=1)
     assert _strip_count(encode_kmq(bars, codebook, compression="near")) == 1

@@ -110,7 +110,7 @@ def test_near_psnr_file_is_weighed_once_and_equals_a_fresh_encoding(ihc: Image.I
     near_coded: list[int] = []
     original_stream, original_near = codec.index_stream, coding.encode_near
     monkeypatch.setattr(codec, "index_stream", lambda *args: streams.append(args[3] if len(args) > 3 else True) or original_stream(*args))
-    monkeypatch.setattr(coding, "encode_near", lambda *args: near_coded.append(1) or original_near(*args))
+    monkeypatch.setattr(coding, "encode_near", lambda *args, **kwargs: near_coded.append(1) or original_near(*args, **kwargs))
     data = kmq_bytes(ihc, psnr=33, compression="near")
     assert len(streams) >= 2 and not any(streams[:-1]) and streams[-1]  # candidates unweighed, the winner weighed
     assert len(near_coded) == len(streams) - 1  # one strip (303 x 227): coded once per candidate, reused for the winner

@@ -393,7 +393,7 @@ def test_near_trade_up_to_1024_entries_is_near_rans_own(parrot: Image.Image) -> 
     pixels = np.asarray(parrot)
     plain = pil_kmq.compress_image(pixels, k=300)
     assert len(plain.codebook) == 300 and plain.indices.dtype == np.uint16
-    trader = rate.trader_for(pixels, plain, StripMethod.NEAR_RANS)
+    trader = rate.trader_for(pixels, plain, StripMethod.NEAR_FLAT)
     assert isinstance(trader, rate.NearTrader)
     traded = pil_kmq.compress_image(pixels, k=300, psnr_loss=0.5, compression="near")
     expected = trader.within(rate.loss_budget(trader.error, trader.pixels_channels, 0.5))
@@ -557,7 +557,7 @@ def test_psnr_weighs_a_drawing_s_nearest_indices_as_a_k_save_writes_them(monkeyp
     data = kmq_bytes(image, psnr=30)
     with Image.open(io.BytesIO(data)) as result:
         assert psnr(np.asarray(image), np.asarray(result.convert("RGB"))) >= 30
-    assert set(strip_methods(data)) == {StripMethod.NEAR_RANS}  # the nearest indices, as auto writes them
+    assert set(strip_methods(data)) == {StripMethod.NEAR_FLAT}  # the nearest indices, as auto writes them
     found = pil_kmq.compress_image(np.asarray(image), psnr=30)
     as_k_save = codec.auto_coded(api.Plain(found.indices, found.codebook), exact=False)
     assert isinstance(found, codec.Coded) and found.index_stream == as_k_save.index_stream  # not coded again
