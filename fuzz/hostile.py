@@ -75,6 +75,24 @@ def tall_rows_strip(height: int = 40_000_000, k: int = 2) -> bytes:
     return _file(1, height, 3, k, IndexCoding.STRIPS, _strips([strip], height), minor=3)
 
 
+def stretch_rescans(width: int = 4096, height: int = 512) -> bytes:
+    """One near_flat strip (version 1.8) whose flat rows alternate with rows of `0 0 1`: every
+    third pixel there starts a flat stretch that stops after one pixel, so a decoder that
+    scanned the row above for each stretch's length (up to 4,095 entries) would take
+    thousands of steps a pixel instead of a few."""
+    import numpy as np
+
+    from pil_kmq import near
+
+    indices = np.zeros((height, width), dtype=np.uint8)
+    indices[1::2, 2::3] = 1
+    codebook = np.array([[0, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    strip = bytes([StripMethod.NEAR_FLAT]) + near.encode_near(indices, near.Palette(codebook), stretches=True)
+    header = Header(width, height, 3, 2, 1, IndexCoding.STRIPS, 4 + 12 + len(strip), 0, version_minor=8).pack()
+    body = header + codebook.tobytes() + _strips([strip], height)
+    return body + pack_crc(crc32(body))
+
+
 def one_wide_row(width: int = 2**31 - 1, channels: int = 3) -> bytes:
     """k = 1: one row of `width` pixels in 52 bytes."""
     return blank_image(width, 1, channels)

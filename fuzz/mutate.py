@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import zstandard
 
-from pil_kmq.format import CRC_SIZE, HEADER_SIZE, crc32
+from pil_kmq.format import CRC_SIZE, HEADER_SIZE, StripMethod, crc32
+from pil_kmq.near import CONTEXTS, NEAR_FLAT_TABLES
 
 _HEADER = struct.Struct(">8sBBBBIIIB3sIQ")
 ZSTD_SKIPPABLE = struct.pack("<II", 0x184D2A50, 4) + b"skip"
@@ -274,7 +275,7 @@ def _rows_strip(strip: Strip, rng: random.Random) -> None:
         strip.rows = b"\xff" * len(strip.rows)
 
 
-NEAR_TABLES = {4: 48, 5: 50}  # near_rans, near_flat (stretch and interrupt tables)
+NEAR_TABLES = {StripMethod.NEAR_RANS: CONTEXTS, StripMethod.NEAR_FLAT: NEAR_FLAT_TABLES}  # model tables
 
 
 def _model_length(payload: bytes, tables: int) -> int:

@@ -38,6 +38,7 @@ from .format import (
     CRC_SIZE,
     HEADER_SIZE,
     KNOWN_CHUNKS,
+    NEAR_METHODS,
     Header,
     IndexCoding,
     KmqError,
@@ -173,7 +174,7 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
 
 # Methods whose readers need zstd anyway: with these the codebook is coded (spec 6.1) where
 # that saves an eighth of its bytes (coding.CODEBOOK_KEEP).
-_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, StripMethod.NEAR_FLAT})
+_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, *NEAR_METHODS})
 
 
 def codebook_section(codebook: np.ndarray, method: StripMethod | None) -> tuple[bytes, int]:

@@ -33,7 +33,7 @@ from .format import (
     strip_minor,
 )
 from .jobs import WORKERS, kept_by_thread, run_jobs
-from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near
+from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -157,7 +157,7 @@ def writer_strips(first: np.ndarray, width: int, height: int, bits_per_index: in
     (strip_height_for rounds rows up), so that every strip may be stored near coded; and what
     only looks drawn (a photo at a few colours, which near_rans codes smaller; see
     NEAR_PHOTO_MARGIN for what is plainly drawn) keeps a photo's strips, which both decoding
-    workers share. `near_length`: the bytes of `first`'s near_rans payload, if known."""
+    workers share. `near_length`: the bytes of `first`'s near coded payload, if known."""
     flags = _run_flags(first)
     drawn = _drawn(first, flags, bits_per_index, method)
     if drawn and method == StripMethod.NEAR_FLAT and palette is not None:
@@ -449,7 +449,7 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     zstd's methods almost never win on a photo's strips and trying them took half the time of
     coding one whose rate-optimized indices leave few literals. `known`: this very strip, near
     coded so, used rather than coded again."""
-    if method == StripMethod.NEAR_FLAT:
+    if method in NEAR_METHODS:  # near coding, either way (_near_coded)
         coded = _near_strip(indices, bits_per_index, palette, weigh, known, drawn)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
@@ -517,13 +517,24 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     return near if other is None or len(near) <= len(other) else other
 
 
+# near_flat is tried on a strip where at least this share of its pixels equal their four
+# neighbours (a session measurement on every third Kodak photo and the drawings made for
+# tuning, whole images): Kodak photos at 16 colours 0.42-0.58, near_flat 1.1-2.4 % smaller
+# (kodim01 and kodim13, 0.21 and 0.12: 0.5-0.8 %), at 256 colours 0.02-0.10, within 0.02 %;
+# the drawings 0.76-0.97, 1.2-11.5 % smaller, but the sprite sheet 0.02-0.04, the same.
+NEAR_FLAT_SHARE = 0.25
+
+
 def _near_coded(indices: np.ndarray, palette: Palette) -> bytes:
-    """A NEAR_FLAT strip, or for a small strip the shorter of NEAR_RANS (on a tie) and NEAR_FLAT:
-    near_flat's two more tables may cost a small strip more than its stretches save."""
-    flat = bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True)
-    if indices.size > SMALL_STRIP_PIXELS:
-        return flat
-    return min(bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette), flat, key=len)
+    """A NEAR_RANS strip, or the NEAR_FLAT one where that is shorter, tried for a small strip
+    or where at least NEAR_FLAT_SHARE of the pixels equal their four neighbours (flat_share):
+    stretches need them, and elsewhere, a photo's strips at 64 colours and more, near_flat
+    codes no smaller and decodes 1.01-1.04 x slower (benchmarks/near_flat.py). Weighed, not
+    assumed: a speck in the middle of a long stretch costs near_flat more than near_rans."""
+    plain = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
+    if indices.size > SMALL_STRIP_PIXELS and flat_share(indices) < NEAR_FLAT_SHARE:
+        return plain
+    return min(plain, bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True), key=len)
 
 
 def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> tuple[bytes, bytes]:

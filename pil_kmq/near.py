@@ -51,7 +51,7 @@ FLAT_CONTEXT = 3 * 15  # all four neighbours equal (pattern 15), so no colour di
 # many pixels short of its end it stops), and the pixel that stops it (never its left neighbour).
 STRETCH_CONTEXT = CONTEXTS
 INTERRUPT_CONTEXT = CONTEXTS + 1
-FLAT_CONTEXTS = CONTEXTS + 2
+NEAR_FLAT_TABLES = CONTEXTS + 2
 MAX_STRETCH = 4095  # the largest symbol a token holds
 MIN_STRETCH = 16  # shorter flat stretches are coded a pixel at a time, as near_rans codes them
 
@@ -60,6 +60,13 @@ def token_limit(k: int) -> int:
     """The most tokens a context's table may have for a codebook of k entries: those of the
     symbols below 2 ** max(8, bits_per_index) (24 up to 256 entries, 26 to 512, ... 32 to 4,096)."""
     return DIRECT_SYMBOLS + 2 * (max(8, (k - 1).bit_length()) - 4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def tokens_allowed(context: int, limit: int) -> int:
+    """The most tokens a table may have: token_limit(k) (`limit`), but every token for
+    near_flat's stretch table, whose symbols go to MAX_STRETCH whatever k is."""
+    return TOKENS if context == STRETCH_CONTEXT else limit
 
 
 # --- errors a kernel reports (its status) --------------------------------------------------
@@ -253,20 +260,54 @@ def _token(symbol: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _stretch(above_row: np.ndarray, x: int, width: int, value: int) -> int:
-    """The flat stretch from column x, whose four neighbours are all `value`: the pixels from
-    x on that would have the same four neighbours if every pixel before them in the row were
-    `value` (the entries above them and to their above-right are), at most MAX_STRETCH; 0
-    where it is shorter than MIN_STRETCH, which one look at the row above mostly tells (a
-    photo's flat spots are mostly short)."""
+def _stretch(above_row: np.ndarray, x: int, width: int, value: int, seen: int) -> tuple[int, int]:
+    """(length, end) of the flat stretch from column x, whose four neighbours are all `value`:
+    length counts the pixels from x on that would have the same four neighbours if every pixel
+    before them in the row were `value`, at most MAX_STRETCH (spec 7.2, "Flat stretches"), or
+    is 0 where one look at the row above shows it is shorter than MIN_STRETCH (a photo's flat
+    spots mostly are). `seen`: the end found for the last stretch of this row and value (-1 if
+    none); every column before an end has that end, so a row is scanned once however many
+    stretches it holds (a rescan for each took a hostile file 50 x a near_rans pixel's time)."""
     last = x + MIN_STRETCH  # the entry above-right of the stretch's 16th pixel, or the row's end
     if last > width or (last < width and above_row[last] != value):
+        return 0, seen
+    end = seen
+    if x >= end:
+        end = x + 1
+        while end < width and (end + 1 == width or above_row[end + 1] == value):
+            end += 1
+    return min(end - x, MAX_STRETCH), end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stop_symbol(length: int, same: int) -> int:
+    """A stretch's symbol: 0 when all its `length` pixels are its value, else where it stops,
+    counted from both ends in turn: 1 one pixel before its end, 2 at its first pixel, 3 two
+    before its end, 4 at its second, ... (a label map's stretches stop near their end, where
+    the region below begins; a speck stops one near its start)."""
+    if same == length:
         return 0
-    length, column = 1, x + 1
-    while column < width and length < MAX_STRETCH and (column + 1 == width or above_row[column + 1] == value):
-        length += 1
-        column += 1
-    return length
+    if same >= length // 2:
+        return 2 * (length - same) - 1
+    return 2 * (same + 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stopped_at(length: int, symbol: int) -> int:
+    """The pixels of value a stretch of `length` has before it stops, from its symbol (<= length)."""
+    if symbol == 0:
+        return length
+    return length - (symbol + 1) // 2 if symbol & 1 else symbol // 2 - 1
+
+
+def flat_share(indices: np.ndarray) -> float:
+    """The share of pixels below the first row and off the edges whose index equals all four
+    of their neighbours': where a near_flat strip's stretches can lie."""
+    if indices.shape[0] < 2 or indices.shape[1] < 3:
+        return 0.0
+    middle = indices[1:, 1:-1]
+    flat = (middle == indices[1:, :-2]) & (middle == indices[:-1, 1:-1]) & (middle == indices[:-1, :-2]) & (middle == indices[:-1, 2:])
+    return float(flat.mean())
 
 
 @njit(cache=True, nogil=True)
@@ -279,6 +320,7 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
     k = colours.shape[0]
     rows = np.zeros((2, width), dtype=indices.dtype)
     found = np.zeros(4, dtype=np.int64)
+    seen_row = seen_value = seen_end = -1  # _stretch's last end, its row and value
     at = 0
     coded_rows = height if sampled is None else sampled.size
     for row in range(coded_rows):
@@ -292,14 +334,16 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
             shift = 0
             length = 0
             if stretches and y > 0 and (left == above) & (above_left == left) & (above_right == left):
-                length = _stretch(rows[(y + 1) & 1], x, width, left)
+                length, end = _stretch(rows[(y + 1) & 1], x, width, left, seen_end if (seen_row == y) & (seen_value == left) else -1)
+                seen_row, seen_value, seen_end = y, left, end
             if length >= MIN_STRETCH:
                 same = 0
                 while same < length and int(indices[y, x + same]) == left:
                     rows[y & 1, x + same] = left
                     same += 1
-                tokens[at], bits = _token(length - same)
-                extras[at] = (length - same) & ((1 << bits) - 1)
+                stop = _stop_symbol(length, same)
+                tokens[at], bits = _token(stop)
+                extras[at] = stop & ((1 << bits) - 1)
                 contexts[at] = STRETCH_CONTEXT
                 at += 1
                 x += same
@@ -394,7 +438,7 @@ def encode_near(indices: np.ndarray, palette: Palette, stretches: bool = False) 
     contexts = np.empty(room, dtype=np.uint8)
     used = _symbols(flat, *palette.tables, tokens, extras, contexts, stretches)
     tokens, extras, contexts = tokens[:used], extras[:used], contexts[:used]
-    models = FLAT_CONTEXTS if stretches else CONTEXTS
+    models = NEAR_FLAT_TABLES if stretches else CONTEXTS
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=models * TOKENS).reshape(models, TOKENS)
     frequency = np.array([normalized(row) for row in counts])
     start = np.zeros_like(frequency)
@@ -636,7 +680,7 @@ def _read_model(data: np.ndarray, frequency: np.ndarray, limit: int) -> tuple[in
             return _MODEL_CUT, context, 0
         used = int(data[at])
         at += 1
-        if used > (TOKENS if context == STRETCH_CONTEXT else limit):
+        if used > tokens_allowed(context, limit):
             return _MODEL_TOKENS, context, used
         total = 0
         for token in range(used):
@@ -674,13 +718,13 @@ def parse_model(data: np.ndarray, what: str, k: int, stretches: bool = False) ->
     `stretches`). A context with no tokens is unused; any other must sum to PROB_SCALE."""
     if not 1 <= k <= MAX_K:  # token_limit(k) <= TOKENS: _read_model writes no further
         raise KmqError(f"{what}: near coding needs k <= {MAX_K}, not {k}")
-    frequency = np.zeros((FLAT_CONTEXTS if stretches else CONTEXTS, TOKENS), dtype=np.int64)
+    frequency = np.zeros((NEAR_FLAT_TABLES if stretches else CONTEXTS, TOKENS), dtype=np.int64)
     limit = token_limit(k)
     status, context, detail = _read_model(data, frequency, limit)
     if status == _MODEL_CUT:
         raise KmqError(f"{what}: model cut short")
     if status == _MODEL_TOKENS:
-        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {TOKENS if context == STRETCH_CONTEXT else limit} for k = {k}")
+        raise KmqError(f"{what}: context {context} has {detail} tokens, at most {tokens_allowed(context, limit)} for k = {k}")
     if status == _MODEL_VARINT:
         raise KmqError(f"{what}: a frequency of context {context} takes more than 2 bytes")
     if status == _MODEL_SUM:
@@ -723,18 +767,21 @@ def _read_symbol(words: np.ndarray, cursor: int, state: int, frequency: np.ndarr
 def _decode(
     words: np.ndarray, cursor: int, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray,
     colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, k: int,
-    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray, stretches: bool, carry: np.ndarray,
+    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray, stretches: bool, carry: np.ndarray, memo: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """`count` pixels from (y, x) of the strip into out (and rows, the last two rows):
     returns (cursor, state, status, pixels done). Along a row the neighbours slide one
     column (the values _neighbours gives): each pixel reads only its above-right. With
     `stretches` (near_flat), carry holds what a stretch owed when the last call ended: its
-    pixels still to come (the value of the pixel before them), and 1 if a pixel stops it."""
+    pixels still to come (the value of the pixel before them: a call that ends inside a
+    stretch ends inside its row, past its first pixel) and 1 if a pixel stops it; memo is
+    _stretch's. On an error they are left as changed, and the strip must not be decoded on."""
     width = rows.shape[1]
     found = np.zeros(4, dtype=np.int64)
     ranks = np.zeros(4, dtype=np.int64)
     flat = int(frequency[FLAT_CONTEXT, 0])  # token 0's interval in the flat context starts at 0
     pending, interrupt = int(carry[0]), int(carry[1])
+    seen_row, seen_value, seen_end = int(memo[0]), int(memo[1]), int(memo[2])  # _stretch's last end
     done = min(pending, count)  # a stretch never passes its row's end, nor x its start
     if done:
         _fill(rows[y & 1], out, x, x + done, 0, int(rows[y & 1, x - 1]))
@@ -753,17 +800,21 @@ def _decode(
             else:
                 above_right = int(rows[1 - now, column + 1]) if column + 1 < width else above
             if (left == above) & (above_left == left) & (above_right == left) & (interrupt == 0):
-                length = _stretch(rows[1 - now], column, width, left) if stretches and y > 0 else 0
+                length = 0
+                if stretches and y > 0:
+                    length, seen_end = _stretch(rows[1 - now], column, width, left, seen_end if (seen_row == y) & (seen_value == left) else -1)
+                    seen_row, seen_value = y, left
                 if length >= MIN_STRETCH:
-                    # A flat stretch: one symbol, how many pixels short of its length it stops.
+                    # A flat stretch: one symbol, whether and where it stops short.
                     symbol, cursor, state, status = _read_symbol(words, cursor, state, frequency, start, slots, STRETCH_CONTEXT)
                     if status != _OK:
                         return cursor, state, status, done
                     if symbol > length:
                         return cursor, state, _LONG_STRETCH, done
-                    run, interrupt = min(length - symbol, end - column), int(symbol > 0)
+                    same = _stopped_at(length, symbol)
+                    run, interrupt = min(same, end - column), int(symbol > 0)
                     _fill(rows[now], out, column, column + run, done, left)
-                    carry[0] = length - symbol - run  # owed past this call's end
+                    carry[0] = same - run  # owed past this call's end
                     column, done = column + run, done + run
                     if column < width:
                         left, above, above_left, above_right = _neighbours(rows, y, column, width)
@@ -789,7 +840,8 @@ def _decode(
                     _fill(rows[now], out, first, column, done, left)
                     done += column - first
                     continue
-            # the pixel that stops a stretch (all four neighbours are its value) is never symbol 0
+            # the pixel that stops a stretch (its four neighbours are the stretch's value, which it
+            # is not) is never symbol 0, and never starts a stretch
             context = INTERRUPT_CONTEXT if interrupt else _context(colours, levels, left, above, above_left, above_right)
             slot = state & (PROB_SCALE - 1)
             token = int(slots[context, slot])
@@ -845,6 +897,7 @@ def _decode(
         if x == width:
             x, y = 0, y + 1
     carry[1] = interrupt
+    memo[0], memo[1], memo[2] = seen_row, seen_value, seen_end
     return cursor, state, _OK, count
 
 
@@ -866,6 +919,7 @@ class NearStrip:
         self._frequency, self._start, self._slots, used = parse_model(data, what, k, stretches)
         self._stretches = stretches
         self._carry = np.zeros(2, dtype=np.int64)  # a stretch cut by a piece's end (_decode)
+        self._memo = np.full(3, -1, dtype=np.int64)  # _stretch's, kept from piece to piece
         rest = len(data) - used
         if rest < 4 or rest % 2:
             raise KmqError(f"{what}: the coded stream of {rest} bytes is not a 4-byte state and 2-byte words")
@@ -881,7 +935,7 @@ class NearStrip:
     def decode(self, out: np.ndarray) -> None:
         """The next out.size indices, into out (index_dtype(k))."""
         cursor, state, status, done = _decode(
-            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out, self._stretches, self._carry,
+            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out, self._stretches, self._carry, self._memo,
         )
         if status != _OK:
             width = self._rows.shape[1]

@@ -581,8 +581,9 @@ def _sum_squares(pixels: np.ndarray, visible: np.ndarray, indices: np.ndarray) -
 
 
 def trader_for(image: RowSource, quantized: Quantized, method: StripMethod | None) -> Trader | NearTrader:
-    """The trade that suits the strips the indices go to: near_rans's (while it orders colours
-    by colour, up to COLOUR_ORDER_K entries) or runs'."""
+    """The trade that suits the strips the indices go to: near coding's (while it orders colours
+    by colour, up to COLOUR_ORDER_K entries; priced by near_rans's tokens, which near_flat's
+    are but for its flat stretches, where a choice costs little either way) or runs'."""
     if method == StripMethod.NEAR_FLAT and len(quantized.codebook) <= near.COLOUR_ORDER_K:
         return NearTrader(image, quantized)
     return Trader(image, quantized)

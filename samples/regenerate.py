@@ -47,13 +47,13 @@ GOLDEN = [
     ("kodim23-k1000-near.kmq", "kodim23.png", "RGB", 1000, "near"),
     ("legend-near.kmq", "legend.png", "RGB", 1024, "near"),
     ("kodim23-k2000-near.kmq", "kodim23.png", "RGB", 2000, "near"),
-    # strip_method 5, near_flat (KMQ 1.8): 1, 3 and 4 channels, tokens with extra bits at k = 256,
-    # flat stretches (most in the segmentation at 3 colours)
-    ("ihc-k16-flat.kmq", "ihc.png", "RGB", 16, "near"),
-    ("ihc-k256-flat.kmq", "ihc.png", "RGB", 256, "near"),
-    ("ihc-gray-k6-flat.kmq", "ihc.png", "L", 6, "near"),
+    # strip_method 5, near_flat (KMQ 1.8), where the writer finds it shorter than near_rans:
+    # label maps at their exact colours (lossless: 3 and 1 channels, and above 256 entries with
+    # a coded codebook), and the cut-out's flat transparent background (4 channels)
+    ("labels-flat.kmq", "labels.png", "RGB", 16, "near"),
+    ("labels-gray-flat.kmq", "labels.png", "L", 16, "near"),
+    ("labels300-flat.kmq", "labels300.png", "RGB", 512, "near"),
     ("ihc-cutout-k64-flat.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
-    ("ihc-k3-flat.kmq", "ihc.png", "RGB", 3, "near"),
 ]
 # Files an earlier writer made, committed and never rewritten: where it wrote these near_rans
 # strips (KMQ 1.4: 1, 3 and 4 channels, extra bits at k = 256), pil_kmq now writes near_flat,
@@ -93,6 +93,21 @@ def make_legend() -> None:
     image.save(HERE / "legend.png", optimize=True)
 
 
+def make_labels(name: str, regions: int, seed: int, size: tuple[int, int] = (320, 240)) -> None:
+    """A label map (a segmentation's classes): each pixel the colour of the nearest of
+    `regions` random seeds; made once and committed."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    seeds = rng.integers(0, (height, width), (regions, 2))
+    rows, columns = np.mgrid[0:height, 0:width]
+    nearest = np.argmin((rows[..., None] - seeds[:, 0]) ** 2 + (columns[..., None] - seeds[:, 1]) ** 2, axis=2)
+    palette = rng.permutation(np.unique(rng.integers(0, 256, (4 * regions, 3)), axis=0))[:regions].astype(np.uint8)
+    if regions <= 8:  # few classes: distinct greys too, for the L golden
+        palette = np.stack([np.linspace(20, 235, regions)] * 3, axis=1).astype(np.uint8)[rng.permutation(regions)]
+        palette[:, 0] = rng.integers(0, 256, regions)  # coloured in RGB, distinct in L
+    Image.fromarray(palette[nearest]).save(HERE / name, optimize=True)
+
+
 def metadata() -> dict[str, bytes]:
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to show
@@ -111,6 +126,10 @@ def main() -> None:
         make_cutout()
     if not (HERE / "legend.png").exists():
         make_legend()
+    if not (HERE / "labels.png").exists():
+        make_labels("labels.png", 8, 1)
+    if not (HERE / "labels300.png").exists():
+        make_labels("labels300.png", 300, 2, (960, 720))
     for golden, source, mode, k, compression in GOLDEN:
         if (HERE / golden).exists() and "--all" not in sys.argv:
             continue  # golden files change only on purpose: --all rewrites every one

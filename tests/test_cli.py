@@ -53,9 +53,9 @@ def test_info_shows_version_1_6_and_the_near_rans_strip_of_more_than_256_entries
 
 
 def test_info_shows_version_1_8_and_the_near_flat_strip(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info", str(SAMPLES / "ihc-k3-flat.kmq")]) == 0
+    assert main(["info", str(SAMPLES / "labels-flat.kmq")]) == 0
     out = capsys.readouterr().out
-    assert "KMQ 1.8, 303x227 RGB, k=3" in out and "1 strips of 227 rows: 1 near_flat" in out
+    assert "KMQ 1.8, 320x240 RGB, k=8" in out and "1 strips of 240 rows: 1 near_flat" in out
 
 
 def test_module_and_console_script_run() -> None:

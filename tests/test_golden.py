@@ -44,7 +44,7 @@ def test_golden_file_decodes_the_same_through_numpy_api_and_parser(name: str) ->
 
 # Uncoded and near_flat lossless files depend on nothing but the spec; zstd's bytes may change
 # with the library version, so zstd and zlib goldens are checked by decoding only.
-LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq", "kodim03-p12-k16-flat.kmq"}
+LOSSLESS = {"kodim03-p12-k16.kmq", "kodim23-k1.kmq", "kodim03-p12-k16-near.kmq", "labels-flat.kmq", "labels-gray-flat.kmq", "labels300-flat.kmq"}
 
 
 @pytest.mark.parametrize(("name", "source", "mode", "k", "compression"), [g for g in GOLDEN if g[0] in LOSSLESS])

@@ -132,6 +132,25 @@ def test_many_tiny_strips_cost_time_per_byte_not_a_pool_each(monkeypatch: pytest
     assert elapsed < 8.0, f"{elapsed:.1f} s of CPU for 1.5 MB of strips"
 
 
+def test_flat_stretches_that_stop_at_once_cost_a_few_steps_a_pixel() -> None:
+    """A third of the pixels start a stretch of up to 4,095 pixels that stops after one:
+    scanning the row above for each stretch's length took 50 x a near_rans pixel's time. The
+    row is scanned once (near._stretch), so the file decodes in about near_rans's time."""
+    from pil_kmq import near
+
+    data = hostile.stretch_rescans(4096, 512)
+    _, (indices, codebook) = decode_kmq(data)
+    assert indices[1, 2] == 1 and indices[1, 3] == 0 and not indices[0].any()
+    palette = near.Palette(codebook)
+    flat, plain = near.encode_near(indices, palette, stretches=True), near.encode_near(indices, palette)
+    times = []
+    for payload, stretches in ((flat, True), (plain, False), (flat, True), (plain, False)):
+        start = time.process_time()
+        near.NearStrip(payload, palette, 4096, 2, "strip", stretches).decode(np.empty(indices.size, np.uint8))
+        times.append(time.process_time() - start)
+    assert min(times[0], times[2]) < 4 * min(times[1], times[3]) + 0.05, times
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 

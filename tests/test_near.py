@@ -13,7 +13,7 @@ from PIL import Image, ImageFile
 
 from pil_kmq import KmqError, decode_kmq, encode_kmq, near, stream
 from pil_kmq.coding import looks_drawn, parse_table
-from pil_kmq.format import StripMethod, crc32, pack_crc
+from pil_kmq.format import NEAR_METHODS, StripMethod, crc32, pack_crc
 
 
 def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int, flat: bool = False) -> np.ndarray:
@@ -86,12 +86,13 @@ def spec_decode(payload: bytes, codebook: np.ndarray, width: int, rows: int, fla
                 while col + length < width and length < 4095 and (col + length + 1 == width or v[y - 1][col + length + 1] == L):
                     length += 1
                 if length >= 16:
-                    short = read(48)
-                    assert short <= length, "a stretch past its length"
-                    for _ in range(length - short):
+                    stop = read(48)
+                    assert stop <= length, "a stretch past its length"
+                    same = length if stop == 0 else length - (stop + 1) // 2 if stop % 2 else stop // 2 - 1
+                    for _ in range(same):
                         v[y][col] = L
                         col += 1
-                    if short:
+                    if stop:
                         v[y][col] = index(read(49) + 1, L, L, L, L)
                         col += 1
                     continue
@@ -172,18 +173,28 @@ def _label_map(rng: np.random.Generator, height: int, width: int, k: int, region
     return (nearest % k).astype(near.index_dtype(k))
 
 
+def _stretch_symbols(indices: np.ndarray, palette: near.Palette) -> np.ndarray:
+    """The tokens near_flat codes in context 48, one a stretch."""
+    tokens, contexts = np.empty(2 * indices.size, np.uint8), np.empty(2 * indices.size, np.uint8)
+    used = near._symbols(indices, *palette.tables, tokens, np.empty(2 * indices.size, np.uint16), contexts, True)
+    return tokens[:used][contexts[:used] == near.STRETCH_CONTEXT]
+
+
 @pytest.mark.parametrize(("k", "shape"), [(2, (40, 33)), (5, (37, 64)), (16, (30, 150)), (256, (20, 90)), (1500, (12, 70)), (3, (3, 9000))])
 def test_near_flat_decodes_as_the_spec_says_in_pieces_of_any_length(k: int, shape: tuple[int, int]) -> None:
-    """Stretches, the pixels that stop them short, and stretches cut at 4,095 pixels (the
-    9,000-pixel rows) decode as the spec's words say, whatever pieces they are asked for in
-    (a piece may end inside a stretch, or just before the pixel that stops it)."""
+    """Stretches, the pixels that stop them short (near either end or between) and stretches
+    cut at 4,095 pixels (the 9,000-pixel rows, whose first is flat) decode as the spec's words
+    say, whatever pieces they are asked for in (a piece may end inside a stretch, or just
+    before the pixel that stops it)."""
     rng = np.random.default_rng(k + 7)
     indices = _label_map(rng, *shape, k) if k != 1500 else _blocks(rng, *shape, k)
+    if shape[1] > 4095:
+        indices[0] = indices[1, 0] = 0  # row 1 starts with a stretch of 4,095 pixels
     indices[shape[0] // 2, ::37] = 1  # stray pixels stop stretches short
     codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
     palette = near.Palette(codebook)
     payload = near.encode_near(indices, palette, stretches=True)
-    assert payload != near.encode_near(indices, palette)  # stretches were coded
+    assert (_stretch_symbols(indices, palette) > 0).any() and (_stretch_symbols(indices, palette) == 0).any()
     assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0], flat=True), indices)
     for piece in (1, 5, 17, shape[1] - 1, shape[1] + 3, indices.size):
         strip = near.NearStrip(payload, palette, shape[1], k, "strip", stretches=True)
@@ -194,11 +205,21 @@ def test_near_flat_decodes_as_the_spec_says_in_pieces_of_any_length(k: int, shap
         assert np.array_equal(out.reshape(shape), indices)
 
 
-@pytest.mark.parametrize("regions", [12, 40, 200])
-def test_near_flat_codes_a_label_map_smaller_than_near_rans(regions: int) -> None:
+def test_a_flat_row_of_9000_pixels_is_three_stretches_the_first_two_of_4095() -> None:
+    indices = np.zeros((2, 9000), dtype=np.uint8)
+    codebook = np.array([[0, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    palette = near.Palette(codebook)
+    assert list(_stretch_symbols(indices, palette)) == [0, 0, 0]  # 4,095 + 4,095 + 810, none stops short
+    assert near._stretch(indices[0], 0, 9000, 0, -1) == (4095, 9000) and near._stretch(indices[0], 8190, 9000, 0, 9000) == (810, 9000)
+    payload = near.encode_near(indices, palette, stretches=True)
+    assert np.array_equal(spec_decode(payload, codebook, 9000, 2, flat=True), indices)
+
+
+@pytest.mark.parametrize(("regions", "seed"), [(12, 3), (40, 3), (200, 3), (40, 8)])
+def test_near_flat_codes_a_label_map_smaller_than_near_rans(regions: int, seed: int) -> None:
     indices = _label_map(np.random.default_rng(2), 300, 400, 12, regions)
-    palette = near.Palette(np.random.default_rng(3).integers(0, 256, (12, 3), dtype=np.uint8))
-    assert len(near.encode_near(indices, palette, stretches=True)) < len(near.encode_near(indices, palette))
+    palette = near.Palette(np.random.default_rng(seed).integers(0, 256, (12, 3), dtype=np.uint8))
+    assert len(near.encode_near(indices, palette, stretches=True)) < 0.99 * len(near.encode_near(indices, palette))
 
 
 def test_the_stretch_table_may_use_every_token_whatever_k_is() -> None:
@@ -214,21 +235,26 @@ def test_the_stretch_table_may_use_every_token_whatever_k_is() -> None:
         near.parse_model(np.frombuffer(unused * 49 + bytes([25]) + b"\x00" * 24 + b"\x80\x20", np.uint8), "strip", 2, stretches=True)
 
 
-def test_the_writer_keeps_near_rans_for_a_small_strip_only_where_it_is_shorter() -> None:
-    """A small strip (at most 16,384 pixels) is stored the shorter of near_rans and
-    near_flat, whose two more tables can cost it more than its stretches save; a larger
-    one near_flat."""
+def test_the_writer_stores_near_flat_only_where_it_is_shorter() -> None:
+    """near_flat is tried on a small strip, or where a quarter of the pixels or more equal
+    their four neighbours (a label map, specks on a flat field), and kept only where it is
+    shorter than near_rans; a strip of fewer flat pixels (a photo's at 256 colours) is near_rans."""
     from pil_kmq import coding
 
     rng = np.random.default_rng(4)
     codebook = rng.integers(0, 256, (12, 3), dtype=np.uint8)
     palette = near.Palette(codebook)
-    for shape in ((60, 100), (300, 400)):
-        indices = _label_map(rng, *shape, 12)
+    specks = np.zeros((300, 400), dtype=np.uint8)
+    specks[rng.random(specks.shape) < 0.003] = 5  # a speck mid-stretch costs near_flat more
+    noisy = rng.integers(0, 12, (300, 400)).astype(np.uint8)
+    for indices in (_label_map(rng, 60, 100, 12), _label_map(rng, 300, 400, 12, 40), specks, noisy):
         strip = coding._near_coded(indices, palette)
         flat = bytes([StripMethod.NEAR_FLAT]) + near.encode_near(indices, palette, stretches=True)
         plain = bytes([StripMethod.NEAR_RANS]) + near.encode_near(indices, palette)
-        assert strip == (min(plain, flat, key=len) if indices.size <= coding.SMALL_STRIP_PIXELS else flat)
+        tried = indices.size <= coding.SMALL_STRIP_PIXELS or near.flat_share(indices) >= coding.NEAR_FLAT_SHARE
+        assert strip == (min(plain, flat, key=len) if tried else plain)
+    assert near.flat_share(noisy) < coding.NEAR_FLAT_SHARE <= near.flat_share(specks)
+    assert coding._near_coded(_label_map(rng, 300, 400, 12, 40), palette)[0] == StripMethod.NEAR_FLAT
 
 
 @pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26), (2048, 28), (4096, 30)])
@@ -284,11 +310,12 @@ def strip_methods(data: bytes) -> list[StripMethod]:
     return [StripMethod(data[offset]) for offset in offsets]
 
 
-def test_a_photo_saved_near_has_near_flat_strips_and_version_1_8(photo_near: bytes) -> None:
+def test_a_photo_saved_near_has_near_rans_strips_and_version_1_4_or_above_256_entries_1_6(photo_near: bytes) -> None:
+    """A photo's strips have few flat pixels: near_flat is not tried (coding.NEAR_FLAT_SHARE)."""
     methods = strip_methods(photo_near)
-    assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_FLAT}
+    assert len(methods) > 1 and set(methods) == {StripMethod.NEAR_RANS}
     header = decode_kmq(photo_near)[0]
-    assert header.k in (256, 600) and header.version_minor == 8
+    assert header.k in (256, 600) and header.version_minor == (6 if header.k > 256 else 5 if header.codebook_stream_length else 4)
 
 
 def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,7 +364,7 @@ def test_up_to_4096_entries_are_coded_near_and_more_fall_back_to_runs(k: int) ->
     rng = np.random.default_rng(0)
     indices, codebook = _image(rng, 150, 140, k, 3)  # 21,000 pixels: more than a small strip
     data = encode_kmq(indices, codebook, compression="near")
-    assert (StripMethod.NEAR_FLAT in strip_methods(data)) == (k <= near.MAX_K)
+    assert bool(NEAR_METHODS & set(strip_methods(data))) == (k <= near.MAX_K)
     assert np.array_equal(decode_kmq(data)[1].indices, indices)
 
 
