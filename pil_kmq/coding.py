@@ -33,7 +33,7 @@ from .format import (
     strip_minor,
 )
 from .jobs import WORKERS, kept_by_thread, run_jobs
-from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share
+from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share, near_rans_floor
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -531,10 +531,12 @@ def _near_coded(indices: np.ndarray, palette: Palette) -> bytes:
     stretches need them, and elsewhere, a photo's strips at 64 colours and more, near_flat
     codes no smaller and decodes 1.01-1.04 x slower (benchmarks/near_flat.py). Weighed, not
     assumed: a speck in the middle of a long stretch costs near_flat more than near_rans."""
-    plain = bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
     if indices.size > SMALL_STRIP_PIXELS and flat_share(indices) < NEAR_FLAT_SHARE:
-        return plain
-    return min(plain, bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True), key=len)
+        return bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
+    flat = bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True)
+    if len(flat) - 1 < near_rans_floor(indices, palette):  # surely shorter: spares near_rans's coder (a label map's: 4 of 5 ms)
+        return flat
+    return min(bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette), flat, key=len)
 
 
 def _runs_streams(indices: np.ndarray, flags: np.ndarray, bits_per_index: int) -> tuple[bytes, bytes]:

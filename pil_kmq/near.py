@@ -54,6 +54,7 @@ INTERRUPT_CONTEXT = CONTEXTS + 1
 NEAR_FLAT_TABLES = CONTEXTS + 2
 MAX_STRETCH = 4095  # the largest symbol a token holds
 MIN_STRETCH = 16  # shorter flat stretches are coded a pixel at a time, as near_rans codes them
+FLOOR_MARGIN = 16  # bytes near_rans_floor leaves for the coder's rounding, which can gain a little on a few symbols
 
 
 def token_limit(k: int) -> int:
@@ -352,6 +353,14 @@ def _symbols(indices: np.ndarray, colours: np.ndarray, levels: np.ndarray | None
                 # the pixel that stops the stretch: its neighbours are all `left`, and it is not
                 value, shift = int(indices[y, x]), 1
                 contexts[at] = INTERRUPT_CONTEXT
+            elif (value == left) & (left == above) & (above_left == left) & (above_right == left):
+                # a flat pixel that is its neighbours' entry: token 0 in the flat context (what
+                # the steps below give, a third of near_rans's coding time on a label map)
+                contexts[at], tokens[at], extras[at] = FLAT_CONTEXT, 0, 0
+                rows[y & 1, x] = value
+                at += 1
+                x += 1
+                continue
             else:
                 contexts[at] = _context(colours, levels, left, above, above_left, above_right)
             count = _candidates(left, above, above_left, above_right, found)
@@ -465,11 +474,28 @@ def estimated_size(indices: np.ndarray, codebook: np.ndarray, step: int) -> int:
     # index order: no k x k tables to make
     _symbols(indices, _padded(codebook), None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, False, rows)
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, np.repeat(weights, width), CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
+    return round((_entropy_bits(counts) + indices.size * _LEAST_BITS) / 8) + 2 * int((counts > 0).sum())
+
+
+def near_rans_floor(indices: np.ndarray, palette: Palette) -> int:
+    """Fewer bytes than the near_rans payload of these indices takes: its model exactly (the
+    frequencies encode_near would store), its 4-byte state, and the entropy of its tokens in
+    their contexts with their extra bits, which no frequencies beat, less the 16 bits the state
+    holds and a margin for the coder's rounding. A near_flat strip under it needs no near_rans
+    coding to be the shorter."""
+    flat = np.ascontiguousarray(indices, dtype=index_dtype(len(palette.codebook)))
+    tokens, contexts = np.empty(flat.size, dtype=np.uint8), np.empty(flat.size, dtype=np.uint8)
+    _symbols(flat, *palette.tables, tokens, np.empty(flat.size, dtype=np.uint16), contexts, False)
+    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
+    model = len(pack_model(np.array([normalized(row) for row in counts])))
+    return model + 4 + int(max(0.0, _entropy_bits(counts.astype(np.float64)) - 16) // 8) - FLOOR_MARGIN
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    """The bits of tokens counted (CONTEXTS, TOKENS) at their contexts' own frequencies, and of their extra bits."""
     totals = np.broadcast_to(counts.sum(axis=1, keepdims=True), counts.shape)
     used = counts > 0
-    bits = float(np.sum(counts[used] * np.log2(totals[used] / counts[used]))) + indices.size * _LEAST_BITS
-    bits += float(counts.sum(axis=0) @ _EXTRA_BITS)
-    return round(bits / 8) + 2 * int(used.sum())
+    return float(np.sum(counts[used] * np.log2(totals[used] / counts[used]))) + float(counts.sum(axis=0) @ _EXTRA_BITS)
 
 
 @njit(cache=True, nogil=True)

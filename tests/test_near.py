@@ -257,6 +257,25 @@ def test_the_writer_stores_near_flat_only_where_it_is_shorter() -> None:
     assert coding._near_coded(_label_map(rng, 300, 400, 12, 40), palette)[0] == StripMethod.NEAR_FLAT
 
 
+@pytest.mark.parametrize("kind", ["label map", "specks", "smooth", "noise", "one entry"])
+@pytest.mark.parametrize("k", [2, 12, 300])
+def test_the_near_rans_floor_is_under_its_payload_and_close(kind: str, k: int) -> None:
+    """The writer keeps a near_flat strip without coding near_rans where it is under this
+    floor: the floor must never pass the real payload, or a longer strip could be kept."""
+    rng = np.random.default_rng(k)
+    shape = (120, 170)
+    indices = {
+        "label map": _label_map(rng, *shape, k, 40),
+        "specks": np.where(rng.random(shape) < 0.003, k - 1, 0),
+        "smooth": _image(rng, *shape, k, 3)[0],
+        "noise": rng.integers(0, k, shape),
+        "one entry": np.zeros(shape, dtype=int),
+    }[kind].astype(near.index_dtype(k))
+    palette = near.Palette(rng.integers(0, 256, (k, 3), dtype=np.uint8))
+    real = len(near.encode_near(indices, palette))
+    assert real - 64 - real // 50 <= near.near_rans_floor(indices, palette) < real
+
+
 @pytest.mark.parametrize(("k", "highest"), [(256, 22), (512, 24), (1024, 26), (2048, 28), (4096, 30)])
 def test_symbols_past_fifteen_use_extra_bits_and_come_back(k: int, highest: int) -> None:
     """A far colour (rank > 15) is coded as a token of 16 … 31 and its extra bits (up to 10);
