@@ -33,7 +33,7 @@ from .format import (
     strip_minor,
 )
 from .jobs import WORKERS, kept_by_thread, run_jobs
-from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share, near_rans_floor
+from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -518,8 +518,8 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
 
 
 # near_flat is tried on a strip where at least this share of its pixels equal their four
-# neighbours (a session measurement on every third Kodak photo and the drawings made for
-# tuning, whole images): Kodak photos at 16 colours 0.42-0.58, near_flat 1.1-2.4 % smaller
+# neighbours (on every third Kodak photo and the drawings made for
+# tuning, whole images; a session check): Kodak photos at 16 colours 0.42-0.58, near_flat 1.1-2.4 % smaller
 # (kodim01 and kodim13, 0.21 and 0.12: 0.5-0.8 %), at 256 colours 0.02-0.10, within 0.02 %;
 # the drawings 0.76-0.97, 1.2-11.5 % smaller, but the sprite sheet 0.02-0.04, the same.
 NEAR_FLAT_SHARE = 0.25
@@ -528,14 +528,15 @@ NEAR_FLAT_SHARE = 0.25
 def _near_coded(indices: np.ndarray, palette: Palette) -> bytes:
     """A NEAR_RANS strip, or the NEAR_FLAT one where that is shorter, tried for a small strip
     or where at least NEAR_FLAT_SHARE of the pixels equal their four neighbours (flat_share):
-    stretches need them, and elsewhere, a photo's strips at 64 colours and more, near_flat
-    codes no smaller and decodes 1.01-1.04 x slower (benchmarks/near_flat.py). Weighed, not
-    assumed: a speck in the middle of a long stretch costs near_flat more than near_rans."""
+    stretches need them, and elsewhere (most photos' strips at 64 colours and more) near_flat
+    gains within 0.02 % (the session check at NEAR_FLAT_SHARE). Weighed, not assumed: a speck
+    in the middle of a long stretch costs near_flat more than near_rans. Both are coded in
+    full: a bound on near_rans's bytes from its tokens' entropy, which would spare its coder
+    (a twentieth of a label map's save), failed on long periodic rows by up to 0.005 bits a
+    token (a session check)."""
     if indices.size > SMALL_STRIP_PIXELS and flat_share(indices) < NEAR_FLAT_SHARE:
         return bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
     flat = bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True)
-    if len(flat) - 1 < near_rans_floor(indices, palette):  # surely shorter: spares near_rans's coder (a label map's: 4 of 5 ms)
-        return flat
     return min(bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette), flat, key=len)
 
 

@@ -54,7 +54,6 @@ INTERRUPT_CONTEXT = CONTEXTS + 1
 NEAR_FLAT_TABLES = CONTEXTS + 2
 MAX_STRETCH = 4095  # the largest symbol a token holds
 MIN_STRETCH = 16  # shorter flat stretches are coded a pixel at a time, as near_rans codes them
-FLOOR_MARGIN = 16  # bytes near_rans_floor leaves for the coder's rounding, which can gain a little on a few symbols
 
 
 def token_limit(k: int) -> int:
@@ -282,10 +281,10 @@ def _stretch(above_row: np.ndarray, x: int, width: int, value: int, seen: int) -
 
 @njit(cache=True, nogil=True, inline="always")
 def _stop_symbol(length: int, same: int) -> int:
-    """A stretch's symbol: 0 when all its `length` pixels are its value, else where it stops,
-    counted from both ends in turn: 1 one pixel before its end, 2 at its first pixel, 3 two
-    before its end, 4 at its second, ... (a label map's stretches stop near their end, where
-    the region below begins; a speck stops one near its start)."""
+    """A stretch's symbol: 0 when all its `length` pixels are its value, else the pixel where it
+    stops, counted from both ends in turn: 1 its last pixel, 2 its first, 3 its last but one,
+    4 its second, ... (a label map's stretches stop near their end, where the region below
+    begins; a speck stops one near its start)."""
     if same == length:
         return 0
     if same >= length // 2:
@@ -475,20 +474,6 @@ def estimated_size(indices: np.ndarray, codebook: np.ndarray, step: int) -> int:
     _symbols(indices, _padded(codebook), None, None, None, tokens, np.empty(tokens.size, dtype=np.uint16), contexts, False, rows)
     counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, np.repeat(weights, width), CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
     return round((_entropy_bits(counts) + indices.size * _LEAST_BITS) / 8) + 2 * int((counts > 0).sum())
-
-
-def near_rans_floor(indices: np.ndarray, palette: Palette) -> int:
-    """Fewer bytes than the near_rans payload of these indices takes: its model exactly (the
-    frequencies encode_near would store), its 4-byte state, and the entropy of its tokens in
-    their contexts with their extra bits, which no frequencies beat, less the 16 bits the state
-    holds and a margin for the coder's rounding. A near_flat strip under it needs no near_rans
-    coding to be the shorter."""
-    flat = np.ascontiguousarray(indices, dtype=index_dtype(len(palette.codebook)))
-    tokens, contexts = np.empty(flat.size, dtype=np.uint8), np.empty(flat.size, dtype=np.uint8)
-    _symbols(flat, *palette.tables, tokens, np.empty(flat.size, dtype=np.uint16), contexts, False)
-    counts = np.bincount(contexts.astype(np.intp) * TOKENS + tokens, minlength=CONTEXTS * TOKENS).reshape(CONTEXTS, TOKENS)
-    model = len(pack_model(np.array([normalized(row) for row in counts])))
-    return model + 4 + int(max(0.0, _entropy_bits(counts.astype(np.float64)) - 16) // 8) - FLOOR_MARGIN
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
