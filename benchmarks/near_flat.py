@@ -34,7 +34,7 @@ from PIL import Image
 import pil_kmq
 from pil_kmq import coding, near
 from pil_kmq.api import compress_image, decode_kmq, encode_kmq
-from pil_kmq.coding import parse_table
+from pil_kmq.coding import iter_table
 from pil_kmq.format import StripMethod
 
 KS = (16, 64, 256)
@@ -57,13 +57,13 @@ def _files(image: Image.Image, k: int | None) -> tuple[bytes, bytes]:
 
 
 def _flat_strips(data: bytes) -> str:
-    """'n / m': strips stored near_flat, of the strips."""
+    """'n / m': strips stored near_flat, of the strips (each strip's first byte, coding.iter_table)."""
     header, _ = decode_kmq(data)
-    start = header.index_stream_offset
     if header.index_coding == 0:
         return "0 / 0"
-    table = parse_table(data[start:], header.height, header.width, header.bits_per_index, header.index_stream_length)
-    offsets = start + 4 + 12 * len(table.lengths) + np.concatenate([[0], np.cumsum(table.lengths)[:-1]]).astype(int)
+    start = header.index_stream_offset
+    fields = (header.height, header.width, header.bits_per_index, header.index_stream_length)
+    offsets = [start + offset for _, offset, _, _ in iter_table(lambda at, size: data[at : at + size], start, fields, 0, header.height, True)]
     return f"{sum(data[offset] == StripMethod.NEAR_FLAT for offset in offsets)} / {len(offsets)}"
 
 

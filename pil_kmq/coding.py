@@ -226,7 +226,7 @@ def _near_codes_smaller(first: np.ndarray, flags: np.ndarray, palette: Palette, 
     k = len(palette.codebook)
     if not _near_fits(k, first.size):
         return False
-    near = len(encode_near(first, palette, stretches=True)) if near_length is None else near_length
+    near = len(_near_coded(first, palette)) - 1 if near_length is None else near_length  # as written: payload, no method byte
     if near < NEAR_PHOTO_BYTES:
         return False
     margin = NEAR_PHOTO_MARGIN if _literals(flags) * NEAR_DRAWING_FRACTION <= flags.size else 1.0
@@ -519,7 +519,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
 
 # near_flat is tried on a strip where at least this share of its pixels equal their four
 # neighbours (on every third Kodak photo and the drawings made for
-# tuning, whole images; a session check): Kodak photos at 16 colours 0.42-0.58, near_flat 1.1-2.4 % smaller
+# tuning, whole images; measured once, not kept as a script): Kodak photos at 16 colours 0.42-0.58, near_flat 1.1-2.4 % smaller
 # (kodim01 and kodim13, 0.21 and 0.12: 0.5-0.8 %), at 256 colours 0.02-0.10, within 0.02 %;
 # the drawings 0.76-0.97, 1.2-11.5 % smaller, but the sprite sheet 0.02-0.04, the same.
 NEAR_FLAT_SHARE = 0.25
@@ -529,11 +529,11 @@ def _near_coded(indices: np.ndarray, palette: Palette) -> bytes:
     """A NEAR_RANS strip, or the NEAR_FLAT one where that is shorter, tried for a small strip
     or where at least NEAR_FLAT_SHARE of the pixels equal their four neighbours (flat_share):
     stretches need them, and elsewhere (most photos' strips at 64 colours and more) near_flat
-    gains within 0.02 % (the session check at NEAR_FLAT_SHARE). Weighed, not assumed: a speck
+    gains within 0.02 % (the measurement at NEAR_FLAT_SHARE). Weighed, not assumed: a speck
     in the middle of a long stretch costs near_flat more than near_rans. Both are coded in
     full: a bound on near_rans's bytes from its tokens' entropy, which would spare its coder
     (a twentieth of a label map's save), failed on long periodic rows by up to 0.005 bits a
-    token (a session check)."""
+    token (measured once)."""
     if indices.size > SMALL_STRIP_PIXELS and flat_share(indices) < NEAR_FLAT_SHARE:
         return bytes([StripMethod.NEAR_RANS]) + encode_near(indices, palette)
     flat = bytes([StripMethod.NEAR_FLAT]) + encode_near(indices, palette, stretches=True)
