@@ -133,8 +133,10 @@ def settings() -> dict[str, Setting]:
     candidates: dict[str, Setting] = {str(level): partial(_level, level) for level in (15, 16, 17)}
     candidates["17 (large-input table)"] = lambda size: zstandard.ZstdCompressionParameters.from_level(17, write_content_size=True)
     candidates["writer's"] = coding._rows_parameters
-    for name, change in (("search 3", {"search_log": 3}), ("search 5", {"search_log": 5}), ("min match 4", {"min_match": 4}),
-                         ("target 64", {"target_length": 64}), ("btultra", {"strategy": zstandard.STRATEGY_BTULTRA})):
+    for name, change in (("search 4, target 256 (before)", {"search_log": 4, "target_length": 256}), ("search 4", {"search_log": 4}),
+                         ("search 7", {"search_log": 7}), ("target 256", {"target_length": 256}), ("target 4096", {"target_length": 4096}),
+                         ("min match 4", {"min_match": 4}), ("btultra", {"strategy": zstandard.STRATEGY_BTULTRA}),
+                         ("btultra2", {"strategy": zstandard.STRATEGY_BTULTRA2}), ("btultra2, search 7", {"strategy": zstandard.STRATEGY_BTULTRA2, "search_log": 7})):
         candidates[f"writer's, {name}"] = partial(_changed, change)
     return candidates
 

@@ -42,6 +42,6 @@ __all__ = [
     "size_report",
     "stream",
 ]
-__version__ = "1.6.0"
+__version__ = "1.6.1"
 
 register()

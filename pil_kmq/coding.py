@@ -48,9 +48,12 @@ DRAWING_STRIP_PIXELS = 1 << 22
 ZLIB_LEVEL = 9
 ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more on run flags and literals, for 1.3x and 2x the time
 # Rows stored whole (ROWS_ZSTD) repeat from row to row in drawings, far apart; see _rows_parameters.
-ROWS_SEARCH_LOG = 4
+ROWS_SEARCH_LOG = 5
 ROWS_MIN_MATCH = 3
-ROWS_TARGET_LENGTH = 256
+# zstd's optimal parser weighs matches of up to this many bytes one by one: a drawing's rows
+# repeat for thousands, and at 256 it took them at once where a slightly shorter one and what
+# follows cost less (rows_level.py: 2.6 % smaller rows at 999 and search 5, 1.4 x the time)
+ROWS_TARGET_LENGTH = 999
 # Hash and chain tables of at most 2**22 entries each, the most that stays below level 17's
 # memory: spanning the largest rows strip (8 MiB) they took 122 MiB a worker (level 17 41 MiB),
 # capped 26 MiB, for 0.04 % more bytes on a 2048 x 2048 drawing.
@@ -583,9 +586,9 @@ def _coded_rows(rows: bytes) -> bytes:
 
 def _rows_parameters(size: int) -> zstandard.ZstdCompressionParameters:
     """zstd's optimal parser over a window that spans the rows (and tables that do, up to
-    ROWS_TABLES_LOG), a shallow search (4) for matches of 3 bytes and more, a match of 256 bytes
-    taken at once: on drawings made for tuning these come out 3 % smaller than level 17 and,
-    below 256 KB, where level 17's table searches 8 deep, up to 5x faster (rows_level.py)."""
+    ROWS_TABLES_LOG), a shallow search (5) for matches of 3 bytes and more, weighed up to
+    ROWS_TARGET_LENGTH: on drawings made for tuning these come out 6 % smaller than level 17,
+    in 1.3 x its time (rows_level.py)."""
     window = _window_log(size)
     tables = min(window + 1, ROWS_TABLES_LOG)
     return zstandard.ZstdCompressionParameters(
