@@ -4,10 +4,11 @@
 Part 1, the literal streams alone, on every third Kodak photo (tuned on) at k = 512, k = 2,048
 and psnr=42: bytes of flags + literals and the literals' compression time at levels 15, 16,
 17 and 19. Part 2, whole files of the writer against the same writer with level 15 for them:
-the Kodak photos and the held-out ones of heldout.py (never tuned on) at k = 512, 2,048 and
-psnr=42, and the graphics above 256 colours at their exact colour count (many_colours.py's and
-heldout.py's); file bytes, save and load time (best of 3 saves and 9 loads, in turns), and the
-files ÷ WebP lossless (`method=6`) of the same pixels.
+every third Kodak photo and the held-out photos of heldout.py (never tuned on) at k = 512,
+2,048 and psnr=42, and the graphics above 256 colours at their exact colour count
+(many_colours.py's, the drawings made for tuning of rows_level.py and heldout.py's); file
+bytes, save and load time (best of 3 saves and 9 loads, in turns), and the files ÷ WebP
+lossless (`method=6`) of the same pixels.
 
     pip install '.[bench]'
     python benchmarks/wide_literals.py

@@ -47,10 +47,11 @@ STRIP_PIXELS = 1 << 18
 DRAWING_STRIP_PIXELS = 1 << 22
 ZLIB_LEVEL = 9
 ZSTD_LEVEL = 15  # 17 and 19 save < 0.5 % more on run flags and 8-bit literals, for 1.3x and 2x the time
-# 16-bit literals (k > 256) at this level: zstd's optimal parser (level 16 on) weighs the matches
-# between two-byte symbols that level 15's lazy one takes as they come. Literal streams of Kodak
-# photos at k = 512, 2,048 and psnr=42 came out 4.5 % smaller for 1.70 x their time (level 19:
-# 5.7 %, 2.8 x); whole files of held-out photos 1.9 %, their saves 1.05 x (wide_literals.py).
+# 16-bit literals (k > 256) at this level: a photo's are near or above 256 KB a strip, where level
+# 15 takes zstd's lazy parser and 17 its optimal one, which weighs the matches between two-byte
+# symbols. Flags + literals of Kodak photos at k = 512, 2,048 and psnr=42 came out 4.5 % smaller
+# for 1.70 x the literals' time (level 19: 5.7 %, 2.8 x); whole files of held-out photos 1.9 %,
+# their saves 1.05 x (wide_literals.py).
 WIDE_LITERALS_LEVEL = 17
 # Rows stored whole (ROWS_ZSTD) repeat from row to row in drawings, far apart; see _rows_parameters.
 ROWS_SEARCH_LOG = 5
@@ -397,8 +398,8 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 # Each thread keeps a compressor a level for inputs up to this size: made afresh for every
 # frame, a context took 2-3 x as long as compressing a thumbnail's frame, and ~1 ms more on a
 # photo's strip. A kept context keeps the tables its largest input needed: 4.7 MB at this
-# size and the strips' level (17.7 MB at 1 MiB); above it a fresh one costs little beside the
-# compression. Each one-call compression starts a new frame, byte for byte what a new
+# size and the strips' level (17.7 MB at 1 MiB), a few MB more for WIDE_LITERALS_LEVEL's once
+# a save has 16-bit literals; above it a fresh one costs little beside the compression. Each one-call compression starts a new frame, byte for byte what a new
 # compressor writes.
 KEPT_COMPRESSOR_BYTES = 1 << 18
 
@@ -480,19 +481,18 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
-    wide = field_width(bits_per_index) == 16
     few = _few_literals(flags)
     if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn)):
-        return _coded_runs(*streams, method, wide)
+        return _coded_runs(*streams, method, bits_per_index)
     runs_trial = sum(_probe_size(stream) for stream in streams)
     if not (few or drawn):  # a photo's strip against a rival: runs only
-        return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method, wide)
+        return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method, bits_per_index)
     rows = _packed_rows(indices, bits_per_index)
     rows_trial = _probe_size(rows)
     if rows_trial < (1.0 if few else ROWS_REPEAT) * runs_trial:
         return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(rows)
     sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
-    return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method, wide)
+    return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method, bits_per_index)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:
@@ -501,9 +501,9 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
     zstd frame's is 9 bytes or more, zlib's 6) and where the trial often took runs where rows
     were shorter, while trying all costs little."""
     streams = _runs_streams(indices, flags, bits_per_index)
-    ways = [_coded_runs(*streams, StripMethod.RUNS_ZLIB)]
+    ways = [_coded_runs(*streams, StripMethod.RUNS_ZLIB, bits_per_index)]
     if method != StripMethod.RUNS_ZLIB:
-        ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, field_width(bits_per_index) == 16), _rows_strip(indices, bits_per_index)]
+        ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, bits_per_index), _rows_strip(indices, bits_per_index)]
     return ways
 
 
@@ -570,7 +570,7 @@ def _probe_size(data: bytes) -> int:
 def _runs_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:
     """A runs strip of these indices, whatever rows would give."""
     flags = _run_flags(indices)
-    return _coded_runs(*_runs_streams(indices, flags, bits_per_index), method, field_width(bits_per_index) == 16)
+    return _coded_runs(*_runs_streams(indices, flags, bits_per_index), method, bits_per_index)
 
 
 def _rows_strip(indices: np.ndarray, bits_per_index: int) -> bytes:
@@ -578,11 +578,12 @@ def _rows_strip(indices: np.ndarray, bits_per_index: int) -> bytes:
     return _coded_rows(_packed_rows(indices, bits_per_index))
 
 
-def _coded_runs(flags: bytes, literals: bytes, method: StripMethod, wide: bool = False) -> bytes:
-    """A runs strip from its packed flags and literals (`wide`: of 16 bits, WIDE_LITERALS_LEVEL)."""
+def _coded_runs(flags: bytes, literals: bytes, method: StripMethod, bits_per_index: int) -> bytes:
+    """A runs strip from its packed flags and literals (16-bit ones with zstd at WIDE_LITERALS_LEVEL)."""
     compress = _COMPRESS[method]
     coded_flags = compress(flags)
-    coded_literals = _zstd_compress(literals, WIDE_LITERALS_LEVEL) if wide and method == StripMethod.RUNS_ZSTD else compress(literals)
+    wide = field_width(bits_per_index) == 16 and method == StripMethod.RUNS_ZSTD
+    coded_literals = _zstd_compress(literals, WIDE_LITERALS_LEVEL) if wide else compress(literals)
     return bytes([method]) + _U64.pack(len(coded_flags)) + coded_flags + coded_literals
 
 

@@ -304,8 +304,8 @@ def test_a_small_strip_is_stored_the_smallest_way(ihc: Image.Image, monkeypatch:
         indices = quantized.indices.reshape(thumbnail.height, width)
         flags = coding._run_flags(indices)
         streams = coding._runs_streams(indices, flags, 4)
-        zlib_ways = [coding._coded_runs(*streams, StripMethod.RUNS_ZLIB), bytes([StripMethod.RAW]) + coding.pack_indices(indices, 4)]
-        zstd_ways = [*zlib_ways, coding._coded_runs(*streams, StripMethod.RUNS_ZSTD), coding._rows_strip(indices, 4)]
+        zlib_ways = [coding._coded_runs(*streams, StripMethod.RUNS_ZLIB, 4), bytes([StripMethod.RAW]) + coding.pack_indices(indices, 4)]
+        zstd_ways = [*zlib_ways, coding._coded_runs(*streams, StripMethod.RUNS_ZSTD, 4), coding._rows_strip(indices, 4)]
         stored = encode_strip(indices, 4, StripMethod.RUNS_ZSTD)
         assert len(stored) == min(map(len, zstd_ways))
         assert len(encode_strip(indices, 4, StripMethod.RUNS_ZLIB)) == min(map(len, zlib_ways))
@@ -681,3 +681,23 @@ def test_kept_compressors_write_what_a_new_compressor_writes() -> None:
     for size in sizes:
         data = np.repeat(rng.integers(0, 16, size // 4 + 1, dtype=np.uint8), 4)[:size].tobytes()
         assert coding._zstd_compress(data) == fresh(data)
+
+
+def test_sixteen_bit_literals_are_compressed_at_their_own_level() -> None:
+    """Above 256 entries a runs strip's literals (two bytes each) are zstd's at
+    WIDE_LITERALS_LEVEL, its flags and 8-bit literals at ZSTD_LEVEL; zlib's strips are zlib's."""
+    level = lambda data, at: zstandard.ZstdCompressor(level=at, write_content_size=True, write_checksum=False).compress(data)  # noqa: E731
+    rng = np.random.default_rng(8)
+    motif = rng.integers(0, 600, (16, 48))  # rows that repeat with changes: the parsers differ
+    indices = np.tile(motif, (24, 8)) + (rng.random((384, 384)) < 0.05) * rng.integers(0, 600, (384, 384))
+    for bits, k in ((10, 1000), (8, 256)):
+        wrapped = (indices % k).astype(np.uint16 if bits > 8 else np.uint8)
+        flags, literals = coding._runs_streams(wrapped, coding._run_flags(wrapped), bits)
+        strip = coding._coded_runs(flags, literals, StripMethod.RUNS_ZSTD, bits)
+        (flag_length,) = struct.unpack(">Q", strip[1:9])
+        assert strip[9 : 9 + flag_length] == level(flags, coding.ZSTD_LEVEL)
+        expected = coding.WIDE_LITERALS_LEVEL if bits > 8 else coding.ZSTD_LEVEL
+        assert level(literals, coding.WIDE_LITERALS_LEVEL) != level(literals, coding.ZSTD_LEVEL)
+        assert strip[9 + flag_length :] == level(literals, expected)
+        zlib_strip = coding._coded_runs(flags, literals, StripMethod.RUNS_ZLIB, bits)
+        assert zlib.decompress(zlib_strip[9 + struct.unpack(">Q", zlib_strip[1:9])[0] :]) == literals
