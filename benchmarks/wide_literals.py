@@ -11,7 +11,7 @@ bytes, save and load time (best of 3 saves and 9 loads, in turns), and the files
 lossless (`method=6`) of the same pixels.
 
     pip install '.[bench]'
-    python benchmarks/wide_literals.py
+    python benchmarks/wide_literals.py              # --whole-only: part 2 alone
 """
 
 from __future__ import annotations
