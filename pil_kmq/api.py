@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, read_prefix, weighed
+from .codec import DEFAULT_MAX_PIXELS, Coded, auto_coded, coded, decode_bytes, encode_parts, psnr_methods, read_prefix, weighed
 from .coding import looks_drawn
 from .format import (
     CRC_SIZE,
@@ -35,8 +35,9 @@ DEFAULT_K = 16
 DEFAULT_SEED = 0
 MAX_SEED = 2**32 - 1  # what scikit-learn accepts as random_state
 # compression= option -> how strips are stored; None is index_coding 0, the bit-packed stream.
-# "auto" is zstd's, but a drawing saved with k= may be near coded (codec.auto_coded); "near"
-# writes near_flat strips (near_rans for a small strip where that is shorter).
+# "auto" is zstd's, but a drawing saved with k= may be near coded (codec.auto_coded), and a
+# psnr= search mostly is (codec.psnr_methods); "near" writes near_flat strips (near_rans
+# for a small strip where that is shorter).
 COMPRESSIONS: dict[str, StripMethod | None] = {
     "auto": StripMethod.RUNS_ZSTD,
     "none": None,
@@ -219,29 +220,37 @@ def _smaller(traded: Quantized, plain: Plain, compression: str) -> Quantized:
 def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None, compression: str = DEFAULT_COMPRESSION) -> Quantized:
     """The smallest k that reaches psnr; where strips code runs, the smallest file: from a k
     that reaches psnr (found roughly: larger k are tried anyway), k grows while traded indices
-    (or, where they look drawn, the nearest ones, as _smaller weighs them) make a smaller file."""
+    (or, where they look drawn, the nearest ones, as _smaller weighs them) make a smaller file.
+    "auto" searches for the methods psnr_methods gives, and keeps the smaller file."""
     if method is None:
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
+    first = clustering.at_psnr(psnr, MAX_K, narrow=False)
+    methods = psnr_methods(first) if compression == "auto" else (method,)
+    found = [weighed(_searched(pixels, clustering, first, psnr, each, compression)) for each in methods]
+    return min(found, key=_file_bytes)
+
+
+def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Quantized, psnr: float, method: StripMethod, compression: str) -> Coded:
+    """smallest_for_psnr from `first` for `method`'s strips (coded, to be weighed)."""
 
     def size(quantized: Quantized) -> tuple[int, Quantized]:
-        result = coded(quantized, method, weigh=False)  # the winner's are written (weighed below)
+        result = coded(quantized, method, weigh=False)  # the winner's are written (weighed after)
         return _file_bytes(result), result
 
     def untraded(quantized: Quantized) -> tuple[int, Quantized] | None:
         if not looks_drawn(quantized.indices):
             return None
-        result = _as_written(_plain(quantized, clustering), compression, weigh=False)  # as size()'s: weighed below
+        result = _as_written(_plain(quantized, clustering), compression, weigh=False)  # as size()'s: weighed after
         return _file_bytes(result), result
 
-    first = clustering.at_psnr(psnr, MAX_K, narrow=False)
     try:
         found = smallest_for_psnr(
             pixels, first, psnr, partial(clustering.at_k, seedings=GROWTH_SEEDINGS), size, min(clustering.colors, MAX_K), method, partial(clustering.ahead, seedings=GROWTH_SEEDINGS), untraded
         )
     finally:
         clustering.drop_ahead()
-    assert found is not None  # at_psnr's result reaches psnr
-    return weighed(found)
+    assert isinstance(found, Coded)  # at_psnr's result reaches psnr; size() and untraded() code it
+    return found
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

@@ -121,6 +121,31 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     return near if _stream_length(near) < size else zstd
 
 
+# compression="auto" searches psnr= for near coded strips where a near_rans estimate of the
+# first k's nearest indices is at most PSNR_NEAR_MARGIN x their zstd strips' bytes, for zstd's
+# strips where it is above PSNR_BOTH_MARGIN x, and for both (the smaller file kept) between.
+# The estimate prices nearest indices, and near coding's trade then gains more than runs': on
+# the photos and drawings made for tuning (benchmarks/psnr_auto.py) photos estimated 0.66-1.06 x
+# and all came out smaller near coded (0.56-0.95 x); drawings whose rows and runs repeat far
+# estimated 1.17-6.2 x and came out 0.99-1.16 x as large, but for a code listing at 1.29-1.40 x
+# whose files near coding's trade made 0.61-0.99 x as large.
+PSNR_NEAR_MARGIN = 1.1
+PSNR_BOTH_MARGIN = 1.6
+
+
+def psnr_methods(quantized: Quantized) -> tuple[StripMethod, ...]:
+    """The strip methods compression="auto" runs a psnr= search for (the smallest file that
+    reaches a PSNR; near coded strips give photos files 0.5-0.95 x as large at equal PSNR, for
+    loads 2-8 x as long), from the nearest indices of the search's first k."""
+    indices, codebook = quantized
+    if not 1 < len(codebook) <= MAX_K:
+        return (StripMethod.RUNS_ZSTD,)
+    ratio = estimated_size(indices, codebook, AUTO_STEP) / max(1, _stream_length(coded(quantized, StripMethod.RUNS_ZSTD)))
+    if ratio <= PSNR_NEAR_MARGIN:
+        return (StripMethod.NEAR_FLAT,)
+    return (StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD) if ratio <= PSNR_BOTH_MARGIN else (StripMethod.RUNS_ZSTD,)
+
+
 def auto_estimates(quantized: Quantized, exact: bool, size: int) -> bool:
     """Whether auto_coded estimates near_rans bytes for quantized, whose zstd strips take `size`."""
     indices, codebook = quantized

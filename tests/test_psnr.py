@@ -11,6 +11,7 @@ from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 import pil_kmq
+from pil_kmq.format import MAX_K, StripMethod
 from pil_kmq.quantize import mse_for_psnr, psnr_for_mse, quantize, quantize_to_psnr
 
 
@@ -83,9 +84,9 @@ def test_bad_psnr_options_raise_valueerror(parrot: Image.Image, options: dict[st
 
 
 def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The search codes each candidate to measure it; the winner's bytes are written as they
-    were coded (no stream is coded but the candidates'), and are the bytes a fresh encoding
-    of its indices gives."""
+    """With zstd's strips the search codes each candidate to measure it; the winner's bytes are
+    written as they were coded (no stream is coded but the candidates'), and are the bytes a
+    fresh encoding of its indices gives."""
     from pil_kmq import api, codec
 
     candidates: list[int] = []
@@ -93,11 +94,11 @@ def test_psnr_file_reuses_the_coded_stream_and_equals_a_fresh_encoding(ihc: Imag
     original_coded, original_stream = api.coded, codec.index_stream
     monkeypatch.setattr(api, "coded", lambda *args, **options: candidates.append(1) or original_coded(*args, **options))
     monkeypatch.setattr(codec, "index_stream", lambda *args: streams.append(1) or original_stream(*args))
-    data = kmq_bytes(ihc, psnr=33)
+    data = kmq_bytes(ihc, psnr=33, compression="zstd")
     assert candidates and len(streams) == len(candidates)
     monkeypatch.undo()
     _, (indices, codebook) = pil_kmq.decode_kmq(data)
-    assert pil_kmq.encode_kmq(indices, codebook) == data
+    assert pil_kmq.encode_kmq(indices, codebook, "zstd") == data
 
 
 def test_near_psnr_file_is_weighed_once_and_equals_a_fresh_encoding(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,3 +187,50 @@ def test_psnr_tries_no_larger_codebook_from_128_to_511_entries(first_k: int, tri
 
     rate.smallest_for_psnr(image, quantize(image, first_k), 10.0, quantize_k, size, 2_000)
     assert asked == tried
+
+
+def _text_page() -> Image.Image:
+    """Lines of text on white: rows and runs repeat far, which zstd's strips code best."""
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (320, 240), "white")
+    draw = ImageDraw.Draw(page)
+    for line in range(20):
+        draw.text((4, 4 + 12 * line), "The quick brown fox jumps over the lazy dog 0123"[line % 7 :], fill=(20, 20, 60) if line % 3 else (160, 20, 20))
+    return page
+
+
+def test_auto_psnr_searches_a_photo_for_near_coded_strips(ihc: Image.Image) -> None:
+    """psnr= asks for the smallest file: on a photo "auto" runs near coding's search (the very
+    file compression="near" writes), smaller than zstd's at the same target."""
+    from test_coding import strip_methods
+
+    auto = kmq_bytes(ihc, psnr=33)
+    assert auto == kmq_bytes(ihc, psnr=33, compression="near")
+    assert len(auto) < 0.9 * len(kmq_bytes(ihc, psnr=33, compression="zstd"))
+    assert StripMethod.NEAR_FLAT in strip_methods(auto) or StripMethod.NEAR_RANS in strip_methods(auto)
+
+
+def test_auto_psnr_keeps_zstd_strips_for_text() -> None:
+    """Text, whose near_rans estimate is several times zstd's bytes, is searched for zstd's
+    strips alone: the file compression="zstd" writes."""
+    from pil_kmq import codec
+    from pil_kmq.quantize import Clustering
+
+    page = _text_page()
+    first = Clustering(np.asarray(page), 0).at_psnr(32, MAX_K, narrow=False)
+    assert codec.psnr_methods(first) == (StripMethod.RUNS_ZSTD,)
+    assert kmq_bytes(page, psnr=32) == kmq_bytes(page, psnr=32, compression="zstd")
+
+
+@pytest.mark.parametrize("image", ["ihc", "page"])
+def test_auto_psnr_between_the_margins_keeps_the_smaller_of_both_searches(image: str, ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the estimate falls between the margins both searches run and the smaller file is
+    written, whichever it is."""
+    from pil_kmq import codec
+
+    picture = ihc if image == "ihc" else _text_page()
+    both = {method: kmq_bytes(picture, psnr=34, compression=method) for method in ("near", "zstd")}
+    monkeypatch.setattr(codec, "PSNR_NEAR_MARGIN", 0.0)
+    monkeypatch.setattr(codec, "PSNR_BOTH_MARGIN", float("inf"))
+    assert kmq_bytes(picture, psnr=34) == min(both.values(), key=len)
