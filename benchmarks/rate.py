@@ -5,10 +5,12 @@ Per photo, four curves of (PSNR, bytes):
   careful user ships today;
 - KMQ `k=K`, the same K: nearest-entry indices (the default save);
 - KMQ `psnr=P`, P = 26 ... 44 dB: the smallest file pil_kmq finds that reaches P (k and
-  rate-optimized indices searched together), with its save time ÷ a plain `k=` save at the k
-  it chose;
-- the same with `compression="near"` (near_rans strips, spec 7.2, indices chosen for their
-  bits), with its save time ÷ a plain `k=` near save at the k it chose.
+  rate-optimized indices searched together; compression="auto" searches near coded strips,
+  spec 7.2, except where their estimate is larger than zstd's);
+- the same with `compression="zstd"` (runs and rows only: faster loads).
+For both psnr= curves: save time ÷ a plain `k=` save at the k chosen, and load time ÷ the load
+of a PNG of the same pixels (`optimize=True`: PNG-8 up to 256 entries, else RGB; open +
+convert), each the best of two saves and five loads.
 
 BD-rate (Bjøntegaard delta rate): the mean difference of log(bytes) between two curves, each
 interpolated as a monotone cubic in PSNR over the PSNR range both cover, as a percentage;
@@ -29,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from common import geomean, kodak_images
+from common import best_times, geomean, kodak_images
 from PIL import Image
 from scipy.interpolate import PchipInterpolator
 
@@ -60,14 +62,47 @@ def libimagequant_curve(image: Image.Image) -> Curve:
     return curve
 
 
-def kmq_point(image: Image.Image, **options: object) -> tuple[float, int, int, float]:
-    """(PSNR, bytes, stored k, save seconds) of one KMQ save."""
+def kmq_point(image: Image.Image, **options: object) -> tuple[float, int, int, float, bytes]:
+    """(PSNR, bytes, stored k, save seconds, the file) of one KMQ save."""
     buffer = io.BytesIO()
     start = time.perf_counter()
     image.save(buffer, "KMQ", **options)
     seconds = time.perf_counter() - start
     with Image.open(io.BytesIO(buffer.getvalue())) as opened:
-        return psnr(np.asarray(image), np.asarray(opened.convert("RGB"))), len(buffer.getvalue()), opened.kmq_header.k, seconds
+        return psnr(np.asarray(image), np.asarray(opened.convert("RGB"))), len(buffer.getvalue()), opened.kmq_header.k, seconds, buffer.getvalue()
+
+
+def _load_kmq(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+
+
+def _load_png(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.convert("RGB")
+
+
+def png_of(kmq: bytes) -> bytes:
+    """A PNG of the KMQ file's very pixels: PNG-8 up to 256 entries, else RGB (optimize=True)."""
+    header, (indices, codebook) = pil_kmq.decode_kmq(kmq)
+    if header.k <= 256:
+        image = Image.fromarray(indices.astype(np.uint8), "P")
+        image.putpalette(codebook.tobytes(), "RGB")
+    else:
+        image = Image.fromarray(codebook[indices], "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def psnr_point(image: Image.Image, target: float, compression: str) -> tuple[tuple[float, int], float, float]:
+    """((PSNR, bytes), save time ÷ a plain save at its k, load time ÷ its pixels' PNG's)."""
+    quality, size, k, seconds, data = kmq_point(image, psnr=target, compression=compression)
+    seconds = min(seconds, kmq_point(image, psnr=target, compression=compression)[3])  # best of 2, as the plain save
+    plain = min(kmq_point(image, k=k, compression=compression)[3] for _ in range(2))
+    png = png_of(data)
+    load, load_png = best_times([lambda: _load_kmq(data), lambda: _load_png(png)], 5)
+    return (quality, size), seconds / plain, load / load_png
 
 
 def _interpolated(curve: Curve) -> tuple[PchipInterpolator, float, float]:
@@ -93,35 +128,17 @@ def bd_rate(test: Curve, anchor: Curve) -> float:
 
 
 def measure(name: str, image: Image.Image) -> dict[str, object]:
-    liq = libimagequant_curve(image)
-    nearest = [kmq_point(image, k=k)[:2] for k in KS]
-    traded, time_ratios, near, near_ratios = [], [], [], []
-    for target in TARGETS:
-        quality, size, k, seconds = kmq_point(image, psnr=target)
-        seconds = min(seconds, kmq_point(image, psnr=target)[3])  # best of 2, as the plain save below
-        traded.append((quality, size))
-        plain = min(kmq_point(image, k=k)[3] for _ in range(2))
-        time_ratios.append(seconds / plain)
-        quality, size, k, seconds = kmq_point(image, psnr=target, compression="near")
-        seconds = min(seconds, kmq_point(image, psnr=target, compression="near")[3])
-        near.append((quality, size))
-        near_ratios.append(seconds / min(kmq_point(image, k=k, compression="near")[3] for _ in range(2)))
-    return {
-        "name": name,
-        "liq": liq,
-        "nearest": nearest,
-        "traded": traded,
-        "near": near,
-        "traded_vs_liq": bd_rate(traded, liq),
-        "near_vs_liq": bd_rate(near, liq),
-        "nearest_vs_liq": bd_rate(nearest, liq),
-        "traded_vs_nearest": bd_rate(traded, nearest),
-        "psnr_save_vs_plain": geomean(time_ratios),
-        "psnr_save_worst": max(time_ratios),
-        "near_save_vs_plain": geomean(near_ratios),
-        "near_save_worst": max(near_ratios),
-        "pixels": image.width * image.height,
-    }
+    row: dict[str, object] = {"name": name, "liq": libimagequant_curve(image), "nearest": [kmq_point(image, k=k)[:2] for k in KS], "pixels": image.width * image.height}
+    for key, compression in (("traded", "auto"), ("zstd", "zstd")):
+        points = [psnr_point(image, target, compression) for target in TARGETS]
+        row[key] = [point for point, _, _ in points]
+        row[f"{key}_save"], row[f"{key}_save_worst"] = geomean(save for _, save, _ in points), max(save for _, save, _ in points)
+        row[f"{key}_load"], row[f"{key}_load_worst"] = geomean(load for _, _, load in points), max(load for _, _, load in points)
+    row["traded_vs_liq"] = bd_rate(row["traded"], row["liq"])
+    row["zstd_vs_liq"] = bd_rate(row["zstd"], row["liq"])
+    row["nearest_vs_liq"] = bd_rate(row["nearest"], row["liq"])
+    row["traded_vs_nearest"] = bd_rate(row["traded"], row["nearest"])
+    return row
 
 
 def _ratio(percent: Iterable[float]) -> float:
@@ -133,27 +150,27 @@ def report(title: str, rows: list[dict[str, object]]) -> None:
     print(f"\n### {title}\n")
     print(
         "| image | KMQ psnr= vs libimagequant + oxipng | KMQ k= vs libimagequant + oxipng | KMQ psnr= vs KMQ k= | psnr= save ÷ plain save (mean, worst) "
-        "| KMQ psnr=, compression=\"near\", vs libimagequant + oxipng | near psnr= save ÷ near plain save (mean, worst) |"
+        "| psnr= load ÷ PNG load (mean, worst) | KMQ psnr=, compression=\"zstd\", vs libimagequant + oxipng | its save ÷ plain save | its load ÷ PNG load |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['name']} | {row['traded_vs_liq']:+.1f} % | {row['nearest_vs_liq']:+.1f} % | {row['traded_vs_nearest']:+.1f} % "
-            f"| {row['psnr_save_vs_plain']:.2f}, {row['psnr_save_worst']:.2f} | {row['near_vs_liq']:+.1f} % "
-            f"| {row['near_save_vs_plain']:.2f}, {row['near_save_worst']:.2f} |"
+            f"| {row['traded_save']:.2f}, {row['traded_save_worst']:.2f} | {row['traded_load']:.2f}, {row['traded_load_worst']:.2f} | {row['zstd_vs_liq']:+.1f} % "
+            f"| {row['zstd_save']:.2f}, {row['zstd_save_worst']:.2f} | {row['zstd_load']:.2f}, {row['zstd_load_worst']:.2f} |"
         )
-    columns = ("traded_vs_liq", "nearest_vs_liq", "traded_vs_nearest", "near_vs_liq")
+    columns = ("traded_vs_liq", "nearest_vs_liq", "traded_vs_nearest", "zstd_vs_liq")
     means = [_ratio(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
     worst = [max(row[column] for row in rows if np.isfinite(row[column])) for column in columns]
-    times = geomean(row["psnr_save_vs_plain"] for row in rows)
-    near_times = geomean(row["near_save_vs_plain"] for row in rows)
+    times = {key: geomean(row[key] for row in rows) for key in ("traded_save", "traded_load", "zstd_save", "zstd_load")}
     print(
-        f"| **geometric mean** | **{means[0]:+.1f} %** | **{means[1]:+.1f} %** | **{means[2]:+.1f} %** | **{times:.2f}** | **{means[3]:+.1f} %** "
-        f"| **{near_times:.2f}** |"
+        f"| **geometric mean** | **{means[0]:+.1f} %** | **{means[1]:+.1f} %** | **{means[2]:+.1f} %** | **{times['traded_save']:.2f}** | **{times['traded_load']:.2f}** "
+        f"| **{means[3]:+.1f} %** | **{times['zstd_save']:.2f}** | **{times['zstd_load']:.2f}** |"
     )
     print(
-        f"| worst image | {worst[0]:+.1f} % | {worst[1]:+.1f} % | {worst[2]:+.1f} % | {max(row['psnr_save_worst'] for row in rows):.2f} | {worst[3]:+.1f} % "
-        f"| {max(row['near_save_worst'] for row in rows):.2f} |"
+        f"| worst image | {worst[0]:+.1f} % | {worst[1]:+.1f} % | {worst[2]:+.1f} % | {max(row['traded_save_worst'] for row in rows):.2f} "
+        f"| {max(row['traded_load_worst'] for row in rows):.2f} | {worst[3]:+.1f} % | {max(row['zstd_save_worst'] for row in rows):.2f} "
+        f"| {max(row['zstd_load_worst'] for row in rows):.2f} |"
     )
 
 
@@ -182,8 +199,8 @@ def plot(sets: dict[str, list[dict[str, object]]], path: Path) -> None:
         for key, label, style in (
             ("liq", "libimagequant + oxipng (PNG-8)", "C0--"),
             ("nearest", "KMQ k= (nearest entries)", "C1:"),
-            ("traded", "KMQ psnr= (rate-optimized)", "C2-"),
-            ("near", "KMQ psnr=, compression=\"near\"", "C3-"),
+            ("zstd", "KMQ psnr=, compression=\"zstd\"", "C3-"),
+            ("traded", "KMQ psnr= (default)", "C2-"),
         ):
             axis.plot(grid, mean_curve(rows, key, grid), style, label=label)
         axis.set_title(f"{title}: {len(rows)} photos")
