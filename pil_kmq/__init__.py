@@ -42,6 +42,6 @@ __all__ = [
     "size_report",
     "stream",
 ]
-__version__ = "1.6.1"
+__version__ = "1.7.0"
 
 register()
