@@ -217,7 +217,7 @@ def _smaller(traded: Quantized, plain: Plain, compression: str) -> Quantized:
     return traded_coded if _file_bytes(traded_coded) < _file_bytes(plain_coded) else plain_coded
 
 
-def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None, compression: str = DEFAULT_COMPRESSION) -> Quantized:
+def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: float, method: StripMethod | None, compression: str) -> Quantized:
     """The smallest k that reaches psnr; where strips code runs, the smallest file: from a k
     that reaches psnr (found roughly: larger k are tried anyway), k grows while traded indices
     (or, where they look drawn, the nearest ones, as _smaller weighs them) make a smaller file.
@@ -226,12 +226,12 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
     methods = psnr_methods(first) if compression == "auto" else (method,)
-    found = [weighed(_searched(pixels, clustering, first, psnr, each, compression)) for each in methods]
-    return min(found, key=_file_bytes)
+    found = [_searched(pixels, clustering, first, psnr, each, compression) for each in methods]
+    return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
 
 
 def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Quantized, psnr: float, method: StripMethod, compression: str) -> Coded:
-    """smallest_for_psnr from `first` for `method`'s strips (coded, to be weighed)."""
+    """smallest_for_psnr from `first` for `method`'s strips, coded as a plain save codes them."""
 
     def size(quantized: Quantized) -> tuple[int, Quantized]:
         result = coded(quantized, method, weigh=False)  # the winner's are written (weighed after)
@@ -249,8 +249,9 @@ def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Qua
         )
     finally:
         clustering.drop_ahead()
-    assert isinstance(found, Coded)  # at_psnr's result reaches psnr; size() and untraded() code it
-    return found
+    result = weighed(found)
+    assert isinstance(result, Coded)  # at_psnr's result reaches psnr; size() and untraded() code it
+    return result
 
 
 def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized:

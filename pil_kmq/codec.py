@@ -125,19 +125,18 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
 # first k's nearest indices is at most PSNR_NEAR_MARGIN x their zstd strips' bytes, for zstd's
 # strips where it is above PSNR_BOTH_MARGIN x, and for both (the smaller file kept) between.
 # The estimate prices nearest indices, and near coding's trade then gains more than runs': on
-# Kodak photos and the drawings made for tuning (benchmarks/psnr_auto.py, 26-44 dB), photos
-# estimated 0.75-1.06 x and came out 0.56-0.95 x as large near coded, plots and a Voronoi map
-# 0.37-0.92 x and 0.41-0.91 x; drawings whose rows and runs repeat far estimated 1.17-6.2 x and
-# came out 0.99-1.16 x as large, but for a code listing at 1.28-1.40 x whose files near
-# coding's trade made 0.61-0.99 x as large.
+# Kodak photos and the drawings made for tuning (benchmarks/psnr_auto.py, targets of 26-44 dB),
+# photos estimated 0.75-1.06 x and came out 0.56-0.95 x as large near coded (loading in 2.4-6.7
+# x the time), plots and a Voronoi map 0.37-0.92 x and 0.41-0.91 x; drawings whose rows and
+# runs repeat far estimated 1.17-6.2 x and came out 0.99-1.16 x as large, but for a code
+# listing at 1.28-1.40 x whose files near coding's trade made 0.61-1.00 x as large.
 PSNR_NEAR_MARGIN = 1.1
 PSNR_BOTH_MARGIN = 1.6
 
 
 def psnr_methods(quantized: Quantized) -> tuple[StripMethod, ...]:
-    """The strip methods compression="auto" runs a psnr= search for (the smallest file that
-    reaches a PSNR; near coded strips give photos files 0.5-0.95 x as large at equal PSNR, for
-    loads 2-8 x as long), from the nearest indices of the search's first k."""
+    """The strip methods compression="auto" runs a psnr= search for, from the nearest indices
+    of its first k: zstd's alone where near coding cannot go (k = 1, k > MAX_K)."""
     indices, codebook = quantized
     if not 1 < len(codebook) <= MAX_K:
         return (StripMethod.RUNS_ZSTD,)

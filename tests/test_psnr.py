@@ -200,12 +200,18 @@ def _text_page() -> Image.Image:
     return page
 
 
-def test_auto_psnr_searches_a_photo_for_near_coded_strips(ihc: Image.Image) -> None:
-    """psnr= asks for the smallest file: on a photo "auto" runs near coding's search (the very
-    file compression="near" writes), smaller than zstd's at the same target."""
+def test_auto_psnr_searches_a_photo_for_near_coded_strips(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psnr= asks for the smallest file: on a photo "auto" runs near coding's search alone (the
+    very file compression="near" writes), smaller than zstd's at the same target."""
+    from pil_kmq import api
     from test_coding import strip_methods
 
+    searched: list[StripMethod] = []
+    original = api._searched
+    monkeypatch.setattr(api, "_searched", lambda *args: searched.append(args[4]) or original(*args))
     auto = kmq_bytes(ihc, psnr=33)
+    assert searched == [StripMethod.NEAR_FLAT]
+    monkeypatch.undo()
     assert auto == kmq_bytes(ihc, psnr=33, compression="near")
     assert len(auto) < 0.9 * len(kmq_bytes(ihc, psnr=33, compression="zstd"))
     assert StripMethod.NEAR_FLAT in strip_methods(auto) or StripMethod.NEAR_RANS in strip_methods(auto)
@@ -234,3 +240,36 @@ def test_auto_psnr_between_the_margins_keeps_the_smaller_of_both_searches(image:
     monkeypatch.setattr(codec, "PSNR_NEAR_MARGIN", 0.0)
     monkeypatch.setattr(codec, "PSNR_BOTH_MARGIN", float("inf"))
     assert kmq_bytes(picture, psnr=34) == min(both.values(), key=len)
+
+
+@pytest.mark.parametrize(
+    ("margin", "extra", "expected"),
+    [
+        ("PSNR_NEAR_MARGIN", 0, (StripMethod.NEAR_FLAT,)),
+        ("PSNR_NEAR_MARGIN", 1, (StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD)),
+        ("PSNR_BOTH_MARGIN", 0, (StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD)),
+        ("PSNR_BOTH_MARGIN", 1, (StripMethod.RUNS_ZSTD,)),
+    ],
+)
+def test_psnr_methods_follow_the_estimate_against_zstd_s_bytes(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch, margin: str, extra: int, expected: tuple[StripMethod, ...]) -> None:
+    """Near coding's search up to 1.1 x zstd's bytes (inclusive), both up to 1.6 x, zstd's above."""
+    from pil_kmq import codec
+    from pil_kmq.quantize import Clustering
+
+    assert (codec.PSNR_NEAR_MARGIN, codec.PSNR_BOTH_MARGIN) == (1.1, 1.6)
+    first = Clustering(np.asarray(ihc), 0).at_psnr(33, MAX_K, narrow=False)
+    zstd = codec._stream_length(codec.coded(first, StripMethod.RUNS_ZSTD))
+    estimate = int(getattr(codec, margin) * zstd) + extra
+    monkeypatch.setattr(codec, "estimated_size", lambda *args: estimate)
+    assert codec.psnr_methods(first) == expected
+
+
+def test_auto_psnr_beyond_near_coding_s_entries_searches_zstd_s_strips() -> None:
+    """Noise at 45 dB needs a first k above 4,096, which near coding cannot hold."""
+    from pil_kmq import codec
+    from pil_kmq.quantize import Clustering
+
+    noise = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, 100, 3), dtype=np.uint8))
+    first = Clustering(np.asarray(noise), 0).at_psnr(45, MAX_K, narrow=False)
+    assert len(first.codebook) > 4096 and codec.psnr_methods(first) == (StripMethod.RUNS_ZSTD,)
+    assert kmq_bytes(noise, psnr=45) == kmq_bytes(noise, psnr=45, compression="zstd")

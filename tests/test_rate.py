@@ -558,10 +558,14 @@ def test_psnr_weighs_a_drawing_s_nearest_indices_as_a_k_save_writes_them(monkeyp
     """A search for zstd's strips (as "auto" runs for a drawing estimated larger near coded)
     weighs the nearest indices as a k= save writes them, near coded here."""
     image = _label_map(640, 480)  # zstd's strips over 2,048 bytes: auto tries near_rans on a k= save
+    searched: list[StripMethod] = []
+    original = api._searched
+    monkeypatch.setattr(api, "_searched", lambda *args: searched.append(args[4]) or original(*args))
     searched_near = kmq_bytes(image, psnr=30)  # this map is estimated smaller near coded
+    assert searched == [StripMethod.NEAR_FLAT]
     monkeypatch.setattr(api, "psnr_methods", lambda first: (StripMethod.RUNS_ZSTD,))
     data = kmq_bytes(image, psnr=30)
-    assert len(searched_near) <= len(data)
+    assert len(searched_near) < len(data)
     with Image.open(io.BytesIO(data)) as result:
         assert psnr(np.asarray(image), np.asarray(result.convert("RGB"))) >= 30
     assert set(strip_methods(data)) == {StripMethod.NEAR_FLAT}  # the nearest indices, as auto writes them
