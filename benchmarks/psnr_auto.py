@@ -52,7 +52,7 @@ def _estimate(image: Image.Image, psnr: float) -> tuple[int, float, str]:
     the strips searched for."""
     first = Clustering(np.asarray(image), 0).at_psnr(psnr, MAX_K, narrow=False)
     searched = {(StripMethod.NEAR_FLAT,): "near", (StripMethod.RUNS_ZSTD,): "zstd"}.get(codec.psnr_methods(first), "both")
-    if len(first.codebook) > near.MAX_K:
+    if not 1 < len(first.codebook) <= near.MAX_K:
         return len(first.codebook), float("nan"), searched  # near_rans is not estimated
     zstd = codec._stream_length(codec.coded(first, StripMethod.RUNS_ZSTD))
     return len(first.codebook), estimated_size(first.indices, first.codebook, codec.AUTO_STEP) / zstd, searched

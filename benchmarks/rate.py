@@ -6,7 +6,7 @@ Per photo, four curves of (PSNR, bytes):
 - KMQ `k=K`, the same K: nearest-entry indices (the default save);
 - KMQ `psnr=P`, P = 26 ... 44 dB: the smallest file pil_kmq finds that reaches P (k and
   rate-optimized indices searched together; compression="auto" searches near coded strips,
-  spec 7.2, except where their estimate is larger than zstd's);
+  spec 7.2, unless their estimate is over 1.1 x zstd's bytes: both up to 1.6 x);
 - the same with `compression="zstd"` (runs and rows only: faster loads).
 For both psnr= curves: save time ÷ a plain `k=` save at the k chosen, and load time ÷ the load
 of a PNG of the same pixels (`optimize=True`: PNG-8 up to 256 entries, else RGB; open +

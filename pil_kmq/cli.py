@@ -155,7 +155,7 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
         "--compression",
         choices=sorted(COMPRESSIONS),
         default=DEFAULT_COMPRESSION,
-        help=f"index stream coding (default {DEFAULT_COMPRESSION}: zstd, or near for a drawing where that is far smaller and for --psnr where estimated smaller; near: the smallest files, k <= 4096, slower loads; none: the bit-packed stream of the article)",
+        help=f"index stream coding (default {DEFAULT_COMPRESSION}: zstd, or near for a drawing where that is far smaller and for --psnr unless estimated larger; near: the smallest files, k <= 4096, slower loads; none: the bit-packed stream of the article)",
     )
 
 
