@@ -191,10 +191,10 @@ def _plain(quantized: Quantized, clustering: Clustering) -> Plain:
     return Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
 
 
-def _as_written(result: Quantized, compression: str, weigh: bool = True) -> Coded:
+def _as_written(result: Quantized, compression: str, weigh: bool = True, zstd: Coded | None = None) -> Coded:
     """result coded as the writer codes it (for_writing: auto's choice for a Plain one, else
-    `compression`'s method, `weigh` as coded() takes it)."""
-    method, ready = for_writing(result, compression)
+    `compression`'s method, `weigh` as coded() takes it; `zstd` as auto_coded takes it)."""
+    method, ready = for_writing(result, compression, zstd)
     return ready if isinstance(ready, Coded) else coded(ready, method, weigh)
 
 
@@ -225,13 +225,15 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     if method is None:
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
-    methods = psnr_methods(first) if compression == "auto" else (method,)
-    found = [_searched(pixels, clustering, first, psnr, each, compression) for each in methods]
+    zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # weighed again if a search for runs finds first drawn
+    methods = psnr_methods(first, zstd) if zstd is not None else (method,)
+    found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
     return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
 
 
-def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Quantized, psnr: float, method: StripMethod, compression: str) -> Coded:
-    """smallest_for_psnr from `first` for `method`'s strips, coded as a plain save codes them."""
+def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Quantized, psnr: float, method: StripMethod, compression: str, zstd: Coded | None = None) -> Coded:
+    """smallest_for_psnr from `first` for `method`'s strips, coded as a plain save codes them
+    (`zstd`: first's zstd strips, if coded already)."""
 
     def size(quantized: Quantized) -> tuple[int, Quantized]:
         result = coded(quantized, method, weigh=False)  # the winner's are written (weighed after)
@@ -240,7 +242,7 @@ def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Qua
     def untraded(quantized: Quantized) -> tuple[int, Quantized] | None:
         if not looks_drawn(quantized.indices):
             return None
-        result = _as_written(_plain(quantized, clustering), compression, weigh=False)  # as size()'s: weighed after
+        result = _as_written(_plain(quantized, clustering), compression, False, zstd if quantized is first else None)  # as size()'s: weighed after
         return _file_bytes(result), result
 
     try:
@@ -303,13 +305,13 @@ class Exact(Plain):
     """A Plain result that holds its image exactly, every colour an entry."""
 
 
-def for_writing(quantized: Quantized, compression: str) -> tuple[StripMethod | None, Quantized]:
+def for_writing(quantized: Quantized, compression: str, zstd: Coded | None = None) -> tuple[StripMethod | None, Quantized]:
     """The strip method to write compress_image's result with, and the result to hand the
-    writer (encode_parts' reuse): with "auto", a Plain one coded as auto_coded chooses; a
-    Coded one (a psnr= search's) in the method it was coded with."""
+    writer (encode_parts' reuse): with "auto", a Plain one coded as auto_coded chooses (`zstd`
+    as it takes it); a Coded one (a psnr= search's) in the method it was coded with."""
     method = check_compression(compression)
     if compression == "auto" and isinstance(quantized, Plain):
-        chosen = auto_coded(quantized, exact=isinstance(quantized, Exact))
+        chosen = auto_coded(quantized, isinstance(quantized, Exact), zstd)
         return chosen.method, chosen
     return (quantized.method if isinstance(quantized, Coded) else method), quantized
 

@@ -98,7 +98,7 @@ AUTO_MIN_BYTES = 2048
 AUTO_PNG8_K = 256  # up to here the alternative is PNG-8, whose loads a photo's zstd strips beat
 
 
-def auto_coded(quantized: Quantized, exact: bool) -> Coded:
+def auto_coded(quantized: Quantized, exact: bool, zstd: Coded | None = None) -> Coded:
     """quantized (a k= save's, not traded for bits; `exact`: its codebook holds the image
     exactly) coded as compression="auto" codes it: zstd's strips, or where the estimate
     (AUTO_NEAR_MARGIN, a near_rans estimate) and then the coding find them smaller, near coded
@@ -110,8 +110,10 @@ def auto_coded(quantized: Quantized, exact: bool) -> Coded:
     a label map, at its colours or fewer) or an image kept exactly in more than AUTO_PNG8_K
     colours. A photo's indices mostly have many literals and keep zstd's fast loads; one with
     wide flat areas at few entries (a black surround, a defocused background) looks drawn and
-    takes near_rans only where that is far smaller."""
-    zstd = coded(quantized, StripMethod.RUNS_ZSTD)
+    takes near_rans only where that is far smaller. `zstd`: these indices' zstd strips, if
+    coded already (coded(quantized, RUNS_ZSTD))."""
+    if zstd is None or zstd.indices is not quantized.indices or zstd.method != StripMethod.RUNS_ZSTD:
+        zstd = coded(quantized, StripMethod.RUNS_ZSTD)
     size = _stream_length(zstd)
     indices, codebook = quantized
     if not auto_estimates(quantized, exact, size) or estimated_size(indices, codebook, AUTO_STEP) > AUTO_NEAR_MARGIN * size:
@@ -134,13 +136,14 @@ PSNR_NEAR_MARGIN = 1.1
 PSNR_BOTH_MARGIN = 1.6
 
 
-def psnr_methods(quantized: Quantized) -> tuple[StripMethod, ...]:
+def psnr_methods(quantized: Quantized, zstd: Coded) -> tuple[StripMethod, ...]:
     """The strip methods compression="auto" runs a psnr= search for, from the nearest indices
-    of its first k: zstd's alone where near coding cannot go (k = 1, k > MAX_K)."""
+    of its first k and their zstd strips: zstd's alone where near coding cannot go (k = 1,
+    k > MAX_K)."""
     indices, codebook = quantized
     if not 1 < len(codebook) <= MAX_K:
         return (StripMethod.RUNS_ZSTD,)
-    ratio = estimated_size(indices, codebook, AUTO_STEP) / max(1, _stream_length(coded(quantized, StripMethod.RUNS_ZSTD)))
+    ratio = estimated_size(indices, codebook, AUTO_STEP) / max(1, _stream_length(zstd))
     if ratio <= PSNR_NEAR_MARGIN:
         return (StripMethod.NEAR_FLAT,)
     return (StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD) if ratio <= PSNR_BOTH_MARGIN else (StripMethod.RUNS_ZSTD,)

@@ -225,7 +225,7 @@ def test_auto_psnr_keeps_zstd_strips_for_text() -> None:
 
     page = _text_page()
     first = Clustering(np.asarray(page), 0).at_psnr(32, MAX_K, narrow=False)
-    assert codec.psnr_methods(first) == (StripMethod.RUNS_ZSTD,)
+    assert codec.psnr_methods(first, codec.coded(first, StripMethod.RUNS_ZSTD)) == (StripMethod.RUNS_ZSTD,)
     assert kmq_bytes(page, psnr=32) == kmq_bytes(page, psnr=32, compression="zstd")
 
 
@@ -258,10 +258,10 @@ def test_psnr_methods_follow_the_estimate_against_zstd_s_bytes(ihc: Image.Image,
 
     assert (codec.PSNR_NEAR_MARGIN, codec.PSNR_BOTH_MARGIN) == (1.1, 1.6)
     first = Clustering(np.asarray(ihc), 0).at_psnr(33, MAX_K, narrow=False)
-    zstd = codec._stream_length(codec.coded(first, StripMethod.RUNS_ZSTD))
-    estimate = int(getattr(codec, margin) * zstd) + extra
+    zstd = codec.coded(first, StripMethod.RUNS_ZSTD)
+    estimate = int(getattr(codec, margin) * codec._stream_length(zstd)) + extra
     monkeypatch.setattr(codec, "estimated_size", lambda *args: estimate)
-    assert codec.psnr_methods(first) == expected
+    assert codec.psnr_methods(first, zstd) == expected
 
 
 def test_auto_psnr_beyond_near_coding_s_entries_searches_zstd_s_strips() -> None:
@@ -271,5 +271,41 @@ def test_auto_psnr_beyond_near_coding_s_entries_searches_zstd_s_strips() -> None
 
     noise = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, 100, 3), dtype=np.uint8))
     first = Clustering(np.asarray(noise), 0).at_psnr(45, MAX_K, narrow=False)
-    assert len(first.codebook) > 4096 and codec.psnr_methods(first) == (StripMethod.RUNS_ZSTD,)
+    assert len(first.codebook) > 4096 and codec.psnr_methods(first, codec.coded(first, StripMethod.RUNS_ZSTD)) == (StripMethod.RUNS_ZSTD,)
     assert kmq_bytes(noise, psnr=45) == kmq_bytes(noise, psnr=45, compression="zstd")
+
+
+def _sparse_text() -> Image.Image:
+    """A few short lines of text far apart: few literals, so its indices look drawn."""
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (480, 360), "white")
+    draw = ImageDraw.Draw(page)
+    for line in range(12):
+        draw.text((8, 8 + 30 * line), "The quick brown fox jumps over"[line % 5 :], fill=(20, 20, 60) if line % 3 else (160, 20, 20))
+    return page
+
+
+def test_auto_psnr_codes_the_first_k_s_zstd_strips_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zstd strips psnr_methods sizes are the ones a search for runs weighs the first k's
+    nearest indices with (where they look drawn): no indices are coded twice alike."""
+    from pil_kmq import api, codec
+    from pil_kmq.coding import looks_drawn
+    from pil_kmq.quantize import Clustering
+
+    seen: list[tuple[np.ndarray, StripMethod | None, bool]] = []  # the arrays kept: ids stay unique
+    original = codec.coded
+
+    def counted(quantized: object, method: StripMethod | None, weigh: bool = True) -> object:
+        seen.append((quantized[0], method, weigh))  # type: ignore[index]
+        return original(quantized, method, weigh)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(codec, "coded", counted)
+    monkeypatch.setattr(api, "coded", counted)
+    page = _sparse_text()
+    first = Clustering(np.asarray(page), 0).at_psnr(32, MAX_K, narrow=False)
+    assert looks_drawn(first.indices) and codec.psnr_methods(first, original(first, StripMethod.RUNS_ZSTD)) == (StripMethod.RUNS_ZSTD,)
+    seen.clear()
+    kmq_bytes(page, psnr=32)
+    coded_alike = [(id(indices), method, weigh) for indices, method, weigh in seen]
+    assert coded_alike and len(coded_alike) == len(set(coded_alike))

@@ -563,7 +563,7 @@ def test_psnr_weighs_a_drawing_s_nearest_indices_as_a_k_save_writes_them(monkeyp
     monkeypatch.setattr(api, "_searched", lambda *args: searched.append(args[4]) or original(*args))
     searched_near = kmq_bytes(image, psnr=30)  # this map is estimated smaller near coded
     assert searched == [StripMethod.NEAR_FLAT]
-    monkeypatch.setattr(api, "psnr_methods", lambda first: (StripMethod.RUNS_ZSTD,))
+    monkeypatch.setattr(api, "psnr_methods", lambda first, zstd: (StripMethod.RUNS_ZSTD,))
     data = kmq_bytes(image, psnr=30)
     assert len(searched_near) < len(data)
     with Image.open(io.BytesIO(data)) as result:
