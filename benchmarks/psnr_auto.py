@@ -7,8 +7,9 @@ strips' real bytes, and searches near coded strips where the estimate is at most
 PSNR_NEAR_MARGIN of them, zstd's above PSNR_BOTH_MARGIN, and both between, keeping the smaller
 file (codec.psnr_methods). Per image and target: the first k, that ratio, what was searched,
 the files of both searches (compression="near" and "zstd") as bytes near ÷ zstd, auto's file ÷
-the smaller of the two, and auto's save time ÷ (a psnr= zstd save) and its load time ÷ (the
-zstd file's load), best of --repeat taken in turns. Two sets: the one the margin was chosen
+the smaller of the two, auto's save time ÷ (a psnr= zstd save) and its load time ÷ (the zstd
+file's load), and auto's save time ÷ a plain `k=` save at the k it chose, best of --repeat
+taken in turns. Two sets: the one the margin was chosen
 on (every third Kodak photo and the drawings made for tuning, rows_level.py), and the held-out
 photos and graphics of heldout.py.
 
@@ -42,6 +43,12 @@ def _saved(image: Image.Image, psnr: float, compression: str) -> bytes:
     return buffer.getvalue()
 
 
+def _plain(image: Image.Image, k: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "KMQ", k=k)
+    return buffer.getvalue()
+
+
 def _load(data: bytes) -> None:
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
@@ -51,34 +58,36 @@ def _estimate(image: Image.Image, psnr: float) -> tuple[int, float, str]:
     """The search's first k, the near_rans estimate ÷ zstd's bytes of its nearest indices, and
     the strips searched for."""
     first = Clustering(np.asarray(image), 0).at_psnr(psnr, MAX_K, narrow=False)
-    searched = {(StripMethod.NEAR_FLAT,): "near", (StripMethod.RUNS_ZSTD,): "zstd"}.get(codec.psnr_methods(first), "both")
+    coded = codec.coded(first, StripMethod.RUNS_ZSTD)
+    searched = {(StripMethod.NEAR_FLAT,): "near", (StripMethod.RUNS_ZSTD,): "zstd"}.get(codec.psnr_methods(first, coded), "both")
     if not 1 < len(first.codebook) <= near.MAX_K:
         return len(first.codebook), float("nan"), searched  # near_rans is not estimated
-    zstd = codec._stream_length(codec.coded(first, StripMethod.RUNS_ZSTD))
-    return len(first.codebook), estimated_size(first.indices, first.codebook, codec.AUTO_STEP) / zstd, searched
+    return len(first.codebook), estimated_size(first.indices, first.codebook, codec.AUTO_STEP) / codec._stream_length(coded), searched
 
 
 def measure(image: Image.Image, psnr: float, repeat: int) -> list[object]:
     k, estimate, searched = _estimate(image, psnr)
     auto, near, zstd = (_saved(image, psnr, compression) for compression in ("auto", "near", "zstd"))
-    save_auto, save_zstd = best_times([lambda: _saved(image, psnr, "auto"), lambda: _saved(image, psnr, "zstd")], repeat)
+    with Image.open(io.BytesIO(auto)) as opened:
+        chosen = opened.kmq_header.k
+    save_auto, save_zstd, save_plain = best_times([lambda: _saved(image, psnr, "auto"), lambda: _saved(image, psnr, "zstd"), lambda: _plain(image, chosen)], repeat)
     load_auto, load_zstd = best_times([lambda: _load(auto), lambda: _load(zstd)], max(repeat, 7))
-    return [k, estimate, searched, len(near) / len(zstd), len(auto) / min(len(near), len(zstd)), save_auto / save_zstd, load_auto / load_zstd]
+    return [k, estimate, searched, len(near) / len(zstd), len(auto) / min(len(near), len(zstd)), save_auto / save_zstd, load_auto / load_zstd, save_auto / save_plain]
 
 
 def table(title: str, images: dict[str, Image.Image], repeat: int) -> None:
     print(f"\n### {title}\n")
-    print("| image | psnr | first k | estimate ÷ zstd | searched | near ÷ zstd bytes | auto ÷ smaller | auto save ÷ zstd save | auto load ÷ zstd load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| image | psnr | first k | estimate ÷ zstd | searched | near ÷ zstd bytes | auto ÷ smaller | auto save ÷ zstd save | auto load ÷ zstd load | auto save ÷ plain save |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, image in images.items():
         for psnr in TARGETS:
             row = measure(image.convert("RGB"), psnr, repeat)
             rows.append(row)
-            print(f"| {name} | {psnr} | {row[0]} | {row[1]:.3f} | {row[2]} | {row[3]:.3f} | {row[4]:.3f} | {row[5]:.2f} | {row[6]:.2f} |", flush=True)
-    means = [geomean(row[column] for row in rows) for column in (3, 4, 5, 6)]
+            print(f"| {name} | {psnr} | {row[0]} | {row[1]:.3f} | {row[2]} | {row[3]:.3f} | {row[4]:.3f} | {row[5]:.2f} | {row[6]:.2f} | {row[7]:.2f} |", flush=True)
+    means = [geomean(row[column] for row in rows) for column in (3, 4, 5, 6, 7)]
     worst = max(row[4] for row in rows)
-    print(f"| **geometric mean** | | | | | {means[0]:.3f} | {means[1]:.3f} (worst {worst:.3f}) | {means[2]:.2f} | {means[3]:.2f} |")
+    print(f"| **geometric mean** | | | | | {means[0]:.3f} | {means[1]:.3f} (worst {worst:.3f}) | {means[2]:.2f} | {means[3]:.2f} | {means[4]:.2f} (worst {max(row[7] for row in rows):.2f}) |")
 
 
 def main() -> None:
