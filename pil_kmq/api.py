@@ -225,7 +225,7 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     if method is None:
         return clustering.at_psnr(psnr, MAX_K)  # bit-packed indices cost the same whatever they are
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
-    zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # weighed again if a search for runs finds first drawn
+    zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # what psnr_methods compares with; a runs search reuses it
     methods = psnr_methods(first, zstd) if zstd is not None else (method,)
     found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
     return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
