@@ -27,6 +27,7 @@ import numpy as np
 import rows_level
 from common import best_times, geomean, kodak_images
 from PIL import Image
+from size import load_kmq
 
 import pil_kmq
 from pil_kmq import codec, near
@@ -37,21 +38,10 @@ from pil_kmq.quantize import Clustering
 TARGETS = (26, 32, 38, 44)
 
 
-def _saved(image: Image.Image, psnr: float, compression: str) -> bytes:
+def _saved(image: Image.Image, **options: object) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "KMQ", psnr=psnr, compression=compression)
+    image.save(buffer, "KMQ", **options)
     return buffer.getvalue()
-
-
-def _plain(image: Image.Image, k: int) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "KMQ", k=k)
-    return buffer.getvalue()
-
-
-def _load(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.load()
 
 
 def _estimate(image: Image.Image, psnr: float) -> tuple[int, float, str]:
@@ -67,11 +57,11 @@ def _estimate(image: Image.Image, psnr: float) -> tuple[int, float, str]:
 
 def measure(image: Image.Image, psnr: float, repeat: int) -> list[object]:
     k, estimate, searched = _estimate(image, psnr)
-    auto, near, zstd = (_saved(image, psnr, compression) for compression in ("auto", "near", "zstd"))
+    auto, near, zstd = (_saved(image, psnr=psnr, compression=compression) for compression in ("auto", "near", "zstd"))
     with Image.open(io.BytesIO(auto)) as opened:
         chosen = opened.kmq_header.k
-    save_auto, save_zstd, save_plain = best_times([lambda: _saved(image, psnr, "auto"), lambda: _saved(image, psnr, "zstd"), lambda: _plain(image, chosen)], repeat)
-    load_auto, load_zstd = best_times([lambda: _load(auto), lambda: _load(zstd)], max(repeat, 7))
+    save_auto, save_zstd, save_plain = best_times([lambda: _saved(image, psnr=psnr), lambda: _saved(image, psnr=psnr, compression="zstd"), lambda: _saved(image, k=chosen)], repeat)
+    load_auto, load_zstd = best_times([lambda: load_kmq(auto), lambda: load_kmq(zstd)], max(repeat, 7))
     return [k, estimate, searched, len(near) / len(zstd), len(auto) / min(len(near), len(zstd)), save_auto / save_zstd, load_auto / load_zstd, save_auto / save_plain]
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from common import best_times, geomean, kodak_images
 from PIL import Image
 from scipy.interpolate import PchipInterpolator
+from size import load_kmq, load_png8
 
 import pil_kmq  # noqa: F401 - registers KMQ
 from pil_kmq.quantize import psnr_for_mse
@@ -72,16 +73,6 @@ def kmq_point(image: Image.Image, **options: object) -> tuple[float, int, int, f
         return psnr(np.asarray(image), np.asarray(opened.convert("RGB"))), len(buffer.getvalue()), opened.kmq_header.k, seconds, buffer.getvalue()
 
 
-def _load_kmq(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.load()
-
-
-def _load_png(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.convert("RGB")
-
-
 def png_of(kmq: bytes) -> bytes:
     """A PNG of the KMQ file's very pixels: PNG-8 up to 256 entries, else RGB (optimize=True)."""
     header, (indices, codebook) = pil_kmq.decode_kmq(kmq)
@@ -101,7 +92,7 @@ def psnr_point(image: Image.Image, target: float, compression: str) -> tuple[tup
     seconds = min(seconds, kmq_point(image, psnr=target, compression=compression)[3])  # best of 2, as the plain save
     plain = min(kmq_point(image, k=k, compression=compression)[3] for _ in range(2))
     png = png_of(data)
-    load, load_png = best_times([lambda: _load_kmq(data), lambda: _load_png(png)], 5)
+    load, load_png = best_times([lambda: load_kmq(data), lambda: load_png8(png)], 5)
     return (quality, size), seconds / plain, load / load_png
 
 

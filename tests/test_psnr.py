@@ -189,15 +189,20 @@ def test_psnr_tries_no_larger_codebook_from_128_to_511_entries(first_k: int, tri
     assert asked == tried
 
 
-def _text_page() -> Image.Image:
-    """Lines of text on white: rows and runs repeat far, which zstd's strips code best."""
+def _text(size: tuple[int, int], lines: int, spacing: int, words: str, shifts: int, margin: int) -> Image.Image:
+    """Lines of text on white, line n starting n % shifts characters into `words`."""
     from PIL import ImageDraw
 
-    page = Image.new("RGB", (320, 240), "white")
+    page = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(page)
-    for line in range(20):
-        draw.text((4, 4 + 12 * line), "The quick brown fox jumps over the lazy dog 0123"[line % 7 :], fill=(20, 20, 60) if line % 3 else (160, 20, 20))
+    for line in range(lines):
+        draw.text((margin, margin + spacing * line), words[line % shifts :], fill=(20, 20, 60) if line % 3 else (160, 20, 20))
     return page
+
+
+def _text_page() -> Image.Image:
+    """Lines of text on white: rows and runs repeat far, which zstd's strips code best."""
+    return _text((320, 240), 20, 12, "The quick brown fox jumps over the lazy dog 0123", 7, 4)
 
 
 def test_auto_psnr_searches_a_photo_for_near_coded_strips(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,13 +282,7 @@ def test_auto_psnr_beyond_near_coding_s_entries_searches_zstd_s_strips() -> None
 
 def _sparse_text() -> Image.Image:
     """A few short lines of text far apart: few literals, so its indices look drawn."""
-    from PIL import ImageDraw
-
-    page = Image.new("RGB", (480, 360), "white")
-    draw = ImageDraw.Draw(page)
-    for line in range(12):
-        draw.text((8, 8 + 30 * line), "The quick brown fox jumps over"[line % 5 :], fill=(20, 20, 60) if line % 3 else (160, 20, 20))
-    return page
+    return _text((480, 360), 12, 30, "The quick brown fox jumps over", 5, 8)
 
 
 def test_auto_psnr_codes_the_first_k_s_zstd_strips_once(monkeypatch: pytest.MonkeyPatch) -> None:
