@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,7 +29,8 @@ from .format import (
     pack_metadata,
     unpack_metadata,
 )
-from .quantize import Clustering, Quantized, RowSource
+from .jobs import WORKERS, in_pool
+from .quantize import Clustering, Quantized, RowSource, SharedClustering
 from .rate import loss_budget, smallest_for_psnr, trader_for
 
 DEFAULT_K = 16
@@ -50,6 +52,11 @@ COMPRESSIONS: dict[str, StripMethod | None] = {
 # geometric mean of 42 saves) for 9 % less save time.
 GROWTH_SEEDINGS = 1
 DEFAULT_COMPRESSION = "auto"  # small files, fast decoding (benchmarks/README.md)
+# Where a psnr= save runs both searches (a drawing whose estimate falls between the margins),
+# they run side by side: a drawing's search keeps about one core busy (CPU time 1.0-1.4 x its
+# wall time), so the other was idle. Up to this many pixels the image is read whole for both
+# threads; a larger one's searches run one after the other, its peak memory that of one.
+SIDE_BY_SIDE_PIXELS = 1 << 21
 
 
 def check_k(k: object) -> int:
@@ -186,7 +193,7 @@ def compress_image(
     return plain
 
 
-def _plain(quantized: Quantized, clustering: Clustering) -> Plain:
+def _plain(quantized: Quantized, clustering: Clustering | SharedClustering) -> Plain:
     """A k= result as the writer takes it: Exact where its codebook holds every colour."""
     return Exact(*quantized) if len(quantized.codebook) == clustering.colors else Plain(*quantized)
 
@@ -227,11 +234,34 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     first = clustering.at_psnr(psnr, MAX_K, narrow=False)
     zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # what psnr_methods compares with; a runs search reuses it
     methods = psnr_methods(first, zstd) if zstd is not None else (method,)
-    found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
+    if len(methods) == 2 and _side_by_side_fits(pixels):
+        found = _side_by_side(np.asarray(pixels[0 : pixels.shape[0]]), clustering, first, psnr, methods, compression, zstd)
+    else:
+        found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
     return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
 
 
-def _searched(pixels: np.ndarray | RowSource, clustering: Clustering, first: Quantized, psnr: float, method: StripMethod, compression: str, zstd: Coded | None = None) -> Coded:
+def _side_by_side_fits(pixels: np.ndarray | RowSource) -> bool:
+    """Whether two searches may run side by side: two cores, an image of at most
+    SIDE_BY_SIDE_PIXELS, and not on a pool thread (a search there runs its jobs itself, and
+    one on a new thread would wait on the pool, whose threads may all be waiting on it)."""
+    return WORKERS > 1 and pixels.shape[0] * pixels.shape[1] <= SIDE_BY_SIDE_PIXELS and not in_pool()
+
+
+def _side_by_side(image: np.ndarray, clustering: Clustering, first: Quantized, psnr: float, methods: tuple[StripMethod, ...], compression: str, zstd: Coded | None) -> list[Coded]:
+    """_searched for each of two methods, the first on a thread of its own, sharing the
+    clusterings of the k both try: the same files as one after the other."""
+    shared = SharedClustering(clustering)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmq-search") as side:
+            other = side.submit(_searched, image, shared, first, psnr, methods[0], compression, zstd)
+            mine = _searched(image, shared, first, psnr, methods[1], compression, zstd)
+        return [other.result(), mine]  # the pool's exit waited for it, also when mine raised
+    finally:
+        clustering.drop_ahead()
+
+
+def _searched(pixels: np.ndarray | RowSource, clustering: Clustering | SharedClustering, first: Quantized, psnr: float, method: StripMethod, compression: str, zstd: Coded | None = None) -> Coded:
     """smallest_for_psnr from `first` for `method`'s strips, coded as a plain save codes them
     (`zstd`: first's zstd strips, if coded already)."""
 

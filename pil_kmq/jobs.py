@@ -37,11 +37,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)  # a forked child has no pool threads
 
 
+def in_pool() -> bool:
+    """True on one of the pool's own threads, which must never wait on the pool: it could wait
+    for itself."""
+    return threading.current_thread().name.startswith(_POOL_PREFIX)
+
+
 def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]) -> list:
     """function(*job) for each job, in order, on the shared pool when there is more than one.
     Called from one of the pool's own threads (a job that decodes a KMQ file), the jobs run
     in that thread: waiting on the pool from inside it could wait forever."""
-    if len(jobs) < 2 or WORKERS < 2 or threading.current_thread().name.startswith(_POOL_PREFIX):
+    if len(jobs) < 2 or WORKERS < 2 or in_pool():
         return [function(*job) for job in jobs]
     # The caller runs the first job itself while the pool runs the rest: one hand-off fewer,
     # which is most of a small image's decoding time.

@@ -774,6 +774,38 @@ class Clustering:
         return Quantized(gather(self.image, self.hist, color_index), codebook)
 
 
+class SharedClustering:
+    """A Clustering for two psnr= searches run side by side: each (k, seedings) is clustered
+    once for both (their next k is mostly the same), one clustering at a time (the levels a
+    Clustering keeps are not made for two threads at once). drop_ahead is the owner's, once
+    both searches have ended."""
+
+    def __init__(self, clustering: Clustering) -> None:
+        self._clustering = clustering
+        self._lock = threading.Lock()
+        self._done: dict[tuple[int, int | None], Quantized] = {}
+        self._asked: set[tuple[int, int | None]] = set()
+
+    @property
+    def colors(self) -> int:
+        return self._clustering.colors
+
+    def at_k(self, k: int, seedings: int | None = None) -> Quantized:
+        with self._lock:
+            if (k, seedings) not in self._done:
+                self._done[k, seedings] = self._clustering.at_k(k, seedings)
+            return self._done[k, seedings]
+
+    def ahead(self, k: int, seedings: int | None = None) -> None:
+        with self._lock:
+            if (k, seedings) not in self._done and (k, seedings) not in self._asked:
+                self._asked.add((k, seedings))
+                self._clustering.ahead(k, seedings)
+
+    def drop_ahead(self) -> None:
+        """Nothing: the other search may still take what was started ahead."""
+
+
 class _Background:
     """function(*args) on a thread of its own; result() waits for it (and raises what it raised)."""
 

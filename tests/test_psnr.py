@@ -247,6 +247,77 @@ def test_auto_psnr_between_the_margins_keeps_the_smaller_of_both_searches(image:
     assert kmq_bytes(picture, psnr=34) == min(both.values(), key=len)
 
 
+def _both_searches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pil_kmq import codec
+
+    monkeypatch.setattr(codec, "PSNR_NEAR_MARGIN", 0.0)
+    monkeypatch.setattr(codec, "PSNR_BOTH_MARGIN", float("inf"))
+
+
+def test_both_searches_run_side_by_side_and_make_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each search on a thread of its own, each larger k clustered once for both; the file is
+    the one the searches make one after the other (the image above the size limit)."""
+    import threading
+
+    from pil_kmq import api
+    from pil_kmq.quantize import Clustering
+
+    _both_searches(monkeypatch)
+    page = _sparse_text()
+    threads: list[tuple[str, StripMethod]] = []
+    clustered: list[tuple[int, int | None]] = []
+    searched, at_k = api._searched, Clustering.at_k
+
+    def spied(pixels: object, clustering: object, first: object, psnr: float, method: StripMethod, *rest: object) -> object:
+        threads.append((threading.current_thread().name, method))
+        return searched(pixels, clustering, first, psnr, method, *rest)  # type: ignore[arg-type]
+
+    def counted(self: Clustering, k: int, seedings: int | None = None) -> object:
+        clustered.append((k, seedings))
+        return at_k(self, k, seedings)
+
+    monkeypatch.setattr(api, "_searched", spied)
+    monkeypatch.setattr(Clustering, "at_k", counted)
+    side_by_side = kmq_bytes(page, psnr=30)
+    assert len(threads) == 2 and len({name for name, _ in threads}) == 2 and {method for _, method in threads} == {StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD}
+    assert clustered and len(clustered) == len(set(clustered))  # the two searches share each k's clustering
+    monkeypatch.setattr(api, "SIDE_BY_SIDE_PIXELS", page.width * page.height - 1)
+    threads.clear()
+    assert kmq_bytes(page, psnr=30) == side_by_side
+    assert len({name for name, _ in threads}) == 1
+
+
+def test_psnr_saves_on_both_pool_threads_run_their_searches_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pool thread the second search does not go to a thread of its own, whose jobs would
+    wait for a pool whose threads all wait for it."""
+    from pil_kmq import jobs
+
+    _both_searches(monkeypatch)
+    page = _sparse_text()
+    expected = kmq_bytes(page, psnr=30)
+    saves = [jobs._shared_pool().submit(kmq_bytes, page, psnr=30) for _ in range(jobs.WORKERS)]
+    assert [save.result(timeout=120) for save in saves] == [expected] * jobs.WORKERS
+
+
+def test_a_failing_side_search_raises_and_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from pil_kmq import api
+
+    _both_searches(monkeypatch)
+    searched = api._searched
+
+    def failing(pixels: object, clustering: object, first: object, psnr: float, method: StripMethod, *rest: object) -> object:
+        if method == StripMethod.NEAR_FLAT:
+            raise MemoryError("near search")
+        return searched(pixels, clustering, first, psnr, method, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "_searched", failing)
+    with pytest.raises(MemoryError, match="near search"):
+        kmq_bytes(_sparse_text(), psnr=30)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith(("kmq-search", "kmq-ahead"))]
+
+
 @pytest.mark.parametrize(
     ("margin", "extra", "expected"),
     [
