@@ -256,7 +256,8 @@ def _both_searches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_both_searches_run_side_by_side_and_make_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each search on a thread of its own, each larger k clustered once for both; the file is
-    the one the searches make one after the other (the image above the size limit)."""
+    the one the searches make one after the other (as they do once the image is over the
+    size limit)."""
     import threading
 
     from pil_kmq import api
@@ -300,6 +301,7 @@ def test_psnr_saves_on_both_pool_threads_run_their_searches_one_after_the_other(
 
 
 def test_a_failing_side_search_raises_and_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The side thread's error reaches the caller, once both searches have ended."""
     import threading
 
     from pil_kmq import api
