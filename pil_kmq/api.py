@@ -235,7 +235,8 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # what psnr_methods compares with; a runs search reuses it
     methods = psnr_methods(first, zstd) if zstd is not None else (method,)
     if len(methods) == 2 and _side_by_side_fits(pixels):
-        found = _side_by_side(np.asarray(pixels[0 : pixels.shape[0]]), clustering, first, psnr, methods, compression, zstd)
+        whole = np.asarray(pixels[0 : pixels.shape[0]]).reshape(pixels.shape)  # a one-channel row source gives (H, W)
+        found = _side_by_side(whole, clustering, first, psnr, methods, compression, zstd)
     else:
         found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
     return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
@@ -256,7 +257,8 @@ def _side_by_side(image: np.ndarray, clustering: Clustering, first: Quantized, p
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmq-search") as side:
             other = side.submit(_searched, image, shared, first, psnr, methods[0], compression, zstd)
             mine = _searched(image, shared, first, psnr, methods[1], compression, zstd)
-        return [other.result(), mine]  # the pool's exit waited for it, also when mine raised
+        # leaving the with-block waited for the side search, also when this thread's raised
+        return [other.result(), mine]
     finally:
         clustering.drop_ahead()
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import kmeans, radix
 from .format import index_dtype
-from .jobs import run_jobs
+from .jobs import in_pool, run_jobs
 
 # Pixels per strip when computing colour keys: bounds temporaries at any image size.
 _STRIP_PIXELS = 1 << 20
@@ -747,7 +747,11 @@ class Clustering:
         """Start at_k(k, seedings)'s clustering on a thread of its own: a psnr= search knows the
         next k it will try while it still trades and codes the last, whose work leaves part of
         the cores idle. Only the histogram and this object's levels are used there (never the
-        image, read by the caller meanwhile), and nothing here touches them until it ends."""
+        image, read by the caller meanwhile), and nothing here touches them until it ends.
+        Not from a pool thread: the clustering's jobs would wait on a pool whose threads may
+        all be waiting for it; at_k then clusters when asked."""
+        if in_pool():
+            return
         self._settle()
         self._ahead = ((k, seedings), _Background(quantize_histogram, self.hist, k, self.seed, self._made, seedings))
 

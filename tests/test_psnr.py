@@ -254,70 +254,123 @@ def _both_searches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec, "PSNR_BOTH_MARGIN", float("inf"))
 
 
-def test_both_searches_run_side_by_side_and_make_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each search on a thread of its own, each larger k clustered once for both; the file is
-    the one the searches make one after the other (as they do once the image is over the
-    size limit)."""
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_both_searches_run_side_by_side_and_make_the_same_file(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each search on a thread of its own, at the same time; each larger k clustered once
+    for both, ahead or when asked; the file is the one the searches make one after the other
+    (as they do once the image is over the size limit). An L image's rows come as (H, W)."""
     import threading
 
     from pil_kmq import api
     from pil_kmq.quantize import Clustering
 
     _both_searches(monkeypatch)
-    page = _sparse_text()
+    monkeypatch.setattr(api, "WORKERS", 2)  # the same path on a one-core machine
+    page = _sparse_text().convert(mode)
     threads: list[tuple[str, StripMethod]] = []
     clustered: list[tuple[int, int | None]] = []
-    searched, at_k = api._searched, Clustering.at_k
+    asked: list[tuple[int, int | None]] = []
+    meeting: list[threading.Barrier] = [threading.Barrier(2, timeout=60)]  # both searches must be running at once
+    searched, at_k, ahead = api._searched, Clustering.at_k, Clustering.ahead
 
     def spied(pixels: object, clustering: object, first: object, psnr: float, method: StripMethod, *rest: object) -> object:
         threads.append((threading.current_thread().name, method))
+        if meeting:
+            meeting[0].wait()
         return searched(pixels, clustering, first, psnr, method, *rest)  # type: ignore[arg-type]
 
     def counted(self: Clustering, k: int, seedings: int | None = None) -> object:
         clustered.append((k, seedings))
         return at_k(self, k, seedings)
 
+    def asked_ahead(self: Clustering, k: int, seedings: int | None = None) -> None:
+        asked.append((k, seedings))
+        ahead(self, k, seedings)
+
     monkeypatch.setattr(api, "_searched", spied)
     monkeypatch.setattr(Clustering, "at_k", counted)
+    monkeypatch.setattr(Clustering, "ahead", asked_ahead)
     side_by_side = kmq_bytes(page, psnr=30)
     assert len(threads) == 2 and len({name for name, _ in threads}) == 2 and {method for _, method in threads} == {StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD}
     assert clustered and len(clustered) == len(set(clustered))  # the two searches share each k's clustering
+    assert asked and len(asked) == len(set(asked))  # ... and start it ahead once
+    meeting.clear()
     monkeypatch.setattr(api, "SIDE_BY_SIDE_PIXELS", page.width * page.height - 1)
     threads.clear()
     assert kmq_bytes(page, psnr=30) == side_by_side
     assert len({name for name, _ in threads}) == 1
 
 
-def test_psnr_saves_on_both_pool_threads_run_their_searches_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a pool thread the second search does not go to a thread of its own, whose jobs would
-    wait for a pool whose threads all wait for it."""
-    from pil_kmq import jobs
+def test_psnr_saves_on_both_pool_threads_start_no_thread_that_waits_on_the_pool(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pool thread neither the second search nor the clustering of the next k goes to a
+    thread of its own: their jobs would wait for a pool whose threads all wait for them. (The
+    spies fail at once, so a regression is an error, not a hang.) The photo has colours enough
+    for a clustering to split its work into jobs."""
+    from pil_kmq import api, jobs, quantize
 
     _both_searches(monkeypatch)
-    page = _sparse_text()
-    expected = kmq_bytes(page, psnr=30)
-    saves = [jobs._shared_pool().submit(kmq_bytes, page, psnr=30) for _ in range(jobs.WORKERS)]
-    assert [save.result(timeout=120) for save in saves] == [expected] * jobs.WORKERS
+    side_by_side, background = api._side_by_side, quantize._Background
+
+    def refused(*args: object) -> object:
+        if jobs.in_pool():
+            raise AssertionError("a thread started on a pool thread")
+        return side_by_side(*args)  # type: ignore[arg-type]
+
+    class Refused(background):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object) -> None:
+            if jobs.in_pool():
+                raise AssertionError("a thread started on a pool thread")
+            super().__init__(*args)
+
+    monkeypatch.setattr(api, "_side_by_side", refused)
+    monkeypatch.setattr(quantize, "_Background", Refused)
+    expected = kmq_bytes(ihc, psnr=30)
+    saves = [jobs._shared_pool().submit(kmq_bytes, ihc.copy(), psnr=30) for _ in range(2)]  # Pillow keeps save options on the image
+    assert [save.result(timeout=300) for save in saves] == [expected] * 2
 
 
-def test_a_failing_side_search_raises_and_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The side thread's error reaches the caller, once both searches have ended."""
+@pytest.mark.parametrize("failing", [StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD])
+def test_a_failing_search_raises_and_leaves_no_thread(failing: StripMethod, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either search's error (the side thread's or the caller's) reaches the caller once both
+    searches have ended and the clustering the failing one started ahead has been waited for
+    (held back here, so one left running would still be alive)."""
     import threading
 
-    from pil_kmq import api
+    from pil_kmq import api, quantize
 
     _both_searches(monkeypatch)
-    searched = api._searched
+    monkeypatch.setattr(api, "WORKERS", 2)
+    searched, histogram = api._searched, quantize.quantize_histogram
+    release = threading.Event()
 
-    def failing(pixels: object, clustering: object, first: object, psnr: float, method: StripMethod, *rest: object) -> object:
-        if method == StripMethod.NEAR_FLAT:
-            raise MemoryError("near search")
-        return searched(pixels, clustering, first, psnr, method, *rest)  # type: ignore[arg-type]
+    def held_back(*args: object) -> object:
+        if threading.current_thread().name == "kmq-ahead":
+            release.wait(5)
+        return histogram(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(api, "_searched", failing)
-    with pytest.raises(MemoryError, match="near search"):
-        kmq_bytes(_sparse_text(), psnr=30)
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith(("kmq-search", "kmq-ahead"))]
+    other_done = threading.Event()
+
+    def failing_search(pixels: object, clustering: object, first: object, psnr: float, method: StripMethod, *rest: object) -> object:
+        if method == failing:  # after the other search, so that nothing but the owner waits for this clustering
+            other_done.wait(60)
+            clustering.ahead(len(first.codebook) + 7, 1)  # type: ignore[attr-defined]
+            raise MemoryError("a search")
+        try:
+            return searched(pixels, clustering, first, psnr, method, *rest)  # type: ignore[arg-type]
+        finally:
+            other_done.set()
+
+    monkeypatch.setattr(quantize, "quantize_histogram", held_back)
+    monkeypatch.setattr(api, "_searched", failing_search)
+    timer = threading.Timer(0.5, release.set)
+    timer.start()
+    try:
+        with pytest.raises(MemoryError, match="a search"):
+            kmq_bytes(_sparse_text(), psnr=30)
+        assert not [thread for thread in threading.enumerate() if thread.name.startswith(("kmq-search", "kmq-ahead"))]
+    finally:
+        release.set()
+        timer.cancel()
 
 
 @pytest.mark.parametrize(
