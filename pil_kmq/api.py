@@ -235,11 +235,15 @@ def _for_psnr(pixels: np.ndarray | RowSource, clustering: Clustering, psnr: floa
     zstd = coded(first, StripMethod.RUNS_ZSTD) if compression == "auto" else None  # what psnr_methods compares with; a runs search reuses it
     methods = psnr_methods(first, zstd) if zstd is not None else (method,)
     if len(methods) == 2 and _side_by_side_fits(pixels):
-        whole = np.asarray(pixels[0 : pixels.shape[0]]).reshape(pixels.shape)  # a one-channel row source gives (H, W)
-        found = _side_by_side(whole, clustering, first, psnr, methods, compression, zstd)
+        found = _side_by_side(_whole(pixels), clustering, first, psnr, methods, compression, zstd)
     else:
         found = [_searched(pixels, clustering, first, psnr, each, compression, zstd) for each in methods]
     return min(found, key=lambda result: (_file_bytes(result), result.method == StripMethod.NEAR_FLAT))  # a tie keeps zstd's faster loads
+
+
+def _whole(pixels: np.ndarray | RowSource) -> np.ndarray:
+    """The whole image as one (H, W, C) array (a one-channel row source gives (H, W) rows)."""
+    return np.asarray(pixels[0 : pixels.shape[0]]).reshape(pixels.shape)
 
 
 def _side_by_side_fits(pixels: np.ndarray | RowSource) -> bool:
@@ -292,8 +296,7 @@ def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized
     """Floyd-Steinberg indices onto the codebook, without the entries no pixel then uses."""
     from .dither import floyd_steinberg
 
-    height, width, channels = pixels.shape
-    indices = floyd_steinberg(np.asarray(pixels[0:height]).reshape(height, width, channels), codebook)
+    indices = floyd_steinberg(_whole(pixels), codebook)
     used = np.bincount(indices.ravel(), minlength=len(codebook)) > 0
     if used.all():
         return Quantized(indices, codebook)
