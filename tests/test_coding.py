@@ -625,6 +625,25 @@ def test_bad_rows_strip_is_an_oserror_naming_the_rule(content: bytes, message: s
         _piece_by_piece(_rows(content), 3, 3, 3, 2)
 
 
+def test_arrays_kept_for_the_next_image_are_the_largest_given() -> None:
+    """A dataset's images come in several sizes: the arrays kept from one load to the next are
+    the largest given (up to MAX_BYTES), so a large image after small ones finds one that fits
+    rather than faulting in fresh pages."""
+    from pil_kmq.codec import WORKERS, _Spare
+
+    spare = _Spare()
+    small = [np.empty((100, 1000), np.uint32) for _ in range(WORKERS)]
+    spare.give(*small)
+    large = np.empty((700, 1024), np.uint32)
+    spare.give(large)
+    taken = spare.take((700, 1024), np.dtype(np.uint32))
+    assert np.shares_memory(taken, large)
+    assert not np.shares_memory(spare.take((700, 1024), np.dtype(np.uint32)), large)  # taken once
+    over = np.empty(spare.MAX_BYTES // 4 + 1, np.uint32)
+    spare.give(over)
+    assert not any(np.shares_memory(buffer, over) for buffer in spare._free)
+
+
 def test_rows_strip_with_bytes_after_its_frame_or_over_its_bound_is_refused() -> None:
     strip = _rows(bytes([0b00_01_10_00]))
     assert np.array_equal(decode_whole(strip, 3, 0, 3, 3, 2, "strip"), [0, 1, 2])
