@@ -19,7 +19,7 @@ import numpy as np
 import zstandard
 
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
-from .expand import expand_runs, identity, lookup, zero_flags
+from .expand import expand_runs, identity, lookup, lookup_rows, zero_flags
 from .format import (
     NEAR_METHODS,
     KmqError,
@@ -840,6 +840,13 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     spare = padded_row * 8 - width * packing  # padding bits each row ends with
     if spare and np.any(np.frombuffer(packed, np.uint8)[padded_row - 1 :: padded_row] & ((1 << spare) - 1)):
         raise KmqError(f"{what}: padding bits of a row are not zero")
+    if packing < 8 and width % (8 // packing) == 0:  # indices within bytes, none in a row's padding byte
+        beyond = lookup_rows(np.frombuffer(packed, np.uint8), packing, padded_row, width, (identity(out.dtype) if table is None else table)[:k], out)
+        if beyond >= 0:
+            row, column = divmod(beyond, width)
+            value = (packed[row * padded_row + column * packing // 8] >> (8 - packing - column * packing % 8)) & ((1 << packing) - 1)
+            raise range_error(what, value, first_pixel + beyond, width, k)
+        return
     found = unpack_rows(packed, packing, rows, padded_row * 8 // packing)[:, :width]
     if k < 1 << packing and int(found.max()) >= k:  # else every value the bits can hold is < k
         row, column = divmod(int(np.argmax(found >= k)), width)

@@ -38,6 +38,9 @@ GOLDEN = [
     ("ihc-k16-metadata.kmq", "ihc.png", "RGB", 16, "zstd"),
     ("ihc-k2-zstd.kmq", "ihc.png", "RGB", 2, "zstd"),  # a segmentation: strip_method 3, rows_zstd
     ("ihc-cutout-gray-k3-zstd.kmq", "ihc-cutout.png", "LA", 3, "zstd"),  # rows_zstd, 2-bit packing
+    # rows_zstd whose rows are whole bytes of indices (4 and 2 bits), k below what the bits hold
+    ("kodim03-p12-k12-zstd.kmq", "kodim03-p12.png", "P", 12, "zstd"),
+    ("labels-gray-k3-zstd.kmq", "labels.png", "L", 3, "zstd"),
     # a coded codebook (KMQ 1.5): a drawing at its exact colours, whose sorted entries step little
     ("legend-zstd.kmq", "legend.png", "RGB", 1024, "zstd"),
     # strip_method 4, near_rans (KMQ 1.4), which the writer keeps for a small strip where it is
