@@ -4,8 +4,8 @@
 A k= save is coded with zstd's strips; when those take AUTO_MIN_BYTES or more and the indices
 look drawn (few literals) or keep the image exactly in more than AUTO_PNG8_K colours, rows
 sampled one in AUTO_STEP estimate its near_rans bytes, and at most AUTO_NEAR_MARGIN of zstd's
-it is coded near_rans (in a photo's strips, unweighed) and the smaller kept ("—": not
-estimated). Per image: colours, K (entries), zstd's bytes, the estimate and near_rans's real
+it is coded near_rans (in a photo's strips, unweighed; one strip where mostly flat) and the
+smaller kept ("—": not estimated). Per image: colours, K (entries), zstd's bytes, the estimate and near_rans's real
 bytes (compression="near") ÷ zstd's, what auto chose, its file ÷ zstd's, its save time ÷
 zstd's (best of 7, taken in turns), the estimate's share of a zstd save, and loads of both ÷
 PNG's (PNG-8, or PNG-24 above 256 entries, `optimize=True`) of the same pixels. Two sets: the

@@ -103,7 +103,8 @@ def auto_coded(quantized: Quantized, exact: bool, zstd: Coded | None = None) -> 
     exactly) coded as compression="auto" codes it: zstd's strips, or where the estimate
     (AUTO_NEAR_MARGIN, a near_rans estimate) and then the coding find them smaller, near coded
     strips (near_flat; near_rans for a small strip where shorter), unweighed and
-    sized as a photo's (two or more above 2^17 pixels, which decode side by side). Weighing
+    sized as a photo's (two or more above 2^17 pixels, which decode side by side; one where
+    the image is mostly flat stretches, coding.NEAR_ONE_STRIP_BITS). Weighing
     each against zstd's, as "near" does, made the label maps' files 4 % smaller but took 2.6 x
     as long (coding zstd again) for one strip that loads on one thread. Loads of near_rans
     strips are slower than zstd's (PNG-8's): they are tried only for a drawing (few literals:

@@ -33,7 +33,7 @@ from .format import (
     strip_minor,
 )
 from .jobs import WORKERS, kept_by_thread, run_jobs
-from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, flat_share
+from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, estimated_size, flat_share
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -82,6 +82,17 @@ NEAR_PHOTO_MARGIN = 0.8
 # one took 25-30 % off loads at 512 x 512 and 384 x 384 for 0.1 % and 0.3-0.7 % more bytes; at
 # 256 x 256 (not split) they cost 1.2-1.9 % more bytes and saved nothing.
 NEAR_SPLIT_PIXELS = JOB_PIXELS // NEAR_JOB_WEIGHT
+# ... but an image near coded unweighed (compression="auto"'s k= saves, psnr= searches) that
+# near_rans is estimated to code in under NEAR_ONE_STRIP_BITS a pixel (the whole image, rows
+# sampled one in NEAR_ONE_STRIP_STEP: a first strip's flat sky or black surround may stand
+# for nothing below it) is cut as a drawing: its decoding is mostly flat stretches, which two
+# workers do not speed up, and a second strip costs a model and cuts stretches. The Voronoi
+# label map made for tuning (0.04 bits a pixel) came out 0.92-0.93 x the bytes in one strip,
+# loading in 0.89-0.95 x the time, its save 1.07 x as long (one strip is coded on one thread);
+# Kodak photos "auto" near codes at 4 and 16 colours (0.14-0.39 bits a pixel) would take
+# 0.98-0.99 x the bytes but load in 1.13-1.39 x the time (measured once, not kept as a script).
+NEAR_ONE_STRIP_BITS = 0.08
+NEAR_ONE_STRIP_STEP = 64  # the margin is wide (0.04 against 0.14 bits a pixel): a quarter of the time of 16
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
 SMALL_STRIP_PIXELS = 1 << 14
@@ -630,7 +641,8 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         same_first = known_height == len(first) and len(known) > 1 and _is_near(known[1])
         strip_height, drawn = writer_strips(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
     else:  # unweighed, strips are sized as a photo's (which near coding codes), as the writer sizes a photo's
-        strip_height, drawn = _strip_height(width, height, method, drawn=False), False
+        drawn = palette is not None and _flat_near(indices, palette)  # but where decoding is cheap, a drawing's
+        strip_height = _strip_height(width, height, method, drawn)
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
@@ -639,6 +651,11 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
+
+
+def _flat_near(indices: np.ndarray, palette: Palette) -> bool:
+    """Whether near_rans is estimated to code these indices in under NEAR_ONE_STRIP_BITS a pixel."""
+    return estimated_size(indices, palette.codebook, NEAR_ONE_STRIP_STEP) * 8 < NEAR_ONE_STRIP_BITS * indices.size
 
 
 def _is_near(strip: bytes) -> bool:

@@ -12,7 +12,7 @@ from conftest import kmq_bytes
 from PIL import Image, ImageDraw
 from test_near import strip_methods
 
-from pil_kmq import codec, encode_kmq, near
+from pil_kmq import codec, coding, encode_kmq, near
 from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image, for_writing
 from pil_kmq.format import StripMethod
 
@@ -54,6 +54,25 @@ def test_a_label_map_kept_exactly_is_stored_near_rans_and_far_smaller() -> None:
     assert len(auto) <= codec.AUTO_NEAR_MARGIN * len(zstd)
     with Image.open(io.BytesIO(auto)) as back:
         assert back.tobytes() == image.tobytes()
+
+
+def test_a_flat_image_auto_near_codes_is_one_strip_and_a_photo_keeps_a_photos(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A label map (1.0 M pixels) and a two-colour segmentation of a photo decode mostly as flat
+    stretches: near coded by "auto", each is one strip, smaller than in a photo's strips, which
+    two workers would not decode faster. The photo at four colours keeps a photo's strips."""
+    label_map = _image(_label_map(1200, 800))
+    segmentation = ihc.resize((303 * 3, 227 * 3), Image.Resampling.BICUBIC)
+    for image, k in ((label_map, 64), (segmentation, 2)):
+        one = kmq_bytes(image, k=k)
+        assert set(strip_methods(one)) <= {StripMethod.NEAR_FLAT, StripMethod.NEAR_RANS} and len(strip_methods(one)) == 1
+        with monkeypatch.context() as patch:
+            patch.setattr(coding, "NEAR_ONE_STRIP_BITS", 0.0)
+            split = kmq_bytes(image, k=k)
+        assert len(strip_methods(split)) >= 2 and len(one) < len(split)
+        with Image.open(io.BytesIO(one)) as a, Image.open(io.BytesIO(split)) as b:
+            assert a.tobytes() == b.tobytes()
+    photo = kmq_bytes(segmentation, k=4)
+    assert set(strip_methods(photo)) <= {StripMethod.NEAR_FLAT, StripMethod.NEAR_RANS} and len(strip_methods(photo)) >= 2
 
 
 def test_a_label_map_given_fewer_entries_than_colours_is_still_a_drawing_stored_near_rans() -> None:
