@@ -9,7 +9,8 @@ saves at K = 16, 64, 256 (123 files), and PNG-8 files of the very same pixels
 (`optimize=True`), opened and converted to RGB as heldout.py does. A child process that only
 loads (as a loader's worker does) walks them three ways: in a new shuffled order each round;
 smallest image first, each round; and in folders of five files drawn at random, each walked
-in turn --rounds times. All the KMQ walks come first, then the PNG-8 walks in the same orders.
+in turn --rounds times. In each of the three, the KMQ rounds come first, then the PNG-8 rounds
+in the same orders.
 A loader meets a file's typical load, not its best: each file's time is its median over the
 rounds, and its minor page faults (fresh pages a load wrote to) their mean.
 

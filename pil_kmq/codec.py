@@ -253,8 +253,8 @@ class _Spare:
     alternate with other work); the WORKERS largest arrays of up to MAX_BYTES given are kept,
     so that images of several sizes in turn (a dataset) find one that fits: keeping the first
     ones given, a small image's, made every larger image's load fault in its arrays again
-    (1,100-2,300 page faults, twice the load time, on graphics of 0.7-0.9 M pixels loaded
-    after photos of 0.4 M)."""
+    (500-2,300 page faults and 1.4-2.2 x the load time, graphics of 0.7-0.9 M pixels and photos
+    at K = 256 loaded in turn with smaller images; benchmarks/README.md, dataset_loads.py)."""
 
     MAX_BYTES = 1 << 22
     MIN_BYTES = 1 << 16  # below, a new array comes from the heap: cheaper than the lock

@@ -86,13 +86,14 @@ NEAR_SPLIT_PIXELS = JOB_PIXELS // NEAR_JOB_WEIGHT
 # near_rans is estimated to code in under NEAR_ONE_STRIP_BITS a pixel (the whole image, rows
 # sampled one in NEAR_ONE_STRIP_STEP: a first strip's flat sky or black surround may stand
 # for nothing below it) is cut as a drawing: its decoding is mostly flat stretches, which two
-# workers do not speed up, and a second strip costs a model and cuts stretches. The Voronoi
-# label map made for tuning (0.04 bits a pixel) came out 0.92-0.93 x the bytes in one strip,
-# loading in 0.89-0.95 x the time, its save 1.07 x as long (one strip is coded on one thread);
-# Kodak photos "auto" near codes at 4 and 16 colours (0.14-0.39 bits a pixel) would take
-# 0.98-0.99 x the bytes but load in 1.13-1.39 x the time (measured once, not kept as a script).
+# workers do not speed up, and a second strip costs a model and cuts stretches ("one strip":
+# up to NEAR_MAX_PIXELS). The Voronoi label map made for tuning (0.04 bits a pixel) came out
+# 0.92-0.93 x the bytes in one strip, loading in 0.77-0.87 x the time, its save 1.08-1.10 x
+# as long, one strip being coded on one thread (auto.py); Kodak photos "auto" near codes at 4
+# and 16 colours (0.14-0.39 bits a pixel) would take 0.98-0.99 x the bytes but load in
+# 1.13-1.39 x the time (measured once, not kept as a script).
 NEAR_ONE_STRIP_BITS = 0.08
-NEAR_ONE_STRIP_STEP = 64  # the margin is wide (0.04 against 0.14 bits a pixel): a quarter of the time of 16
+NEAR_ONE_STRIP_STEP = 64  # the margin is wide (0.04 against 0.14 bits a pixel): half the time of 16
 # A strip of at most this many pixels (an icon, a small chart) is stored whichever way is the
 # smallest: there the methods' framing (table entry, zstd frame headers) is a large part of it.
 SMALL_STRIP_PIXELS = 1 << 14

@@ -173,27 +173,41 @@ def _lookup_units(packed: np.ndarray, row_bytes: int, per_row: int, units: np.nd
 
 
 _UNIT_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+# Each byte's values at 1, 2 and 4 bits (MSB first), and for each (packing, k) whether a byte
+# holds one >= k: made once, not per strip (a thumbnail's strip took twice as long rebuilding them).
+_BYTE_VALUES = {packing: (np.arange(256)[:, None] >> (8 - packing * np.arange(1, 8 // packing + 1))) & ((1 << packing) - 1) for packing in (1, 2, 4)}
+_BEYOND: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _beyond(packing: int, size: int) -> np.ndarray:
+    key = (packing, size)
+    if key not in _BEYOND:
+        _BEYOND[key] = (_BYTE_VALUES[packing] >= size).any(axis=1)
+    return _BEYOND[key]
 
 
 def lookup_rows(packed: np.ndarray, packing: int, row_bytes: int, width: int, table: np.ndarray, out: np.ndarray) -> int:
-    """out[j] = table[index j] for the rows in `packed`, each `row_bytes` bytes of indices
-    packed MSB first at `packing` (1, 2 or 4) bits, as many rows as `out` (C-contiguous)
-    holds `width` values; `width` a multiple of the indices a byte holds. Each byte's values
-    are looked up at once, as one unit of memory: unpacking first (a temporary of a byte a
-    pixel) took 1.5 x as long, and faulted in fresh pages for every large image. -1, or the
-    first pixel whose index is beyond the table (pixels from its byte on are not written)."""
-    per_byte = 8 // packing
-    if packing not in (1, 2, 4) or width % per_byte or out.size % width or packed.size < out.size // width * row_bytes or width // per_byte > row_bytes:
+    """out[j] = table[index j] for the rows in `packed` (uint8), each `row_bytes` bytes of
+    indices packed MSB first at `packing` (1, 2 or 4) bits, as many rows as `out` (C-contiguous,
+    values of 1, 2 or 4 bytes, the table's dtype) holds `width` values; `width` a multiple of
+    the indices a byte holds. Each byte's values are looked up at once, as one unit of memory:
+    unpacking first (a temporary of a byte a pixel) took 1.5 x as long, and faulted in fresh
+    pages for every large image. -1, or the first pixel whose index is beyond the table (pixels
+    from its byte on are not written)."""
+    per_byte = 8 // packing if packing in (1, 2, 4) else 0
+    if not per_byte or width % per_byte or out.size % width or width // per_byte > row_bytes:
         raise ValueError("rows do not match the output")
-    if out.itemsize > 4 or not out.flags.c_contiguous:
-        raise ValueError("values of at most 4 bytes, into a C-contiguous array")
-    values = (np.arange(256)[:, None] >> (8 - packing * np.arange(1, per_byte + 1))) & ((1 << packing) - 1)
-    beyond = (values >= table.size).any(axis=1)
-    unit = per_byte * out.itemsize  # bytes of one packed byte's values
-    words = np.ascontiguousarray(table[np.minimum(values, table.size - 1)], dtype=out.dtype)
+    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size < out.size // width * row_bytes:
+        raise ValueError("packed rows are bytes, as many as the output's rows take")
+    if out.itemsize not in _UNIT_DTYPES or not out.flags.c_contiguous or table.dtype != out.dtype or table.ndim != 1 or not table.size:
+        raise ValueError("a table and a C-contiguous output of the same values, of 1, 2 or 4 bytes")
+    values = _BYTE_VALUES[packing]
+    beyond = _beyond(packing, table.size)
+    unit = per_byte * out.itemsize  # bytes of one packed byte's values: 2 to 32
     kind = np.uint64 if unit >= 8 else _UNIT_DTYPES[unit]
-    units = words.view(kind).reshape(256, -1)
-    found = int(_lookup_units(packed, row_bytes, width // per_byte, units.reshape(-1), units.shape[1], beyond, out.reshape(-1).view(kind)))
+    units = np.ascontiguousarray(table[np.minimum(values, table.size - 1)]).view(kind).reshape(256, -1)
+    per_row = width // per_byte
+    found = int(_lookup_units(packed, row_bytes, per_row, units.reshape(-1), units.shape[1], beyond, out.reshape(-1).view(kind)))
     if found < 0:
         return -1
-    return found * per_byte + int(np.argmax(values[packed[found // (width // per_byte) * row_bytes + found % (width // per_byte)]] >= table.size))
+    return found * per_byte + int(np.argmax(values[packed[found // per_row * row_bytes + found % per_row]] >= table.size))

@@ -629,27 +629,35 @@ def test_bad_rows_strip_is_an_oserror_naming_the_rule(content: bytes, message: s
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
 def test_sub_byte_rows_are_looked_up_a_byte_at_a_time(bits: int, dtype: type) -> None:
     """Rows of 1-, 2- and 4-bit indices decode straight to a table's values (Pillow's words of
-    1, 2 or 4 bytes): each packed byte's values at once, and an index beyond k (one the bits
-    can hold) named at its row and column, with or without a table."""
+    1, 2 or 4 bytes): each packed byte's values at once, every value the bits hold; and where
+    k is below that, an index beyond k is named at its row and column, with or without a table."""
     from pil_kmq.expand import lookup_rows
 
-    per_byte, k = 8 // bits, (1 << bits) - 1
+    per_byte = 8 // bits
     width = 3 * per_byte * 8  # whole bytes a row, so none is padding
-    indices = np.random.default_rng(bits).integers(0, k, (6, width))
-    table = (np.arange(k) * 37 + 5).astype(dtype)
-    strip = coding._rows_strip(indices, bits)
-    decoded = decode_whole(strip, indices.size, 0, width, k, bits, "strip", table)
-    assert decoded.dtype == dtype and np.array_equal(decoded.reshape(indices.shape), table[indices])
-    assert np.array_equal(decode_whole(strip, indices.size, 0, width, k, bits, "strip").reshape(indices.shape), indices)
-    beyond = indices.copy()
-    beyond[4, width - 2] = k
-    strip = coding._rows_strip(beyond, bits)
-    for values in (table, None):
-        with pytest.raises(KmqError, match=f"index {k} at row 4, column {width - 2} is out of range for k={k}"):
-            decode_whole(strip, indices.size, 0, width, k, bits, "strip", values)
+    for k in sorted({1 << bits, max(2, (1 << bits) - 1)}):
+        indices = np.random.default_rng(bits + k).integers(0, k, (6, width))
+        table = (np.arange(k) * 37 + 5).astype(dtype)
+        strip = coding._rows_strip(indices, bits)
+        decoded = decode_whole(strip, indices.size, 0, width, k, bits, "strip", table)
+        assert decoded.dtype == dtype and np.array_equal(decoded.reshape(indices.shape), table[indices])
+        assert np.array_equal(decode_whole(strip, indices.size, 0, width, k, bits, "strip").reshape(indices.shape), indices)
+        if k == 1 << bits:
+            continue  # every value the bits hold is an index
+        beyond = indices.copy()
+        beyond[4, width - 2] = k
+        strip = coding._rows_strip(beyond, bits)
+        for values in (table, None):
+            with pytest.raises(KmqError, match=f"index {k} at row 4, column {width - 2} is out of range for k={k}"):
+                decode_whole(strip, indices.size, 0, width, k, bits, "strip", values)
     packed = np.frombuffer(coding._packed_rows(indices, bits), np.uint8)
+    out = np.empty(indices.size, dtype)
     with pytest.raises(ValueError, match="rows do not match"):
-        lookup_rows(packed, bits, width * bits // 8, width - 1, table, np.empty(indices.size, dtype))
+        lookup_rows(packed, bits, width * bits // 8, width - 1, table, out)
+    with pytest.raises(ValueError, match="packed rows are bytes"):
+        lookup_rows(packed.astype(np.uint16), bits, width * bits // 8, width, table, out)
+    with pytest.raises(ValueError, match="of the same values"):
+        lookup_rows(packed, bits, width * bits // 8, width, table, np.empty(indices.size, "S3"))
 
 
 def test_arrays_kept_for_the_next_image_are_the_largest_given() -> None:
