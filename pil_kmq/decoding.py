@@ -573,7 +573,7 @@ class StripDecoder:
             if self._raw is not None:
                 found = self._placed(self._raw_piece(count))
             elif self._packed is not None:
-                found = self._placed(self._rows_piece(start, count))
+                found = self._rows_piece(start, count)
             elif self._near_bytes is not None:
                 found = self._near_piece(count)
             else:
@@ -631,7 +631,8 @@ class StripDecoder:
         return found
 
     def _rows_piece(self, start: int, count: int) -> np.ndarray | None:
-        """Whole rows, or part of one row (starting at a multiple of BLOCK_PIXELS, so on a byte)."""
+        """Whole rows, or part of one row (starting at a multiple of BLOCK_PIXELS, so on a
+        byte), placed as _placed places them."""
         assert self._packed_reader is not None
         packing, column = self._packing, start % self.width
         whole_rows = column == 0 and count % self.width == 0
@@ -648,12 +649,20 @@ class StripDecoder:
             last = np.frombuffer(data, np.uint8).reshape(rows, -1)[:, -1]
             if np.any(last & ((1 << spare) - 1)):
                 raise KmqError(f"{self.what}: padding bits of a row are not zero")
+        if whole_rows and packing < 8 and self.width % (8 // packing) == 0:  # as _rows_whole: in one pass
+            piece = self._piece(count)
+            table = identity(piece.dtype) if self._table is None else self._table
+            beyond = lookup_rows(np.frombuffer(data, np.uint8), packing, self._row_bytes, self.width, table[: self.k], piece)
+            if beyond >= 0:
+                row, column = divmod(beyond, self.width)
+                self._range_error((data[row * self._row_bytes + column * packing // 8] >> (8 - packing - column * packing % 8)) & ((1 << packing) - 1), start + beyond)
+            return piece
         values = unpack_rows(data, packing, rows, size // rows * 8 // packing)
         used = self.width if whole_rows else count
         found = np.array(values[:, :used], dtype=self._dtype).reshape(-1)  # a copy: data may be read-only
         if self.k < 1 << packing:  # else every value the bits can hold is < k
             self._check_range(found, start)
-        return found
+        return self._placed(found)
 
     def _runs_piece(self, count: int) -> np.ndarray | None:
         if self._literal_reader is None and not self._count_literals():

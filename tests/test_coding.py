@@ -660,6 +660,24 @@ def test_sub_byte_rows_are_looked_up_a_byte_at_a_time(bits: int, dtype: type) ->
         lookup_rows(packed, bits, width * bits // 8, width, table, np.empty(indices.size, "S3"))
 
 
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_sub_byte_rows_decoded_piece_by_piece_are_looked_up_a_byte_at_a_time(monkeypatch: pytest.MonkeyPatch, bits: int) -> None:
+    """A strip too big to decode whole comes out in pieces of whole rows, each looked up in one
+    pass as a whole strip is; an index beyond k in a later piece is named at its row and column."""
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 96)  # pieces of two 48-pixel rows
+    width, k = 48, max(2, (1 << bits) - 1)
+    indices = np.random.default_rng(bits).integers(0, k, (7, width))
+    table = (np.arange(k) * 1001 + 7).astype(np.uint32)
+    strip = coding._rows_strip(indices, bits)
+    assert np.array_equal(_piece_by_piece(strip, indices.size, width, k, bits, table), table[indices].reshape(-1))
+    assert np.array_equal(_piece_by_piece(strip, indices.size, width, k, bits), indices.reshape(-1))
+    if k == 1 << bits:
+        return  # 1 bit: both values are indices
+    indices[5, 17] = k
+    with pytest.raises(KmqError, match=f"index {k} at row 5, column 17 is out of range for k={k}"):
+        _piece_by_piece(coding._rows_strip(indices, bits), indices.size, width, k, bits, table)
+
+
 def test_arrays_kept_for_the_next_image_are_the_largest_given() -> None:
     """A dataset's images come in several sizes: the arrays kept from one load to the next are
     the largest given (up to MAX_BYTES), so a large image after small ones finds one that fits
