@@ -104,7 +104,7 @@ def _walks(folder: Path, rounds: int, seed: int) -> None:
     files = _read_files(folder)
     rng = np.random.default_rng(seed)
     _table("Shuffled, a new order each round (a training loader)", files, [rng.permutation(len(files)) for _ in range(rounds)])
-    by_size = np.argsort([Image.open(io.BytesIO(kmq)).size[0] * Image.open(io.BytesIO(kmq)).size[1] for _, _, kmq, _ in files], kind="stable")
+    by_size = np.argsort([np.prod(Image.open(io.BytesIO(kmq)).size) for _, _, kmq, _ in files], kind="stable")
     _table("Smallest image first, each round (a folder of growing sizes)", files, [by_size] * rounds)
     folders = np.array_split(rng.permutation(len(files)), -(-len(files) // FOLDER))
     _table(f"Folders of {FOLDER} files drawn at random, each walked {rounds} times in turn", files, [group for group in folders for _ in range(rounds)])

@@ -642,7 +642,8 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         same_first = known_height == len(first) and len(known) > 1 and _is_near(known[1])
         strip_height, drawn = writer_strips(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
     else:  # unweighed, strips are sized as a photo's (which near coding codes), as the writer sizes a photo's
-        drawn = palette is not None and _flat_near(indices, palette)  # but where decoding is cheap, a drawing's
+        # but where decoding is cheap, a drawing's (an image of at most NEAR_SPLIT_PIXELS is one strip either way)
+        drawn = palette is not None and indices.size > NEAR_SPLIT_PIXELS and _flat_near(indices, palette)
         strip_height = _strip_height(width, height, method, drawn)
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)

@@ -649,13 +649,9 @@ class StripDecoder:
             last = np.frombuffer(data, np.uint8).reshape(rows, -1)[:, -1]
             if np.any(last & ((1 << spare) - 1)):
                 raise KmqError(f"{self.what}: padding bits of a row are not zero")
-        if whole_rows and packing < 8 and self.width % (8 // packing) == 0:  # as _rows_whole: in one pass
+        if whole_rows and _byte_rows(packing, self.width):
             piece = self._piece(count)
-            table = identity(piece.dtype) if self._table is None else self._table
-            beyond = lookup_rows(np.frombuffer(data, np.uint8), packing, self._row_bytes, self.width, table[: self.k], piece)
-            if beyond >= 0:
-                row, column = divmod(beyond, self.width)
-                self._range_error((data[row * self._row_bytes + column * packing // 8] >> (8 - packing - column * packing % 8)) & ((1 << packing) - 1), start + beyond)
+            _look_up_rows(data, packing, self._row_bytes, self.width, self.k, self._table, piece, self.what, start)
             return piece
         values = unpack_rows(data, packing, rows, size // rows * 8 // packing)
         used = self.width if whole_rows else count
@@ -849,12 +845,8 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     spare = padded_row * 8 - width * packing  # padding bits each row ends with
     if spare and np.any(np.frombuffer(packed, np.uint8)[padded_row - 1 :: padded_row] & ((1 << spare) - 1)):
         raise KmqError(f"{what}: padding bits of a row are not zero")
-    if packing < 8 and width % (8 // packing) == 0:  # indices within bytes, none in a row's padding byte
-        beyond = lookup_rows(np.frombuffer(packed, np.uint8), packing, padded_row, width, (identity(out.dtype) if table is None else table)[:k], out)
-        if beyond >= 0:
-            row, column = divmod(beyond, width)
-            value = (packed[row * padded_row + column * packing // 8] >> (8 - packing - column * packing % 8)) & ((1 << packing) - 1)
-            raise range_error(what, value, first_pixel + beyond, width, k)
+    if _byte_rows(packing, width):
+        _look_up_rows(packed, packing, padded_row, width, k, table, out, what, first_pixel)
         return
     found = unpack_rows(packed, packing, rows, padded_row * 8 // packing)[:, :width]
     if k < 1 << packing and int(found.max()) >= k:  # else every value the bits can hold is < k
@@ -864,6 +856,23 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
         out.reshape(rows, width)[:] = found
     else:
         lookup(table, np.ascontiguousarray(found, dtype=index_dtype(k)), out)
+
+
+def _byte_rows(packing: int, width: int) -> bool:
+    """Whether rows of this width are whole bytes of indices packed within bytes (1, 2, 4 bits):
+    none in a row's padding byte, so lookup_rows takes them a byte at a time."""
+    return packing < 8 and width % (8 // packing) == 0
+
+
+def _look_up_rows(packed: bytes, packing: int, row_bytes: int, width: int, k: int, table: np.ndarray | None, out: np.ndarray, what: str, first_pixel: int) -> None:
+    """out = the table values (or indices, without a table) of these _byte_rows rows, each index
+    checked against k; first_pixel: the image's pixel the rows start at, for the error."""
+    beyond = lookup_rows(np.frombuffer(packed, np.uint8), packing, row_bytes, width, (identity(out.dtype) if table is None else table)[:k], out)
+    if beyond >= 0:
+        row, column = divmod(beyond, width)
+        bit = column * packing
+        value = (packed[row * row_bytes + bit // 8] >> (8 - packing - bit % 8)) & ((1 << packing) - 1)
+        raise range_error(what, value, first_pixel + beyond, width, k)
 
 
 def _runs_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: int, bits: int, what: str, table: np.ndarray | None, out: np.ndarray) -> None:

@@ -180,7 +180,7 @@ _BEYOND: dict[tuple[int, int], np.ndarray] = {}
 
 
 def _beyond(packing: int, size: int) -> np.ndarray:
-    key = (packing, size)
+    key = (packing, min(size, 1 << packing))  # a larger table holds every value the bits can
     if key not in _BEYOND:
         _BEYOND[key] = (_BYTE_VALUES[packing] >= size).any(axis=1)
     return _BEYOND[key]
