@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,7 +29,7 @@ from .format import (
     pack_metadata,
     unpack_metadata,
 )
-from .jobs import WORKERS, in_pool
+from .jobs import WORKERS, abandon, in_pool, on_own_thread
 from .quantize import Clustering, Quantized, RowSource, SharedClustering
 from .rate import loss_budget, smallest_for_psnr, trader_for
 
@@ -258,10 +258,15 @@ def _side_by_side(image: np.ndarray, clustering: Clustering, first: Quantized, p
     clusterings of the k both try: the same files as one after the other."""
     shared = SharedClustering(clustering)
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmq-search") as side:
-            other = side.submit(_searched, image, shared, first, psnr, methods[0], compression, zstd)
+        other = on_own_thread("kmq-search", _searched, image, shared, first, psnr, methods[0], compression, zstd)
+        try:
             mine = _searched(image, shared, first, psnr, methods[1], compression, zstd)
-        # leaving the with-block waited for the side search, also when this thread's raised
+        except Exception:
+            wait([other])  # the side search ends before this thread's error is seen
+            raise
+        except BaseException:
+            abandon([other])
+            raise
         return [other.result(), mine]
     finally:
         clustering.drop_ahead()

@@ -739,8 +739,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
         print("kmq: error: out of memory", file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:
+        if _interrupted(error):
+            print("kmq: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if os.environ.get(DEBUG_VARIABLE):
             raise
         print(f"kmq: error: {type(error).__name__}: {error} (set {DEBUG_VARIABLE}=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a Ctrl-C caused this error: numba's dispatcher, interrupted, can raise a
+    SystemError ("returned a result with an exception set") whose cause is the KeyboardInterrupt."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -4,27 +4,57 @@ kernels run on parts of their points (numpy, zlib, zstd and the compiled kernels
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import TypeVar
 
 WORKERS = min(2, os.cpu_count() or 1)
 
-_pool: ThreadPoolExecutor | None = None
-_kept = threading.local()
 T = TypeVar("T")
 _POOL_PREFIX = "kmq-pool"
+_kept = threading.local()
+
+
+class _Pool:
+    """WORKERS daemon threads taking jobs from one queue. Not concurrent.futures' pool, whose
+    threads the interpreter joins at exit: a Ctrl-C that lands in numba's compiler or cache
+    loader can leave one of its locks held, a pool job then waits for it for good, and so did
+    the process at exit (a second Ctrl-C did not help). Daemon threads let it exit."""
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future, Callable[..., object], tuple[object, ...], dict[str, object]]] = queue.SimpleQueue()
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"{_POOL_PREFIX}_{number}", daemon=True).start()
+
+    def submit(self, function: Callable[..., T], *args: object, **kwargs: object) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, function, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, function, args, kwargs = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args, **kwargs))
+                except BaseException as error:  # noqa: BLE001 - handed to the caller, as concurrent.futures does
+                    future.set_exception(error)
+            del future, function, args, kwargs  # hold nothing of a finished job while waiting for the next
+
+
+_pool: _Pool | None = None
 _pool_lock = threading.Lock()
 
 
-def _shared_pool() -> ThreadPoolExecutor:
+def _shared_pool() -> _Pool:
     """One pool for the process, made once: a file of many strips must not pay for a pool
     per strip."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix=_POOL_PREFIX)
+            _pool = _Pool(WORKERS)
         return _pool
 
 
@@ -54,9 +84,43 @@ def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]
     futures = [_shared_pool().submit(function, *job) for job in jobs[1:]]
     try:
         first = function(*jobs[0])
-    finally:
-        wait(futures)
+    except Exception:
+        wait(futures)  # the pool's jobs end before the caller's error is seen
+        raise
+    except BaseException:
+        abandon(futures)
+        raise
     return [first, *(future.result() for future in futures)]
+
+
+# How long an interrupted caller waits for the jobs it leaves running: enough for any job to
+# end (a strip, a part of a clustering), so that none is still running as the interpreter
+# shuts down (a thread in numba's code then crashed the process), not forever.
+INTERRUPTED_WAIT_SECONDS = 5.0
+
+
+def abandon(futures: Sequence[Future]) -> None:
+    """After a Ctrl-C: jobs not started are dropped, running ones waited for a few seconds at
+    most (one may wait for good on a lock the interrupt left held). They write only into
+    arrays of the call being abandoned."""
+    for future in futures:
+        future.cancel()
+    wait(futures, timeout=INTERRUPTED_WAIT_SECONDS)
+
+
+def on_own_thread(name: str, function: Callable[..., T], *args: object) -> Future[T]:
+    """function(*args) on a daemon thread of its own (see _Pool for why daemon)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def kept_by_thread(key: Hashable, make: Callable[[], T]) -> T:

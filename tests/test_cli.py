@@ -175,6 +175,20 @@ def test_interrupt_while_writing_leaves_the_old_file_and_no_temporary(tmp_path: 
     assert [p.name for p in tmp_path.iterdir()] == ["keep.kmq"]
 
 
+def test_a_ctrl_c_that_numba_turned_into_a_system_error_exits_as_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An interrupted compiled function can come back as "SystemError: ... returned a result
+    with an exception set", caused by the KeyboardInterrupt: still exit 130, not 1."""
+    from pil_kmq import plugin
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise SystemError("CPUDispatcher(<function _iterate>) returned a result with an exception set") from KeyboardInterrupt()
+
+    monkeypatch.setattr(plugin, "compress_image", interrupted)
+    assert main(["encode", "-q", str(SAMPLES / "kodim23.png"), str(tmp_path / "x.kmq"), "-k", "4"]) == 130
+    assert capsys.readouterr().err.strip() == "kmq: interrupted"
+    assert not list(tmp_path.iterdir())
+
+
 def test_info_on_a_file_cut_inside_the_strip_table_is_one_line(tmp_path: Path) -> None:
     cut = tmp_path / "cut.kmq"
     cut.write_bytes((SAMPLES / "kodim03-p12-k16-zstd.kmq").read_bytes()[:90])

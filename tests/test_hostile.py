@@ -110,16 +110,17 @@ def test_sizes_past_the_end_of_the_file_are_refused_cleanly_on_every_path(tmp_pa
 
 def test_many_tiny_strips_cost_time_per_byte_not_a_pool_each(monkeypatch: pytest.MonkeyPatch) -> None:
     """70,000 one-row strips took 17 s of CPU when each pair of strips built a thread pool."""
-    import concurrent.futures
+    from pil_kmq import jobs
 
     pools = []
-    real_init = concurrent.futures.ThreadPoolExecutor.__init__
+    real_init = jobs._Pool.__init__
 
-    def counting_init(self: object, *args: object, **kwargs: object) -> None:
+    def counting_init(self: jobs._Pool, workers: int) -> None:
         pools.append(1)
-        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        real_init(self, workers)
 
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "__init__", counting_init)
+    monkeypatch.setattr(jobs._Pool, "__init__", counting_init)
+    monkeypatch.setattr(jobs, "_pool", None)  # made afresh here, so that the count sees it
     data = hostile.many_tiny_strips(70_000)
     start = time.process_time()
     with Image.open(io.BytesIO(data)) as image:
@@ -128,7 +129,7 @@ def test_many_tiny_strips_cost_time_per_byte_not_a_pool_each(monkeypatch: pytest
     _, (indices, _) = decode_kmq(data)
     assert indices[5, 3] == 8
     elapsed = time.process_time() - start
-    assert len(pools) <= 1  # the one shared pool, made at most once
+    assert len(pools) == (jobs.WORKERS > 1)  # the one shared pool, made once (none on one core)
     assert elapsed < 8.0, f"{elapsed:.1f} s of CPU for 1.5 MB of strips"
 
 
@@ -406,3 +407,48 @@ def test_long_output_names_are_written(tmp_path: Path) -> None:
     atomic.write_atomic(target, b"data")
     atomic.write_atomic(target, b"new")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_an_interrupted_caller_does_not_wait_for_good_on_a_stuck_pool_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that lands in numba's compiler can leave one of its locks held, and a pool job
+    then waits for it for good: the interrupted caller waits a few seconds at most, drops the
+    jobs not started, and the pool's threads (daemon) cannot keep the process from exiting."""
+    from pil_kmq import jobs
+
+    if jobs.WORKERS < 2:
+        pytest.skip("one core: no pool")
+    monkeypatch.setattr(jobs, "INTERRUPTED_WAIT_SECONDS", 0.3)
+    stuck, ran, started = threading.Event(), [], threading.Semaphore(0)
+
+    def job(number: int) -> int:
+        if number == 0:
+            for _ in range(jobs.WORKERS):  # interrupted once every pool thread is held
+                assert started.acquire(timeout=30)
+            raise KeyboardInterrupt
+        if number <= jobs.WORKERS:
+            started.release()
+            stuck.wait(30)  # every pool thread held, as by a lock left held
+        ran.append(number)
+        return number
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        jobs.run_jobs(job, [(number,) for number in range(jobs.WORKERS + 3)])
+    waited = time.monotonic() - start
+    stuck.set()
+    time.sleep(0.3)
+    assert waited < 5, f"waited {waited:.1f} s"
+    assert all(thread.daemon for thread in threading.enumerate() if thread.name.startswith("kmq-pool"))
+    assert sorted(ran) == list(range(1, jobs.WORKERS + 1))  # the queued jobs never ran
+
+    def failing(number: int) -> int:  # an error, unlike an interrupt, waits for every job
+        if number == 0:
+            raise ValueError("first")
+        time.sleep(0.2)
+        ran.append(number)
+        return number
+
+    ran.clear()
+    with pytest.raises(ValueError, match="first"):
+        jobs.run_jobs(failing, [(0,), (1,), (2,)])
+    assert sorted(ran) == [1, 2]
