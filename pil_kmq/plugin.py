@@ -54,6 +54,9 @@ def _accept(prefix: bytes) -> bool:
     return prefix.startswith(MAGIC)
 
 
+_PICKLED_HEADER = 6  # after Pillow's info, mode, size, palette, pixels and ImageFile's filename
+
+
 class KmqImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "K-means quantized image"
@@ -78,6 +81,16 @@ class KmqImageFile(ImageFile.ImageFile):
         self._mode = header.mode
         self.tile = [ImageFile._Tile(CODEC, (0, 0, *self._size), header.codebook_offset, (header, prefix_crc))]
         self.decodermaxblock = max(self.decodermaxblock, min(header.file_length, _MAX_READ_BLOCK))
+
+    def __getstate__(self) -> list[Any]:
+        # Pillow pickles mode, size, info and pixels (a process pool's result, copy.deepcopy):
+        # the header goes too, so that a re-save keeps k and kmq_header is there as documented.
+        return [*super().__getstate__(), self.kmq_header]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        super().__setstate__(state)
+        if len(state) > _PICKLED_HEADER and isinstance(state[_PICKLED_HEADER], Header):
+            self.kmq_header = state[_PICKLED_HEADER]
 
     def load(self) -> Image.core.PixelAccess | None:
         if self.tile and self.fp is not None and not ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -232,8 +245,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     # Every option is checked and all clustering done before the first byte is written.
     # Re-saving a KMQ image keeps its k by default: its colours then come back exactly.
     k = info.get("k")
-    if k is None and "psnr" not in info and isinstance(im, KmqImageFile):
-        k = im.kmq_header.k
+    header = getattr(im, "kmq_header", None) if isinstance(im, KmqImageFile) else None
+    if k is None and "psnr" not in info and header is not None:
+        k = header.k
     compression = info.get("compression", DEFAULT_COMPRESSION)
     check_compression(compression)  # checked before any work
     extension = _metadata(im, info)

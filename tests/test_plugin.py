@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import io
 import pickle
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import colours, kmq_bytes
+from conftest import SAMPLES, colours, kmq_bytes
 from PIL import Image, ImageFile
 
 import pil_kmq
@@ -373,3 +375,19 @@ def test_reading_never_imports_what_only_saving_needs(tmp_path: Path) -> None:
     code = f"import sys; from PIL import Image; import pil_kmq; Image.open({str(path)!r}).load(); print('scipy.spatial' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("copy_of", [lambda image: pickle.loads(pickle.dumps(image)), copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_an_image_pickled_by_a_process_pool_keeps_its_header_and_resaves_with_its_k(copy_of: Callable[[Image.Image], Image.Image]) -> None:
+    """Pillow pickles mode, size, info and pixels only: kmq_header went missing, and a re-save
+    (which keeps k by default) failed with an AttributeError."""
+    data = kmq_bytes(Image.open(SAMPLES / "ihc.png").convert("RGB"), k=16)
+    with Image.open(io.BytesIO(data)) as opened:
+        copied = copy_of(opened)
+        assert copied.kmq_header == opened.kmq_header
+        assert copied.tobytes() == opened.tobytes()
+    out = io.BytesIO()
+    copied.save(out, "KMQ")
+    with Image.open(io.BytesIO(out.getvalue())) as again:
+        assert again.kmq_header.k == 16
+        assert again.tobytes() == copied.tobytes()
