@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +31,7 @@ from .format import (
     unpack_metadata,
 )
 from .jobs import WORKERS, abandon, in_pool, on_own_thread
+from .near import MAX_K as NEAR_MAX_K
 from .quantize import Clustering, Quantized, RowSource, SharedClustering
 from .rate import loss_budget, smallest_for_psnr, trader_for
 
@@ -176,8 +178,10 @@ def compress_image(
         raise ValueError("give k or psnr, not both: psnr chooses k")
     seed, dither, loss = check_seed(seed), check_dither(dither), check_psnr_loss(psnr_loss)
     method = check_compression(compression)
-    if loss and (dither or psnr is not None):
+    if loss and psnr is not None:
         raise ValueError("psnr_loss applies to k= without dither: psnr= already trades error for size")
+    if loss and dither:
+        raise ValueError("psnr_loss applies to k= without dither: both choose each pixel's index, so give one")
     pixels = _as_pixels(image)
     clustering = Clustering(pixels, seed)
     if psnr is not None:
@@ -332,6 +336,7 @@ def encode_kmq(
     if low < 0 or high >= len(codebook):
         raise ValueError(f"indices must be 0 to k-1={len(codebook) - 1}, found {low if low < 0 else high}")
     # the indices and codebook given are the image itself: kept exactly, for compression="auto"
+    warn_if_not_near(len(codebook), compression, stacklevel=2)
     method, quantized = for_writing(Exact(indices, codebook), compression)
     return b"".join(encode_parts(indices, codebook, method, extension, quantized))
 
@@ -343,6 +348,13 @@ class Plain(Quantized):
 
 class Exact(Plain):
     """A Plain result that holds its image exactly, every colour an entry."""
+
+
+def warn_if_not_near(k: int, compression: str, stacklevel: int) -> None:
+    """A warning where compression="near" was asked for more entries than near coding takes:
+    the file is written, with zstd's strips. stacklevel counts from the caller (1: the caller)."""
+    if compression == "near" and k > NEAR_MAX_K:
+        warnings.warn(f'compression="near" codes at most {NEAR_MAX_K:,} colours: these {k:,} are coded with zstd', stacklevel=stacklevel + 1)
 
 
 def for_writing(quantized: Quantized, compression: str, zstd: Coded | None = None) -> tuple[StripMethod | None, Quantized]:

@@ -387,8 +387,10 @@ def _add_quality_options(parser: argparse.ArgumentParser) -> None:
 
 def _check_loss(args: argparse.Namespace) -> None:
     """--psnr-loss trades error for size at a given -k; --psnr and --dither choose otherwise."""
-    if args.psnr_loss and (getattr(args, "psnr", None) is not None or args.dither):
+    if args.psnr_loss and getattr(args, "psnr", None) is not None:
         raise UsageError("--psnr-loss is for -k without --dither: --psnr already makes the smallest file")
+    if args.psnr_loss and args.dither:
+        raise UsageError("--psnr-loss is for -k without --dither: both choose each pixel's index, so give one")
 
 
 def _encode(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from .api import (
     check_metadata,
     compress_image,
     for_writing,
+    warn_if_not_near,
 )
 from .codec import IndexStreamDecoder, encode_parts
 from .format import (
@@ -253,6 +254,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     extension = _metadata(im, info)
     pixels = _pixels_to_store(im)
     quantized = compress_image(pixels, k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False), info.get("psnr_loss"), compression)
+    warn_if_not_near(len(quantized.codebook), compression, stacklevel=3)
     method, quantized = for_writing(quantized, compression)
     ImageFile._save(im, fp, [ImageFile._Tile(CODEC, (0, 0, *im.size), 0, (quantized, method, extension))])
 

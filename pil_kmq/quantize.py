@@ -670,6 +670,8 @@ def cluster_for_psnr(hist: Histogram, psnr: float, seed: int, max_k: int, narrow
     error curve, then close in on the smallest (k grows first if rounding or the alpha classes
     keep the estimate's k short). Without `narrow`, the first k that passes, from rougher
     estimates. ValueError if even max_k entries cannot reach it."""
+    if psnr == float("inf") and len(hist.colors) > max_k:  # said at once, not after clustering up to max_k
+        raise ValueError(f"psnr=inf (lossless) needs an entry for each of the image's {len(hist.colors):,} colours: more than k={max_k:,}")
     pixels_channels = float(hist.counts.sum()) * hist.colors.shape[1]
     made = made or _Made(hist)  # the estimates' levels and coarse runs serve the full clusterings
     target, limit, minimum, k = _psnr_start(hist, psnr, seed, max_k, _ESTIMATE_K_PRECISION if narrow else _ROUGH_K_PRECISION, made)

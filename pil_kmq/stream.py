@@ -30,6 +30,7 @@ from .api import (
     check_metadata,
     check_psnr,
     check_seed,
+    warn_if_not_near,
 )
 from .atomic import atomic_output
 from .bitpack import pack_indices
@@ -198,6 +199,7 @@ def encode(
         codebook, color_index = quantize_histogram(hist, k, seed)
     else:
         codebook, color_index = cluster_for_psnr(hist, target_psnr, seed, MAX_K)
+    warn_if_not_near(len(codebook), compression, stacklevel=2)
     lookup = _Lookup(hist, color_index, rows.shape[2])
     del hist, color_index
     with _output(target) as fp:

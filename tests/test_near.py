@@ -5,6 +5,7 @@ reader rules refuse what they name."""
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -377,8 +378,11 @@ def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
 def test_up_to_4096_entries_are_coded_near_and_more_fall_back_to_runs(k: int) -> None:
     rng = np.random.default_rng(0)
     indices, codebook = _image(rng, 150, 140, k, 3)  # 21,000 pixels: more than a small strip
-    data = encode_kmq(indices, codebook, compression="near")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = encode_kmq(indices, codebook, compression="near")
     assert bool(NEAR_METHODS & set(strip_methods(data))) == (k <= near.MAX_K)
+    assert [str(warning.message) for warning in caught] == ([] if k <= near.MAX_K else [f'compression="near" codes at most 4,096 colours: these {k:,} are coded with zstd'])
     assert np.array_equal(decode_kmq(data)[1].indices, indices)
 
 

@@ -391,3 +391,20 @@ def test_an_image_pickled_by_a_process_pool_keeps_its_header_and_resaves_with_it
     with Image.open(io.BytesIO(out.getvalue())) as again:
         assert again.kmq_header.k == 16
         assert again.tobytes() == copied.tobytes()
+
+
+def test_near_asked_for_more_colours_than_it_codes_warns_and_writes_zstd() -> None:
+    pixels = np.random.default_rng(5).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    with pytest.warns(UserWarning, match=r'compression="near" codes at most 4,096 colours: these 5,000 are coded with zstd'):
+        data = kmq_bytes(image, k=5000, compression="near")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), np.asarray(Image.open(io.BytesIO(kmq_bytes(image, k=5000, compression="zstd"))).convert("RGB")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kmq_bytes(image, k=4096, compression="near")  # near codes it: no warning
+
+
+def test_lossless_psnr_of_more_colours_than_a_file_holds_says_so_at_once() -> None:
+    pixels = np.random.default_rng(6).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # ~89,800 colours
+    with pytest.raises(ValueError, match=r"psnr=inf \(lossless\) needs an entry for each of the image's 89,7\d\d colours: more than k=65,536"):
+        kmq_bytes(Image.fromarray(pixels), psnr=float("inf"))
