@@ -265,10 +265,11 @@ def _side_by_side(image: np.ndarray, clustering: Clustering, first: Quantized, p
         other = on_own_thread("kmq-search", _searched, image, shared, first, psnr, methods[0], compression, zstd)
         try:
             mine = _searched(image, shared, first, psnr, methods[1], compression, zstd)
+            wait([other])  # both searches end before drop_ahead, and before any error is seen
         except Exception:
-            wait([other])  # the side search ends before this thread's error is seen
+            wait([other])
             raise
-        except BaseException:
+        except BaseException:  # Ctrl-C, in this search or while it waits for the other
             abandon([other])
             raise
         return [other.result(), mine]

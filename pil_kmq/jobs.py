@@ -84,10 +84,11 @@ def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]
     futures = [_shared_pool().submit(function, *job) for job in jobs[1:]]
     try:
         first = function(*jobs[0])
+        wait(futures)  # every job ends before any error (the caller's or a pool job's) is seen
     except Exception:
-        wait(futures)  # the pool's jobs end before the caller's error is seen
+        wait(futures)
         raise
-    except BaseException:
+    except BaseException:  # Ctrl-C, in the caller's job or while it waits for the pool's
         abandon(futures)
         raise
     return [first, *(future.result() for future in futures)]

@@ -452,3 +452,52 @@ def test_an_interrupted_caller_does_not_wait_for_good_on_a_stuck_pool_job(monkey
     with pytest.raises(ValueError, match="first"):
         jobs.run_jobs(failing, [(0,), (1,), (2,)])
     assert sorted(ran) == [1, 2]
+
+    def pool_failing(number: int) -> int:  # a pool job's error too waits for the others
+        if number == 1:
+            raise ValueError("pool")
+        time.sleep(0.2)
+        ran.append(number)
+        return number
+
+    ran.clear()
+    with pytest.raises(ValueError, match="pool"):
+        jobs.run_jobs(pool_failing, [(0,), (1,), (2,)])
+    assert sorted(ran) == [0, 2]
+
+
+def test_a_ctrl_c_while_waiting_for_the_pool_drops_its_queued_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller spends most of a many-strip save waiting for the pool: an interrupt there,
+    too, drops the jobs not started and waits for running ones a few seconds at most."""
+    from pil_kmq import jobs
+
+    if jobs.WORKERS < 2:
+        pytest.skip("one core: no pool")
+    monkeypatch.setattr(jobs, "INTERRUPTED_WAIT_SECONDS", 0.3)
+    stuck, ran, started = threading.Event(), [], threading.Semaphore(0)
+    real_wait, waits = jobs.wait, []
+
+    def interrupted_wait(*args: object, **kwargs: object) -> object:
+        waits.append(1)
+        if len(waits) == 1:  # the caller's wait for the pool: Ctrl-C once every thread is held
+            for _ in range(jobs.WORKERS):
+                assert started.acquire(timeout=30)
+            raise KeyboardInterrupt
+        return real_wait(*args, **kwargs)  # type: ignore[arg-type]
+
+    def job(number: int) -> int:
+        if 1 <= number <= jobs.WORKERS:
+            started.release()
+            stuck.wait(30)
+        ran.append(number)
+        return number
+
+    monkeypatch.setattr(jobs, "wait", interrupted_wait)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        jobs.run_jobs(job, [(number,) for number in range(jobs.WORKERS + 3)])
+    waited = time.monotonic() - start
+    stuck.set()
+    time.sleep(0.3)
+    assert waited < 5, f"waited {waited:.1f} s"
+    assert sorted(ran) == list(range(jobs.WORKERS + 1))  # the caller's job and the held ones; none queued
