@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED
+from .api import DEFAULT_COMPRESSION, DEFAULT_K, DEFAULT_SEED, check_compression, check_dither, check_k, check_psnr, check_psnr_loss, check_seed
 from .atomic import SameFileError, write_atomic
 from .modes import mode_hint, to_storable
 from .plugin import EXTENSION, FORMAT, storable
@@ -97,9 +97,7 @@ def save_options(
     psnr_loss: float | None = None,
 ) -> dict[str, object]:
     """The keyword options for Image.save(..., "KMQ"): k (default 16) or psnr, and dither and
-    psnr_loss only when given."""
-    if k is not None and psnr is not None:
-        raise ValueError("give k or psnr, not both")
+    psnr_loss only when given; ValueError for a bad one, as Image.save would raise."""
     options: dict[str, object] = {"seed": seed, "compression": compression}
     if psnr is not None:
         options["psnr"] = psnr
@@ -109,6 +107,9 @@ def save_options(
         options["dither"] = dither
     if psnr_loss is not None:
         options["psnr_loss"] = psnr_loss
+    if k is not None and psnr is not None:
+        raise ValueError("give k or psnr, not both")
+    check_options(options)
     return options
 
 
@@ -142,8 +143,21 @@ def image_files(
     return found
 
 
+# Image.save's checks for the options a job passes on, run once before any image is read.
+_OPTION_CHECKS: dict[str, Callable[[object], object]] = {"k": check_k, "psnr": check_psnr, "seed": check_seed, "compression": check_compression, "dither": check_dither, "psnr_loss": check_psnr_loss}
+
+
+def check_options(options: dict[str, object]) -> None:
+    """ValueError naming the first bad KMQ save option: every image would fail with it."""
+    if options.get("k") is not None and options.get("psnr") is not None:
+        raise ValueError("give k or psnr, not both: psnr chooses k")
+    for name, check in _OPTION_CHECKS.items():
+        if options.get(name) is not None:
+            check(options[name])
+
+
 def plan_jobs(
-    paths: Iterable[str | os.PathLike[str]],
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     options: dict[str, object] | None = None,
     *,
@@ -151,10 +165,14 @@ def plan_jobs(
     skip_if_larger: bool = False,
     convert: bool = False,
 ) -> list[Job]:
-    """One job per input image: a file goes to output_dir/<stem>.kmq, a directory's images to
-    output_dir/<path relative to it>.kmq. PlanError for a missing path, or two inputs (or an
-    input itself) at one output."""
+    """One job per input image (`paths`: paths, or one path): a file goes to
+    output_dir/<stem>.kmq, a directory's images to output_dir/<path relative to it>.kmq.
+    PlanError for a missing path, or two inputs (or an input itself) at one output; ValueError
+    for a bad save option, before any image is read."""
     options = dict(options or {"k": DEFAULT_K})
+    check_options(options)
+    if isinstance(paths, (str, os.PathLike)):  # one path, not its characters (a str is iterable)
+        paths = [paths]
     output_dir = Path(output_dir)
     jobs: list[Job] = []
     taken: dict[str, Path] = {}  # output (normalized) -> input

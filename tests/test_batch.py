@@ -530,3 +530,19 @@ def test_multi_frame_input_is_converted_with_a_note(tmp_path: Path) -> None:
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     (result,) = batch.run_jobs(batch.plan_jobs([tmp_path / "anim.gif"], tmp_path / "out", batch.save_options(k=4)), workers=1)
     assert result.status == batch.Status.CONVERTED and "first of its 3 frames" in result.message
+
+
+def test_plan_jobs_takes_one_path_as_one_and_checks_options_first(tmp_path: Path) -> None:
+    """A str is iterable: its first character, '/', was planned as a folder (every image on the
+    disk). A bad option failed every image after reading it, not before the first."""
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(SAMPLES / "ihc.png", source / "a.png")
+    for one in (str(source / "a.png"), source / "a.png"):
+        assert [job.input for job in batch.plan_jobs(one, tmp_path / "out")] == [source / "a.png"]
+    with pytest.raises(ValueError, match="k must be an int"):
+        batch.plan_jobs([source], tmp_path / "out", {"k": 0})
+    with pytest.raises(ValueError, match="compression must be one of"):
+        batch.save_options(k=8, compression="lzma")
+    with pytest.raises(ValueError, match="give k or psnr"):
+        batch.save_options(k=8, psnr=30)
