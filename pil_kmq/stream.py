@@ -12,12 +12,14 @@ strip too: an iterator of row strips, a row range, or straight into a caller's a
 from __future__ import annotations
 
 import contextlib
+import io
 import mmap
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Self
 
 import numpy as np
@@ -271,7 +273,9 @@ def _write_all(fp: IO[bytes], crc: int, *parts: bytes) -> int:
 @dataclass
 class KmqReader:
     """An open KMQ file read strip by strip: header, metadata and codebook are read at once,
-    pixels only as asked. Use as a context manager (or call close)."""
+    pixels only as asked. Use as a context manager (or call close). One reader may serve
+    several threads (tiles read side by side): each read of the file is a seek and a read
+    under the reader's lock, and the decoding happens outside it."""
 
     header: Header
     metadata: dict[str, bytes]
@@ -280,6 +284,7 @@ class KmqReader:
     _prefix_crc: int
     _table_checked: bool = False  # the strip table's total has been checked
     _near: Palette | None = None  # near_rans strips' tables, made when asked for
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # a seek and its read, together
 
     @property
     def _palette(self) -> Palette:
@@ -384,9 +389,12 @@ class KmqReader:
         return start, stop
 
     def _read_at(self, offset: int, size: int) -> bytes:
-        """size bytes at offset of the file (within its length, checked at open)."""
-        self._fp.seek(offset)
-        return _read_exactly(self._fp, size)
+        """size bytes at offset of the file (within its length, checked at open). Under the
+        lock: two threads' seeks and reads interleaved read each other's bytes (wrong pixels
+        from "none" strips, checksum errors from the others)."""
+        with self._lock:
+            self._fp.seek(offset)
+            return _read_exactly(self._fp, size)
 
     def _iter_all(self) -> Iterator[Piece]:
         """The whole file, sequentially, through the same incremental decoder as Pillow's load()."""
@@ -521,12 +529,18 @@ def _read_exactly(fp: IO[bytes], size: int) -> bytes:
 STREAM_MAX_PIXELS = 1 << 34
 
 
-def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None = STREAM_MAX_PIXELS) -> KmqReader:
-    """Open a KMQ file (a path, or a seekable binary file object, which the reader then owns)
-    for reading by rows; checks the header, extension area and codebook, and that the file is
-    as long as its header says. max_pixels: refuse larger images (None: no limit)."""
-    fp: IO[Any] = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115 - the reader owns it
+def open_kmq(source: str | os.PathLike[str] | IO[bytes] | bytes, max_pixels: int | None = STREAM_MAX_PIXELS) -> KmqReader:
+    """Open a KMQ file (a path, a file's bytes, or a seekable binary file object, read from its
+    start as Image.open reads one, which the reader then owns) for reading by rows; checks the
+    header, extension area and codebook, and that the file is as long as its header says.
+    max_pixels: refuse larger images (None: no limit). A file object it fails to open is left
+    open, as Image.open leaves one."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    opened = isinstance(source, (str, os.PathLike))
+    fp: IO[Any] = open(source, "rb") if opened else source  # noqa: SIM115 - the reader owns it
     try:
+        _rewind(fp)
         prefix = fp.read(HEADER_SIZE)
         header = parse_header(prefix)
         if max_pixels is not None and header.width * header.height > max_pixels:
@@ -539,8 +553,18 @@ def open_kmq(source: str | os.PathLike[str] | IO[bytes], max_pixels: int | None 
         codebook = read_codebook(_read_exactly(fp, header.codebook_length), header)
         return KmqReader(header, unpack_metadata(chunks), codebook, fp, prefix_crc)
     except BaseException:
-        fp.close()
+        if opened:
+            fp.close()
         raise
+
+
+def _rewind(fp: IO[bytes]) -> None:
+    """To the file's start: every offset the reader uses is counted from it (a caller that
+    sniffed the magic bytes first got 'not a KMQ file')."""
+    try:
+        fp.seek(0)
+    except (AttributeError, OSError, ValueError) as error:
+        raise ValueError("open_kmq needs a seekable file") from error
 
 
 def _file_size(fp: IO[bytes]) -> int:
