@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from concurrent.futures import wait
 from dataclasses import dataclass
@@ -316,8 +317,15 @@ def _dithered(pixels: np.ndarray | RowSource, codebook: np.ndarray) -> Quantized
 
 
 def reconstruct_image(indices: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """codebook[indices]: (H, W, C) uint8, or (H, W) for a one-channel codebook."""
-    image = np.asarray(codebook, dtype=np.uint8)[np.asarray(indices)]
+    """codebook[indices]: (H, W, C) uint8, or (H, W) for a one-channel codebook. The codebook
+    holds colours of 0 to 255, uint8 or any integer type; ValueError for others (scikit-learn's
+    float centres, cast, wrapped around: 300.5 became 44, -2 became 254)."""
+    colours = np.asarray(codebook)
+    if colours.dtype != np.uint8:
+        if not np.issubdtype(colours.dtype, np.integer) or (colours.size and not 0 <= int(colours.min()) <= int(colours.max()) <= 255):
+            raise ValueError(f"codebook must hold colours of 0 to 255 as integers, not {colours.dtype} values: round and clip first, e.g. np.clip(np.rint(centres), 0, 255).astype(np.uint8)")
+        colours = colours.astype(np.uint8)
+    image = colours[np.asarray(indices)]
     return image[:, :, 0] if image.shape[-1] == 1 else image
 
 
@@ -372,13 +380,22 @@ def for_writing(quantized: Quantized, compression: str, zstd: Coded | None = Non
 def decode_kmq(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Header, Quantized]:
     """Decode KMQ file bytes: the header and (indices (H, W), codebook (K, C)). Raises KmqError
     (an OSError) for a malformed file, or one declaring more than max_pixels pixels."""
-    return decode_bytes(data, max_pixels)
+    return decode_bytes(_file_bytes_given(data, "decode_kmq"), max_pixels)
+
+
+def _file_bytes_given(data: object, name: str) -> bytes | bytearray | memoryview:
+    """data, if it is a file's bytes; TypeError saying so for a path or file object (a path's
+    characters read as bytes gave 'not a KMQ file' for a good file)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    hint = " (a path: read its bytes first, or open it with stream.open_kmq or Image.open)" if isinstance(data, (str, os.PathLike)) else ""
+    raise TypeError(f"{name} takes a KMQ file's bytes, not {type(data).__name__}{hint}")
 
 
 def read_metadata(data: bytes) -> dict[str, bytes]:
     """The metadata of KMQ file bytes (from their start): "icc_profile", "exif", "xmp" as
     Pillow's im.info holds them; KmqError if the header or extension area is malformed."""
-    return unpack_metadata(read_prefix(data)[1])
+    return unpack_metadata(read_prefix(_file_bytes_given(data, "read_metadata"))[1])
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,24 @@ def test_compress_image_checks_row_sources_too(source: _Rows, message: str) -> N
 
     with pytest.raises(ValueError, match=message):
         compress_image(source, k=4)  # type: ignore[arg-type]
+
+
+def test_a_path_or_array_given_for_a_files_bytes_is_a_type_error() -> None:
+    """A path's characters read as bytes gave 'not a KMQ file' for a good file."""
+    from pil_kmq import read_metadata
+
+    with pytest.raises(TypeError, match=r"decode_kmq takes a KMQ file's bytes, not str \(a path: read its bytes first"):
+        decode_kmq("samples/ihc-k16.kmq")
+    with pytest.raises(TypeError, match="read_metadata takes a KMQ file's bytes, not ndarray"):
+        read_metadata(np.zeros(64, dtype=np.uint8))
+
+
+def test_reconstruct_image_refuses_float_or_out_of_range_colours() -> None:
+    """scikit-learn's float centres were cast with wrap-around: 300.5 became 44, -2 became 254."""
+    from pil_kmq import reconstruct_image
+
+    indices = np.array([[0, 1]])
+    for codebook in (np.array([[300.5, 0, 0], [-2.0, 0, 0]]), np.array([[0.2, 0.5, 0.9], [0.0, 0.0, 0.0]]), np.array([[256, 0, 0], [0, 0, 0]])):
+        with pytest.raises(ValueError, match="codebook must hold colours of 0 to 255 as integers"):
+            reconstruct_image(indices, codebook)
+    assert reconstruct_image(indices, [[1, 2, 3], [4, 5, 255]]).tolist() == [[[1, 2, 3], [4, 5, 255]]]
