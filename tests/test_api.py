@@ -99,3 +99,24 @@ def test_reconstruct_image_refuses_float_or_out_of_range_colours() -> None:
         with pytest.raises(ValueError, match="codebook must hold colours of 0 to 255 as integers"):
             reconstruct_image(indices, codebook)
     assert reconstruct_image(indices, [[1, 2, 3], [4, 5, 255]]).tolist() == [[[1, 2, 3], [4, 5, 255]]]
+
+
+def test_encode_kmq_of_a_whole_result_writes_what_image_save_writes() -> None:
+    """Indices and codebook given apart are coded afresh ("auto": zstd for a photo), which lost
+    a psnr= search's near coding: 43 % larger on the astronaut at 35 dB."""
+    import io
+
+    from PIL import Image
+
+    from conftest import SAMPLES
+
+    from pil_kmq import compress_image
+
+    pixels = np.asarray(Image.open(SAMPLES / "kodim23.png").convert("RGB"))[:160, :200]
+    for options in ({"psnr": 33.0}, {"k": 16}):
+        result = compress_image(pixels, **options)
+        saved = io.BytesIO()
+        Image.fromarray(pixels).save(saved, "KMQ", **options)
+        assert encode_kmq(result) == saved.getvalue()
+    with pytest.raises(TypeError, match="or compress_image's result alone"):
+        encode_kmq(np.zeros((2, 2), dtype=np.uint8))
