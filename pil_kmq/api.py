@@ -470,5 +470,8 @@ class SizeReport:
 
 
 def size_report(header: Header) -> SizeReport:
-    """The size table (original, index, codebook, header bits, total, ratio) of a file."""
+    """The size table (original, index, codebook, header bits, total, ratio) of a file, from its
+    header (decode_kmq(data)[0], or an opened image's kmq_header)."""
+    if not isinstance(header, Header):
+        raise TypeError(f"size_report takes a file's Header (decode_kmq(data)[0]), not {type(header).__name__}")
     return SizeReport(header)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import mmap
+import numbers
 import os
 import tempfile
 import threading
@@ -384,6 +385,9 @@ class KmqReader:
     def _range(self, start: int, stop: int | None) -> tuple[int, int]:
         height = self.header.height
         stop = height if stop is None else stop
+        for name, row in (("start", start), ("stop", stop)):
+            if isinstance(row, bool) or not isinstance(row, numbers.Integral):
+                raise TypeError(f"rows' {name} must be an int, not {type(row).__name__}")
         if not 0 <= start < stop <= height:
             raise ValueError(f"rows must satisfy 0 <= start < stop <= height={height}, not {start}, {stop}")
         return start, stop

@@ -120,3 +120,10 @@ def test_encode_kmq_of_a_whole_result_writes_what_image_save_writes() -> None:
         assert encode_kmq(result) == saved.getvalue()
     with pytest.raises(TypeError, match="or compress_image's result alone"):
         encode_kmq(np.zeros((2, 2), dtype=np.uint8))
+
+
+def test_size_report_of_a_files_bytes_says_it_takes_the_header() -> None:
+    from pil_kmq import size_report
+
+    with pytest.raises(TypeError, match=r"size_report takes a file's Header \(decode_kmq\(data\)\[0\]\), not bytes"):
+        size_report(b"KMQ file bytes")  # type: ignore[arg-type]

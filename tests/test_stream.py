@@ -266,3 +266,12 @@ def test_open_kmq_reads_a_file_object_from_its_start_and_takes_bytes() -> None:
     with pytest.raises(KmqError):
         stream.open_kmq(broken)
     assert not broken.closed
+
+
+def test_rows_that_are_not_ints_are_a_type_error_naming_them() -> None:
+    with stream.open_kmq(SAMPLES / "ihc-k16.kmq") as reader:
+        with pytest.raises(TypeError, match="rows' start must be an int, not str"):
+            reader.read_rows("1", 3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="rows' stop must be an int, not float"):
+            reader.read_rows(0, 3.0)  # type: ignore[arg-type]
+        assert reader.read_rows(np.int64(1), 3).shape == (2, 303, 3)
