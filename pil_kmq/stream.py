@@ -342,6 +342,8 @@ class KmqReader:
         channels), or (stop - start, width) for one channel; a memmap's written pages are
         released piece by piece, so memory stays bounded."""
         start, stop = self._range(start, stop)
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array (e.g. a np.memmap), not {type(out).__name__}")
         expected = (stop - start, self.header.width, self.header.channels)
         if tuple(out.shape) not in (expected, expected[:2] if expected[2] == 1 else expected):
             raise ValueError(f"out must have shape {expected}, not {tuple(out.shape)}")
@@ -397,6 +399,8 @@ class KmqReader:
         lock: two threads' seeks and reads interleaved read each other's bytes (wrong pixels
         from "none" strips, checksum errors from the others)."""
         with self._lock:
+            if self._fp.closed:
+                raise ValueError("the KMQ reader is closed")
             self._fp.seek(offset)
             return _read_exactly(self._fp, size)
 
@@ -539,6 +543,8 @@ def open_kmq(source: str | os.PathLike[str] | IO[bytes] | bytes, max_pixels: int
     header, extension area and codebook, and that the file is as long as its header says.
     max_pixels: refuse larger images (None: no limit). A file object it fails to open is left
     open, as Image.open leaves one."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral)):
+        raise TypeError(f"max_pixels must be an int or None, not {type(max_pixels).__name__}")
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
     opened = isinstance(source, (str, os.PathLike))

@@ -275,3 +275,14 @@ def test_rows_that_are_not_ints_are_a_type_error_naming_them() -> None:
         with pytest.raises(TypeError, match="rows' stop must be an int, not float"):
             reader.read_rows(0, 3.0)  # type: ignore[arg-type]
         assert reader.read_rows(np.int64(1), 3).shape == (2, 303, 3)
+
+
+def test_a_closed_reader_a_bad_max_pixels_and_a_list_for_out_are_named() -> None:
+    reader = stream.open_kmq(SAMPLES / "ihc-k16.kmq")
+    with pytest.raises(TypeError, match="out must be a numpy array"):
+        reader.decode_into([[0]])  # type: ignore[arg-type]
+    reader.close()
+    with pytest.raises(ValueError, match="the KMQ reader is closed"):
+        reader.read_rows(0, 2)
+    with pytest.raises(TypeError, match="max_pixels must be an int or None, not str"):
+        stream.open_kmq(SAMPLES / "ihc-k16.kmq", max_pixels="x")  # type: ignore[arg-type]
