@@ -399,7 +399,7 @@ class KmqReader:
         lock: two threads' seeks and reads interleaved read each other's bytes (wrong pixels
         from "none" strips, checksum errors from the others)."""
         with self._lock:
-            if self._fp.closed:
+            if getattr(self._fp, "closed", False):  # a file-like object may not say
                 raise ValueError("the KMQ reader is closed")
             self._fp.seek(offset)
             return _read_exactly(self._fp, size)
