@@ -31,7 +31,7 @@ from .format import (
     pack_metadata,
     unpack_metadata,
 )
-from .jobs import WORKERS, abandon, in_pool, on_own_thread
+from .jobs import WORKERS, abandon, in_pool, interrupts_kept, on_own_thread
 from .near import MAX_K as NEAR_MAX_K
 from .quantize import Clustering, Quantized, RowSource, SharedClustering
 from .rate import loss_budget, smallest_for_psnr, trader_for
@@ -151,6 +151,7 @@ def _as_pixels(image: np.ndarray | RowSource) -> np.ndarray | RowSource:
     return array
 
 
+@interrupts_kept
 def compress_image(
     image: np.ndarray | RowSource,
     k: int | None = None,

@@ -44,6 +44,7 @@ from .format import (
     StripMethod,
     parse_header,
 )
+from .jobs import caused_by_interrupt
 from .modes import CONVERSIONS, describe, mode_hint, to_storable
 from .plugin import FORMAT, storable
 
@@ -741,7 +742,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
         print("kmq: error: out of memory", file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:
-        if _interrupted(error):
+        if caused_by_interrupt(error):  # one the library did not turn back into a KeyboardInterrupt
             print("kmq: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         if os.environ.get(DEBUG_VARIABLE):
@@ -750,15 +751,3 @@ def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
         return EXIT_ERROR
     return 0
 
-
-def _interrupted(error: BaseException) -> bool:
-    """Whether a Ctrl-C caused this error: numba's dispatcher, interrupted, can raise a
-    SystemError ("returned a result with an exception set") whose cause is the KeyboardInterrupt."""
-    seen: BaseException | None = error
-    for _ in range(16):  # a chain, not a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, KeyboardInterrupt):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -3,6 +3,7 @@ kernels run on parts of their points (numpy, zlib, zstd and the compiled kernels
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -107,6 +108,36 @@ def abandon(futures: Sequence[Future]) -> None:
     for future in futures:
         future.cancel()
     wait(futures, timeout=INTERRUPTED_WAIT_SECONDS)
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether a Ctrl-C caused this error: numba's dispatcher, interrupted, can raise a
+    SystemError ("returned a result with an exception set") whose cause is the KeyboardInterrupt."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def interrupts_kept(function: Callable[..., T]) -> Callable[..., T]:
+    """function, raising a Ctrl-C that numba's dispatcher turned into a SystemError as the
+    KeyboardInterrupt it was (a notebook showed 'SystemError: CPUDispatcher(...) returned a
+    result with an exception set' for an interrupted save)."""
+
+    @functools.wraps(function)
+    def kept(*args: object, **kwargs: object) -> T:
+        try:
+            return function(*args, **kwargs)
+        except SystemError as error:
+            if caused_by_interrupt(error):
+                raise KeyboardInterrupt from error
+            raise
+
+    return kept
 
 
 def on_own_thread(name: str, function: Callable[..., T], *args: object) -> Future[T]:

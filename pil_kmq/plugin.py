@@ -37,6 +37,7 @@ from .format import (
     parse_header,
     unpack_metadata,
 )
+from .jobs import interrupts_kept
 
 FORMAT = "KMQ"
 CODEC = "kmq"
@@ -137,6 +138,7 @@ class KmqDecoder(ImageFile.PyDecoder):
         self._stream = IndexStreamDecoder(header, prefix_crc, functools.partial(_entry_words, mode=self.mode))
         self._rawmode = _ENTRY_RAWMODES[self.mode]
 
+    @interrupts_kept
     def decode(self, buffer: bytes | bytearray | memoryview | Image.SupportsArrayInterface) -> tuple[int, int]:
         data = memoryview(buffer)  # type: ignore[arg-type]
         for row, column, words in self._stream.feed(data):
@@ -241,6 +243,7 @@ def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:
     return exif if len(exif) else None
 
 
+@interrupts_kept
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     # Every option is checked and all clustering done before the first byte is written.

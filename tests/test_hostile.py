@@ -501,3 +501,33 @@ def test_a_ctrl_c_while_waiting_for_the_pool_drops_its_queued_jobs(monkeypatch: 
     time.sleep(0.3)
     assert waited < 5, f"waited {waited:.1f} s"
     assert sorted(ran) == list(range(jobs.WORKERS + 1))  # the caller's job and the held ones; none queued
+
+
+def test_a_ctrl_c_that_numba_turned_into_a_system_error_is_raised_as_keyboard_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted compiled function can come back as "SystemError: ... returned a result
+    with an exception set", caused by the KeyboardInterrupt: a save or load raises the
+    KeyboardInterrupt itself; any other SystemError is left as it is."""
+    from pil_kmq import api, plugin
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise SystemError("CPUDispatcher(<function _iterate>) returned a result with an exception set") from KeyboardInterrupt()
+
+    image = Image.new("RGB", (8, 8), (10, 20, 30))
+    monkeypatch.setattr(api, "Clustering", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        api.compress_image(np.asarray(image), k=2)
+    with pytest.raises(KeyboardInterrupt):
+        image.save(io.BytesIO(), "KMQ", k=2)
+    monkeypatch.undo()
+    data = io.BytesIO()
+    image.save(data, "KMQ", k=2)
+    monkeypatch.setattr(plugin.KmqDecoder, "_put", interrupted)
+    with pytest.raises(KeyboardInterrupt), Image.open(io.BytesIO(data.getvalue())) as opened:
+        opened.load()
+
+    def other(*args: object, **kwargs: object) -> None:
+        raise SystemError("something else")
+
+    monkeypatch.setattr(plugin.KmqDecoder, "_put", other)
+    with pytest.raises(SystemError, match="something else"), Image.open(io.BytesIO(data.getvalue())) as opened:
+        opened.load()
