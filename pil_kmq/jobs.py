@@ -9,11 +9,12 @@ import queue
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, wait
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 WORKERS = min(2, os.cpu_count() or 1)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _POOL_PREFIX = "kmq-pool"
 _kept = threading.local()
 
@@ -123,13 +124,13 @@ def caused_by_interrupt(error: BaseException) -> bool:
     return False
 
 
-def interrupts_kept(function: Callable[..., T]) -> Callable[..., T]:
+def interrupts_kept(function: Callable[P, T]) -> Callable[P, T]:
     """function, raising a Ctrl-C that numba's dispatcher turned into a SystemError as the
     KeyboardInterrupt it was (a notebook showed 'SystemError: CPUDispatcher(...) returned a
     result with an exception set' for an interrupted save)."""
 
     @functools.wraps(function)
-    def kept(*args: object, **kwargs: object) -> T:
+    def kept(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return function(*args, **kwargs)
         except SystemError as error:
