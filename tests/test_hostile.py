@@ -441,29 +441,20 @@ def test_an_interrupted_caller_does_not_wait_for_good_on_a_stuck_pool_job(monkey
     assert all(thread.daemon for thread in threading.enumerate() if thread.name.startswith("kmq-pool"))
     assert sorted(ran) == list(range(1, jobs.WORKERS + 1))  # the queued jobs never ran
 
-    def failing(number: int) -> int:  # an error, unlike an interrupt, waits for every job
-        if number == 0:
-            raise ValueError("first")
-        time.sleep(0.2)
-        ran.append(number)
-        return number
+    # An error, unlike an interrupt, waits for every job: the caller's (job 0) or a pool job's.
+    for failing in (0, 1):
 
-    ran.clear()
-    with pytest.raises(ValueError, match="first"):
-        jobs.run_jobs(failing, [(0,), (1,), (2,)])
-    assert sorted(ran) == [1, 2]
+        def erring(number: int, failing: int = failing) -> int:
+            if number == failing:
+                raise ValueError(f"job {failing}")
+            time.sleep(0.2)
+            ran.append(number)
+            return number
 
-    def pool_failing(number: int) -> int:  # a pool job's error too waits for the others
-        if number == 1:
-            raise ValueError("pool")
-        time.sleep(0.2)
-        ran.append(number)
-        return number
-
-    ran.clear()
-    with pytest.raises(ValueError, match="pool"):
-        jobs.run_jobs(pool_failing, [(0,), (1,), (2,)])
-    assert sorted(ran) == [0, 2]
+        ran.clear()
+        with pytest.raises(ValueError, match=f"job {failing}"):
+            jobs.run_jobs(erring, [(0,), (1,), (2,)])
+        assert sorted(ran) == [number for number in (0, 1, 2) if number != failing]
 
 
 def test_a_ctrl_c_while_waiting_for_the_pool_drops_its_queued_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
