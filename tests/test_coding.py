@@ -359,6 +359,17 @@ def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(write_content_size=True).compress(data)
 
 
+def _zlib_with_dictionary(data: bytes) -> bytes:
+    """A zlib stream whose FDICT bit asks for a preset dictionary (spec 7.2 forbids one)."""
+    engine = zlib.compressobj(zdict=b"\x00\x01\x02")
+    return engine.compress(data) + engine.flush()
+
+
+def _zstd_bad_checksum(data: bytes) -> bytes:
+    frame = zstandard.ZstdCompressor(write_content_size=True, write_checksum=True).compress(data)
+    return frame[:-1] + bytes([frame[-1] ^ 1])
+
+
 def test_well_formed_helper_strip_decodes() -> None:
     # indices 0 0 1 1 2 2: flags 0 1 0 1 0 1 -> 0101 0100 = 0x54; literals 0 1 2
     for method, compress in ((StripMethod.RUNS_ZLIB, zlib.compress), (StripMethod.RUNS_ZSTD, _zstd)):
@@ -384,6 +395,8 @@ def test_well_formed_helper_strip_decodes() -> None:
         (_runs_strip(b"\x54", b"\x00\x01\x05"), "index 5 at row 0, column 4 is out of range"),
         (bytes([1]) + struct.pack(">Q", 4) + b"junk" + zlib.compress(b"\x00\x01\x02"), "flags: corrupt zlib stream"),
         (_runs_strip(b"\x54", b"\x00\x01\x02") + b"extra", "literals: bytes follow the end of the zlib stream"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02", compress=_zlib_with_dictionary), "flags: corrupt zlib stream"),
+        (_runs_strip(b"\x54", b"\x00\x01\x02", StripMethod.RUNS_ZSTD, _zstd_bad_checksum), "flags: corrupt zstd frame"),
         (_runs_strip(b"\x54", b"\x00\x01\x02", StripMethod.RUNS_ZSTD, _zstd)[:-2], "literals: stream is cut short"),
         (_runs_strip(b"\x54", b"\x00\x01\x02" * 1000, StripMethod.RUNS_ZSTD, _zstd), "zstd frame declares 3000 bytes, 3 expected"),
         (

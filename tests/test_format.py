@@ -149,3 +149,10 @@ def test_unknown_ancillary_chunks_are_skipped_and_known_ones_may_not_repeat() ->
     assert parse_extensions(chunk + chunk) == [(b"meta", b"x"), (b"meta", b"x")]
     with pytest.raises(KmqError, match="appears twice"):
         parse_extensions(chunk + chunk, known=frozenset({b"meta"}))
+
+
+def test_an_empty_known_chunk_still_counts_as_its_copy() -> None:
+    """Spec 5 and 9.1.7: read as absent, yet a second chunk with its tag is a repeat."""
+    empty, full = b"iccp" + struct.pack(">I", 0), b"iccp" + struct.pack(">I", 2) + b"ab"
+    with pytest.raises(KmqError, match="iccp appears twice"):
+        parse_extensions(empty + full, known=frozenset({b"iccp"}))
