@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
 import pil_kmq  # noqa: F401  (registers KMQ)
 
@@ -118,6 +118,20 @@ def metadata() -> dict[str, bytes]:
     return {"icc_profile": icc, "exif": exif.tobytes(), "xmp": XMP}
 
 
+def png_metadata(info: dict[str, object]) -> dict[str, object]:
+    """Save options that make an expected PNG carry a decoded golden's EXIF (eXIf) and XMP (an
+    iTXt chunk, XML:com.adobe.xmp), as its ICC profile (iCCP) is carried anyway: a decoder
+    written from the spec can then check all three against the PNG."""
+    extra: dict[str, object] = {}
+    if isinstance(info.get("exif"), bytes):
+        extra["exif"] = info["exif"]
+    if isinstance(info.get("xmp"), bytes):
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt("XML:com.adobe.xmp", info["xmp"].decode("utf-8"))
+        extra["pnginfo"] = text
+    return extra
+
+
 def expected_path(golden: str) -> Path:
     """The lossless PNG holding the pixels a golden file must decode to."""
     return HERE / "expected" / golden.replace(".kmq", ".png")
@@ -140,7 +154,7 @@ def main() -> None:
         with Image.open(HERE / source) as image:
             image.convert(mode).save(HERE / golden, k=k, seed=0, compression=compression, **extra)
         with Image.open(HERE / golden) as decoded:
-            decoded.save(expected_path(golden), optimize=True)
+            decoded.save(expected_path(golden), optimize=True, **png_metadata(decoded.info))
         print(golden, (HERE / golden).stat().st_size, "bytes")
 
 

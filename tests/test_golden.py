@@ -13,7 +13,7 @@ from PIL import Image
 from pil_kmq import decode_kmq, reconstruct_image
 
 sys.path.insert(0, str(SAMPLES))
-from regenerate import GOLDEN, KEPT, expected_path
+from regenerate import GOLDEN, KEPT, WITH_METADATA, expected_path
 
 NAMES = [entry[0] for entry in GOLDEN + KEPT]
 
@@ -40,6 +40,17 @@ def test_golden_file_decodes_the_same_through_numpy_api_and_parser(name: str) ->
         assert np.array_equal(reconstruct_image(indices, codebook), np.asarray(expected))
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
+
+
+@pytest.mark.parametrize("name", sorted(WITH_METADATA))
+def test_golden_metadata_is_what_its_expected_png_carries(name: str) -> None:
+    """ICC profile, EXIF and XMP: the expected PNG holds them too, so a decoder written from the
+    spec can check them against it, not against prose."""
+    with Image.open(expected_path(name)) as expected, Image.open(SAMPLES / name) as image:
+        expected.load()
+        for key in ("icc_profile", "exif", "xmp"):
+            assert image.info[key] == expected.info[key], key
+        assert image.getexif()[0x0112] == 6
 
 
 # Uncoded and near_flat lossless files depend on nothing but the spec; zstd's bytes may change
