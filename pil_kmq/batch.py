@@ -16,6 +16,7 @@ import io
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -281,8 +282,9 @@ def run_jobs(
     called with each as it arrives. Without an executor: in this process for one worker, else a
     process pool of `workers` (default os.cpu_count()), shut down here. At most `in_flight`
     jobs are submitted at once (a callable is asked again as each result arrives); all when
-    None. On KeyboardInterrupt no new job starts, running ones finish (each output is whole or
-    absent) and it re-raises."""
+    None. On KeyboardInterrupt (or any other error here) no new job starts and the pool's
+    running jobs are stopped, their outputs not written (each output is whole or absent), and
+    it re-raises."""
     report = on_result or (lambda result: None)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if executor is None and workers == 1:
@@ -323,6 +325,8 @@ def run_jobs(
     except BaseException:
         for future in futures:
             future.cancel()
+        if owned:
+            _stop_workers(executor)
         raise
     finally:
         if owned:
@@ -333,24 +337,12 @@ def run_jobs(
 def _run_here(
     jobs: Sequence[Job], task: Callable[[Job], Result], report: Callable[[Result], None]
 ) -> list[Result]:
-    """The jobs one after another in this process. Ctrl-C (in the main thread) lets the file
-    being converted finish, then stops: as the pool does, no output is cut short."""
-    interrupted = []
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    """The jobs one after another in this process. Ctrl-C stops the file being converted at
+    once, as the pool does: its output is written atomically, so it is whole or absent."""
     results: list[Result] = []
-    try:
-        for job in jobs:
-            if interrupted:
-                raise KeyboardInterrupt
-            results.append(task(job))
-            report(results[-1])
-        if interrupted:
-            raise KeyboardInterrupt
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    for job in jobs:
+        results.append(task(job))
+        report(results[-1])
     return results
 
 
@@ -380,16 +372,55 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 def _pool_worker_setup() -> None:
     """A pool process: one BLAS thread (the pool already runs a process per core, and a
-    second thread each made -j 2 only 1.09x faster than -j 1), Ctrl-C left to the parent."""
+    second thread each made -j 2 only 1.09x faster than -j 1), Ctrl-C left to the parent,
+    SIGTERM (the parent stopping the pool) ending the running job, and the process gone when
+    the parent is (killed, it would otherwise convert on, orphaned)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
     _ignore_interrupts()
+    signal.signal(signal.SIGTERM, _end_job)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="kmq-parent-watch", daemon=True).start()
 
 
 def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the parent, which stops handing out jobs and lets running ones finish."""
+    """Workers leave Ctrl-C (sent to the whole process group) to the parent, which stops them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# How long a worker whose parent died gives its job to end (and remove its output's temporary
+# file) after SIGTERM, before it exits regardless.
+ORPHAN_GRACE_SECONDS = 5.0
+
+
+def _end_job(signum: int, frame: object) -> None:
+    """A worker's SIGTERM: end the job as an exception, so the output being written is removed."""
+    raise SystemExit(128 + signum)
+
+
+def _exit_with(sentinel: int) -> None:
+    """Wait for the parent process to end, then stop this worker (a watcher thread's work)."""
+    multiprocessing.connection.wait([sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)
+
+
+def _stop_workers(executor: Executor) -> None:
+    """Stop a process pool's workers now (SIGTERM: each ends its job, _end_job), rather than
+    wait for the files they convert. ProcessPoolExecutor offers this from Python 3.14 on;
+    before, its processes are an attribute of its own."""
+    terminate = getattr(executor, "terminate_workers", None)
+    if terminate is not None:
+        with contextlib.suppress(Exception):
+            terminate()
+        return
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):  # one that has just ended
+            process.terminate()
 
 
 # Dask: the same jobs as tasks on a cluster. dask.distributed is imported only here, on use.

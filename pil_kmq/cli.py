@@ -12,6 +12,7 @@ import contextlib
 import io
 import math
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -54,11 +55,35 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_CODES = (
     "exit status: 0 done; 1 a file failed (unreadable, corrupt or truncated input, an output that cannot be "
     "written or that is the input); 2 usage error (a bad option or argument, an output name no writer takes); "
-    "130 interrupted"
+    "130 interrupted (143 terminated by SIGTERM)"
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout): stopped as Ctrl-C stops the command, outputs whole or absent,
+    a pool's workers stopped with it."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated while the command runs (in the main thread only: a signal
+    handler cannot be set elsewhere); Python's default would end the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 DEBUG_VARIABLE = "KMQ_DEBUG"  # set: an unexpected error shows its traceback
@@ -722,7 +747,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
     args = _build_parser(prog).parse_args(argv)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _show_warning  # one "kmq: warning:" line, restored on return
             run(args)
     except UsageError as error:
@@ -731,6 +756,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "kmq") -> int:
     except CliError as error:
         print(f"kmq: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print("kmq: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("kmq: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -501,13 +501,92 @@ def _interrupting_task(job: batch.Job) -> batch.Result:
     return batch.convert_file(job)
 
 
-def test_ctrl_c_in_process_finishes_the_file_then_stops(tmp_path: Path) -> None:
+def test_ctrl_c_in_process_stops_the_file_at_once(tmp_path: Path) -> None:
     jobs = batch.plan_jobs([tree(tmp_path / "in")], tmp_path / "out", batch.save_options(k=4))
     seen: list[batch.Result] = []
     with pytest.raises(KeyboardInterrupt):
         batch.run_jobs(jobs, workers=1, on_result=seen.append, task=_interrupting_task)
-    assert len(seen) == 1 and seen[0].status == batch.Status.CONVERTED  # whole, and no other began
-    assert files_under(tmp_path / "out") == [str(seen[0].output.relative_to(tmp_path / "out"))]
+    assert seen == [] and files_under(tmp_path / "out") == []  # not finished first, as pngquant does not
+
+
+def test_sigterm_stops_convert_as_ctrl_c_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """kill or timeout: the file being written is removed, exit status 128 + SIGTERM."""
+    import os
+    import signal
+
+    def terminated(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the conversion")
+
+    monkeypatch.setattr(atomic, "open_partial", terminated)
+    out = tmp_path / "out"
+    assert main(["convert", str(SAMPLES / "kodim23.png"), "-o", str(out), "-k", "4", "-j", "1", "-q"]) == 143
+    assert "kmq: terminated" in capsys.readouterr().err
+    assert files_under(out) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the caller's handler back
+
+
+_SLOW_TASK = """
+import os, time
+from pathlib import Path
+from pil_kmq import batch
+from pil_kmq.atomic import write_atomic
+
+def slow(job):
+    Path(str(job.output) + ".pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    write_atomic(job.output, b"late")
+    return batch.Result(job.input, job.output, 1, 4, batch.Status.CONVERTED, "")
+
+if __name__ == "__main__":
+    import sys
+    out = Path(sys.argv[1])
+    jobs = [batch.Job(Path(f"in{number}.png"), out / f"{number}.kmq") for number in range(4)]
+    try:
+        batch.run_jobs(jobs, workers=2, task=__import__("slow_task").slow)
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_a_stopped_pool_leaves_no_worker_converting(tmp_path: Path, how: str) -> None:
+    """Ctrl-C stops the pool's running conversions at once (not after they finish), and a
+    killed parent's workers end too (they would otherwise convert on, orphaned, and write)."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "slow_task.py").write_text(_SLOW_TASK)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, str(tmp_path / "slow_task.py"), str(out)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*.pid"))) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "the workers did not start"
+            time.sleep(0.05)
+        workers = [int(path.read_text()) for path in out.glob("*.pid")]
+        process.send_signal(getattr(signal, how))
+        assert process.wait(timeout=10) == (130 if how == "SIGINT" else -signal.SIGKILL)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + batch.ORPHAN_GRACE_SECONDS + 5
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+    assert sorted(path.suffix for path in out.iterdir()) == [".pid", ".pid"]  # no output written
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_any_exception_from_one_file_fails_that_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
