@@ -485,9 +485,14 @@ def _output_format(output: Path, explicit: str | None) -> str:
     ).upper()
     Image.init()  # every plugin, so that Image.SAVE lists every writable format
     if output_format not in Image.SAVE:
-        if str(output) == "-" and not explicit:
+        if explicit:
+            raise UsageError(f"--format {explicit}: not a format Pillow can write (e.g. PNG, WEBP, TIFF)")
+        if str(output) == "-":
             raise UsageError("writing to stdout ('-') needs --format, e.g. --format PNG")
         raise UsageError(f"{output}: Pillow cannot write files with extension {extension or '(none)'!r}; pass --format")
+    named = Image.registered_extensions().get(extension)
+    if explicit and named and named != output_format and str(output) != "-":
+        print(f"kmq: warning: {output}: {output_format} written to a name whose extension means {named}", file=sys.stderr)
     return output_format
 
 
@@ -497,7 +502,35 @@ def _decode(args: argparse.Namespace) -> None:
     if image.format != FORMAT:
         raise CliError(f"{args.input}: not a KMQ file (it is {image.format})")
     metadata: dict[str, bytes] = {key: image.info[key] for key in ("icc_profile", "exif", "xmp") if key in image.info}
-    _save_as(image, args.output, output_format, args.input, args.force, **metadata_options(output_format, metadata))
+    lost = [_METADATA_NAMES[key] for key in metadata if output_format not in _KEEP_METADATA]
+    if lost:
+        print(f"kmq: warning: {args.output}: {output_format} keeps no {', '.join(lost)}: written without", file=sys.stderr)
+    _save_as(image, args.output, output_format, args.input, args.force, check=_alpha_kept, **metadata_options(output_format, metadata))
+
+
+# Writers that keep the ICC profile, EXIF and XMP as metadata_options gives them.
+_KEEP_METADATA = frozenset({"PNG", "JPEG", "WEBP", "TIFF", FORMAT})
+_METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
+
+
+def _alpha_kept(image: Image.Image, data: bytes, output_format: str) -> str | None:
+    """Why the written file does not hold the image's alpha as it is (None if it does): read
+    back, as a user's viewer would. GIF keeps only all-or-nothing transparency, and Pillow
+    reads its own 32-bit BMP as RGB; each file Pillow can read back is checked, not a list."""
+    if "A" not in image.getbands():
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as back:
+            back.load()
+            if "A" not in back.getbands():
+                back = back.convert("RGBA") if back.mode == "P" and "transparency" in back.info else back
+            if "A" not in back.getbands():
+                return "no alpha channel"
+            if back.getchannel("A").tobytes() != image.getchannel("A").tobytes():
+                return "other alpha values (its transparency is all or nothing)"
+    except Exception:  # noqa: BLE001 - a file Pillow writes but cannot read back: nothing to compare
+        return None
+    return None
 
 
 # EXIF tags that describe an image rather than lay out a TIFF: what a TIFF output can carry.
@@ -543,8 +576,12 @@ def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str
     return options
 
 
-def _save_as(image: Image.Image, output: Path, output_format: str, source: Path, force: bool, **options: object) -> None:
-    """Save image in output_format, then write it to output (atomically; '-' is stdout)."""
+def _save_as(
+    image: Image.Image, output: Path, output_format: str, source: Path, force: bool,
+    check: Callable[[Image.Image, bytes, str], str | None] | None = None, **options: object,
+) -> None:
+    """Save image in output_format, then write it to output (atomically; '-' is stdout). `check`
+    says why the encoded file does not hold the image (None: it does): then nothing is written."""
     encoded = io.BytesIO()
     try:
         image.save(encoded, output_format, **options)
@@ -554,8 +591,11 @@ def _save_as(image: Image.Image, output: Path, output_format: str, source: Path,
         if not options:
             raise CliError(f"{output}: cannot write {output_format}: {error}") from None
         print(f"kmq: warning: {output}: {output_format} could not take the {', '.join(options)} ({error}); written without", file=sys.stderr)
-        _save_as(image, output, output_format, source, force)
+        _save_as(image, output, output_format, source, force, check)
         return
+    problem = check(image, encoded.getvalue(), output_format) if check else None
+    if problem:
+        raise CliError(f"{output}: {output_format} would lose this {image.mode} image's transparency ({problem}); write PNG, WebP or TIFF")
     _write_output(output, encoded.getvalue(), source, force)
 
 

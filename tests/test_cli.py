@@ -37,6 +37,39 @@ def test_decode_to_any_pillow_format(tmp_path: Path) -> None:
             assert image.format == fmt
 
 
+@pytest.mark.parametrize("extension", [".bmp", ".gif"])
+def test_decode_refuses_a_format_that_would_lose_graded_alpha(tmp_path: Path, extension: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cut-out's soft edge: GIF keeps all-or-nothing transparency, Pillow reads BMP back as RGB."""
+    out = tmp_path / f"cut{extension}"
+    assert main(["decode", str(SAMPLES / "ihc-cutout-k16.kmq"), str(out)]) == 1
+    assert "would lose this RGBA image's transparency" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_decode_to_gif_keeps_all_or_nothing_alpha(tmp_path: Path) -> None:
+    pixels = [(255, 0, 0, 255), (0, 0, 255, 0)] * 8
+    image = Image.new("RGBA", (4, 4))
+    image.putdata(pixels)
+    image.save(tmp_path / "two.kmq", k=2)
+    assert main(["decode", str(tmp_path / "two.kmq"), str(tmp_path / "two.gif")]) == 0
+    with Image.open(tmp_path / "two.gif") as back:
+        assert back.convert("RGBA").getchannel("A").tobytes() == image.getchannel("A").tobytes()
+
+
+def test_decode_says_which_metadata_a_format_cannot_keep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", str(SAMPLES / "ihc-k16-metadata.kmq"), str(tmp_path / "m.gif")]) == 0
+    assert "m.gif: GIF keeps no ICC profile, EXIF, XMP: written without" in capsys.readouterr().err
+    assert main(["decode", str(SAMPLES / "ihc-k16-metadata.kmq"), str(tmp_path / "m.png")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_decode_format_option_is_named_when_unknown_and_warned_when_it_contradicts_the_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", str(SAMPLES / "kodim23-k16.kmq"), str(tmp_path / "x.png"), "--format", "NOPE"]) == 2
+    assert "--format NOPE: not a format Pillow can write" in capsys.readouterr().err
+    assert main(["decode", str(SAMPLES / "kodim23-k16.kmq"), str(tmp_path / "x.png"), "--format", "JPEG"]) == 0
+    assert "x.png: JPEG written to a name whose extension means PNG" in capsys.readouterr().err
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out
