@@ -43,7 +43,9 @@ from .format import (
     IndexCoding,
     KmqError,
     StripMethod,
+    crc32,
     parse_header,
+    unpack_crc,
 )
 from .jobs import caused_by_interrupt
 from .modes import CONVERSIONS, describe, mode_hint, to_storable
@@ -659,6 +661,9 @@ def _info(args: argparse.Namespace) -> None:
         if file_size < header.file_length:
             print(f"kmq: warning: {path}: file is truncated, the header declares {header.file_length} bytes", file=sys.stderr)
             failures.append(path)
+        elif not _file_crc_matches(path, header):
+            print(f"kmq: error: {path}: file checksum mismatch: the file is corrupt past its header", file=sys.stderr)
+            failures.append(path)
         if summary is not None:
             print(summary)
         coded_bits = header.index_stream_length * 8
@@ -667,7 +672,25 @@ def _info(args: argparse.Namespace) -> None:
         )
         print(size_report(header))
     if failures:
-        raise CliError(f"{len(failures)} of {len(args.files)} files could not be read, or are truncated")
+        raise CliError(f"{len(failures)} of {len(args.files)} files could not be read, or are truncated or corrupt")
+
+
+def _file_crc_matches(path: Path, header: Header) -> bool:
+    """Whether file_crc matches the file's bytes before it (read a MiB at a time: memory stays
+    bounded whatever the file's size)."""
+    end = header.file_length - 4
+    value = 0
+    try:
+        with open(path, "rb") as file:
+            at = 0
+            while at < end:
+                chunk = file.read(min(1 << 20, end - at))
+                if not chunk:
+                    return False
+                value, at = crc32(chunk, value), at + len(chunk)
+            return unpack_crc(file.read(4)) == value
+    except (OSError, ValueError) as error:
+        raise CliError(f"{path}: {error}") from None
 
 
 def _convert(args: argparse.Namespace) -> None:

@@ -70,6 +70,18 @@ def test_decode_format_option_is_named_when_unknown_and_warned_when_it_contradic
     assert "x.png: JPEG written to a name whose extension means PNG" in capsys.readouterr().err
 
 
+def test_info_fails_a_file_corrupt_past_its_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The header has its own CRC; a byte changed in the codebook or a strip shows in file_crc."""
+    for offset in (60, 18_000):
+        data = bytearray((SAMPLES / "ihc-k16.kmq").read_bytes())
+        data[offset] ^= 0x5A
+        (tmp_path / "bad.kmq").write_bytes(data)
+        assert main(["info", str(tmp_path / "bad.kmq"), str(SAMPLES / "ihc-k16.kmq")]) == 1
+        printed = capsys.readouterr()
+        assert "bad.kmq: file checksum mismatch" in printed.err and "1 of 2 files" in printed.err
+        assert printed.out.count("303x227 RGB, k=16") == 2  # both still described
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out
