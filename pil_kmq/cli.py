@@ -354,8 +354,7 @@ def _write_output(target: Path, data: bytes, source: Path, force: bool) -> None:
     """Write data to target: '-' is stdout; anything else all or nothing (write_atomic), never
     over the input it was made from unless force."""
     if str(target) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
         return
     try:
         write_atomic(target, data, inputs=() if force else [source])
@@ -363,6 +362,27 @@ def _write_output(target: Path, data: bytes, source: Path, force: bool) -> None:
         raise CliError(f"{target}: is the input file; pass --force to replace it") from None
     except OSError as error:
         raise CliError(f"{target}: cannot write: {error.strerror or error}") from None
+
+
+def _write_stdout(data: bytes) -> None:
+    """All of data to stdout, or an error: a pipe whose reader left takes part of a write and
+    Python's buffered writer then returns the part's length without raising, which looked
+    like success (exit 0 with most of a BMP unwritten)."""
+    stream = sys.stdout.buffer if sys.stdout is not None else None
+    if stream is None:
+        raise CliError("-: standard output is closed")
+    view = memoryview(data)
+    try:
+        while view:
+            written = stream.write(view)
+            if not written:
+                raise BrokenPipeError
+            view = view[written:]
+        stream.flush()
+    except BrokenPipeError:
+        raise  # main's: exit 1, quietly
+    except OSError as error:
+        raise CliError(f"-: cannot write to standard output: {error.strerror or error}") from None
 
 
 def _open_image(path: Path, convert: bool | None = None) -> Image.Image:

@@ -82,6 +82,18 @@ def test_info_fails_a_file_corrupt_past_its_header(tmp_path: Path, capsys: pytes
         assert printed.out.count("303x227 RGB, k=16") == 2  # both still described
 
 
+def test_decode_to_stdout_fails_when_the_reader_leaves_early() -> None:
+    """A pipe's reader that stops after 10 bytes of a 206 KB BMP: exit 1, not 0, no traceback."""
+    command = [sys.executable, "-m", "pil_kmq", "decode", str(SAMPLES / "ihc-k16.kmq"), "-", "--format", "BMP"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10).startswith(b"BM")
+    process.stdout.close()
+    assert process.wait(timeout=120) == 1
+    with process.stderr:
+        assert b"Traceback" not in process.stderr.read()
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out
