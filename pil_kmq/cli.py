@@ -88,6 +88,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# --width: a panel this wide is 4 x a 4K screen's width already; 100,000 took the process past
+# the machine's memory (each figure holds several panels, each as tall as the image scales).
+MAX_FIGURE_PANEL_WIDTH = 16384
 DEBUG_VARIABLE = "KMQ_DEBUG"  # set: an unexpected error shows its traceback
 
 
@@ -148,7 +151,7 @@ def _loss_option(text: str) -> float:
     return value
 
 
-def _positive_int(name: str) -> Callable[[str], int]:
+def _positive_int(name: str, most: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -158,6 +161,8 @@ def _positive_int(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(
                 f"{name} must be a positive int, not {text!r}"
             )
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{name} must be at most {most:,}, not {text!r}")
         return value
 
     return parse
@@ -339,7 +344,7 @@ def _build_parser(prog: str = "kmq") -> argparse.ArgumentParser:
     _add_convert_option(compare)
     compare.add_argument(
         "--width",
-        type=_positive_int("width"),
+        type=_positive_int("width", MAX_FIGURE_PANEL_WIDTH),
         metavar="PX",
         help=f"width of each panel (default: the image's, up to {figure.MAX_PANEL_WIDTH})",
     )
@@ -350,16 +355,16 @@ def _build_parser(prog: str = "kmq") -> argparse.ArgumentParser:
     return parser
 
 
-def _write_output(target: Path, data: bytes, source: Path, force: bool) -> None:
+def _write_output(target: Path, data: bytes, source: Path, force: bool | None) -> None:
     """Write data to target: '-' is stdout; anything else all or nothing (write_atomic), never
-    over the input it was made from unless force."""
+    over the input it was made from unless force (None: the command has no --force)."""
     if str(target) == "-":
         _write_stdout(data)
         return
     try:
         write_atomic(target, data, inputs=() if force else [source])
     except SameFileError:
-        raise CliError(f"{target}: is the input file; pass --force to replace it") from None
+        raise CliError(f"{target}: is the input file{'' if force is None else '; pass --force to replace it'}") from None
     except OSError as error:
         raise CliError(f"{target}: cannot write: {error.strerror or error}") from None
 
@@ -385,9 +390,15 @@ def _write_stdout(data: bytes) -> None:
         raise CliError(f"-: cannot write to standard output: {error.strerror or error}") from None
 
 
+def _not_stdin(path: Path) -> None:
+    if str(path) == "-":
+        raise CliError("-: reading an image from standard input is not supported; give its path")
+
+
 def _open_image(path: Path, convert: bool | None = None) -> Image.Image:
     """The image at path, loaded. convert: None keeps its mode; False refuses a mode KMQ does
     not store, with a hint; True converts it by the rules of pil_kmq.modes."""
+    _not_stdin(path)
     try:
         image = Image.open(path)
         image.load()
@@ -395,7 +406,9 @@ def _open_image(path: Path, convert: bool | None = None) -> Image.Image:
         raise CliError(f"{path}: no such file") from None
     except Image.UnidentifiedImageError:
         raise CliError(f"{path}: not an image format Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except OSError as error:
+        raise CliError(f"{path}: {error.strerror if error.errno and error.strerror else error}") from None
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise CliError(f"{path}: {error}") from None
     if convert is None or storable(image.mode):
         return image
@@ -599,7 +612,7 @@ def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str
 
 
 def _save_as(
-    image: Image.Image, output: Path, output_format: str, source: Path, force: bool,
+    image: Image.Image, output: Path, output_format: str, source: Path, force: bool | None,
     check: Callable[[Image.Image, bytes, str], str | None] | None = None, **options: object,
 ) -> None:
     """Save image in output_format, then write it to output (atomically; '-' is stdout). `check`
@@ -623,6 +636,7 @@ def _save_as(
 
 def _read_header(path: Path) -> tuple[Header, int]:
     """The header and the file's size."""
+    _not_stdin(path)
     try:
         with open(path, "rb") as file:
             head = file.read(HEADER_SIZE)
@@ -632,7 +646,7 @@ def _read_header(path: Path) -> tuple[Header, int]:
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except OSError as error:
-        raise CliError(f"{path}: {error}") from None
+        raise CliError(f"{path}: {error.strerror if error.errno and error.strerror else error}") from None
 
 
 def _strip_summary(path: Path, header: Header, file_size: int) -> str:
@@ -744,7 +758,9 @@ def _convert(args: argparse.Namespace) -> None:
             args.output.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise CliError(
-                f"{args.output}: cannot create the output directory: {error.strerror or error}"
+                f"{args.output}: is a file, not a directory for the outputs"
+                if args.output.exists() and not args.output.is_dir()
+                else f"{args.output}: cannot create the output directory: {error.strerror or error}"
             ) from None
         with tqdm(
             total=len(jobs),
@@ -797,10 +813,17 @@ def _dask_client(address: str | None, workers: int) -> Iterator[Client | None]:
         yield client
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says: a figure is looked at, not stored."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
+
+
 def _compare(args: argparse.Namespace) -> None:
     _check_loss(args)
     output_format = _output_format(args.output, args.format)
-    image = _open_image(args.input, args.convert)
+    image = _upright(_open_image(args.input, args.convert))
     show = not args.quiet and sys.stderr.isatty()
     try:
         trips = [
@@ -810,7 +833,7 @@ def _compare(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CliError(f"{args.input}: {error}") from None
     drawn = figure.draw_figure(image, trips, width=args.width)
-    _save_as(drawn, args.output, output_format, args.input, False)
+    _save_as(drawn, args.output, output_format, args.input, None)
     if not args.quiet:
         report = (
             sys.stderr if str(args.output) == "-" else sys.stdout

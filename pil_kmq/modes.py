@@ -39,7 +39,7 @@ def mode_hint(mode: str) -> str:
     rule = describe(mode)
     if rule is None:
         return f"mode {mode!r} cannot be stored as KMQ (it holds 8-bit L, LA, RGB and RGBA)"
-    return f"mode {mode!r} is not stored as it is (KMQ holds 8-bit L, LA, RGB and RGBA); --convert would take it {rule[0].lower()}{rule[1:]}"
+    return f"mode {mode!r} is not stored as it is (KMQ holds 8-bit L, LA, RGB and RGBA); --convert converts it ({rule})"
 
 
 def to_storable(image: Image.Image) -> Image.Image:

@@ -94,6 +94,39 @@ def test_decode_to_stdout_fails_when_the_reader_leaves_early() -> None:
         assert b"Traceback" not in process.stderr.read()
 
 
+def test_cli_messages_name_the_problem_in_plain_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_bytes(b"")
+    cases = [
+        (["encode", str(tmp_path / "folder"), str(tmp_path / "x.kmq")], 1, "folder: Is a directory"),
+        (["encode", "-", str(tmp_path / "x.kmq")], 1, "-: reading an image from standard input is not supported"),
+        (["info", "-"], 1, "-: reading an image from standard input is not supported"),
+        (["compare", str(SAMPLES / "ihc.png"), "-o", str(SAMPLES / "ihc.png"), "-k", "2", "-q"], 1, "ihc.png: is the input file\n"),
+        (["compare", str(SAMPLES / "ihc.png"), "-o", str(tmp_path / "c.png"), "--width", "100000"], 2, "width must be at most 16,384"),
+        (["convert", str(SAMPLES / "ihc.png"), "-o", str(tmp_path / "afile"), "-q"], 1, "afile: is a file, not a directory for the outputs"),
+    ]
+    for command, status, message in cases:
+        try:
+            assert main(command) == status, command
+        except SystemExit as exit_info:  # argparse's usage errors
+            assert exit_info.code == status, command
+        assert message in capsys.readouterr().err, command
+
+
+def test_compare_draws_the_image_as_its_exif_orientation_says(tmp_path: Path) -> None:
+    """A camera's portrait JPEG (orientation 6) is drawn upright, as a viewer shows it."""
+    sizes = []
+    for orientation in (1, 6):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        with Image.open(SAMPLES / "ihc.png") as image:
+            image.convert("RGB").save(tmp_path / f"o{orientation}.jpg", exif=exif)
+        assert main(["compare", str(tmp_path / f"o{orientation}.jpg"), "-o", str(tmp_path / f"f{orientation}.png"), "-k", "2", "-q"]) == 0
+        with Image.open(tmp_path / f"f{orientation}.png") as drawn:
+            sizes.append(drawn.size)
+    assert sizes[0] != sizes[1]  # 303 x 227 panels against 227 x 303
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out

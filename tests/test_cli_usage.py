@@ -38,7 +38,7 @@ def test_16_bit_images_need_convert_and_are_scaled_not_clipped(tmp_path: Path, s
     out = tmp_path / "grey.kmq"
     assert main(["encode", "-q", str(source), str(out)]) == 1
     error = capsys.readouterr().err
-    assert f"{source}: mode 'I;16' is not stored as it is" in error and "--convert would take it 16-bit grey" in error
+    assert f"{source}: mode 'I;16' is not stored as it is" in error and "--convert converts it (16-bit grey: scaled to 8-bit L" in error
     assert main(["encode", "-q", "--convert", "-k", "256", str(source), str(out)]) == 0
     with Image.open(out) as image:
         decoded = np.asarray(image)
