@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -221,7 +222,10 @@ def convert_file(job: Job) -> Result:
         )
     encoded = io.BytesIO()
     try:
-        with Image.open(job.input) as image:
+        # The save's warnings (metadata KMQ does not keep, ...) go in the file's note: a pool
+        # process's own stderr would print them apart from the file they are about.
+        with warnings.catch_warnings(record=True) as caught, Image.open(job.input) as image:
+            warnings.simplefilter("always")
             image.load()
             frames = getattr(image, "n_frames", 1)
             if not storable(image.mode) and not job.convert:
@@ -255,8 +259,9 @@ def convert_file(job: Job) -> Result:
             f"cannot write {job.output}: {_reason(error)}",
         )
     # KMQ holds one image, as PNG does: Pillow saves the first frame; say so.
-    note = f"the first of its {frames} frames (KMQ holds one image)" if frames > 1 else ""
-    return Result(job.input, job.output, bytes_in, len(data), Status.CONVERTED, note)
+    notes = [f"the first of its {frames} frames (KMQ holds one image)"] * (frames > 1)
+    notes += dict.fromkeys(str(warning.message) for warning in caught)  # each once, in order
+    return Result(job.input, job.output, bytes_in, len(data), Status.CONVERTED, "; ".join(notes))
 
 
 def _reason(error: BaseException) -> str:

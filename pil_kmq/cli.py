@@ -49,7 +49,7 @@ from .format import (
 )
 from .jobs import caused_by_interrupt
 from .modes import CONVERSIONS, describe, mode_hint, to_storable
-from .plugin import FORMAT, storable
+from .plugin import DESCRIPTIVE_TAGS, FORMAT, XMP_PNG_KEY, storable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -568,9 +568,6 @@ def _alpha_kept(image: Image.Image, data: bytes, output_format: str) -> str | No
     return None
 
 
-# EXIF tags that describe an image rather than lay out a TIFF: what a TIFF output can carry.
-_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
-XMP_PNG_KEY = "XML:com.adobe.xmp"  # PNG keeps XMP as an iTXt chunk of this keyword
 XMP_TIFF_TAG = 700
 
 
@@ -600,7 +597,7 @@ def metadata_options(output_format: str, metadata: dict[str, bytes]) -> dict[str
                 loaded.load(bytes(exif))
             except Exception as error:  # noqa: BLE001 - Pillow's EXIF parser raises struct.error, KeyError...
                 warnings.warn(f"the EXIF data could not be read ({error}); the TIFF is written without it", stacklevel=2)
-            for tag in _TIFF_EXIF_TAGS:
+            for tag in DESCRIPTIVE_TAGS:
                 if tag in loaded:
                     tags[tag] = loaded[tag]
         if xmp:

@@ -213,8 +213,9 @@ def _pixels_to_store(im: Image.Image) -> _ImageRows:
     )
 
 
-# Descriptive tags kept when EXIF comes from a TIFF's own tags (not its strips or layout).
-_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
+# EXIF tags that describe an image rather than lay out a TIFF: kept when EXIF comes from a
+# TIFF's own tags, and what `kmq decode` gives a TIFF output as its own tags.
+DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
 
 
 def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
@@ -235,9 +236,35 @@ def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
     return pack_metadata(stored)
 
 
+# What other formats bring along in im.info that KMQ has no chunk for (5.1 stores the ICC
+# profile, EXIF and XMP): saved without it, but never silently.
+XMP_PNG_KEY = "XML:com.adobe.xmp"  # a PNG's XMP, which Pillow also gives as info["xmp"]
+_UNKEPT_INFO = {"dpi": "resolution (dpi)", "gamma": "gamma", "srgb": "sRGB rendering intent", "chromaticity": "chromaticities", "comment": "comment"}
+
+
+def _unkept(im: Image.Image) -> list[str]:
+    """Names of the metadata in im.info a KMQ file will not hold: _UNKEPT_INFO's, and a PNG's
+    text chunks (its str entries; XMP, its own chunk in KMQ, aside)."""
+    names = [name for key, name in _UNKEPT_INFO.items() if im.info.get(key) is not None and (key != "dpi" or _own_dpi(im))]
+    if im.format == "PNG":
+        text = [key for key, value in im.info.items() if isinstance(value, str) and key != XMP_PNG_KEY]
+        if text:
+            names.append("text " + ", ".join(map(repr, text)))
+    return names
+
+
+def _own_dpi(im: Image.Image) -> bool:
+    """Whether im.info's dpi is lost with the file's own field: a TIFF's resolution tags go into
+    the exif chunk (DESCRIPTIVE_TAGS); a JPEG's dpi is its JFIF density's (unit 1 or 2), else
+    Pillow took the EXIF resolution, which the exif chunk keeps, or made up 72."""
+    if im.format == "TIFF":
+        return False
+    return im.format != "JPEG" or im.info.get("jfif_unit") in (1, 2)
+
+
 def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:
     exif = Image.Exif()
-    for tag in _DESCRIPTIVE_TAGS:
+    for tag in DESCRIPTIVE_TAGS:
         if tag in tags:
             exif[tag] = tags[tag]
     return exif if len(exif) else None
@@ -255,6 +282,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     compression = info.get("compression", DEFAULT_COMPRESSION)
     check_compression(compression)  # checked before any work
     extension = _metadata(im, info)
+    if unkept := _unkept(im):
+        warnings.warn(f"KMQ keeps no {', '.join(unkept)} (only the ICC profile, EXIF and XMP): saved without", stacklevel=4)
     pixels = _pixels_to_store(im)
     quantized = compress_image(pixels, k, info.get("seed", DEFAULT_SEED), info.get("psnr"), info.get("dither", False), info.get("psnr_loss"), compression)
     warn_if_not_near(len(quantized.codebook), compression, stacklevel=3)

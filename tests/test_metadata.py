@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,42 @@ def test_kmq_decode_passes_metadata_to_the_output(tmp_path: Path, jpeg_with_meta
         with Image.open(tmp_path / f"x{suffix}") as out:
             assert out.info.get("icc_profile") == ICC, suffix
             assert out.getexif().get(0x0112) == 6, suffix
+
+
+def test_metadata_kmq_does_not_keep_is_named_in_a_warning(tmp_path: Path) -> None:
+    """dpi, gamma and a PNG's text chunks have no KMQ chunk: saved without, never silently."""
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "scanned at 40x")
+    text.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')  # kept: no warning for it
+    with Image.open(SAMPLES / "ihc.png") as source:
+        source.convert("RGB").save(tmp_path / "scan.png", pnginfo=text, dpi=(300, 300))
+    with Image.open(tmp_path / "scan.png") as png, pytest.warns(UserWarning, match=r"KMQ keeps no resolution \(dpi\), text 'Comment' \(only"):
+        png.save(tmp_path / "scan.kmq", k=4)
+    with Image.open(tmp_path / "scan.kmq") as kmq:
+        assert "xmp" in kmq.info and "dpi" not in kmq.info
+    with Image.open(SAMPLES / "ihc.png") as plain, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain.save(io.BytesIO(), "KMQ", k=4)  # nothing to drop, nothing said
+
+
+def test_batch_puts_a_files_warnings_in_its_note(tmp_path: Path) -> None:
+    from pil_kmq import batch
+
+    Image.open(SAMPLES / "ihc.png").convert("RGB").save(tmp_path / "in.png", dpi=(300, 300))
+    (result,) = batch.run_jobs(batch.plan_jobs([tmp_path / "in.png"], tmp_path / "out", batch.save_options(k=4)), workers=1)
+    assert result.status == batch.Status.CONVERTED and "KMQ keeps no resolution (dpi)" in result.message
+
+
+def test_a_jpegs_dpi_from_its_exif_is_not_warned_of(jpeg_with_metadata: Image.Image) -> None:
+    """Pillow gives a JPEG without JFIF density the EXIF's resolution (kept in the exif chunk) or 72."""
+    assert jpeg_with_metadata.info.get("dpi") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jpeg_with_metadata.save(io.BytesIO(), "KMQ", k=4)
+    buffer = io.BytesIO()
+    jpeg_with_metadata.save(buffer, "JPEG", dpi=(300, 300))
+    with Image.open(buffer) as dense, pytest.warns(UserWarning, match=r"resolution \(dpi\)") as caught:
+        dense.save(io.BytesIO(), "KMQ", k=4)
+    assert caught[0].filename == __file__  # the caller's line, not Pillow's
