@@ -361,6 +361,8 @@ def _write_output(target: Path, data: bytes, source: Path, force: bool | None) -
     if str(target) == "-":
         _write_stdout(data)
         return
+    if os.path.isfile(target) and not os.access(target, os.W_OK):
+        raise CliError(f"{target}: is read-only; not replaced (as cp would not)")
     try:
         write_atomic(target, data, inputs=() if force else [source])
     except SameFileError:
@@ -376,6 +378,8 @@ def _write_stdout(data: bytes) -> None:
     stream = sys.stdout.buffer if sys.stdout is not None else None
     if stream is None:
         raise CliError("-: standard output is closed")
+    if stream.isatty():
+        raise CliError("-: standard output is a terminal; redirect it to a file or a pipe")
     view = memoryview(data)
     try:
         while view:

@@ -127,6 +127,31 @@ def test_compare_draws_the_image_as_its_exif_orientation_says(tmp_path: Path) ->
     assert sizes[0] != sizes[1]  # 303 x 227 panels against 227 x 303
 
 
+def test_a_read_only_output_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """As cp: a file its owner made read-only stays (os.access, since root may write anyway)."""
+    target = tmp_path / "kept.kmq"
+    target.write_bytes(b"old")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == target else real_access(path, mode, **kw))
+    assert main(["encode", str(SAMPLES / "kodim23.png"), str(target), "-k", "2", "-q"]) == 1
+    assert "kept.kmq: is read-only; not replaced" in capsys.readouterr().err
+    assert target.read_bytes() == b"old"
+
+
+def test_binary_output_is_not_written_to_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(terminal))
+    assert main(["encode", str(SAMPLES / "kodim23.png"), "-", "-k", "2", "-q"]) == 1
+    assert "-: standard output is a terminal" in capsys.readouterr().err
+    assert terminal.getvalue() == b""
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out
