@@ -166,9 +166,11 @@ def plan_jobs(
     force: bool = False,
     skip_if_larger: bool = False,
     convert: bool = False,
+    keep_suffix: bool = False,
 ) -> list[Job]:
     """One job per input image (`paths`: paths, or one path): a file goes to
-    output_dir/<stem>.kmq, a directory's images to output_dir/<path relative to it>.kmq.
+    output_dir/<stem>.kmq, a directory's images to output_dir/<path relative to it>.kmq
+    (`keep_suffix`: <name>.kmq, its extension kept, so that x.png and x.jpg part ways).
     PlanError for a missing path, or two inputs (or an input itself) at one output; ValueError
     for a bad save option, before any image is read."""
     options = dict(options or {"k": DEFAULT_K})
@@ -182,11 +184,11 @@ def plan_jobs(
         path = Path(path)
         if path.is_dir():
             pairs = [
-                (file, file.relative_to(path).with_suffix(EXTENSION))
+                (file, _output_name(file.relative_to(path), keep_suffix))
                 for file in image_files(path, exclude=output_dir)
             ]
         elif path.exists():
-            pairs = [(path, Path(path.name).with_suffix(EXTENSION))]
+            pairs = [(path, _output_name(Path(path.name), keep_suffix))]
         else:
             raise PlanError(f"{path}: no such file or directory")
         for source, relative in pairs:
@@ -197,12 +199,17 @@ def plan_jobs(
                     continue  # the same file named twice
                 raise PlanError(
                     f"{taken[key]} and {source} would both be written to {target}"
+                    + ("" if keep_suffix else " (--keep-suffix names them by their whole names)")
                 )
             if os.path.exists(target) and os.path.samefile(target, source):
                 raise PlanError(f"{source}: its output {target} is the input itself")
             taken[key] = source
             jobs.append(Job(source, target, options, force, skip_if_larger, convert))
     return jobs
+
+
+def _output_name(relative: Path, keep_suffix: bool) -> Path:
+    return relative.with_name(relative.name + EXTENSION) if keep_suffix else relative.with_suffix(EXTENSION)
 
 
 def convert_file(job: Job) -> Result:

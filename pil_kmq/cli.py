@@ -296,6 +296,11 @@ def _build_parser(prog: str = "kmq") -> argparse.ArgumentParser:
         help="write no KMQ file that is not smaller than its input",
     )
     convert.add_argument(
+        "--keep-suffix",
+        action="store_true",
+        help="name each output by its input's whole name, x.png.kmq (x.png and x.jpg then both convert)",
+    )
+    convert.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -748,6 +753,7 @@ def _convert(args: argparse.Namespace) -> None:
             force=args.force,
             skip_if_larger=args.skip_if_larger,
             convert=args.convert,
+            keep_suffix=args.keep_suffix,
         )
     except batch.PlanError as error:
         raise CliError(str(error)) from None

@@ -161,7 +161,7 @@ def test_two_inputs_for_one_output_is_an_error_before_any_work(
     err = capsys.readouterr().err
     assert (
         err
-        == f"kmq: error: {source / 'a.jpg'} and {source / 'a.png'} would both be written to {out / 'a.kmq'}\n"
+        == f"kmq: error: {source / 'a.jpg'} and {source / 'a.png'} would both be written to {out / 'a.kmq'} (--keep-suffix names them by their whole names)\n"
     )
     assert not out.exists()
 
@@ -391,6 +391,18 @@ def test_ctrl_c_stops_cleanly_with_whole_outputs_only(
         "ihc.kmq"
     ]  # the interrupted file intact, nothing after it started
     assert (out / "ihc.kmq").read_bytes() == b"precious"
+
+
+def test_keep_suffix_converts_two_images_of_one_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with Image.open(SAMPLES / "kodim23.png") as image:
+        image.save(folder / "x.png")
+        image.convert("RGB").save(folder / "x.jpg")
+    assert main(["convert", str(folder), "-o", str(tmp_path / "out"), "-k", "4", "-j", "1", "-q"]) == 1
+    assert "--keep-suffix names them by their whole names" in capsys.readouterr().err
+    assert main(["convert", str(folder), "-o", str(tmp_path / "out"), "-k", "4", "-j", "1", "-q", "--keep-suffix"]) == 0
+    assert files_under(tmp_path / "out") == ["x.jpg.kmq", "x.png.kmq"]
 
 
 def test_k_and_psnr_are_mutually_exclusive(
