@@ -706,6 +706,8 @@ def _info(args: argparse.Namespace) -> None:
             failures.append(path)
         if summary is not None:
             print(summary)
+        if header.extension_length and file_size >= header.file_length:
+            print(f"  metadata: {_chunk_summary(path, header)}")
         coded_bits = header.index_stream_length * 8
         print(
             f"  index stream: {header.index_stream_length:,} bytes, {coded_bits / (header.width * header.height):.3f} bits per pixel"
@@ -713,6 +715,28 @@ def _info(args: argparse.Namespace) -> None:
         print(size_report(header))
     if failures:
         raise CliError(f"{len(failures)} of {len(args.files)} files could not be read, or are truncated or corrupt")
+
+
+_CHUNK_NAMES = {b"iccp": "ICC profile", b"exif": "EXIF", b"xmpp": "XMP"}
+_MOST_CHUNKS_LISTED = 16  # a file may hold millions of empty chunks
+
+
+def _chunk_summary(path: Path, header: Header) -> str:
+    """The extension area's chunks and their sizes, read a chunk header at a time (its data
+    skipped): memory stays bounded whatever extension_length says."""
+    found = []
+    with open(path, "rb") as file:
+        at, end = HEADER_SIZE, HEADER_SIZE + header.extension_length
+        while at + 8 <= end:
+            if len(found) == _MOST_CHUNKS_LISTED:
+                return ", ".join([*found, "and more"])
+            file.seek(at)
+            head = file.read(8)
+            tag, length = head[:4], int.from_bytes(head[4:], "big")
+            name = _CHUNK_NAMES.get(tag, f"chunk {tag.decode('latin-1')!r}")
+            found.append(f"{name} ({length:,} bytes)")
+            at += 8 + length
+    return ", ".join(found) if at == end else ", ".join([*found, "and a broken chunk table"])
 
 
 def _file_crc_matches(path: Path, header: Header) -> bool:

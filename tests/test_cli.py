@@ -152,6 +152,12 @@ def test_binary_output_is_not_written_to_a_terminal(monkeypatch: pytest.MonkeyPa
     assert terminal.getvalue() == b""
 
 
+def test_info_lists_the_metadata_chunks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(SAMPLES / "ihc-k16-metadata.kmq"), str(SAMPLES / "ihc-k16.kmq")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  metadata: ") == 1 and "  metadata: ICC profile (588 bytes), EXIF (26 bytes), XMP (114 bytes)" in out
+
+
 def test_info_prints_header_fields_for_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(SAMPLES / "ihc-k2.kmq"), str(SAMPLES / "kodim23-k16.kmq")]) == 0
     out = capsys.readouterr().out
