@@ -318,10 +318,11 @@ def unpack_metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     keys = {tag: key for key, tag in METADATA_CHUNKS.items()}
     info = {keys[tag]: payload for tag, payload in chunks if tag in keys and payload}  # empty: absent
     exif = info.get("exif")
-    if exif is not None and not exif.startswith(EXIF_PREFIX):  # a prefix already there is not doubled
-        if exif.startswith(TIFF_HEADERS):
-            info["exif"] = EXIF_PREFIX + exif
-        else:
+    if exif is not None:
+        tiff = exif.removeprefix(EXIF_PREFIX)  # a prefix already there is not doubled
+        if tiff.startswith(TIFF_HEADERS):
+            info["exif"] = EXIF_PREFIX + tiff
+        else:  # spec 9.1.7: with or without the prefix
             del info["exif"]
             warnings.warn("KMQ exif chunk is not EXIF data (no TIFF header): ignored", stacklevel=2)
     return info

@@ -332,8 +332,9 @@ def test_empty_and_prefixed_exif_chunks_read_as_pillow_expects() -> None:
     assert unpack_metadata([(b"exif", b"")]) == {}
     assert unpack_metadata([(b"exif", b"Exif\0\0MM\0*rest")]) == {"exif": b"Exif\0\0MM\0*rest"}
     assert unpack_metadata([(b"exif", b"MM\0*rest")]) == {"exif": b"Exif\0\0MM\0*rest"}
-    with pytest.warns(UserWarning, match="not EXIF data"):
-        assert unpack_metadata([(b"exif", b"nonsense")]) == {}
+    for data in (b"nonsense", b"Exif\0\0junk", b"Exif\0\0", b"Exif\0\0Exif\0\0MM\0*rest"):  # spec 9.1.7, prefix or not
+        with pytest.warns(UserWarning, match="not EXIF data"):
+            assert unpack_metadata([(b"exif", data)]) == {}, data
 
 
 # --- found by review ------------------------------------------------------------------------
