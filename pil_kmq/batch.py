@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -318,7 +318,12 @@ def run_jobs(
             for index, job in itertools.islice(
                 waiting, max(0, max(1, limit) - len(futures))
             ):
-                future = executor.submit(task, job)
+                try:
+                    future = executor.submit(task, job)
+                except BrokenExecutor as error:  # a worker died: the files not yet started fail with it
+                    results_by_index[index] = Result(job.input, job.output, 0, 0, Status.FAILED, _executor_failure(error))
+                    report(results_by_index[index])
+                    continue
                 futures[future] = index
                 future.add_done_callback(done.put)
             if not futures:
@@ -327,7 +332,7 @@ def run_jobs(
             index = futures.pop(future)
             try:
                 result = future.result()
-            except Exception as error:  # noqa: BLE001  the executor's failure (a worker died), not the file's
+            except (Exception, SystemExit) as error:  # noqa: BLE001  the executor's failure (a worker died or was stopped), not the file's
                 job = jobs[index]
                 result = Result(
                     job.input, job.output, 0, 0, Status.FAILED, _executor_failure(error)
@@ -338,11 +343,12 @@ def run_jobs(
         for future in futures:
             future.cancel()
         if owned:
-            _stop_workers(executor)
+            with _interrupts_deferred():  # a second Ctrl-C here left the pool half shut, hanging at exit
+                _stop_workers(executor)
+                executor.shutdown(wait=True, cancel_futures=True)
         raise
-    finally:
-        if owned:
-            executor.shutdown(wait=True, cancel_futures=True)
+    if owned:
+        executor.shutdown(wait=True)
     return [results_by_index[index] for index in range(len(jobs))]
 
 
@@ -362,8 +368,10 @@ def _call_or_value(value: int | Callable[[], int]) -> int:
     return value() if callable(value) else value
 
 
-def _executor_failure(error: Exception) -> str:
+def _executor_failure(error: BaseException) -> str:
     """Why the executor, not the file, failed: e.g. the worker converting it died."""
+    if isinstance(error, SystemExit):  # _end_job's: someone sent the worker SIGTERM
+        return f"the worker process converting it was stopped (exit status {error.code})"
     dask_scheduler = sys.modules.get("distributed.scheduler")
     if dask_scheduler is not None and isinstance(error, dask_scheduler.KilledWorker):
         tries = error.allowed_failures + 1
@@ -402,13 +410,19 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-# How long a worker whose parent died gives its job to end (and remove its output's temporary
-# file) after SIGTERM, before it exits regardless.
-ORPHAN_GRACE_SECONDS = 5.0
+# How long a worker gives its job to unwind (removing its output's temporary file) once SIGTERM
+# has raised in it, before it exits; how long one whose parent died waits for that; and how
+# long the parent waits before SIGKILL (a job deep in a compiled kernel sees no signal until it
+# returns from it).
+JOB_END_SECONDS = 0.5
+ORPHAN_GRACE_SECONDS = 2.0
+STOP_SECONDS = 3.0
 
 
 def _end_job(signum: int, frame: object) -> None:
-    """A worker's SIGTERM: end the job as an exception, so the output being written is removed."""
+    """A worker's SIGTERM: end the job as an exception, so the output being written is removed,
+    and then the process (the pool's own loop would catch the exception and take the next job)."""
+    threading.Timer(JOB_END_SECONDS, os._exit, args=(128 + signum,)).start()
     raise SystemExit(128 + signum)
 
 
@@ -421,18 +435,41 @@ def _exit_with(sentinel: int) -> None:
 
 
 def _stop_workers(executor: Executor) -> None:
-    """Stop a process pool's workers now (SIGTERM: each ends its job, _end_job), rather than
-    wait for the files they convert. ProcessPoolExecutor offers this from Python 3.14 on;
-    before, its processes are an attribute of its own."""
+    """Stop a process pool's workers now, rather than wait for the files they convert: SIGTERM
+    (each ends its job and exits, _end_job), then SIGKILL for any still there STOP_SECONDS later.
+    The processes are an attribute of ProcessPoolExecutor's own (3.14's terminate_workers also
+    shuts the pool down without waiting, and kills no worker that ignores the signal)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
     terminate = getattr(executor, "terminate_workers", None)
-    if terminate is not None:
+    if not processes and terminate is not None:  # should the attribute go, the public way
         with contextlib.suppress(Exception):
             terminate()
-        return
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
+    for process in processes:
         with contextlib.suppress(Exception):  # one that has just ended
             process.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM ignored while the pool is being stopped (a bounded wait): a second one
+    interrupting the shutdown left its workers waiting for a message that never came. Only the
+    main thread may set signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 # Dask: the same jobs as tasks on a cluster. dask.distributed is imported only here, on use.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import pickle
@@ -532,20 +533,22 @@ def test_sigterm_stops_convert_as_ctrl_c_does(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(atomic, "open_partial", terminated)
     out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
     assert main(["convert", str(SAMPLES / "kodim23.png"), "-o", str(out), "-k", "4", "-j", "1", "-q"]) == 143
     assert "kmq: terminated" in capsys.readouterr().err
     assert files_under(out) == []
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the caller's handler back
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler back
 
 
 _SLOW_TASK = """
-import os, time
+import ctypes, os, time
 from pathlib import Path
 from pil_kmq import batch
 from pil_kmq.atomic import write_atomic
 
 def slow(job):
     Path(str(job.output) + ".pid").write_text(str(os.getpid()))
+    ctypes.CDLL(None).system(b"sleep 2")  # a long C call, deaf to signals, as a compiled kernel is
     time.sleep(60)
     write_atomic(job.output, b"late")
     return batch.Result(job.input, job.output, 1, 4, batch.Status.CONVERTED, "")
@@ -555,16 +558,19 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     jobs = [batch.Job(Path(f"in{number}.png"), out / f"{number}.kmq") for number in range(4)]
     try:
-        batch.run_jobs(jobs, workers=2, task=__import__("slow_task").slow)
+        results = batch.run_jobs(jobs, workers=2, task=__import__("slow_task").slow)
     except KeyboardInterrupt:
         sys.exit(130)
+    print("\\n".join(f"{result.status} {result.message}" for result in results))
 """
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGINT twice", "SIGKILL", "SIGTERM to a worker"])
 def test_a_stopped_pool_leaves_no_worker_converting(tmp_path: Path, how: str) -> None:
-    """Ctrl-C stops the pool's running conversions at once (not after they finish), and a
-    killed parent's workers end too (they would otherwise convert on, orphaned, and write)."""
+    """Ctrl-C stops the pool's running conversions at once (not after they finish), and so
+    does a second one during that stop (once it hung the command); a killed parent's workers
+    end too (they would otherwise convert on, orphaned, and write); a worker stopped on its own
+    fails its file, and the files the broken pool cannot start, not the whole run."""
     import os
     import signal
     import time
@@ -573,22 +579,34 @@ def test_a_stopped_pool_leaves_no_worker_converting(tmp_path: Path, how: str) ->
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, str(tmp_path / "slow_task.py"), str(out)], env=env)
+    process = subprocess.Popen([sys.executable, str(tmp_path / "slow_task.py"), str(out)], env=env, stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while len(list(out.glob("*.pid"))) < 2:
             assert time.monotonic() < deadline and process.poll() is None, "the workers did not start"
             time.sleep(0.05)
         workers = [int(path.read_text()) for path in out.glob("*.pid")]
-        process.send_signal(getattr(signal, how))
-        assert process.wait(timeout=10) == (130 if how == "SIGINT" else -signal.SIGKILL)
+        if how == "SIGTERM to a worker":
+            os.kill(workers[0], signal.SIGTERM)
+            printed, _ = process.communicate(timeout=20)
+            assert process.returncode == 0 and printed.count("failed") == 4, printed
+            assert "the worker process converting it was stopped (exit status 143)" in printed
+        else:
+            process.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+            if how == "SIGINT twice":
+                time.sleep(0.2)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=20) in ((-signal.SIGKILL,) if how == "SIGKILL" else (130, -signal.SIGINT))
     finally:
         process.kill()
+        process.communicate()
+    workers += [int(path.read_text()) for path in out.glob("*.pid")]  # any that started since
     deadline = time.monotonic() + batch.ORPHAN_GRACE_SECONDS + 5
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers)
-    assert sorted(path.suffix for path in out.iterdir()) == [".pid", ".pid"]  # no output written
+    assert not list(out.glob("*.kmq"))  # no output written
 
 
 def _alive(pid: int) -> bool:
