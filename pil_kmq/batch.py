@@ -197,9 +197,10 @@ def plan_jobs(
             if key in taken:
                 if os.path.samefile(taken[key], source):
                     continue  # the same file named twice
+                hint = not keep_suffix and taken[key].suffix.lower() != source.suffix.lower()
                 raise PlanError(
                     f"{taken[key]} and {source} would both be written to {target}"
-                    + ("" if keep_suffix else " (--keep-suffix names them by their whole names)")
+                    + (" (--keep-suffix names them by their whole names)" if hint else "")
                 )
             if os.path.exists(target) and os.path.samefile(target, source):
                 raise PlanError(f"{source}: its output {target} is the input itself")

@@ -558,20 +558,24 @@ _METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
 
 
 def _alpha_kept(image: Image.Image, data: bytes, output_format: str) -> str | None:
-    """Why the written file does not hold the image's alpha as it is (None if it does): read
-    back, as a user's viewer would. GIF keeps only all-or-nothing transparency, and Pillow
-    reads its own 32-bit BMP as RGB; each file Pillow can read back is checked, not a list."""
-    if "A" not in image.getbands():
-        return None
+    """Why the written file loses the image's transparency (None if it does not): read back, as
+    a user's viewer would, it has no alpha (Pillow reads its own 32-bit BMP as RGB) or only
+    all-or-nothing alpha where the image has partial (GIF). Each file Pillow can read back is
+    checked, not a list of formats; a lossy format's changed alpha is the loss asked for."""
+    if "A" not in image.getbands() or image.getchannel("A").getextrema() == (255, 255):
+        return None  # no transparency to lose
     try:
         with Image.open(io.BytesIO(data)) as back:
             back.load()
+            if back.size != image.size:  # ICO, ICNS: written at sizes of their own
+                return None
             if "A" not in back.getbands():
                 back = back.convert("RGBA") if back.mode == "P" and "transparency" in back.info else back
             if "A" not in back.getbands():
                 return "no alpha channel"
-            if back.getchannel("A").tobytes() != image.getchannel("A").tobytes():
-                return "other alpha values (its transparency is all or nothing)"
+            levels = back.getchannel("A").histogram()
+            if sum(levels[1:255]) == 0 and sum(image.getchannel("A").histogram()[1:255]):
+                return "its transparency is all or nothing"  # a lossy format's alpha changes as its colours do
     except Exception:  # noqa: BLE001 - a file Pillow writes but cannot read back: nothing to compare
         return None
     return None
@@ -701,7 +705,7 @@ def _info(args: argparse.Namespace) -> None:
         if file_size < header.file_length:
             print(f"kmq: warning: {path}: file is truncated, the header declares {header.file_length} bytes", file=sys.stderr)
             failures.append(path)
-        elif not _file_crc_matches(path, header):
+        elif not _crc_or_error(path, header):
             print(f"kmq: error: {path}: file checksum mismatch: the file is corrupt past its header", file=sys.stderr)
             failures.append(path)
         if summary is not None:
@@ -737,6 +741,15 @@ def _chunk_summary(path: Path, header: Header) -> str:
             found.append(f"{name} ({length:,} bytes)")
             at += 8 + length
     return ", ".join(found) if at == end else ", ".join([*found, "and a broken chunk table"])
+
+
+def _crc_or_error(path: Path, header: Header) -> bool:
+    """_file_crc_matches, with a read error printed as this file's (the listing goes on)."""
+    try:
+        return _file_crc_matches(path, header)
+    except CliError as error:
+        print(f"kmq: error: {error}", file=sys.stderr)
+        return False
 
 
 def _file_crc_matches(path: Path, header: Header) -> bool:

@@ -239,27 +239,47 @@ def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
 # What other formats bring along in im.info that KMQ has no chunk for (5.1 stores the ICC
 # profile, EXIF and XMP): saved without it, but never silently.
 XMP_PNG_KEY = "XML:com.adobe.xmp"  # a PNG's XMP, which Pillow also gives as info["xmp"]
-_UNKEPT_INFO = {"dpi": "resolution (dpi)", "gamma": "gamma", "srgb": "sRGB rendering intent", "chromaticity": "chromaticities", "comment": "comment"}
+# A PNG's sRGB chunk, and the gAMA and cHRM that tools write beside it, say what KMQ's pixels
+# are anyway (spec 4: sRGB unless an ICC profile says otherwise): nothing lost, nothing said.
+SRGB_GAMMA = 0.45455
+SRGB_CHROMATICITY = (0.3127, 0.329, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
+# A PNG's text chunks that a tool writes about itself (matplotlib's Software, ImageMagick's
+# date:create ...), not a user's metadata.
+_TOOL_TEXT = ("Software", "date:")
 
 
 def _unkept(im: Image.Image) -> list[str]:
-    """Names of the metadata in im.info a KMQ file will not hold: _UNKEPT_INFO's, and a PNG's
-    text chunks (its str entries; XMP, its own chunk in KMQ, aside)."""
-    names = [name for key, name in _UNKEPT_INFO.items() if im.info.get(key) is not None and (key != "dpi" or _own_dpi(im))]
+    """Names of the metadata in im.info a KMQ file will not hold: dpi the exif chunk does not
+    keep, a gamma or chromaticities other than sRGB's, a comment, and a PNG's own text chunks
+    (XMP, its own chunk in KMQ, aside)."""
+    info, names = im.info, []
+    if info.get("dpi") is not None and _own_dpi(im):
+        names.append("resolution (dpi)")
+    srgb = info.get("srgb") is not None
+    gamma, chromaticity = info.get("gamma"), info.get("chromaticity")
+    if gamma is not None and not srgb and abs(float(gamma) - SRGB_GAMMA) > 5e-4:
+        names.append(f"gamma {gamma}")
+    if chromaticity is not None and not srgb and any(abs(float(a) - b) > 5e-4 for a, b in zip(chromaticity, SRGB_CHROMATICITY)):
+        names.append("chromaticities")
+    if info.get("comment"):
+        names.append("comment")
     if im.format == "PNG":
-        text = [key for key, value in im.info.items() if isinstance(value, str) and key != XMP_PNG_KEY]
+        text = [key for key, value in info.items() if isinstance(value, str) and key != XMP_PNG_KEY and not key.startswith(_TOOL_TEXT)]
         if text:
             names.append("text " + ", ".join(map(repr, text)))
     return names
 
 
 def _own_dpi(im: Image.Image) -> bool:
-    """Whether im.info's dpi is lost with the file's own field: a TIFF's resolution tags go into
-    the exif chunk (DESCRIPTIVE_TAGS); a JPEG's dpi is its JFIF density's (unit 1 or 2), else
-    Pillow took the EXIF resolution, which the exif chunk keeps, or made up 72."""
-    if im.format == "TIFF":
+    """Whether im.info's dpi would be lost: not when the exif chunk keeps a resolution (a
+    TIFF's tags go there, DESCRIPTIVE_TAGS, and a JPEG's EXIF may hold one); a JPEG's is its
+    own only from its JFIF density (unit 1 or 2: else Pillow took the EXIF's, or made up 72),
+    and an image with EXIF and no format (a copy, a conversion) cannot tell, so is not named."""
+    if im.format == "TIFF" or 0x011A in im.getexif():
         return False
-    return im.format != "JPEG" or im.info.get("jfif_unit") in (1, 2)
+    if im.format == "JPEG" or "jfif_unit" in im.info:
+        return im.info.get("jfif_unit") in (1, 2)
+    return im.format is not None or "exif" not in im.info
 
 
 def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:

@@ -46,6 +46,13 @@ def test_decode_refuses_a_format_that_would_lose_graded_alpha(tmp_path: Path, ex
     assert not out.exists()
 
 
+def test_decode_writes_an_opaque_rgba_image_where_alpha_has_no_place(tmp_path: Path) -> None:
+    """All 255: no transparency to lose, as a screenshot saved RGBA; ICO resizes, not refused."""
+    Image.new("RGBA", (8, 8), (200, 30, 30, 255)).save(tmp_path / "opaque.kmq", k=2)
+    for name in ("o.bmp", "o.gif", "o.ico"):
+        assert main(["decode", str(tmp_path / "opaque.kmq"), str(tmp_path / name)]) == 0, name
+
+
 def test_decode_to_gif_keeps_all_or_nothing_alpha(tmp_path: Path) -> None:
     pixels = [(255, 0, 0, 255), (0, 0, 255, 0)] * 8
     image = Image.new("RGBA", (4, 4))

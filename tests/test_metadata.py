@@ -193,3 +193,26 @@ def test_a_jpegs_dpi_from_its_exif_is_not_warned_of(jpeg_with_metadata: Image.Im
     with Image.open(buffer) as dense, pytest.warns(UserWarning, match=r"resolution \(dpi\)") as caught:
         dense.save(io.BytesIO(), "KMQ", k=4)
     assert caught[0].filename == __file__  # the caller's line, not Pillow's
+
+
+def test_what_kmq_pixels_are_anyway_and_tools_own_text_are_not_warned_of(tmp_path: Path) -> None:
+    """sRGB, and the gAMA and cHRM written beside it, describe KMQ's pixels as they are; a
+    Software or date: text chunk is a tool's, not the user's. A linear gamma is lost: named."""
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", "matplotlib version 3")
+    text.add_text("date:create", "2026-01-01T00:00:00")
+    with Image.open(SAMPLES / "ihc.png") as source:
+        source.convert("RGB").save(tmp_path / "srgb.png", pnginfo=text)
+    data = bytearray((tmp_path / "srgb.png").read_bytes())
+    srgb_chunk = b"\x00\x00\x00\x01sRGB\x00\xae\xce\x1c\xe9"  # rendering intent 0, its CRC
+    (tmp_path / "srgb.png").write_bytes(data[:33] + srgb_chunk + data[33:])
+    with Image.open(tmp_path / "srgb.png") as png, warnings.catch_warnings():
+        assert png.info.get("srgb") == 0
+        warnings.simplefilter("error")
+        png.save(io.BytesIO(), "KMQ", k=4)
+    linear = Image.open(SAMPLES / "ihc.png").convert("RGB")
+    linear.info["gamma"] = 1.0
+    with pytest.warns(UserWarning, match="KMQ keeps no gamma 1.0"):
+        linear.save(io.BytesIO(), "KMQ", k=4)
