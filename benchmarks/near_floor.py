@@ -13,7 +13,9 @@ default (`compression="auto"`) keeps zstd's strips for photos. This script measu
   real bytes. "left's order": the index's rank among the entries ordered by colour from the left
   neighbour's, one table look-up a pixel. "left, above, left's order": 0 for the left
   neighbour's index, 1 for the one above (when it differs), else the rank in left's order past
-  those two. near_rans ranks among four neighbours, then from an entry predicted from them.
+  those two. near_rans ranks among four neighbours, then from an entry predicted from them;
+- and, for scale, WebP lossless's own load (`method=6`, the anchor of the byte targets) ÷
+  PNG-8's, the same pixels.
 
 Photos only: the Kodak set (tuning) and the held-out photos (never tuned on), K = 16, 64, 256,
 nearest-entry indices of Pillow's median cut (the model's costs, not k-means', are measured).
@@ -74,6 +76,20 @@ def png_load_ns(paletted: Image.Image, repeat: int) -> float:
     return 1e9 * best / paletted.width / paletted.height
 
 
+def webp_load_ns(paletted: Image.Image, repeat: int) -> float:
+    """WebP lossless's load a pixel (open + load) of the same pixels, at the effort heldout.py asks."""
+    buffer = io.BytesIO()
+    paletted.convert("RGB").save(buffer, "WEBP", lossless=True, quality=100, method=6)
+    data = buffer.getvalue()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+        best = min(best, time.perf_counter() - start)
+    return 1e9 * best / paletted.width / paletted.height
+
+
 def _neighbours(indices: np.ndarray) -> tuple[np.ndarray, ...]:
     """left, above, above-left, above-right of every pixel, flat, with spec 7.2's edge rules."""
     v = indices.astype(np.int64)
@@ -129,8 +145,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     sets = {"Kodak": kodak_images(), "held-out photo": list(heldout.photos().items())}
-    print("| set | K | near_rans kernel, ns a pixel, one thread | PNG-8 load, ns a pixel | kernel ÷ (2 × PNG-8 load) | left's order ÷ near_rans bytes | left, above, left's order ÷ near_rans bytes |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | K | near_rans kernel, ns a pixel, one thread | PNG-8 load, ns a pixel | kernel ÷ (2 × PNG-8 load) | left's order ÷ near_rans bytes | left, above, left's order ÷ near_rans bytes | WebP-LL load ÷ PNG-8 load |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, images in sets.items():
         images = images[::3] if args.quick else images
         for k in KS:
@@ -139,11 +155,13 @@ def main() -> None:
                 indices, codebook, paletted = indexed(image.convert("RGB"), k)
                 palette = near.Palette(codebook)
                 kernel, png = kernel_ns(indices, palette, args.repeat), png_load_ns(paletted, args.repeat)
-                rows.append((kernel, png, kernel / (2 * png), *lean_ratios(indices, palette)))
+                webp = webp_load_ns(paletted, args.repeat)
+                rows.append((kernel, png, kernel / (2 * png), *lean_ratios(indices, palette), webp / png))
             columns = list(zip(*rows))
             cells = [f"{geomean(column):.2f} ({min(column):.2f}-{max(column):.2f})" for column in columns[:2]]
             cells += [f"{geomean(column):.2f} × (up to {max(column):.2f})" for column in columns[2:3]]
-            cells += [f"{geomean(column):.3f} (worst {max(column):.3f})" for column in columns[3:]]
+            cells += [f"{geomean(column):.3f} (worst {max(column):.3f})" for column in columns[3:5]]
+            cells += [f"{geomean(column):.2f} × ({min(column):.2f}-{max(column):.2f})" for column in columns[5:]]
             print(f"| {name} | {k} | " + " | ".join(cells) + " |", flush=True)
 
 
