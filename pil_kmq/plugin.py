@@ -236,8 +236,6 @@ def _metadata(im: Image.Image, info: dict[str, Any]) -> bytes:
     return pack_metadata(stored)
 
 
-# What other formats bring along in im.info that KMQ has no chunk for (5.1 stores the ICC
-# profile, EXIF and XMP): saved without it, but never silently.
 XMP_PNG_KEY = "XML:com.adobe.xmp"  # a PNG's XMP, which Pillow also gives as info["xmp"]
 # A PNG's sRGB chunk, and the gAMA and cHRM that tools write beside it, say what KMQ's pixels
 # are anyway (spec 4: sRGB unless an ICC profile says otherwise): nothing lost, nothing said.
@@ -249,7 +247,8 @@ _TOOL_TEXT = ("Software", "date:")
 
 
 def _unkept(im: Image.Image) -> list[str]:
-    """Names of the metadata in im.info a KMQ file will not hold: dpi the exif chunk does not
+    """Names of the metadata in im.info a KMQ file will not hold (its chunks, 5.1, are the ICC
+    profile, EXIF and XMP), to be saved without but not silently: dpi the exif chunk does not
     keep, a gamma or chromaticities other than sRGB's, a comment, and a PNG's own text chunks
     (XMP, its own chunk in KMQ, aside)."""
     info, names = im.info, []
@@ -275,11 +274,19 @@ def _own_dpi(im: Image.Image) -> bool:
     TIFF's tags go there, DESCRIPTIVE_TAGS, and a JPEG's EXIF may hold one); a JPEG's is its
     own only from its JFIF density (unit 1 or 2: else Pillow took the EXIF's, or made up 72),
     and an image with EXIF and no format (a copy, a conversion) cannot tell, so is not named."""
-    if im.format == "TIFF" or 0x011A in im.getexif():
+    if im.format == "TIFF" or _exif_resolution(im):
         return False
     if im.format == "JPEG" or "jfif_unit" in im.info:
         return im.info.get("jfif_unit") in (1, 2)
     return im.format is not None or "exif" not in im.info
+
+
+def _exif_resolution(im: Image.Image) -> bool:
+    """Whether the image's EXIF holds a resolution (XResolution); False for EXIF Pillow cannot read."""
+    try:
+        return 0x011A in im.getexif()
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises struct.error, SyntaxError...
+        return False
 
 
 def _descriptive_exif(tags: Image.Exif) -> Image.Exif | None:
