@@ -12,6 +12,7 @@ import zlib
 import zstandard
 
 from pil_kmq.format import (
+    METHOD_MINOR,
     Header,
     IndexCoding,
     StripMethod,
@@ -53,12 +54,13 @@ def one_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k:
     return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height))
 
 
-def one_rows_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k: int = 257) -> bytes:
+def one_rows_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k: int = 257, method: int = StripMethod.ROWS_ZSTD) -> bytes:
     """The whole image in one rows_zstd strip of one colour (version 1.3): index 0 packed at
-    16 bits, ~10 kB for 89 megapixels."""
-    content = bytes(height * row_bytes(width, bits_for_k(k)))
-    strip = bytes([StripMethod.ROWS_ZSTD]) + _zstd(content)
-    return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height), minor=3)
+    16 bits, ~10 kB for 89 megapixels; or in one byte_rows_zstd strip (`method` 6, version
+    1.9), a byte or two an index."""
+    content = bytes(height * row_bytes(width, bits_for_k(k), StripMethod(method)))
+    strip = bytes([method]) + _zstd(content)
+    return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height), minor=METHOD_MINOR[StripMethod(method)])
 
 
 def tall_rows_strip(height: int = 40_000_000, k: int = 2) -> bytes:

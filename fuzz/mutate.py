@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import zstandard
 
-from pil_kmq.format import CRC_SIZE, HEADER_SIZE, StripMethod, crc32
+from pil_kmq.format import CRC_SIZE, HEADER_SIZE, ROWS_METHODS, StripMethod, crc32
 from pil_kmq.near import CONTEXTS, NEAR_FLAT_TABLES
 
 _HEADER = struct.Struct(">8sBBBBIIIB3sIQ")
@@ -30,7 +30,7 @@ class Strip:
     raw: bytes = b""  # method 0's payload, or undecodable bytes kept as they are
     flags: bytes = b""  # decompressed
     literals: bytes = b""  # decompressed
-    rows: bytes = b""  # a rows_zstd strip's packed rows, decompressed
+    rows: bytes = b""  # a rows_zstd or byte_rows_zstd strip's rows, decompressed
     flags_length: int | None = None  # None: the length of the coded flags
     coder: str = "plain"  # how flags and literals are compressed again
     decoded: bool = False
@@ -93,12 +93,12 @@ def _parse_strip(data: bytes) -> Strip:
 
 
 def _decode_strip(data: bytes) -> Strip:
-    if data[:1] == b"\x03":
+    if data[:1] in (b"\x03", b"\x06"):
         try:
             rows = zstandard.ZstdDecompressor().decompress(data[1:], max_output_size=1 << 24)
         except zstandard.ZstdError:
-            return Strip(3, raw=data[1:])
-        return Strip(3, rows=rows, coder="zstd", decoded=True)
+            return Strip(data[0], raw=data[1:])
+        return Strip(data[0], rows=rows, coder="zstd", decoded=True)
     if not data or data[0] not in (1, 2) or len(data) < 9:
         return Strip(data[0] if data else 0, raw=data[1:])
     flags_length = struct.unpack_from(">Q", data, 1)[0]
@@ -140,8 +140,8 @@ def _strip_bytes(strip: Strip) -> bytes:
         return strip.original
     if not strip.decoded:
         return bytes([strip.method]) + strip.raw
-    if strip.method == 3:
-        return bytes([3]) + _compress(strip.rows, strip.coder)
+    if strip.method in ROWS_METHODS:
+        return bytes([strip.method]) + _compress(strip.rows, strip.coder)
     coded_flags = _compress(strip.flags, strip.coder)
     coded_literals = _compress(strip.literals, strip.coder)
     flags_length = len(coded_flags) if strip.flags_length is None else strip.flags_length
@@ -226,7 +226,7 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
         return
     strip = rng.choice(kmq.strips)
     strip.original = None
-    if strip.method == 3 and strip.decoded:
+    if strip.method in ROWS_METHODS and strip.decoded:
         _rows_strip(strip, rng)
         return
     if strip.method in NEAR_TABLES and rng.random() < 0.8:
@@ -234,7 +234,7 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
         return
     choice = rng.randrange(9)
     if not strip.decoded or choice == 0:
-        strip.method = rng.choice((0, 1, 2, 3, 4, 5, strip.method))
+        strip.method = rng.choice((0, 1, 2, 3, 4, 5, 6, strip.method))
         strip.raw = _flip(strip.raw, rng) if strip.raw else strip.raw
         return
     if choice == 1:
@@ -257,8 +257,10 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
 
 
 def _rows_strip(strip: Strip, rng: random.Random) -> None:
-    """A rows_zstd strip: its packed rows (index values, padding bits, length) or its frame."""
-    choice = rng.randrange(6)
+    """A rows_zstd or byte_rows_zstd strip: its rows (index values, padding bits, length), its
+    frame, or its rows read as the other rows method (packed as whole bytes, or whole bytes as
+    packed: the lengths then disagree)."""
+    choice = rng.randrange(7)
     if choice == 0:
         strip.rows = _flip(strip.rows, rng, rng.randrange(1, 4))
     elif choice == 1 and strip.rows:
@@ -271,6 +273,8 @@ def _rows_strip(strip: Strip, rng: random.Random) -> None:
     elif choice == 4:
         strip.method = rng.choice((0, 1, 2))  # the same bytes read as another method
         strip.decoded, strip.raw = False, _compress(strip.rows, strip.coder)
+    elif choice == 5:
+        strip.method = 3 if strip.method == 6 else 6
     else:
         strip.rows = b"\xff" * len(strip.rows)
 

@@ -80,8 +80,8 @@ def decode(data: bytes) -> None:
 
 
 def recode_strips(data: bytearray, noise: bytes) -> None:
-    """Structure-aware mutation: decompress each runs strip's flags and literals, XOR them with
-    `noise`, compress them again with the same codec, and rebuild the stream and its lengths.
+    """Structure-aware mutation: decompress each runs strip's flags and literals (each rows
+    strip's rows), XOR them with `noise`, compress them again with the same codec, and rebuild the stream and its lengths.
     Mutating compressed bytes almost never yields a valid stream; this reaches the rules that
     apply to what decompresses (literal range, flag rules, sizes). Checksums are mended after."""
     if not noise or len(data) < HEADER_SIZE:
@@ -116,6 +116,13 @@ def recode_strips(data: bytearray, noise: bytes) -> None:
 def _recode_one(strip: bytes, noise: bytes, number: int) -> bytes:
     import zstandard
 
+    if strip[:1] in (b"\x03", b"\x06"):  # rows_zstd, byte_rows_zstd: one frame of rows
+        try:
+            rows = zstandard.ZstdDecompressor().decompress(strip[1:], max_output_size=1 << 22)
+        except Exception:  # noqa: BLE001 - an undecodable strip is left as it is
+            return strip
+        mutated = bytes(byte ^ noise[(i + number) % len(noise)] for i, byte in enumerate(rows[:4096])) + rows[4096:]
+        return strip[:1] + zstandard.ZstdCompressor(write_content_size=True).compress(mutated)
     if len(strip) < 9 or strip[0] not in (1, 2):
         return strip
     flags_length = struct.unpack_from(">Q", strip, 1)[0]

@@ -39,6 +39,7 @@ from .format import (
     HEADER_SIZE,
     KNOWN_CHUNKS,
     NEAR_METHODS,
+    ROWS_METHODS,
     Header,
     IndexCoding,
     KmqError,
@@ -203,7 +204,7 @@ def encode_parts(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
 
 # Methods whose readers need zstd anyway: with these the codebook is coded (spec 6.1) where
 # that saves an eighth of its bytes (coding.CODEBOOK_KEEP).
-_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD, *NEAR_METHODS})
+_ZSTD_METHODS = frozenset({StripMethod.RUNS_ZSTD, *ROWS_METHODS, *NEAR_METHODS})
 
 
 def codebook_section(codebook: np.ndarray, method: StripMethod | None) -> tuple[bytes, int]:

@@ -22,6 +22,7 @@ from .bitpack import padding_is_zero, unpack_indices, unpack_rows
 from .expand import expand_runs, identity, lookup, lookup_rows, zero_flags
 from .format import (
     NEAR_METHODS,
+    ROWS_METHODS,
     KmqError,
     StripMethod,
     field_width,
@@ -48,7 +49,7 @@ MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
 _ONE_CALL_OUTPUT = 1 << 24
 _SLICE = 512
 RUNS_HEAD_SIZE = 1 + 8  # strip_method, flags_length
-_ONE_BYTE_HEADS = (StripMethod.RAW, StripMethod.ROWS_ZSTD, *NEAR_METHODS)  # no flags_length follows these
+_ONE_BYTE_HEADS = (StripMethod.RAW, *ROWS_METHODS, *NEAR_METHODS)  # no flags_length follows these
 _U64 = struct.Struct(">Q")
 
 
@@ -71,7 +72,7 @@ def literal_width(bits_per_index: int) -> int:
 
 def max_strip_length(pixels: int, bits_per_index: int) -> int:
     """The longest a strip of this many pixels may be: raw, or runs within stream_bound (a
-    rows_zstd strip, at most 1 + stream_bound(pixels * literal width), is within that too)."""
+    rows strip, at most 1 + stream_bound(pixels * literal width), is within that too)."""
     raw = 1 + raw_stream_length(pixels, 1, bits_per_index)
     runs = RUNS_HEAD_SIZE + stream_bound((pixels + 7) // 8) + stream_bound(pixels * literal_width(bits_per_index))
     return max(raw, runs)
@@ -95,7 +96,7 @@ class Inflater:
     (the bytes so far are kept), finish() False when the stream's end has not arrived yet."""
 
     def __init__(self, method: StripMethod, expected: int, what: str, supply: Callable[[], bytes], final: Callable[[], bool]) -> None:
-        self._zstd = method in (StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD)
+        self._zstd = method == StripMethod.RUNS_ZSTD or method in ROWS_METHODS
         self.expected, self.what = expected, what
         self._supply, self._final = supply, final
         self._input = memoryview(b"")
@@ -409,7 +410,7 @@ class StripDecoder:
             raise ValueError(f"scratch must be a flat array of {self._out_dtype}")
         self._scratch = scratch
         self._raw: Segment | None = None
-        self._packed: Segment | None = None  # a rows_zstd strip's frame
+        self._packed: Segment | None = None  # a rows strip's frame (ROWS_METHODS)
         self._packed_reader: Inflater | None = None
         self._palette = palette
         self._near_bytes: Segment | None = None  # a near_rans strip's payload
@@ -489,7 +490,7 @@ class StripDecoder:
             self._raw_bit = self._first_bit
             self._raw_bytes = b""
             return
-        if self._method == StripMethod.ROWS_ZSTD:
+        if self._method in ROWS_METHODS:
             self._start_rows(read_at)
             return
         if self._method in NEAR_METHODS:
@@ -507,16 +508,16 @@ class StripDecoder:
         self._literals = Segment(self.length - RUNS_HEAD_SIZE - flags_length, read_at, RUNS_HEAD_SIZE + flags_length)
 
     def _start_rows(self, read_at: Callable[[int, int], bytes] | None) -> None:
-        """A rows_zstd strip: one zstd frame of whole rows, each padded to a byte."""
+        """A rows strip (ROWS_METHODS): one zstd frame of whole rows, each padded to a byte."""
         assert self.first_pixel % self.width == 0 and self.pixels % self.width == 0  # strips are whole rows
-        self._packing = packing_width(self.bits)
-        self._row_bytes = row_bytes(self.width, self.bits)
+        self._packing = packing_width(self.bits, self._method)
+        self._row_bytes = row_bytes(self.width, self.bits, self._method)
         expected = self.pixels // self.width * self._row_bytes
         frame = self.length - 1
         if frame > stream_bound(expected):
             raise KmqError(f"{self.what}: rows frame of {frame} bytes is over {stream_bound(expected)}, the most {expected} bytes of rows may take")
         packed = self._packed = Segment(frame, read_at, 1)
-        self._packed_reader = Inflater(StripMethod.ROWS_ZSTD, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
+        self._packed_reader = Inflater(self._method, expected, f"{self.what} rows", packed.take, lambda: packed.exhausted)
 
     def _start_near(self, read_at: Callable[[int, int], bytes] | None) -> None:
         """A near_rans or near_flat strip: k <= MAX_K, at most NEAR_MAX_PIXELS pixels, its payload held whole."""
@@ -794,7 +795,7 @@ def decode_whole(
     if pixels <= BLOCK_PIXELS and code in _RUNS_METHODS:
         _runs_whole(view, pixels, first_pixel, width, k, bits_per_index, what, table, out)
         return out
-    if pixels <= BLOCK_PIXELS and code == StripMethod.ROWS_ZSTD and method is None:
+    if pixels <= BLOCK_PIXELS and code in ROWS_METHODS and method is None:
         _rows_whole(view, pixels, first_pixel, width, k, bits_per_index, what, table, out)
         return out
     if pixels <= BLOCK_PIXELS and code == StripMethod.RAW:
@@ -835,13 +836,14 @@ _RUNS_METHODS = (StripMethod.RUNS_ZLIB, StripMethod.RUNS_ZSTD)
 
 
 def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: int, bits: int, what: str, table: np.ndarray | None, out: np.ndarray) -> None:
-    """A rows_zstd strip (whole rows, first_pixel at a row's start) held whole in `data`."""
-    packing, padded_row = packing_width(bits), row_bytes(width, bits)
+    """A rows strip (ROWS_METHODS; whole rows, first_pixel at a row's start) held whole in `data`."""
+    method = StripMethod(data[0])
+    packing, padded_row = packing_width(bits, method), row_bytes(width, bits, method)
     rows = pixels // width
     expected = rows * padded_row
     if len(data) - 1 > stream_bound(expected):
         raise KmqError(f"{what}: rows frame of {len(data) - 1} bytes is over {stream_bound(expected)}, the most {expected} bytes of rows may take")
-    packed = inflate_whole(StripMethod.ROWS_ZSTD, bytes(data[1:]), expected, f"{what} rows")
+    packed = inflate_whole(method, bytes(data[1:]), expected, f"{what} rows")
     spare = padded_row * 8 - width * packing  # padding bits each row ends with
     if spare and np.any(np.frombuffer(packed, np.uint8)[padded_row - 1 :: padded_row] & ((1 << spare) - 1)):
         raise KmqError(f"{what}: padding bits of a row are not zero")
@@ -908,7 +910,7 @@ def _runs_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
 def inflate_whole(method: StripMethod, data: bytes, expected: int, what: str) -> bytes:
     """A zlib stream or zstd frame held whole, inflated to exactly `expected` (>= 1) bytes
     under Inflater's rules, in one call: at most expected + 1 bytes are ever made."""
-    if method in (StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD):
+    if method == StripMethod.RUNS_ZSTD or method in ROWS_METHODS:
         head = zstd_header_length(data)
         if len(data) < head:
             raise KmqError(f"{what}: stream is cut short (0 of {expected} bytes)")

@@ -57,6 +57,11 @@ GOLDEN = [
     ("labels-gray-flat.kmq", "labels.png", "L", 16, "near"),
     ("labels300-flat.kmq", "labels300.png", "RGB", 512, "near"),
     ("ihc-cutout-k64-flat.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
+    # strip_method 6, byte_rows_zstd (KMQ 1.9): antialiased text, whose glyphs repeat at every
+    # place within a byte of packed rows; 2- and 4-bit indices, a byte each (k below 256, so a
+    # reader checks each index)
+    ("text-k4-zstd.kmq", "text.png", "RGB", 4, "zstd"),
+    ("text-gray-k16-zstd.kmq", "text.png", "L", 16, "zstd"),
 ]
 # Files an earlier writer made, committed and never rewritten: where it wrote these near_rans
 # strips (KMQ 1.4: 1, 3 and 4 channels, extra bits at k = 256), pil_kmq now writes near_flat,
@@ -94,6 +99,25 @@ def make_legend() -> None:
     draw = ImageDraw.Draw(image)
     draw.text((10, 42), "0      0.5      1", fill=(30, 30, 90), font=ImageFont.load_default(size=13))
     image.save(HERE / "legend.png", optimize=True)
+
+
+def make_text() -> None:
+    """text.png: lines of antialiased text (Pillow's default FreeType font at 13 px) set word
+    by word at whatever pixel each word ends on; made once and committed."""
+    rng = np.random.default_rng(5)
+    words = "a codebook of colours and one index a pixel: the rows of a page repeat its glyphs wherever they fall".split()
+    image = Image.new("RGB", (360, 220), (252, 251, 246))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=13)
+    for y in range(6, 220 - 13, 19):
+        x = 8.0
+        for word in rng.choice(words, 30):
+            width = draw.textlength(word + " ", font=font)
+            if x + width > 360 - 8:
+                break
+            draw.text((x, y), word, fill=(30, 30, 40), font=font)
+            x += width
+    image.save(HERE / "text.png", optimize=True)
 
 
 def make_labels(name: str, regions: int, seed: int, size: tuple[int, int] = (320, 240)) -> None:
@@ -145,6 +169,8 @@ def main() -> None:
         make_legend()
     if not (HERE / "labels.png").exists():
         make_labels("labels.png", 8, 1)
+    if not (HERE / "text.png").exists():
+        make_text()
     if not (HERE / "labels300.png").exists():
         make_labels("labels300.png", 300, 2, (960, 720))
     for golden, source, mode, k, compression in GOLDEN:

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 import zstandard
-from conftest import kmq_bytes
+from conftest import SAMPLES, kmq_bytes
 from PIL import Image
 
 from pil_kmq import COMPRESSIONS, KmqError, coding, compress_image, decode_kmq, decoding, encode_kmq, stream
@@ -65,14 +65,23 @@ def _enlarged(ihc: Image.Image) -> Image.Image:
     return ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
 
 
-def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
+def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
-    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels."""
+    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels. The
+    segmentation's tiles, 303 pixels wide, repeat at every place within a byte of 1-bit rows:
+    in whole bytes (byte_rows_zstd, version 1.9) its rows take a third of the bytes packed."""
     segmentation = _tiled(ihc).quantize(2).convert("RGB")
     drawn = kmq_bytes(segmentation, k=2)
-    assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
+    assert strip_methods(drawn) == {StripMethod.BYTE_ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 9
     assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
     assert len(drawn) < len(kmq_bytes(segmentation, k=2, compression="zlib"))
+    with monkeypatch.context() as patched:
+        patched.setattr(coding, "BYTE_ROWS_MARGIN", 0.0)  # rows never in whole bytes
+        packed = kmq_bytes(segmentation, k=2)
+    assert strip_methods(packed) == {StripMethod.ROWS_ZSTD} and decode_kmq(packed)[0].version_minor == 3
+    assert 3 * len(drawn) < len(packed)
+    with Image.open(io.BytesIO(drawn)) as image, Image.open(io.BytesIO(packed)) as other:
+        assert image.tobytes() == other.tobytes()
     enlarged = _enlarged(ihc)
     photo = kmq_bytes(enlarged, k=256)
     assert strip_methods(photo) == {StripMethod.RUNS_ZSTD} and decode_kmq(photo)[0].version_minor == 5  # its codebook coded
@@ -620,6 +629,49 @@ def test_rows_strip_decodes_in_pieces_of_whole_rows_and_of_wide_rows(monkeypatch
     pieces = list(pulled.pieces())
     assert all(found.flags.writeable for _, found in pieces)  # callers may write into them
     assert all(found.size <= 64 for _, found in pieces)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 5, 9])
+@pytest.mark.parametrize("width", [37, 200])
+def test_byte_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, bits: int, width: int) -> None:
+    """byte_rows_zstd: a byte an index (two above 8 bits), decoded whole and, with pieces of 64
+    pixels, a row or part of one at a time; an index >= k is named where it is, either way."""
+    from pil_kmq import decoding
+
+    k = (1 << bits) - 1
+    indices = np.random.default_rng(bits).integers(0, k, (5, width))
+    rows = coding._packed_rows(indices, bits, StripMethod.BYTE_ROWS_ZSTD)
+    assert len(rows) == 5 * width * (2 if bits > 8 else 1)
+    strip = coding._coded_rows(rows, StripMethod.BYTE_ROWS_ZSTD)
+    assert np.array_equal(decode_whole(strip, 5 * width, 0, width, k, bits, "strip").reshape(5, width), indices)
+    bad = bytearray(rows)
+    bad[-1] = k & 0xFF  # the last index, k: out of range whatever k's bits are
+    if bits > 8:
+        bad[-2] = k >> 8
+    broken = coding._coded_rows(bytes(bad), StripMethod.BYTE_ROWS_ZSTD)
+    message = f"index {k} at row 4, column {width - 1} is out of range for k={k}"
+    with pytest.raises(KmqError, match=message):
+        decode_whole(broken, 5 * width, 0, width, k, bits, "strip")
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
+    pulled = decoding.StripDecoder(5 * width, 0, width, k, bits, len(strip), "strip", lambda at, size: strip[at : at + size])
+    pieces = list(pulled.pieces())
+    assert all(found.size <= 64 for _, found in pieces)
+    assert np.array_equal(np.concatenate([found for _, found in pieces]).reshape(5, width), indices)
+    with pytest.raises(KmqError, match=message):
+        decode_whole(broken, 5 * width, 0, width, k, bits, "strip")
+
+
+def test_a_small_strip_of_text_is_stored_in_whole_bytes_where_that_is_smallest() -> None:
+    """A strip of at most SMALL_STRIP_PIXELS tries every way, whole-byte rows among them: a crop
+    of the text golden's source at 4 colours, whose glyphs fall anywhere within a byte."""
+    with Image.open(SAMPLES / "text.png") as image:
+        crop = image.crop((0, 0, 200, 80)).quantize(4, dither=Image.Dither.NONE)
+    indices = np.asarray(crop)
+    assert indices.size <= coding.SMALL_STRIP_PIXELS
+    ways = coding._every_way(indices, 2, StripMethod.RUNS_ZSTD, coding._run_flags(indices))
+    strip = coding.encode_strip(indices, 2, StripMethod.RUNS_ZSTD)
+    assert strip == min(ways, key=len) and strip[0] == StripMethod.BYTE_ROWS_ZSTD
+    assert np.array_equal(decode_whole(strip, indices.size, 0, 200, 4, 2, "strip").reshape(indices.shape), indices)
 
 
 @pytest.mark.parametrize(

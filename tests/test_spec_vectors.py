@@ -32,8 +32,8 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W", "X"}
-    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V", "Y"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W", "X", "Z"}
+    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V", "Y", "Z2"}
 
 
 def test_vectors_are_named_in_the_order_the_document_reads() -> None:
@@ -67,6 +67,20 @@ def test_writer_reproduces_the_rows_zstd_vector() -> None:
     header, (indices, codebook) = decode_kmq(VECTORS["N"][1])
     assert coding._rows_strip(indices, 2) == VECTORS["N"][1][-16:-4]
     assert header.version_minor == 3
+
+
+def test_writer_reproduces_the_byte_rows_zstd_vector() -> None:
+    """Vector Z's strip is what the writer makes of its rows in whole bytes, its version 1.9,
+    and its pixels those of vector N, whose rows are packed."""
+    from pil_kmq import coding
+    from pil_kmq.format import StripMethod
+
+    header, (indices, codebook) = decode_kmq(VECTORS["Z"][1])
+    rows = coding._packed_rows(indices, 2, StripMethod.BYTE_ROWS_ZSTD)
+    strip = coding._coded_rows(rows, StripMethod.BYTE_ROWS_ZSTD)
+    assert rows == bytes([2, 1, 0, 0, 1, 2]) and strip == VECTORS["Z"][1][-20:-4]
+    assert header.version_minor == coding.strips_minor([strip], 3) == 9
+    assert PIXELS["Z"] == PIXELS["N"]
 
 
 def test_writer_reproduces_the_near_rans_vector() -> None:
