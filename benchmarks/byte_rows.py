@@ -4,8 +4,10 @@ A `rows_zstd` strip packs 1, 2 or 4 bits an index at k <= 16 (spec 7.2, "Rows"),
 matches, whole bytes, find a repeated glyph or edge only where it falls at the same place
 within a byte: with 4-bit indices, at an even number of pixels from where it was before.
 Antialiased text set at arbitrary positions rarely does. `byte_rows_zstd` stores the rows a
-byte an index; the writer takes it where a sample of the rows codes under
-`coding.BYTE_ROWS_MARGIN` x that way (`coding._rows_packing`).
+byte an index; near coding (`compression="near"`, the smallest files) takes it where a sample
+of the rows codes under `coding.BYTE_ROWS_MARGIN` x that way (`coding._rows_either_way`). The
+default's zstd strips do not try it (the sample's cost), but a strip of at most 16,384 pixels
+(tried every way) may have it.
 
 Sets: the drawings made for tuning the rows (`rows_level.py`) and text drawings made here,
 on which the margin was set; the held-out graphics (`heldout.py`) and graphics made here
@@ -14,12 +16,12 @@ route map), on which whole-byte rows were first measured; and, with `--unseen`, 
 made after the margin was set (a bold caption sheet, serif and oblique text, an annotated
 scatter plot).
 
-- the margin: for every strip the writer stores as rows at k <= 16 with the margin off,
-  whole bytes ÷ packed, zstd's bytes, of the sample and of the whole strip;
-- the writer: default saves at K = 2, 4, 8, 16 with the method (the margin as set) ÷ without
-  it (BYTE_ROWS_MARGIN 0, which never takes it), and the bound a choice after compressing
-  every runs or rows strip both ways would reach; save and load times in turns (best of 3
-  and 5); KMQ ÷ WebP lossless before and after.
+- the margin: for every strip near coding stores as packed rows at k <= 16 with the method
+  off (BYTE_ROWS_MARGIN 0: no sample either), whole bytes ÷ packed, zstd's bytes, of the sample
+  and of the whole strip;
+- the writer: `compression="near"` saves at K = 2, 4, 8, 16 with the method ÷ without it, and
+  the bound a choice after compressing every runs or rows strip both ways would reach; save
+  and load times in turns (best of 3 and 5); KMQ ÷ WebP lossless before and after.
 
     python benchmarks/byte_rows.py
 """
@@ -224,8 +226,9 @@ def _annotated_scatter() -> Image.Image:
 
 
 def _saved(image: Image.Image, k: int) -> bytes:
+    """A near coded save: what tries whole-byte rows."""
     buffer = io.BytesIO()
-    image.save(buffer, "KMQ", k=k)
+    image.save(buffer, "KMQ", k=k, compression="near")
     return buffer.getvalue()
 
 

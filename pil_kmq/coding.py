@@ -134,12 +134,15 @@ ROWS_REPEAT_PACKED = 0.5
 # 31 %), a photo little (at most 6 % on Kodak and package photos at exact colours and K > 256).
 SPLIT_TRY_FRACTION = 2
 SPLIT_COST = 1.15
-# Rows packed below a byte an index are stored in whole bytes (BYTE_ROWS_ZSTD) where a sample
-# of their bands codes under BYTE_ROWS_MARGIN x that way. On the drawings made for tuning
-# (byte_rows.py) a sample's ratio was 0.13 below to 0.10 above the whole strip's; at 0.9 none
-# of their strips that whole bytes make larger was taken (the nearest, a Voronoi map at k = 2:
-# 0.91 sampled, 1.04 whole), and text pages at 4-16 colours came out 5-15 % smaller (at k = 2,
-# sampled at 0.92-1.00, they keep packed rows that whole bytes would make 8-11 % smaller).
+# Near coding (the smallest files) stores rows packed below a byte an index in whole bytes
+# (BYTE_ROWS_ZSTD) where a sample of their bands codes under BYTE_ROWS_MARGIN x that way. The
+# sample's two compressions cost a drawing's save 7-12 % where it keeps packed rows (near's
+# saves, byte_rows.py; zstd's, 15-30 %, measured once), which is why zstd's strips, the
+# default's, do not try it. On the drawings made for tuning a sample's ratio was 0.17 below to
+# 0.12 above the whole strip's; at 0.9 none of their strips that whole bytes make larger was
+# taken (the nearest, a bar chart at k = 16: 0.97 sampled, 1.02 whole), and text pages at 4-16
+# colours came out 5-15 % smaller (at k = 2, sampled at 0.92-1.00, they keep packed rows that
+# whole bytes would make 8-11 % smaller).
 BYTE_ROWS_MARGIN = 0.9
 BYTE_ROWS_BAND = 32
 BYTE_ROWS_SAMPLE_EVERY = 4
@@ -470,7 +473,7 @@ def coded_codebook(codebook: np.ndarray) -> bytes:
 def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
-    rows (_tried_rows) instead of runs where a quick trial at PROBE_LEVEL finds them smaller (under
+    ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (under
     ROWS_REPEAT x runs for a strip of many literals): one full compression, not two.
     NEAR_FLAT (needs the `palette`, k <= 4,096; _near_coded) is weighed against those zstd
     methods: far repeats (a drawing's, tiles of one photo) zstd finds and the near model does
@@ -493,12 +496,13 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None, drawn: bool = False) -> bytes | None:
+def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None, drawn: bool = False, whole_bytes: bool = False) -> bytes | None:
     """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
-    literals or the image is `drawn`, a rows one (_tried_rows) where a trial finds rows smaller; a small
-    strip the shortest of every way. None, compressing nothing at zstd's real levels, where the
-    trial shows that a `rival` strip of that many bytes is the smaller all the same (NEAR_SURE,
-    NEAR_SURE_PHOTO)."""
+    literals or the image is `drawn`, a ROWS_ZSTD one where a trial finds rows smaller (with
+    `whole_bytes`, near coding's search for the smallest file: BYTE_ROWS_ZSTD where a sample
+    says so, _rows_either_way); a small strip the shortest of every way. None, compressing
+    nothing at zstd's real levels, where the trial shows that a `rival` strip of that many bytes
+    is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
@@ -511,7 +515,9 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     rows = _packed_rows(indices, bits_per_index)
     rows_trial = _probe_size(rows)
     if rows_trial < (1.0 if few else ROWS_REPEAT) * runs_trial:
-        return None if rival is not None and rival <= NEAR_SURE[1] * rows_trial else _coded_rows(*_rows_packing(indices, bits_per_index, rows))
+        if rival is not None and rival <= NEAR_SURE[1] * rows_trial:
+            return None
+        return _rows_either_way(indices, bits_per_index, rows) if whole_bytes else _coded_rows(rows)
     sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
     return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method, bits_per_index)
 
@@ -546,7 +552,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     near = known or _near_coded(indices, palette)
     if not weigh:
         return near
-    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn)
+    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn, whole_bytes=True)
     return near if other is None or len(near) <= len(other) else other
 
 
@@ -583,28 +589,30 @@ def _packed_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod =
     return pack_rows(indices.reshape(len(indices), -1), packing_width(bits_per_index, method))
 
 
-def _rows_packing(indices: np.ndarray, bits_per_index: int, packed: bytes) -> tuple[bytes, StripMethod]:
-    """The rows to store and their method: `packed` (ROWS_ZSTD's packing of the indices) or,
-    where that packs below a byte an index, the rows in whole bytes (BYTE_ROWS_ZSTD) if a sample
-    of the rows, compressed both ways as the writer compresses rows, comes out under
-    BYTE_ROWS_MARGIN x in whole bytes. Packed, a glyph or an edge repeats as bytes only at the
-    same place within a byte: antialiased text at 2-16 colours comes out 6-18 % smaller in whole
-    bytes, drawings on a fixed pitch (a bitmap font's) no smaller (byte_rows.py). zstd's quick
-    levels do not see it (whole bytes come out larger there), so the trial is a sample at the
-    real parameters: a quarter of the rows, 2 to 4 x quicker than coding them all both ways."""
-    if packing_width(bits_per_index) >= 8:
-        return packed, StripMethod.ROWS_ZSTD
+def _rows_either_way(indices: np.ndarray, bits_per_index: int, packed: bytes) -> bytes:
+    """A rows strip of these indices (`packed`: ROWS_ZSTD's packing of them): where that packs
+    below a byte an index, a BYTE_ROWS_ZSTD one instead if a sample of the rows, compressed both
+    ways as the writer compresses rows, comes out under BYTE_ROWS_MARGIN x in whole bytes (a
+    strip no taller than the sample: the smaller of the two). Packed, a glyph or an edge repeats
+    as bytes only at the same place within a byte: antialiased text at 4-16 colours comes out
+    5-18 % smaller in whole bytes, drawings on a fixed pitch (a bitmap font's) no smaller
+    (byte_rows.py). zstd's quick levels do not see it (whole bytes come out larger there)."""
+    if packing_width(bits_per_index) >= 8 or BYTE_ROWS_MARGIN <= 0:  # a margin of 0: packed rows, no sample
+        return _coded_rows(packed)
     sample = _sampled_rows(indices)
-    wide = _packed_rows(sample, bits_per_index, StripMethod.BYTE_ROWS_ZSTD)
-    narrow = _packed_rows(sample, bits_per_index)
-    if len(_coded_rows(wide)) >= BYTE_ROWS_MARGIN * len(_coded_rows(narrow)):
-        return packed, StripMethod.ROWS_ZSTD
-    return _packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD
+    whole = len(sample) == len(indices)
+    narrow = _coded_rows(packed if whole else _packed_rows(sample, bits_per_index))
+    wide = _coded_rows(_packed_rows(sample, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD)
+    if whole:
+        return min(narrow, wide, key=len)
+    if len(wide) >= BYTE_ROWS_MARGIN * len(narrow):
+        return _coded_rows(packed)
+    return _coded_rows(_packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD)
 
 
 def _sampled_rows(indices: np.ndarray) -> np.ndarray:
-    """Every BYTE_ROWS_SAMPLE_EVERY-th band of BYTE_ROWS_BAND rows (all of a strip of at most
-    that many bands): bands, not single rows, so that a glyph's rows stay together."""
+    """Every BYTE_ROWS_SAMPLE_EVERY-th band of BYTE_ROWS_BAND rows (a strip of at most that
+    many bands whole): bands, not single rows, so that a glyph's rows stay together."""
     if len(indices) <= BYTE_ROWS_SAMPLE_EVERY * BYTE_ROWS_BAND:
         return indices
     bands = [indices[top : top + BYTE_ROWS_BAND] for top in range(0, len(indices), BYTE_ROWS_SAMPLE_EVERY * BYTE_ROWS_BAND)]

@@ -57,11 +57,11 @@ GOLDEN = [
     ("labels-gray-flat.kmq", "labels.png", "L", 16, "near"),
     ("labels300-flat.kmq", "labels300.png", "RGB", 512, "near"),
     ("ihc-cutout-k64-flat.kmq", "ihc-cutout.png", "RGBA", 64, "near"),
-    # strip_method 6, byte_rows_zstd (KMQ 1.9): antialiased text, whose glyphs repeat at every
-    # place within a byte of packed rows; 2- and 4-bit indices, a byte each (k below 256, so a
-    # reader checks each index)
-    ("text-k4-zstd.kmq", "text.png", "RGB", 4, "zstd"),
-    ("text-gray-k16-zstd.kmq", "text.png", "L", 16, "zstd"),
+    # strip_method 6, byte_rows_zstd (KMQ 1.9), which near coding stores for antialiased text,
+    # whose glyphs repeat at every place within a byte of packed rows; 2- and 4-bit indices, a
+    # byte each (k below 256, so a reader checks each index)
+    ("text-k4-bytes.kmq", "text.png", "RGB", 4, "near"),
+    ("text-gray-k16-bytes.kmq", "text.png", "L", 16, "near"),
 ]
 # Files an earlier writer made, committed and never rewritten: where it wrote these near_rans
 # strips (KMQ 1.4: 1, 3 and 4 channels, extra bits at k = 256), pil_kmq now writes near_flat,

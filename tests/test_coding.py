@@ -65,22 +65,21 @@ def _enlarged(ihc: Image.Image) -> Image.Image:
     return ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
 
 
-def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
     """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
-    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels. The
-    segmentation's tiles, 303 pixels wide, repeat at every place within a byte of 1-bit rows:
-    in whole bytes (byte_rows_zstd, version 1.9) its rows take a third of the bytes packed."""
+    smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels.
+    Near coding, which searches for the smallest file, stores the segmentation's rows a byte
+    an index (byte_rows_zstd, version 1.9): its tiles, 303 pixels wide, repeat at every place
+    within a byte of 1-bit rows, and in whole bytes the rows take a third of the bytes."""
     segmentation = _tiled(ihc).quantize(2).convert("RGB")
     drawn = kmq_bytes(segmentation, k=2)
-    assert strip_methods(drawn) == {StripMethod.BYTE_ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 9
+    assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
     assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
     assert len(drawn) < len(kmq_bytes(segmentation, k=2, compression="zlib"))
-    with monkeypatch.context() as patched:
-        patched.setattr(coding, "BYTE_ROWS_MARGIN", 0.0)  # rows never in whole bytes
-        packed = kmq_bytes(segmentation, k=2)
-    assert strip_methods(packed) == {StripMethod.ROWS_ZSTD} and decode_kmq(packed)[0].version_minor == 3
-    assert 3 * len(drawn) < len(packed)
-    with Image.open(io.BytesIO(drawn)) as image, Image.open(io.BytesIO(packed)) as other:
+    smallest = kmq_bytes(segmentation, k=2, compression="near")
+    assert strip_methods(smallest) == {StripMethod.BYTE_ROWS_ZSTD} and decode_kmq(smallest)[0].version_minor == 9
+    assert 3 * len(smallest) < len(drawn)
+    with Image.open(io.BytesIO(drawn)) as image, Image.open(io.BytesIO(smallest)) as other:
         assert image.tobytes() == other.tobytes()
     enlarged = _enlarged(ihc)
     photo = kmq_bytes(enlarged, k=256)
@@ -659,6 +658,26 @@ def test_byte_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyP
     assert np.array_equal(np.concatenate([found for _, found in pieces]).reshape(5, width), indices)
     with pytest.raises(KmqError, match=message):
         decode_whole(broken, 5 * width, 0, width, k, bits, "strip")
+
+
+def test_rows_in_whole_bytes_are_taken_by_a_sample_of_bands_or_whole_in_a_short_strip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strip of at most 4 bands of 32 rows is compressed both ways and the smaller kept; a
+    taller one is judged by every fourth band, and keeps packed rows unless those come out
+    under the margin in whole bytes (at margin 0 never, at 2 always)."""
+    with Image.open(SAMPLES / "text.png") as image:
+        text = np.asarray(image.quantize(4, dither=Image.Dither.NONE))
+    short, packed_short = text[:100], coding._packed_rows(text[:100], 2)
+    ways = [coding._coded_rows(packed_short), coding._coded_rows(coding._packed_rows(short, 2, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD)]
+    assert coding._rows_either_way(short, 2, packed_short) == min(ways, key=len)
+    assert [len(band) for band in np.split(coding._sampled_rows(text), [32])] == [32, 32]  # rows 0-31 and 128-159 of 220
+    assert np.array_equal(coding._sampled_rows(text), np.concatenate([text[:32], text[128:160]]))
+    packed = coding._packed_rows(text, 2)
+    assert coding._rows_either_way(text, 2, packed)[0] == StripMethod.BYTE_ROWS_ZSTD
+    monkeypatch.setattr(coding, "BYTE_ROWS_MARGIN", 0.0)
+    assert coding._rows_either_way(text, 2, packed) == coding._coded_rows(packed)
+    monkeypatch.setattr(coding, "BYTE_ROWS_MARGIN", 2.0)
+    assert coding._rows_either_way(text, 2, packed)[0] == StripMethod.BYTE_ROWS_ZSTD
+    assert coding._rows_either_way(text, 8, coding._packed_rows(text, 8)) == coding._coded_rows(coding._packed_rows(text, 8))  # a byte already
 
 
 def test_a_small_strip_of_text_is_stored_in_whole_bytes_where_that_is_smallest() -> None:
