@@ -19,7 +19,8 @@ scatter plot).
 - the margin: for every strip near coding stores as packed rows at k <= 16 with the method
   off (BYTE_ROWS_MARGIN 0: no sample either), whole bytes ÷ packed, zstd's bytes, of the sample
   and of the whole strip;
-- the writer: `compression="near"` saves at K = 2, 4, 8, 16 with the method ÷ without it, and
+- the writer: `compression="near"` saves at K = 2, 4, 8, 16 with the method ÷ without it
+  (BYTE_ROWS_MARGIN 0; a strip of at most 16,384 pixels would still try it, none here), and
   the bound a choice after compressing every runs or rows strip both ways would reach; save
   and load times in turns (best of 3 and 5); KMQ ÷ WebP lossless before and after.
 
@@ -117,18 +118,20 @@ def _routes() -> Image.Image:
     return figure_image(draw, (8, 6))
 
 
-def _strips(data: bytes) -> tuple[api.Header, np.ndarray, list[tuple[int, int]]]:
-    """The header, the (height, width) indices and each strip's (method, length) of a KMQ file."""
+def _strips(data: bytes) -> tuple[api.Header, np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """The header, the (height, width) indices and each strip's (method, length, its rows'
+    indices) of a KMQ file."""
     header, quantized = api.decode_kmq(data)
     indices = quantized.indices.reshape(header.height, header.width)
     if header.index_coding == 0:
         return header, indices, []
     stream = data[header.index_stream_offset : header.index_stream_offset + header.index_stream_length]
-    count = coding.strip_count(header.height, struct.unpack_from(">I", stream)[0])
+    strip_height = struct.unpack_from(">I", stream)[0]
+    count = coding.strip_count(header.height, strip_height)
     lengths = [struct.unpack_from(">Q", stream, 4 + 12 * i)[0] for i in range(count)]
     at, found = 4 + 12 * count, []
-    for length in lengths:
-        found.append((stream[at], length))
+    for number, length in enumerate(lengths):
+        found.append((stream[at], length, indices[number * strip_height : (number + 1) * strip_height]))
         at += length
     return header, indices, found
 
@@ -136,13 +139,11 @@ def _strips(data: bytes) -> tuple[api.Header, np.ndarray, list[tuple[int, int]]]
 def byte_rows_saving(data: bytes) -> int:
     """Bytes saved storing every runs_zstd or rows_zstd strip of a file as rows of whole bytes
     where that codes smaller (the bound of a choice made after compressing both)."""
-    header, indices, strips = _strips(data)
-    strip_height = -(-header.height // max(1, len(strips)))
+    header, _, strips = _strips(data)
     saved = 0
-    for number, (method, length) in enumerate(strips):
+    for method, length, rows in strips:
         if method not in ZSTD_METHODS:
             continue
-        rows = indices[number * strip_height : (number + 1) * strip_height]
         wide = len(coding._coded_rows(coding._packed_rows(rows, header.bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
         saved += max(0, length - wide)
     return saved
@@ -150,16 +151,14 @@ def byte_rows_saving(data: bytes) -> int:
 
 def margin_rows(data: bytes) -> list[tuple[float, float]]:
     """(sample, whole strip) ratios, whole bytes ÷ packed, of a file's rows_zstd strips."""
-    header, indices, strips = _strips(data)
-    strip_height = -(-header.height // max(1, len(strips)))
+    header, _, strips = _strips(data)
     found = []
-    for number, (method, _) in enumerate(strips):
+    for method, _, rows in strips:
         if method != StripMethod.ROWS_ZSTD:
             continue
-        rows = indices[number * strip_height : (number + 1) * strip_height]
         ratios = []
         for part in (coding._sampled_rows(rows), rows):
-            wide = coding._coded_rows(coding._packed_rows(part, header.bits_per_index, StripMethod.BYTE_ROWS_ZSTD))
+            wide = coding._coded_rows(coding._packed_rows(part, header.bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD)
             ratios.append(len(wide) / len(coding._coded_rows(coding._packed_rows(part, header.bits_per_index))))
         found.append((ratios[0], ratios[1]))
     return found

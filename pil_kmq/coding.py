@@ -500,11 +500,11 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
     literals or the image is `drawn`, a ROWS_ZSTD one where a trial finds rows smaller (with
     `whole_bytes`, near coding's search for the smallest file: BYTE_ROWS_ZSTD where a sample
-    says so, _rows_either_way); a small strip the shortest of every way. None, compressing
+    says so, _rows_either_way); a small strip the shortest of every way (_every_way). None, compressing
     nothing at zstd's real levels, where the trial shows that a `rival` strip of that many bytes
     is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
-        return min(_every_way(indices, bits_per_index, method, flags), key=len)
+        return min(_every_way(indices, bits_per_index, method, flags, whole_bytes), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     few = _few_literals(flags)
     if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn)):
@@ -522,17 +522,17 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method, bits_per_index)
 
 
-def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray) -> list[bytes]:
+def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, whole_bytes: bool = False) -> list[bytes]:
     """Every way `method` allows to store a strip: zlib's runs and, unless zlib alone was asked
-    (for readers without zstd), zstd's runs and rows (packed, and in whole bytes where packed
-    rows are not). For small strips, whose framing weighs (a zstd frame's is 9 bytes or more,
-    zlib's 6) and where the trial often took runs where rows were shorter, while trying all
-    costs little."""
+    (for readers without zstd), zstd's runs and rows (with `whole_bytes`, near coding's, rows in
+    whole bytes too where packed rows are not). For small strips, whose framing weighs (a zstd
+    frame's is 9 bytes or more, zlib's 6) and where the trial often took runs where rows were
+    shorter, while trying all costs little."""
     streams = _runs_streams(indices, flags, bits_per_index)
     ways = [_coded_runs(*streams, StripMethod.RUNS_ZLIB, bits_per_index)]
     if method != StripMethod.RUNS_ZLIB:
         ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, bits_per_index), _rows_strip(indices, bits_per_index)]
-        if packing_width(bits_per_index) < 8:
+        if whole_bytes and packing_width(bits_per_index) < 8:
             ways.append(_coded_rows(_packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
     return ways
 

@@ -38,7 +38,7 @@ def test_every_method_round_trips_the_pixels(ihc: Image.Image, compression: str,
     methods = strip_methods(data)
     assert compression != "none"
     # rows_zstd strips are version 1.3, a coded codebook 1.5 (a k-means codebook along its path)
-    assert header.version_minor == max(3 if StripMethod.ROWS_ZSTD in methods else 1, 5 if header.codebook_stream_length else 0)
+    assert header.version_minor == max(3 if StripMethod.ROWS_ZSTD in methods else 1, 5 if header.codebook_stream_length else 0)  # never 1.9: zstd's strips are not in whole bytes
     allowed = {StripMethod.RAW, StripMethod.RUNS_ZLIB} | ({StripMethod.RUNS_ZSTD, StripMethod.ROWS_ZSTD} if compression == "zstd" else set())
     assert methods <= allowed
 
@@ -630,14 +630,14 @@ def test_rows_strip_decodes_in_pieces_of_whole_rows_and_of_wide_rows(monkeypatch
     assert all(found.size <= 64 for _, found in pieces)
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4, 5, 9])
+@pytest.mark.parametrize(("bits", "k"), [(1, 2), (2, 3), (2, 4), (4, 16), (5, 31), (9, 511)])
 @pytest.mark.parametrize("width", [37, 200])
-def test_byte_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, bits: int, width: int) -> None:
+def test_byte_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, bits: int, k: int, width: int) -> None:
     """byte_rows_zstd: a byte an index (two above 8 bits), decoded whole and, with pieces of 64
-    pixels, a row or part of one at a time; an index >= k is named where it is, either way."""
+    pixels, a row or part of one at a time; an index >= k is named where it is, either way,
+    also where k fills its bits (2, 4, 16: packed rows could hold no such index, a byte can)."""
     from pil_kmq import decoding
 
-    k = (1 << bits) - 1
     indices = np.random.default_rng(bits).integers(0, k, (5, width))
     rows = coding._packed_rows(indices, bits, StripMethod.BYTE_ROWS_ZSTD)
     assert len(rows) == 5 * width * (2 if bits > 8 else 1)
@@ -660,10 +660,20 @@ def test_byte_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyP
         decode_whole(broken, 5 * width, 0, width, k, bits, "strip")
 
 
+def test_byte_rows_above_256_entries_are_two_bytes_big_endian() -> None:
+    """Spec 7.2, "Rows": at 16 bits an index is two bytes, most significant first, as rows_zstd's."""
+    rows = bytes([0x00, 0x01, 0x01, 0x2B, 0x01, 0x2B, 0x00, 0x00])  # 1, 299 / 299, 0
+    strip = coding._coded_rows(rows, StripMethod.BYTE_ROWS_ZSTD)
+    assert decode_whole(strip, 4, 0, 2, 300, 9, "strip").tolist() == [1, 299, 299, 0]
+    assert coding._packed_rows(np.array([[1, 299], [299, 0]]), 9, StripMethod.BYTE_ROWS_ZSTD) == rows
+    with pytest.raises(KmqError, match="index 300 at row 1, column 1 is out of range for k=300"):
+        decode_whole(coding._coded_rows(rows[:-2] + bytes([0x01, 0x2C]), StripMethod.BYTE_ROWS_ZSTD), 4, 0, 2, 300, 9, "strip")
+
+
 def test_rows_in_whole_bytes_are_taken_by_a_sample_of_bands_or_whole_in_a_short_strip(monkeypatch: pytest.MonkeyPatch) -> None:
     """A strip of at most 4 bands of 32 rows is compressed both ways and the smaller kept; a
     taller one is judged by every fourth band, and keeps packed rows unless those come out
-    under the margin in whole bytes (at margin 0 never, at 2 always)."""
+    under the margin in whole bytes (at 0.5 they do not, at 2 they do)."""
     with Image.open(SAMPLES / "text.png") as image:
         text = np.asarray(image.quantize(4, dither=Image.Dither.NONE))
     short, packed_short = text[:100], coding._packed_rows(text[:100], 2)
@@ -673,24 +683,31 @@ def test_rows_in_whole_bytes_are_taken_by_a_sample_of_bands_or_whole_in_a_short_
     assert np.array_equal(coding._sampled_rows(text), np.concatenate([text[:32], text[128:160]]))
     packed = coding._packed_rows(text, 2)
     assert coding._rows_either_way(text, 2, packed)[0] == StripMethod.BYTE_ROWS_ZSTD
-    monkeypatch.setattr(coding, "BYTE_ROWS_MARGIN", 0.0)
+    monkeypatch.setattr(coding, "BYTE_ROWS_MARGIN", 0.5)  # the sample is compressed, and loses
     assert coding._rows_either_way(text, 2, packed) == coding._coded_rows(packed)
     monkeypatch.setattr(coding, "BYTE_ROWS_MARGIN", 2.0)
     assert coding._rows_either_way(text, 2, packed)[0] == StripMethod.BYTE_ROWS_ZSTD
     assert coding._rows_either_way(text, 8, coding._packed_rows(text, 8)) == coding._coded_rows(coding._packed_rows(text, 8))  # a byte already
 
 
-def test_a_small_strip_of_text_is_stored_in_whole_bytes_where_that_is_smallest() -> None:
-    """A strip of at most SMALL_STRIP_PIXELS tries every way, whole-byte rows among them: a crop
-    of the text golden's source at 4 colours, whose glyphs fall anywhere within a byte."""
+def test_a_small_strip_of_text_is_stored_in_whole_bytes_by_near_coding_only() -> None:
+    """A strip of at most SMALL_STRIP_PIXELS tries every way: near coding's search, whole-byte
+    rows among them, which a crop of the text golden's source at 4 colours (its glyphs fall
+    anywhere within a byte) takes; zstd's strips, the default's, do not try them."""
     with Image.open(SAMPLES / "text.png") as image:
         crop = image.crop((0, 0, 200, 80)).quantize(4, dither=Image.Dither.NONE)
     indices = np.asarray(crop)
+    flags = coding._run_flags(indices)
     assert indices.size <= coding.SMALL_STRIP_PIXELS
-    ways = coding._every_way(indices, 2, StripMethod.RUNS_ZSTD, coding._run_flags(indices))
-    strip = coding.encode_strip(indices, 2, StripMethod.RUNS_ZSTD)
+    ways = coding._every_way(indices, 2, StripMethod.RUNS_ZSTD, flags, whole_bytes=True)
+    strip = coding._runs_or_rows(indices, 2, StripMethod.RUNS_ZSTD, flags, whole_bytes=True)
     assert strip == min(ways, key=len) and strip[0] == StripMethod.BYTE_ROWS_ZSTD
     assert np.array_equal(decode_whole(strip, indices.size, 0, 200, 4, 2, "strip").reshape(indices.shape), indices)
+    assert StripMethod.BYTE_ROWS_ZSTD not in {way[0] for way in coding._every_way(indices, 2, StripMethod.RUNS_ZSTD, flags)}
+    assert coding.encode_strip(indices, 2, StripMethod.RUNS_ZSTD)[0] != StripMethod.BYTE_ROWS_ZSTD
+    image = Image.fromarray(np.array([[0, 85, 170, 255]], dtype=np.uint8)[0][indices])
+    assert strip_methods(kmq_bytes(image, k=4)) != {StripMethod.BYTE_ROWS_ZSTD}
+    assert strip_methods(kmq_bytes(image, k=4, compression="near")) == {StripMethod.BYTE_ROWS_ZSTD}
 
 
 @pytest.mark.parametrize(

@@ -58,12 +58,12 @@ def test_verify_and_info_stay_within_64_mb_whatever_the_image_size(tmp_path: Pat
 
 
 @STRIPS
-@pytest.mark.parametrize(
-    ("entry", "output"),
-    [("load", ONE_STRIP_IMAGE), ("parser", ONE_STRIP_IMAGE), ("decode_kmq", ONE_STRIP_INDICES)],
-)
+@pytest.mark.parametrize(("entry", "output"), [("load", ONE_STRIP_IMAGE), ("parser", ONE_STRIP_IMAGE), ("decode_kmq", ONE_STRIP_INDICES)])
 def test_a_strip_covering_the_whole_image_costs_a_piece_not_the_strip(tmp_path: Path, entry: str, output: int, strip: tuple[str, list[int]]) -> None:
-    """Before, the strip was decoded in one go at ~10 bytes a pixel of temporaries."""
+    """Before, the strip was decoded in one go at ~10 bytes a pixel of temporaries. (decode_kmq's
+    indices are a byte a pixel at k = 16, half those at k = 257.)"""
+    if entry == "decode_kmq" and strip[1][3] <= 256:
+        output //= 2
     assert _peak(tmp_path, *strip, entry, output + 400 * MB) <= 1.25 * output + 64 * MB
 
 
