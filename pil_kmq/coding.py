@@ -500,9 +500,9 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
     literals or the image is `drawn`, a ROWS_ZSTD one where a trial finds rows smaller (with
     `whole_bytes`, near coding's search for the smallest file: BYTE_ROWS_ZSTD where a sample
-    says so, _rows_either_way); a small strip the shortest of every way (_every_way). None, compressing
-    nothing at zstd's real levels, where the trial shows that a `rival` strip of that many bytes
-    is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
+    says so, _rows_either_way); a small strip the shortest of every way (_every_way). None,
+    compressing nothing at zstd's real levels, where the trial shows that a `rival` strip of
+    that many bytes is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
         return min(_every_way(indices, bits_per_index, method, flags, whole_bytes), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
