@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import io
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import heldout
@@ -78,14 +79,26 @@ def _prose(size: int, shape: tuple[int, int], font_name: str = "DejaVuSans.ttf",
 
 
 def _terminal() -> Image.Image:
-    rng = np.random.default_rng(12)
-    image = Image.new("RGB", (900, 560), (18, 20, 24))
-    draw = ImageDraw.Draw(image)
-    font = _font("DejaVuSansMono.ttf", 13)
     colours = [(200, 200, 200), (120, 200, 120), (230, 180, 90), (110, 160, 230)]
-    for line in range(33):
+
+    def line(rng: np.random.Generator, number: int) -> tuple[str, tuple[int, int, int]]:
         text = f"$ kmq convert scans/{int(rng.integers(0, 9999)):04d}.tif -k {16 << int(rng.integers(0, 5))} --psnr {rng.uniform(30, 44):.1f}"
-        draw.text((8, 6 + line * 16.6), text, fill=colours[line % 4], font=font)
+        return text, colours[number % 4]
+
+    return _monospace((900, 560), (18, 20, 24), 13, (8, 6, 16.6), 33, 12, line)
+
+
+def _monospace(shape: tuple[int, int], paper: tuple[int, int, int], size: int, place: tuple[float, float, float], lines: int, seed: int, line: Callable[[np.random.Generator, int], tuple[str, tuple[int, int, int]]]) -> Image.Image:
+    """Lines of DejaVu Sans Mono at `size` pixels: line(rng, number) gives each one's text and
+    colour; `place` is (left, top, line pitch)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", shape, paper)
+    draw = ImageDraw.Draw(image)
+    font = _font("DejaVuSansMono.ttf", size)
+    left, top, pitch = place
+    for number in range(lines):
+        text, colour = line(rng, number)
+        draw.text((left, top + number * pitch), text, fill=colour, font=font)
     return image
 
 
@@ -186,16 +199,14 @@ def _columns() -> Image.Image:
 
 
 def _listing() -> Image.Image:
-    rng = np.random.default_rng(24)
-    image = Image.new("RGB", (820, 700), (250, 250, 250))
-    draw = ImageDraw.Draw(image)
-    font = _font("DejaVuSansMono.ttf", 15)
     names = ["codebook", "indices", "strip", "rows", "width", "bits", "frame", "payload"]
-    for line in range(36):
+
+    def line(rng: np.random.Generator, number: int) -> tuple[str, tuple[int, int, int]]:
         indent = 4 * int(rng.integers(0, 4))
         text = " " * indent + f"{rng.choice(names)} = {rng.choice(names)}[{int(rng.integers(0, 99))}] + {rng.choice(names)}"
-        draw.text((10, 8 + line * 19), text, fill=(40, 40, 120) if line % 5 else (150, 30, 30), font=font)
-    return image
+        return text, (40, 40, 120) if number % 5 else (150, 30, 30)
+
+    return _monospace((820, 700), (250, 250, 250), 15, (10, 8, 19), 36, 24, line)
 
 
 def _labelled_bars() -> Image.Image:
