@@ -30,7 +30,7 @@ import zstandard  # noqa: F401
 
 # numba compiles the kernel modules from their bytecode, which atheris's probes would break:
 # they stay uninstrumented (their Python wrappers check every size they hand a kernel).
-with atheris.instrument_imports(include=["PIL", "pil_kmq", "targets"], exclude=["pil_kmq.expand", "pil_kmq.kmeans", "pil_kmq.near", "pil_kmq.radix", "pil_kmq.rate"]):
+with atheris.instrument_imports(include=["PIL", "pil_kmq", "targets"], exclude=["pil_kmq.expand", "pil_kmq.kmeans", "pil_kmq.near", "pil_kmq.predict", "pil_kmq.radix", "pil_kmq.rate"]):
     from PIL import Image
     from targets import MAX_PIXELS, decode, fix_checksums, recode_strips
 

@@ -57,7 +57,8 @@ def one_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k:
 def one_rows_strip_image(width: int = 9459, height: int = 9459, channels: int = 4, k: int = 257, method: int = StripMethod.ROWS_ZSTD) -> bytes:
     """The whole image in one rows_zstd strip of one colour (version 1.3): index 0 packed at
     16 bits, ~10 kB for 89 megapixels; or in one byte_rows_zstd strip (`method` 6, version
-    1.9), a byte or two an index."""
+    1.9), a byte or two an index; or in one med_rows_zstd strip (`method` 7, version 1.10, k <=
+    256), a residual of 0 a pixel, which MED predicts as index 0 throughout."""
     content = bytes(height * row_bytes(width, bits_for_k(k), StripMethod(method)))
     strip = bytes([method]) + _zstd(content)
     return _file(width, height, channels, k, IndexCoding.STRIPS, _strips([strip], height), minor=METHOD_MINOR[StripMethod(method)])

@@ -30,7 +30,7 @@ class Strip:
     raw: bytes = b""  # method 0's payload, or undecodable bytes kept as they are
     flags: bytes = b""  # decompressed
     literals: bytes = b""  # decompressed
-    rows: bytes = b""  # a rows_zstd or byte_rows_zstd strip's rows, decompressed
+    rows: bytes = b""  # a rows strip's rows (ROWS_METHODS; med_rows_zstd's residuals), decompressed
     flags_length: int | None = None  # None: the length of the coded flags
     coder: str = "plain"  # how flags and literals are compressed again
     decoded: bool = False
@@ -93,7 +93,7 @@ def _parse_strip(data: bytes) -> Strip:
 
 
 def _decode_strip(data: bytes) -> Strip:
-    if data[:1] in (b"\x03", b"\x06"):
+    if data[:1] and data[0] in ROWS_METHODS:
         try:
             rows = zstandard.ZstdDecompressor().decompress(data[1:], max_output_size=1 << 24)
         except zstandard.ZstdError:
@@ -234,7 +234,7 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
         return
     choice = rng.randrange(9)
     if not strip.decoded or choice == 0:
-        strip.method = rng.choice((0, 1, 2, 3, 4, 5, 6, strip.method))
+        strip.method = rng.choice((0, 1, 2, 3, 4, 5, 6, 7, strip.method))
         strip.raw = _flip(strip.raw, rng) if strip.raw else strip.raw
         return
     if choice == 1:
@@ -257,9 +257,9 @@ def _strip(kmq: KmqFile, rng: random.Random) -> None:
 
 
 def _rows_strip(strip: Strip, rng: random.Random) -> None:
-    """A rows_zstd or byte_rows_zstd strip: its rows (index values, padding bits, length), its
-    frame, or its rows read as the other rows method (packed as whole bytes, or whole bytes as
-    packed: the lengths then disagree)."""
+    """A rows strip (ROWS_METHODS): its rows (index values or residuals, padding bits, length),
+    its frame, or its rows read as another rows method (packed as whole bytes, whole bytes as
+    packed: the lengths then disagree; indices as residuals, or residuals as indices)."""
     choice = rng.randrange(7)
     if choice == 0:
         strip.rows = _flip(strip.rows, rng, rng.randrange(1, 4))
@@ -273,8 +273,8 @@ def _rows_strip(strip: Strip, rng: random.Random) -> None:
     elif choice == 4:
         strip.method = rng.choice((0, 1, 2))  # the same bytes read as another method
         strip.decoded, strip.raw = False, _compress(strip.rows, strip.coder)
-    elif choice == 5:
-        strip.method = 3 if strip.method == 6 else 6
+    elif choice == 5:  # another rows method's reading of the same bytes
+        strip.method = rng.choice([method for method in (3, 6, 7) if method != strip.method])
     else:
         strip.rows = b"\xff" * len(strip.rows)
 

@@ -116,7 +116,7 @@ def recode_strips(data: bytearray, noise: bytes) -> None:
 def _recode_one(strip: bytes, noise: bytes, number: int) -> bytes:
     import zstandard
 
-    if strip[:1] in (b"\x03", b"\x06"):  # rows_zstd, byte_rows_zstd: one frame of rows
+    if strip[:1] in (b"\x03", b"\x06", b"\x07"):  # rows_zstd, byte_rows_zstd, med_rows_zstd: one frame of rows
         try:
             rows = zstandard.ZstdDecompressor().decompress(strip[1:], max_output_size=1 << 22)
         except Exception:  # noqa: BLE001 - an undecodable strip is left as it is

@@ -21,6 +21,7 @@ from .coding import (
     looks_drawn,
     parse_strip_height,
     parse_table,
+    predictable,
     strips_minor,
     table_size,
     uncoded_is_no_longer,
@@ -171,7 +172,7 @@ def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     palette = Palette(codebook) if method == StripMethod.NEAR_FLAT else None
-    strips = list(encode_strips(indices, bits_per_index, method, palette, weigh, known))
+    strips = list(encode_strips(indices, bits_per_index, method, palette, weigh, known, predictable(codebook)))
     if uncoded_is_no_longer(indices.size, bits_per_index, sum(len(part) for part in strips)):
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
     return IndexCoding.STRIPS, strips

@@ -34,6 +34,7 @@ from .format import (
 )
 from .jobs import WORKERS, kept_by_thread, run_jobs
 from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, estimated_size, flat_share
+from .predict import residuals
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -146,7 +147,27 @@ SPLIT_COST = 1.15
 BYTE_ROWS_MARGIN = 0.9
 BYTE_ROWS_BAND = 32
 BYTE_ROWS_SAMPLE_EVERY = 4
-__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "strips_minor", "uncoded_is_no_longer"]
+# Where the codebook runs from dark to light (predictable: entries ascending, or descending, in
+# every channel), a strip's indices are also tried as MED residuals (MED_ROWS_ZSTD, predict.py):
+# stored where the quick trial codes them under MED_SURE x the way it took, and coded both ways,
+# the smaller kept, up to MED_MARGIN x: the real level shortens residuals more than runs, by an
+# amount the trial does not tell. On the Kodak set as grey (each of its 144 strips at K = 16, 64,
+# 256), residuals under 1.0 x the runs' trial always came out smaller for real (0.72-0.93 x),
+# from 1.0 to 1.25 x mostly (0.83-1.11 x: a flat sky, whose runs the real level shortens as
+# much, lost), above that never (1.05-1.38 x).
+MED_SURE = 1.0
+MED_MARGIN = 1.25
+# The least the real level makes of a photo's runs' trial (NEAR_SURE_PHOTO's 0.83): residuals
+# coded under that are smaller than the runs would be, which need not be coded then.
+RUNS_FLOOR = 0.83
+# ... for a drawing's strip, whose rows repeat (residuals coded with the rows' parameters); set
+# on the tiled segmentations of the tests, not tuned.
+MED_DRAWN = (0.8, 1.1)
+PREDICTED_SEARCH_LOG = 1
+PREDICTED_MIN_MATCH = 4
+PREDICTED_TARGET_LENGTH = 64
+PREDICTED_TABLES_LOG = 10
+__all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "predictable", "strips_minor", "uncoded_is_no_longer"]
 
 
 class StripTable(NamedTuple):
@@ -470,7 +491,7 @@ def coded_codebook(codebook: np.ndarray) -> bytes:
 # --- one strip ----------------------------------------------------------------------------
 
 
-def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
+def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: bytes | None = None, drawn: bool = False, ordered: bool = False) -> bytes:
     """One strip of (rows, width) indices: strip_method byte and payload, the smaller of RAW and
     `method`; with zstd, when runs leave few literals, or the image is `drawn` (writer_strips),
     ROWS_ZSTD instead of runs where a quick trial at PROBE_LEVEL finds rows smaller (under
@@ -481,13 +502,14 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     weigh=False stores near coding wherever it can, unweighed: a psnr= search sizes each k so, as
     zstd's methods almost never win on a photo's strips and trying them took half the time of
     coding one whose rate-optimized indices leave few literals. `known`: this very strip, near
-    coded so, used rather than coded again."""
+    coded so, used rather than coded again. `ordered`: the codebook runs from dark to light
+    (predictable), so MED_ROWS_ZSTD is tried too where zstd is (_runs_or_rows)."""
     if method in NEAR_METHODS:  # near coding, either way (_near_coded)
-        coded = _near_strip(indices, bits_per_index, palette, weigh, known, drawn)
+        coded = _near_strip(indices, bits_per_index, palette, weigh, known, drawn, ordered)
     elif method == StripMethod.ROWS_ZSTD:
         coded = _rows_strip(indices, bits_per_index)
     elif method in _COMPRESS:
-        coded = _runs_or_rows(indices, bits_per_index, method, _run_flags(indices), drawn=drawn)
+        coded = _runs_or_rows(indices, bits_per_index, method, _run_flags(indices), drawn=drawn, ordered=ordered)
     else:
         coded = None
     # RAW is packed only when it is the smaller: bit-packing at odd widths costs ~7 ms a strip.
@@ -496,55 +518,84 @@ def encode_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod, 
     return bytes([StripMethod.RAW]) + pack_indices(indices, bits_per_index)
 
 
-def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None, drawn: bool = False, whole_bytes: bool = False) -> bytes | None:
+def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, rival: int | None = None, drawn: bool = False, whole_bytes: bool = False, ordered: bool = False) -> bytes | None:
     """A runs strip (`flags`: the indices' run flags), or with zstd, when runs leave few
     literals or the image is `drawn`, a ROWS_ZSTD one where a trial finds rows smaller (with
     `whole_bytes`, near coding's search for the smallest file: BYTE_ROWS_ZSTD where a sample
-    says so, _rows_either_way); a small strip the shortest of every way (_every_way). None,
-    compressing nothing at zstd's real levels, where the trial shows that a `rival` strip of
-    that many bytes is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
+    says so, _rows_either_way), or for an `ordered` codebook a MED_ROWS_ZSTD one where the
+    trial finds that smaller (_predicted_or); a small strip the shortest of every way
+    (_every_way). None, compressing nothing at zstd's real levels, where the trial shows that a
+    `rival` strip of that many bytes is the smaller all the same (NEAR_SURE, NEAR_SURE_PHOTO)."""
     if indices.size <= SMALL_STRIP_PIXELS:
-        return min(_every_way(indices, bits_per_index, method, flags, whole_bytes), key=len)
+        return min(_every_way(indices, bits_per_index, method, flags, whole_bytes, ordered), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     few = _few_literals(flags)
-    if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn)):
+    predicted = ordered and method == StripMethod.RUNS_ZSTD and bits_per_index <= 8
+    if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn or predicted)):
         return _coded_runs(*streams, method, bits_per_index)
     runs_trial = sum(_probe_size(stream) for stream in streams)
+    rows = _packed_rows(indices, bits_per_index) if few or drawn else b""
+    rows_trial = _probe_size(rows) if rows else 0
+    take_rows = bool(rows) and rows_trial < (1.0 if few else ROWS_REPEAT) * runs_trial
+
+    def unpredicted() -> bytes:  # the way zstd's trial took, coded for real
+        if take_rows:
+            return _rows_either_way(indices, bits_per_index, rows) if whole_bytes else _coded_rows(rows)
+        return _coded_runs(*streams, method, bits_per_index)
+
+    trial, floor = (rows_trial, NEAR_SURE[1]) if take_rows else (runs_trial, NEAR_SURE[0] if few else RUNS_FLOOR)
+    if predicted and (med := _predicted_or(indices, trial, floor, few or drawn, unpredicted)) is not None:
+        return med  # coded at its real level whatever the rival: its trial says little of that
     if not (few or drawn):  # a photo's strip against a rival: runs only
-        return None if rival <= NEAR_SURE_PHOTO * runs_trial else _coded_runs(*streams, method, bits_per_index)
-    rows = _packed_rows(indices, bits_per_index)
-    rows_trial = _probe_size(rows)
-    if rows_trial < (1.0 if few else ROWS_REPEAT) * runs_trial:
-        if rival is not None and rival <= NEAR_SURE[1] * rows_trial:
-            return None
-        return _rows_either_way(indices, bits_per_index, rows) if whole_bytes else _coded_rows(rows)
+        return None if rival is not None and rival <= NEAR_SURE_PHOTO * runs_trial else unpredicted()
+    if take_rows and rival is not None and rival <= NEAR_SURE[1] * rows_trial:
+        return None
     sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
-    return None if rival is not None and rival <= sure * runs_trial else _coded_runs(*streams, method, bits_per_index)
+    return None if not take_rows and rival is not None and rival <= sure * runs_trial else unpredicted()
 
 
-def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, whole_bytes: bool = False) -> list[bytes]:
+def _predicted_or(indices: np.ndarray, trial: int, floor: float, drawn: bool, unpredicted: Callable[[], bytes]) -> bytes | None:
+    """A MED_ROWS_ZSTD strip of these indices (k <= 256) where the quick trial codes their
+    residuals in under MED_SURE x `trial` (that of the way zstd's trial took, which the real
+    level makes no smaller than `floor` x it); between that and MED_MARGIN x, the smaller of
+    it and `unpredicted`() (that way, coded), unless it is under `floor` x the trial already;
+    else None. For a `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
+    predicted = residuals(indices).tobytes()
+    sure, margin = MED_DRAWN if drawn else (MED_SURE, MED_MARGIN)
+    ratio = _probe_size(predicted) / max(1, trial)
+    if ratio >= margin:
+        return None
+    med = _coded_predicted(predicted, drawn)
+    if ratio < sure or len(med) < floor * trial:
+        return med
+    return min(med, unpredicted(), key=len)
+
+
+def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, whole_bytes: bool = False, ordered: bool = False) -> list[bytes]:
     """Every way `method` allows to store a strip: zlib's runs and, unless zlib alone was asked
     (for readers without zstd), zstd's runs and rows (with `whole_bytes`, near coding's, rows in
-    whole bytes too where packed rows are not). For small strips, whose framing weighs (a zstd
-    frame's is 9 bytes or more, zlib's 6) and where the trial often took runs where rows were
-    shorter, while trying all costs little."""
+    whole bytes too where packed rows are not; for an `ordered` codebook of k <= 256, predicted
+    rows). For small strips, whose framing weighs (a zstd frame's is 9 bytes or more, zlib's 6)
+    and where the trial often took runs where rows were shorter, while trying all costs little."""
     streams = _runs_streams(indices, flags, bits_per_index)
     ways = [_coded_runs(*streams, StripMethod.RUNS_ZLIB, bits_per_index)]
     if method != StripMethod.RUNS_ZLIB:
         ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, bits_per_index), _rows_strip(indices, bits_per_index)]
         if whole_bytes and packing_width(bits_per_index) < 8:
             ways.append(_coded_rows(_packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
+        if ordered and bits_per_index <= 8:
+            ways.append(_coded_predicted(residuals(indices).tobytes(), drawn=True))
     return ways
 
 
-def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None, drawn: bool = False) -> bytes:
+def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | None, weigh: bool = True, known: bytes | None = None, drawn: bool = False, ordered: bool = False) -> bytes:
     """A near coded strip (_near_coded; `known`, if given, is it), or (if `weigh`) the zstd
     methods' where they are smaller (drawings, small strips, a photo whose parts repeat, which
     zstd finds and the near model does not), or theirs where near coding cannot go (k > 4,096,
     or a strip over NEAR_MAX_PIXELS: a row that wide)."""
     flags = _run_flags(indices)
     if not _near_fits(1 << bits_per_index, indices.size):
-        coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, drawn=drawn)
+        coded = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, drawn=drawn, ordered=ordered)
         assert coded is not None  # with no rival, always a strip
         return coded
     if palette is None:
@@ -552,7 +603,7 @@ def _near_strip(indices: np.ndarray, bits_per_index: int, palette: Palette | Non
     near = known or _near_coded(indices, palette)
     if not weigh:
         return near
-    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn, whole_bytes=True)
+    other = _runs_or_rows(indices, bits_per_index, StripMethod.RUNS_ZSTD, flags, len(near), drawn, whole_bytes=True, ordered=ordered)
     return near if other is None or len(near) <= len(other) else other
 
 
@@ -654,6 +705,27 @@ def _coded_rows(rows: bytes, method: StripMethod = StripMethod.ROWS_ZSTD) -> byt
     return bytes([method]) + compressor.compress(rows)
 
 
+def _coded_predicted(predicted: bytes, drawn: bool = False) -> bytes:
+    """A MED_ROWS_ZSTD strip of these residuals (predict.residuals, as bytes): a photo's with
+    _predicted_parameters, a `drawn` strip's, whose rows repeat far apart, with the rows'."""
+    parameters = _rows_parameters(len(predicted)) if drawn else _predicted_parameters(len(predicted))
+    return bytes([StripMethod.MED_ROWS_ZSTD]) + zstandard.ZstdCompressor(compression_params=parameters).compress(predicted)
+
+
+def _predicted_parameters(size: int) -> zstandard.ZstdCompressionParameters:
+    """zstd's optimal parser, which prices each residual by the entropy coder's own costs, over
+    a window that spans the residuals, with a shallow search in small tables for matches of
+    PREDICTED_MIN_MATCH bytes and more: a photo's residuals are noise but for runs of zeros. On
+    every third Kodak photo as grey at K = 16, 64, 256 (measured once, not kept as a script),
+    these came out 0.2 % smaller than level 15 in a third of its time, 0.05 % larger than level
+    19 in a sixth, 0.3 % smaller than a search of 2 in tables of 2^16 in 0.69 x its time; a lazy
+    parser's 8 % larger."""
+    window = _window_log(size)
+    return zstandard.ZstdCompressionParameters(
+        window_log=window, chain_log=min(window, PREDICTED_TABLES_LOG), hash_log=min(window + 1, PREDICTED_TABLES_LOG + 1), search_log=PREDICTED_SEARCH_LOG,
+        min_match=PREDICTED_MIN_MATCH, target_length=PREDICTED_TARGET_LENGTH, strategy=zstandard.STRATEGY_BTOPT, write_content_size=True, write_checksum=False)
+
+
 def _rows_parameters(size: int) -> zstandard.ZstdCompressionParameters:
     """zstd's optimal parser over a window that spans the rows (and tables that do, up to
     ROWS_TABLES_LOG), a shallow search (5) for matches of 3 bytes and more, weighed up to
@@ -679,9 +751,9 @@ def parallel_map(function: Callable[..., bytes | np.ndarray], jobs: Sequence[tup
     return run_jobs(function, jobs)
 
 
-def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: Sequence[bytes] = ()) -> Iterable[bytes]:
+def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod, palette: Palette | None = None, weigh: bool = True, known: Sequence[bytes] = (), ordered: bool = False) -> Iterable[bytes]:
     """The index stream of index_coding 1: strip table, then every strip (NEAR_FLAT needs the
-    codebook's `palette`; `weigh` as encode_strip's). `known`: an index stream (table, then
+    codebook's `palette`; `weigh`, `ordered` as encode_strip's). `known`: an index stream (table, then
     strips) these very indices were coded to before with `method`: where its strips are cut as
     these are, its near coded strips are used again."""
     height, width = indices.shape
@@ -699,10 +771,21 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
         reused = [strip if _is_near(strip) else None for strip in known[1:]]
-    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip, drawn) for top, strip in zip(tops, reused, strict=True)]
+    jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip, drawn, ordered) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
     return [pack_table(table), *strips]
+
+
+def predictable(codebook: np.ndarray) -> bool:
+    """Whether a codebook of 2 to 256 entries runs from dark to light or back, every channel
+    ascending or every one descending (a grayscale image's, sorted by the writer; a grey RGB
+    image's, in path order), so that its indices are grey levels that MED predicts
+    (MED_ROWS_ZSTD)."""
+    if not 2 <= len(codebook) <= 256:
+        return False
+    steps = np.diff(codebook.astype(np.int16), axis=0)
+    return bool(np.all(steps >= 0) or np.all(steps <= 0))
 
 
 def _flat_near(indices: np.ndarray, palette: Palette) -> bool:

@@ -33,6 +33,7 @@ from .format import (
 )
 from .jobs import kept_by_thread
 from .near import MAX_K, NEAR_MAX_PIXELS, NearStrip, Palette
+from .predict import Unpredictor
 
 BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few bytes per pixel of it
 # Pixels of small strips batched into one job of the shared pool: enough that tiny strips
@@ -412,6 +413,7 @@ class StripDecoder:
         self._raw: Segment | None = None
         self._packed: Segment | None = None  # a rows strip's frame (ROWS_METHODS)
         self._packed_reader: Inflater | None = None
+        self._unpredictor: Unpredictor | None = None  # a med_rows_zstd strip's
         self._palette = palette
         self._near_bytes: Segment | None = None  # a near_rans strip's payload
         self._near: NearStrip | None = None
@@ -512,6 +514,8 @@ class StripDecoder:
         assert self.first_pixel % self.width == 0 and self.pixels % self.width == 0  # strips are whole rows
         self._packing = packing_width(self.bits, self._method)
         self._row_bytes = row_bytes(self.width, self.bits, self._method)
+        if self._method == StripMethod.MED_ROWS_ZSTD:
+            self._unpredictor = _unpredictor(self.width, self.k, self.bits, self.what)
         expected = self.pixels // self.width * self._row_bytes
         frame = self.length - 1
         if frame > stream_bound(expected):
@@ -650,6 +654,8 @@ class StripDecoder:
             last = np.frombuffer(data, np.uint8).reshape(rows, -1)[:, -1]
             if np.any(last & ((1 << spare) - 1)):
                 raise KmqError(f"{self.what}: padding bits of a row are not zero")
+        if self._unpredictor is not None:
+            return self._placed(_unpredicted(self._unpredictor, data, self.k, self.what, start, self.width))
         if whole_rows and _byte_rows(packing, self.width):
             piece = self._piece(count)
             _look_up_rows(data, packing, self._row_bytes, self.width, self.k, self._table, piece, self.what, start)
@@ -839,6 +845,7 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     """A rows strip (ROWS_METHODS; whole rows, first_pixel at a row's start) held whole in `data`."""
     method = StripMethod(data[0])
     packing, padded_row = packing_width(bits, method), row_bytes(width, bits, method)
+    unpredictor = _unpredictor(width, k, bits, what) if method == StripMethod.MED_ROWS_ZSTD else None
     rows = pixels // width
     expected = rows * padded_row
     if len(data) - 1 > stream_bound(expected):
@@ -847,6 +854,13 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     spare = padded_row * 8 - width * packing  # padding bits each row ends with
     if spare and np.any(np.frombuffer(packed, np.uint8)[padded_row - 1 :: padded_row] & ((1 << spare) - 1)):
         raise KmqError(f"{what}: padding bits of a row are not zero")
+    if unpredictor is not None:
+        found = _unpredicted(unpredictor, packed, k, what, first_pixel, width)
+        if table is None:
+            out[:] = found
+        else:
+            lookup(table, found, out)
+        return
     if _byte_rows(packing, width):
         _look_up_rows(packed, packing, padded_row, width, k, table, out, what, first_pixel)
         return
@@ -858,6 +872,23 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
         out.reshape(rows, width)[:] = found
     else:
         lookup(table, np.ascontiguousarray(found, dtype=index_dtype(k)), out)
+
+
+def _unpredictor(width: int, k: int, bits: int, what: str) -> Unpredictor:
+    """A med_rows_zstd strip's, which holds a byte an index: k <= 256 (bits_per_index <= 8)."""
+    if bits > 8:
+        raise KmqError(f"{what}: med_rows_zstd holds indices of at most 8 bits, not {bits}")
+    return Unpredictor(width, k)
+
+
+def _unpredicted(unpredictor: Unpredictor, residuals: bytes, k: int, what: str, first_pixel: int, width: int) -> np.ndarray:
+    """The indices of the next residuals of a med_rows_zstd strip (first_pixel: the image's
+    pixel they start at, for the error), each checked against k."""
+    found = np.empty(len(residuals), dtype=np.uint8)
+    bad = unpredictor.indices(np.frombuffer(residuals, np.uint8), found)
+    if bad >= 0:
+        raise range_error(what, int(found[bad]), first_pixel + bad, width, k)
+    return found
 
 
 def _byte_rows(packing: int, width: int) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 # translation, 0x1A stops `type` on DOS.
 MAGIC = b"\x89KMQ\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 9  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries, 1.7 above 1,024, 1.8 strip_method 5, 1.9 strip_method 6
+VERSION_MINOR = 10  # 1.1 added index_coding 1 (strips), 1.2 the metadata chunks, 1.3 strip_method 3, 1.4 strip_method 4, 1.5 a coded codebook, 1.6 strip_method 4 above 256 entries, 1.7 above 1,024, 1.8 strip_method 5, 1.9 strip_method 6, 1.10 strip_method 7
 CODEBOOK_MINOR = 5  # the version_minor of a file whose codebook_stream_length is not 0
 
 HEADER_SIZE = 44
@@ -63,10 +63,11 @@ class StripMethod(IntEnum):
     NEAR_RANS = 4  # each index by rank among its neighbours and nearby colours, range-ANS coded (k <= 4,096)
     NEAR_FLAT = 5  # near_rans, each long flat stretch one symbol: what pil_kmq writes for near coding
     BYTE_ROWS_ZSTD = 6  # rows as ROWS_ZSTD, each index in whole bytes however few bits it needs
+    MED_ROWS_ZSTD = 7  # rows a byte a pixel: each index less its neighbours' MED prediction (k <= 256)
 
 
 NEAR_METHODS = frozenset({StripMethod.NEAR_RANS, StripMethod.NEAR_FLAT})  # decoded by near.NearStrip
-ROWS_METHODS = frozenset({StripMethod.ROWS_ZSTD, StripMethod.BYTE_ROWS_ZSTD})  # one zstd frame of whole rows
+ROWS_METHODS = frozenset({StripMethod.ROWS_ZSTD, StripMethod.BYTE_ROWS_ZSTD, StripMethod.MED_ROWS_ZSTD})  # one zstd frame of whole rows
 
 
 def index_dtype(k: int) -> np.dtype:
@@ -96,8 +97,9 @@ def field_width(bits_per_index: int) -> int:
 def packing_width(bits_per_index: int, method: StripMethod = StripMethod.ROWS_ZSTD) -> int:
     """Bits per index in a rows strip: in rows_zstd the smallest of 1, 2, 4, 8 and 16 that holds
     an index, so that no index straddles a byte and a row's bytes repeat when its indices do; in
-    byte_rows_zstd whole bytes, so that they repeat wherever in a row the indices do."""
-    if method == StripMethod.BYTE_ROWS_ZSTD:
+    byte_rows_zstd whole bytes, so that they repeat wherever in a row the indices do; in
+    med_rows_zstd a byte (it holds k <= 256 entries), each a residual, not an index."""
+    if method in (StripMethod.BYTE_ROWS_ZSTD, StripMethod.MED_ROWS_ZSTD):
         return field_width(bits_per_index)
     return next(width for width in (1, 2, 4, 8, 16) if width >= bits_per_index)
 
@@ -181,7 +183,7 @@ class Header:
 
 
 # The version_minor that introduced each strip_method.
-METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4, StripMethod.NEAR_FLAT: 8, StripMethod.BYTE_ROWS_ZSTD: 9}
+METHOD_MINOR = {StripMethod.RAW: 1, StripMethod.RUNS_ZLIB: 1, StripMethod.RUNS_ZSTD: 1, StripMethod.ROWS_ZSTD: 3, StripMethod.NEAR_RANS: 4, StripMethod.NEAR_FLAT: 8, StripMethod.BYTE_ROWS_ZSTD: 9, StripMethod.MED_ROWS_ZSTD: 10}
 
 
 # near_rans strips of a codebook of more than 256 entries (1.6), of more than 1,024 (1.7)

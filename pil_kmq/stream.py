@@ -48,6 +48,7 @@ from .coding import (
     pack_table,
     parallel_map,
     parse_strip_height,
+    predictable,
     strip_height_for,
     strips_minor,
     table_size,
@@ -234,9 +235,10 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     strip_height, drawn = writer_strips(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
     lengths, crcs = [], []
     minor = 0
+    ordered = predictable(codebook)
 
     def code(top: int) -> bytes:
-        return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette, drawn=drawn)
+        return encode_strip(lookup(rows[top : top + strip_height]), bits, method, palette, drawn=drawn, ordered=ordered)
 
     tops = range(0, height, strip_height)
     with tempfile.TemporaryFile() as spill:

@@ -62,6 +62,11 @@ GOLDEN = [
     # byte each (k below 256, so a reader checks each index)
     ("text-k4-bytes.kmq", "text.png", "RGB", 4, "near"),
     ("text-gray-k16-bytes.kmq", "text.png", "L", 16, "near"),
+    # strip_method 7, med_rows_zstd (KMQ 1.10): a grayscale image's indices, its codebook sorted
+    # by grey level, as residuals from the MED prediction: a photo's (k = 64; the indices take
+    # residuals below 0 wrap to bytes from 0x80 up) and a label map's at its exact 8 greys (rows that repeat)
+    ("ihc-gray-k64-med.kmq", "ihc.png", "L", 64, "zstd"),
+    ("labels-gray-med.kmq", "labels.png", "L", 16, "zstd"),
 ]
 # Files an earlier writer made, committed and never rewritten: where it wrote these near_rans
 # strips (KMQ 1.4: 1, 3 and 4 channels, extra bits at k = 256), pil_kmq now writes near_flat,

@@ -65,13 +65,21 @@ def _enlarged(ihc: Image.Image) -> Image.Image:
     return ihc.resize((303 * 4, 227 * 4), Image.Resampling.BICUBIC)
 
 
+def _segmentation(ihc: Image.Image, colours: list[int]) -> Image.Image:
+    """The tiled photo in two colours (red and blue: a codebook that does not run from dark to
+    light, whose indices MED cannot predict)."""
+    two = _tiled(ihc).quantize(2)
+    two.putpalette(colours)
+    return two.convert("RGB")
+
+
 def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Image.Image) -> None:
     """A 2-colour segmentation has few literals: its rows, one strip up to 2**22 pixels, are
     smaller than its runs; a 256-colour photo is stored as runs in strips of 2**18 pixels.
     Near coding, which searches for the smallest file, stores the segmentation's rows a byte
     an index (byte_rows_zstd, version 1.9): its tiles, 303 pixels wide, repeat at every place
     within a byte of 1-bit rows, and in whole bytes the rows take a third of the bytes."""
-    segmentation = _tiled(ihc).quantize(2).convert("RGB")
+    segmentation = _segmentation(ihc, [255, 0, 0, 0, 0, 255])
     drawn = kmq_bytes(segmentation, k=2)
     assert strip_methods(drawn) == {StripMethod.ROWS_ZSTD} and decode_kmq(drawn)[0].version_minor == 3
     assert strip_count(drawn) == 1  # 1.1 M pixels: one strip, where a photo gets five
@@ -85,6 +93,21 @@ def test_a_drawing_is_stored_as_rows_in_big_strips_and_a_photo_as_runs(ihc: Imag
     photo = kmq_bytes(enlarged, k=256)
     assert strip_methods(photo) == {StripMethod.RUNS_ZSTD} and decode_kmq(photo)[0].version_minor == 5  # its codebook coded
     assert strip_count(photo) == -(-enlarged.height // strip_height_for(enlarged.width, enlarged.height))
+
+
+def test_a_grey_segmentation_is_stored_as_predicted_rows(ihc: Image.Image) -> None:
+    """The same segmentation in two greys: its codebook runs from dark to light, and its indices
+    as MED residuals, a byte each (med_rows_zstd, version 1.10), come out smaller than the
+    red and blue one's rows and than its own near coded file; they decode to the same pixels."""
+    grey = _segmentation(ihc, [40, 40, 40, 220, 220, 220])
+    predicted = kmq_bytes(grey, k=2)
+    assert strip_methods(predicted) == {StripMethod.MED_ROWS_ZSTD} and decode_kmq(predicted)[0].version_minor == 10
+    assert strip_count(predicted) == 1
+    rows = kmq_bytes(_segmentation(ihc, [255, 0, 0, 0, 0, 255]), k=2)
+    assert 2 * len(predicted) < len(rows)
+    assert kmq_bytes(grey, k=2, compression="near") == predicted  # weighed against near coding, it wins
+    with Image.open(io.BytesIO(predicted)) as image:
+        assert image.tobytes() == grey.tobytes()
 
 
 def test_rows_that_repeat_are_found_among_many_literals(ihc: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -388,7 +411,7 @@ def test_well_formed_helper_strip_decodes() -> None:
 @pytest.mark.parametrize(
     ("strip", "message"),
     [
-        (bytes([7]) + b"\x00", "unknown strip_method 7"),
+        (bytes([8]) + b"\x00", "unknown strip_method 8"),
         (bytes([0]) + b"\x00", "raw strip holds 1 bytes, 2 expected"),
         (bytes([0]) + b"\x00\x01", "padding bits are not zero"),
         (bytes([0]) + b"\xc0\x00", "index 3 at row 0, column 0 is out of range for k=3"),
@@ -668,6 +691,101 @@ def test_byte_rows_above_256_entries_are_two_bytes_big_endian() -> None:
     assert coding._packed_rows(np.array([[1, 299], [299, 0]]), 9, StripMethod.BYTE_ROWS_ZSTD) == rows
     with pytest.raises(KmqError, match="index 300 at row 1, column 1 is out of range for k=300"):
         decode_whole(coding._coded_rows(rows[:-2] + bytes([0x01, 0x2C]), StripMethod.BYTE_ROWS_ZSTD), 4, 0, 2, 300, 9, "strip")
+
+
+def _med(left: int, above: int, above_left: int) -> int:
+    """Spec 7.2, "Predicted rows", as its branches read: the smaller neighbour below an edge
+    above-left, the larger above one, else the plane."""
+    if above_left >= max(left, above):
+        return min(left, above)
+    if above_left <= min(left, above):
+        return max(left, above)
+    return left + above - above_left
+
+
+def _spec_residuals(indices: np.ndarray) -> bytes:
+    rows, width = indices.shape
+    out = bytearray()
+    for y in range(rows):
+        for x in range(width):
+            left = int(indices[y, x - 1]) if x else 0
+            above = int(indices[y - 1, x]) if y else 0
+            above_left = int(indices[y - 1, x - 1]) if x and y else 0
+            out.append((int(indices[y, x]) - _med(left, above, above_left)) % 256)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("k", [2, 3, 16, 200, 256])
+@pytest.mark.parametrize("width", [1, 37, 200])
+def test_med_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, k: int, width: int) -> None:
+    """med_rows_zstd: residuals as the spec computes them (every branch of MED, wrap-around
+    both ways), decoded whole and, with pieces of 64 pixels, a row or part of one at a time
+    (the row above and the row so far kept between pieces); an index >= k is named where it
+    is, either way (any residual can predict one, unless k = 256)."""
+    from pil_kmq import decoding, predict
+
+    rng = np.random.default_rng(k * width)
+    smooth = np.cumsum(rng.integers(-2, 3, (9, width)), axis=1) + rng.integers(0, k, (9, 1))
+    indices = np.where(rng.random((9, width)) < 0.3, rng.integers(0, k, (9, width)), np.clip(smooth, 0, k - 1))
+    residuals = predict.residuals(indices)
+    assert residuals.tobytes() == _spec_residuals(indices)
+    bits = (k - 1).bit_length()
+    strip = coding._coded_predicted(residuals.tobytes())
+    assert strip[0] == StripMethod.MED_ROWS_ZSTD
+    assert np.array_equal(decode_whole(strip, 9 * width, 0, width, k, bits, "strip").reshape(9, width), indices)
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
+    pulled = decoding.StripDecoder(9 * width, 0, width, k, bits, len(strip), "strip", lambda at, size: strip[at : at + size])
+    pieces = list(pulled.pieces())
+    assert all(found.size <= 64 for _, found in pieces)
+    assert np.array_equal(np.concatenate([found for _, found in pieces]).reshape(9, width), indices)
+    if k == 256:
+        return
+    bad = bytearray(residuals.tobytes())
+    bad[-1] = (k - _med(int(indices[8, -2]) if width > 1 else 0, int(indices[7, -1]), int(indices[7, -2]) if width > 1 else 0)) % 256
+    broken = coding._coded_predicted(bytes(bad))
+    message = f"index {k} at row 8, column {width - 1} is out of range for k={k}"
+    with pytest.raises(KmqError, match=message):
+        decode_whole(broken, 9 * width, 0, width, k, bits, "strip")
+    pulled = decoding.StripDecoder(9 * width, 0, width, k, bits, len(broken), "strip", lambda at, size: broken[at : at + size])
+    with pytest.raises(KmqError, match=message):
+        list(pulled.pieces())
+
+
+def test_med_rows_are_refused_above_256_entries() -> None:
+    """Spec 7.2: a med_rows_zstd strip holds a byte a pixel, so only k <= 256; a reader refuses
+    it above, on either path, before decompressing anything."""
+    from pil_kmq import decoding
+
+    strip = coding._coded_predicted(bytes(4))
+    with pytest.raises(KmqError, match="med_rows_zstd holds indices of at most 8 bits, not 9"):
+        decode_whole(strip, 4, 0, 2, 300, 9, "strip")
+    with pytest.raises(KmqError, match="not 9"):
+        list(decoding.StripDecoder(4, 0, 2, 300, 9, len(strip), "strip", lambda at, size: strip[at : at + size]).pieces())
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_grey_photo_is_stored_as_predicted_rows_and_an_rgb_one_is_not(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """A grayscale photo's codebook (and a grey RGB one's, in path order) runs from dark to
+    light: at 64 entries its MED residuals come out smaller than its runs, so the default
+    stores them (and the streaming writer the same bytes); the colour photo's codebook does
+    not, and its strips are runs, as before."""
+    with Image.open(SAMPLES / "ihc.png") as image:
+        grey = image.convert("L").convert(mode)
+        colour = image.convert("RGB")
+    predicted = kmq_bytes(grey, k=64)
+    assert strip_methods(predicted) == {StripMethod.MED_ROWS_ZSTD} and decode_kmq(predicted)[0].version_minor == 10
+    header, (indices, codebook) = decode_kmq(predicted)
+    assert coding.predictable(codebook) and coding.predictable(codebook[::-1])
+    assert not coding.predictable(codebook[[1, 0, *range(2, len(codebook))]])
+    streamed = io.BytesIO()
+    stream.encode(np.asarray(grey), streamed, k=64)
+    assert streamed.getvalue() == predicted
+    assert strip_methods(kmq_bytes(colour, k=64)) == {StripMethod.RUNS_ZSTD}
+    from pil_kmq import codec
+
+    monkeypatch.setattr(codec, "predictable", lambda codebook: False)  # the writer before KMQ 1.10
+    runs = kmq_bytes(grey, k=64)
+    assert strip_methods(runs) == {StripMethod.RUNS_ZSTD} and len(predicted) < 0.75 * len(runs)
 
 
 def test_rows_in_whole_bytes_are_taken_by_a_sample_of_bands_or_whole_in_a_short_strip(monkeypatch: pytest.MonkeyPatch) -> None:

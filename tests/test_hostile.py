@@ -48,7 +48,8 @@ ONE_STRIP_INDICES = 4000 * 4000 * 2  # uint16 at k = 257
 
 ONE_ROWS_STRIP = ("one_rows_strip_image", [4000, 4000, 4, 257])  # the same as one rows_zstd strip
 ONE_BYTE_ROWS_STRIP = ("one_rows_strip_image", [4000, 4000, 4, 16, 6])  # one byte_rows_zstd strip, 8-bit indices
-STRIPS = pytest.mark.parametrize("strip", [ONE_STRIP, ONE_ROWS_STRIP, ONE_BYTE_ROWS_STRIP], ids=["runs", "rows", "byte rows"])
+ONE_MED_ROWS_STRIP = ("one_rows_strip_image", [4000, 4000, 4, 16, 7])  # one med_rows_zstd strip, a residual a pixel
+STRIPS = pytest.mark.parametrize("strip", [ONE_STRIP, ONE_ROWS_STRIP, ONE_BYTE_ROWS_STRIP, ONE_MED_ROWS_STRIP], ids=["runs", "rows", "byte rows", "predicted rows"])
 
 
 @STRIPS

@@ -32,8 +32,8 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W", "X", "Z"}
-    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V", "Y", "Z2"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W", "X", "Z", "Z3"}
+    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V", "Y", "Z2", "Z4"}
 
 
 def test_vectors_are_named_in_the_order_the_document_reads() -> None:
@@ -81,6 +81,20 @@ def test_writer_reproduces_the_byte_rows_zstd_vector() -> None:
     assert rows == bytes([2, 1, 0, 0, 1, 2]) and strip == VECTORS["Z"][1][-20:-4]
     assert header.version_minor == coding.strips_minor([strip], 3) == 9
     assert PIXELS["Z"] == PIXELS["N"]
+
+
+def test_writer_reproduces_the_med_rows_zstd_vector() -> None:
+    """Vector Z3's strip is what the writer makes of the residuals of vector A's indices (a
+    drawing's parameters; so tiny a strip is tried every way), its version 1.10, and its pixels
+    those of vector N."""
+    from pil_kmq import coding, predict
+
+    header, (indices, codebook) = decode_kmq(VECTORS["Z3"][1])
+    residuals = predict.residuals(indices).tobytes()
+    strip = coding._coded_predicted(residuals, drawn=True)
+    assert residuals == bytes([2, 0xFF, 0xFF, 0xFE, 1, 2]) and strip == VECTORS["Z3"][1][-20:-4]
+    assert header.version_minor == coding.strips_minor([strip], 3) == 10
+    assert PIXELS["Z3"] == PIXELS["N"]
 
 
 def test_writer_reproduces_the_near_rans_vector() -> None:
