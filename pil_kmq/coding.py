@@ -22,6 +22,7 @@ import zstandard
 from .bitpack import pack_indices, pack_rows
 from .decoding import JOB_PIXELS, NEAR_JOB_WEIGHT, max_strip_length
 from .format import (
+    MED_MAX_WIDTH,
     NEAR_METHODS,
     KmqError,
     StripMethod,
@@ -154,19 +155,18 @@ BYTE_ROWS_SAMPLE_EVERY = 4
 # amount the trial does not tell. On the Kodak set as grey (each of its 144 strips at K = 16, 64,
 # 256), residuals under 1.0 x the runs' trial always came out smaller for real (0.72-0.93 x),
 # from 1.0 to 1.25 x mostly (0.83-1.11 x: a flat sky, whose runs the real level shortens as
-# much, lost), above that never (1.05-1.38 x).
+# much, lost), above that never (1.05-1.38 x). Under 1.0 x nothing checks: a synthetic diagonal
+# ramp wrapping around 256 levels, whose runs the real level halves, came out 1.26 x at K = 256.
 MED_SURE = 1.0
 MED_MARGIN = 1.25
-# The least the real level makes of a photo's runs' trial (NEAR_SURE_PHOTO's 0.83): residuals
-# coded under that are smaller than the runs would be, which need not be coded then.
-RUNS_FLOOR = 0.83
 # ... for a drawing's strip, whose rows repeat (residuals coded with the rows' parameters); set
 # on the tiled segmentations of the tests, not tuned.
 MED_DRAWN = (0.8, 1.1)
 PREDICTED_SEARCH_LOG = 1
 PREDICTED_MIN_MATCH = 4
 PREDICTED_TARGET_LENGTH = 64
-PREDICTED_TABLES_LOG = 10
+PREDICTED_CHAIN_LOG = 10
+PREDICTED_HASH_LOG = 17  # 2^11 entries found no repeat of a photo pasted twice, which the trial sees
 __all__ = ["WORKERS", "Palette", "StripTable", "encode_strip", "encode_strips", "parse_table", "predictable", "strips_minor", "uncoded_is_no_longer"]
 
 
@@ -530,7 +530,7 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         return min(_every_way(indices, bits_per_index, method, flags, whole_bytes, ordered), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     few = _few_literals(flags)
-    predicted = ordered and method == StripMethod.RUNS_ZSTD and bits_per_index <= 8
+    predicted = ordered and method == StripMethod.RUNS_ZSTD and bits_per_index <= 8 and indices.shape[1] <= MED_MAX_WIDTH
     if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn or predicted)):
         return _coded_runs(*streams, method, bits_per_index)
     runs_trial = sum(_probe_size(stream) for stream in streams)
@@ -543,8 +543,7 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
             return _rows_either_way(indices, bits_per_index, rows) if whole_bytes else _coded_rows(rows)
         return _coded_runs(*streams, method, bits_per_index)
 
-    trial, floor = (rows_trial, NEAR_SURE[1]) if take_rows else (runs_trial, NEAR_SURE[0] if few else RUNS_FLOOR)
-    if predicted and (med := _predicted_or(indices, trial, floor, few or drawn, unpredicted)) is not None:
+    if predicted and (med := _predicted_or(indices, rows_trial if take_rows else runs_trial, few or drawn, unpredicted)) is not None:
         return med  # coded at its real level whatever the rival: its trial says little of that
     if not (few or drawn):  # a photo's strip against a rival: runs only
         return None if rival is not None and rival <= NEAR_SURE_PHOTO * runs_trial else unpredicted()
@@ -554,21 +553,18 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     return None if not take_rows and rival is not None and rival <= sure * runs_trial else unpredicted()
 
 
-def _predicted_or(indices: np.ndarray, trial: int, floor: float, drawn: bool, unpredicted: Callable[[], bytes]) -> bytes | None:
+def _predicted_or(indices: np.ndarray, trial: int, drawn: bool, unpredicted: Callable[[], bytes]) -> bytes | None:
     """A MED_ROWS_ZSTD strip of these indices (k <= 256) where the quick trial codes their
-    residuals in under MED_SURE x `trial` (that of the way zstd's trial took, which the real
-    level makes no smaller than `floor` x it); between that and MED_MARGIN x, the smaller of
-    it and `unpredicted`() (that way, coded), unless it is under `floor` x the trial already;
-    else None. For a `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
+    residuals in under MED_SURE x `trial` (that of the way zstd's trial took); between that and
+    MED_MARGIN x, the smaller of it and `unpredicted`() (that way, coded); else None. For a
+    `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
     predicted = residuals(indices).tobytes()
     sure, margin = MED_DRAWN if drawn else (MED_SURE, MED_MARGIN)
     ratio = _probe_size(predicted) / max(1, trial)
     if ratio >= margin:
         return None
     med = _coded_predicted(predicted, drawn)
-    if ratio < sure or len(med) < floor * trial:
-        return med
-    return min(med, unpredicted(), key=len)
+    return med if ratio < sure else min(med, unpredicted(), key=len)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, whole_bytes: bool = False, ordered: bool = False) -> list[bytes]:
@@ -583,7 +579,7 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
         ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, bits_per_index), _rows_strip(indices, bits_per_index)]
         if whole_bytes and packing_width(bits_per_index) < 8:
             ways.append(_coded_rows(_packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
-        if ordered and bits_per_index <= 8:
+        if ordered and bits_per_index <= 8 and indices.shape[1] <= MED_MAX_WIDTH:
             ways.append(_coded_predicted(residuals(indices).tobytes(), drawn=True))
     return ways
 
@@ -714,15 +710,16 @@ def _coded_predicted(predicted: bytes, drawn: bool = False) -> bytes:
 
 def _predicted_parameters(size: int) -> zstandard.ZstdCompressionParameters:
     """zstd's optimal parser, which prices each residual by the entropy coder's own costs, over
-    a window that spans the residuals, with a shallow search in small tables for matches of
-    PREDICTED_MIN_MATCH bytes and more: a photo's residuals are noise but for runs of zeros. On
-    every third Kodak photo as grey at K = 16, 64, 256 (measured once, not kept as a script),
-    these came out 0.2 % smaller than level 15 in a third of its time, 0.05 % larger than level
-    19 in a sixth, 0.3 % smaller than a search of 2 in tables of 2^16 in 0.69 x its time; a lazy
-    parser's 8 % larger."""
+    a window that spans the residuals, with a shallow search (a small chain table, a hash table
+    large enough to find a repeat far back) for matches of PREDICTED_MIN_MATCH bytes and more:
+    a photo's residuals are noise but for runs of zeros. On every third Kodak photo as grey at
+    K = 16, 64, 256 (measured once, not kept as a script), a search of 1 in tables of 2^10 and
+    2^11 came out 0.2 % smaller than level 15 in a third of its time, 0.05 % larger than level
+    19 in a sixth, 0.3 % smaller than a search of 2 in tables of 2^16 in 0.69 x its time, and a
+    lazy parser 8 % larger; a hash table of 2^17 then cost 0.08 % more bytes and 1.01 x the time."""
     window = _window_log(size)
     return zstandard.ZstdCompressionParameters(
-        window_log=window, chain_log=min(window, PREDICTED_TABLES_LOG), hash_log=min(window + 1, PREDICTED_TABLES_LOG + 1), search_log=PREDICTED_SEARCH_LOG,
+        window_log=window, chain_log=min(window, PREDICTED_CHAIN_LOG), hash_log=min(window + 1, PREDICTED_HASH_LOG), search_log=PREDICTED_SEARCH_LOG,
         min_match=PREDICTED_MIN_MATCH, target_length=PREDICTED_TARGET_LENGTH, strategy=zstandard.STRATEGY_BTOPT, write_content_size=True, write_checksum=False)
 
 

@@ -21,6 +21,7 @@ import zstandard
 from .bitpack import padding_is_zero, unpack_indices, unpack_rows
 from .expand import expand_runs, identity, lookup, lookup_rows, zero_flags
 from .format import (
+    MED_MAX_WIDTH,
     NEAR_METHODS,
     ROWS_METHODS,
     KmqError,
@@ -875,9 +876,12 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
 
 
 def _unpredictor(width: int, k: int, bits: int, what: str) -> Unpredictor:
-    """A med_rows_zstd strip's, which holds a byte an index: k <= 256 (bits_per_index <= 8)."""
+    """A med_rows_zstd strip's, which holds a byte an index: k <= 256 (bits_per_index <= 8), and
+    rows of at most MED_MAX_WIDTH pixels, the row above being held."""
     if bits > 8:
         raise KmqError(f"{what}: med_rows_zstd holds indices of at most 8 bits, not {bits}")
+    if width > MED_MAX_WIDTH:
+        raise KmqError(f"{what}: med_rows_zstd holds rows of at most {MED_MAX_WIDTH:,} pixels, not {width:,}")
     return Unpredictor(width, k)
 
 

@@ -66,6 +66,9 @@ class StripMethod(IntEnum):
     MED_ROWS_ZSTD = 7  # rows a byte a pixel: each index less its neighbours' MED prediction (k <= 256)
 
 
+# A med_rows_zstd strip's decoder holds the row above: rows of at most this many pixels (spec 7.2),
+# so that what it holds stays within a piece however wide the image.
+MED_MAX_WIDTH = 1 << 20
 NEAR_METHODS = frozenset({StripMethod.NEAR_RANS, StripMethod.NEAR_FLAT})  # decoded by near.NearStrip
 ROWS_METHODS = frozenset({StripMethod.ROWS_ZSTD, StripMethod.BYTE_ROWS_ZSTD, StripMethod.MED_ROWS_ZSTD})  # one zstd frame of whole rows
 

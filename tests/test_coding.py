@@ -716,12 +716,14 @@ def _spec_residuals(indices: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("k", [2, 3, 16, 200, 256])
-@pytest.mark.parametrize("width", [1, 37, 200])
-def test_med_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, k: int, width: int) -> None:
+@pytest.mark.parametrize(("width", "block"), [(1, 64), (37, 64), (200, 64), (5, 15), (7, 9)])
+def test_med_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPatch, k: int, width: int, block: int) -> None:
     """med_rows_zstd: residuals as the spec computes them (every branch of MED, wrap-around
-    both ways), decoded whole and, with pieces of 64 pixels, a row or part of one at a time
-    (the row above and the row so far kept between pieces); an index >= k is named where it
-    is, either way (any residual can predict one, unless k = 256)."""
+    both ways), decoded whole and in pieces: a row or part of one at a time (64 pixels), three
+    rows a piece (width 5, 15 pixels: two rows side by side, then one alone, then two again),
+    parts of rows that end mid-row (width 7, 9 pixels); the row above and the row so far kept
+    between pieces.
+    An index >= k is named where it is, either way (any residual can give one, unless k = 256)."""
     from pil_kmq import decoding, predict
 
     rng = np.random.default_rng(k * width)
@@ -733,10 +735,10 @@ def test_med_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPa
     strip = coding._coded_predicted(residuals.tobytes())
     assert strip[0] == StripMethod.MED_ROWS_ZSTD
     assert np.array_equal(decode_whole(strip, 9 * width, 0, width, k, bits, "strip").reshape(9, width), indices)
-    monkeypatch.setattr(decoding, "BLOCK_PIXELS", 64)
+    monkeypatch.setattr(decoding, "BLOCK_PIXELS", block)
     pulled = decoding.StripDecoder(9 * width, 0, width, k, bits, len(strip), "strip", lambda at, size: strip[at : at + size])
     pieces = list(pulled.pieces())
-    assert all(found.size <= 64 for _, found in pieces)
+    assert all(found.size <= max(block, width) for _, found in pieces)
     assert np.array_equal(np.concatenate([found for _, found in pieces]).reshape(9, width), indices)
     if k == 256:
         return
@@ -751,16 +753,46 @@ def test_med_rows_strip_decodes_whole_and_in_pieces(monkeypatch: pytest.MonkeyPa
         list(pulled.pieces())
 
 
-def test_med_rows_are_refused_above_256_entries() -> None:
-    """Spec 7.2: a med_rows_zstd strip holds a byte a pixel, so only k <= 256; a reader refuses
-    it above, on either path, before decompressing anything."""
+def test_med_rows_are_refused_above_256_entries_and_2_to_the_20_pixels_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec 7.2: a med_rows_zstd strip holds a byte a pixel, so only k <= 256, and its decoder
+    holds the row above, so only rows of at most 2**20 pixels; a reader refuses it beyond, on
+    either path, before decompressing anything. The writer does not try it on wider rows."""
     from pil_kmq import decoding
+    from pil_kmq.format import MED_MAX_WIDTH
 
     strip = coding._coded_predicted(bytes(4))
     with pytest.raises(KmqError, match="med_rows_zstd holds indices of at most 8 bits, not 9"):
         decode_whole(strip, 4, 0, 2, 300, 9, "strip")
     with pytest.raises(KmqError, match="not 9"):
         list(decoding.StripDecoder(4, 0, 2, 300, 9, len(strip), "strip", lambda at, size: strip[at : at + size]).pieces())
+    wide = MED_MAX_WIDTH + 1
+    strip = coding._coded_predicted(bytes(wide))
+    for pulled in (lambda: decode_whole(strip, wide, 0, wide, 2, 1, "strip"), lambda: list(decoding.StripDecoder(wide, 0, wide, 2, 1, len(strip), "strip", lambda at, size: strip[at : at + size]).pieces())):
+        with pytest.raises(KmqError, match=f"med_rows_zstd holds rows of at most {MED_MAX_WIDTH:,} pixels, not {wide:,}"):
+            pulled()
+    tried = []
+    real = coding._predicted_or
+    monkeypatch.setattr(coding, "_predicted_or", lambda indices, *rest: tried.append(indices.shape[1]) or real(indices, *rest))
+    greys = (np.arange(2 * wide) // 1000 % 2).reshape(2, wide)  # two greys, a 1,000-pixel period
+    assert encode_strip(greys, 1, StripMethod.RUNS_ZSTD, ordered=True)[0] != StripMethod.MED_ROWS_ZSTD
+    encode_strip(greys[:, :MED_MAX_WIDTH], 1, StripMethod.RUNS_ZSTD, ordered=True)
+    assert tried == [MED_MAX_WIDTH]  # tried on the row of 2**20 pixels, not on the wider one
+
+
+def test_a_grey_photo_pasted_twice_is_predicted_with_its_repeat_found() -> None:
+    """The trial sees a strip's repeats far apart; so must the residuals' real compression:
+    the IHC photo as grey, twice one above the other in one strip, takes about the bytes of
+    one copy, and less than its runs (with small hash tables it took twice those)."""
+    with Image.open(SAMPLES / "ihc.png") as image:
+        grey = image.convert("L")
+    twice = Image.new("L", (grey.width, 2 * grey.height))
+    twice.paste(grey, (0, 0))
+    twice.paste(grey, (0, grey.height))
+    header, (indices, codebook) = decode_kmq(kmq_bytes(twice, k=256))
+    once = coding._coded_predicted(coding.residuals(indices[: grey.height]).tobytes())
+    stored = encode_strip(indices, header.bits_per_index, StripMethod.RUNS_ZSTD, ordered=True)
+    runs = encode_strip(indices, header.bits_per_index, StripMethod.RUNS_ZSTD)
+    assert stored[0] == StripMethod.MED_ROWS_ZSTD and len(stored) < 1.1 * len(once) and len(stored) < 0.8 * len(runs)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
