@@ -5,7 +5,8 @@ runs along rows (the default's strips) leave a photo's literals as noisy as its 
 method stores each index as its residual from the MED prediction of its left, above and
 above-left neighbours (spec 7.2, "Predicted rows"); the writer tries it where the codebook
 ascends (or descends) in every channel, and stores it where zstd's quick trial codes it under
-`coding.MED_MARGIN` x the way it took (`coding._predicts_smaller`).
+`coding.MED_SURE` x the way it took, the smaller of the two up to `coding.MED_MARGIN` x
+(`coding._predicted_or`).
 
 Sets: the Kodak set as grey (the margin was set on its trial ratios); the held-out photos
 (`heldout.py`) as grey, never tuned on (their chelsea was among the images the method was first
