@@ -530,7 +530,7 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         return min(_every_way(indices, bits_per_index, method, flags, whole_bytes, ordered), key=len)
     streams = _runs_streams(indices, flags, bits_per_index)
     few = _few_literals(flags)
-    predicted = ordered and method == StripMethod.RUNS_ZSTD and bits_per_index <= 8 and indices.shape[1] <= MED_MAX_WIDTH
+    predicted = ordered and method == StripMethod.RUNS_ZSTD and _predicted_fits(indices, bits_per_index)
     if method != StripMethod.RUNS_ZSTD or (rival is None and not (few or drawn or predicted)):
         return _coded_runs(*streams, method, bits_per_index)
     runs_trial = sum(_probe_size(stream) for stream in streams)
@@ -551,6 +551,11 @@ def _runs_or_rows(indices: np.ndarray, bits_per_index: int, method: StripMethod,
         return None
     sure = NEAR_SURE[0] if few else NEAR_SURE_PHOTO  # many literals, rows not taken: a photo's margin
     return None if not take_rows and rival is not None and rival <= sure * runs_trial else unpredicted()
+
+
+def _predicted_fits(indices: np.ndarray, bits_per_index: int) -> bool:
+    """Whether MED_ROWS_ZSTD may store this strip: k <= 256, rows of at most MED_MAX_WIDTH pixels."""
+    return bits_per_index <= 8 and indices.shape[1] <= MED_MAX_WIDTH
 
 
 def _predicted_or(indices: np.ndarray, trial: int, drawn: bool, unpredicted: Callable[[], bytes]) -> bytes | None:
@@ -579,7 +584,7 @@ def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, fl
         ways += [_coded_runs(*streams, StripMethod.RUNS_ZSTD, bits_per_index), _rows_strip(indices, bits_per_index)]
         if whole_bytes and packing_width(bits_per_index) < 8:
             ways.append(_coded_rows(_packed_rows(indices, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
-        if ordered and bits_per_index <= 8 and indices.shape[1] <= MED_MAX_WIDTH:
+        if ordered and _predicted_fits(indices, bits_per_index):
             ways.append(_coded_predicted(residuals(indices).tobytes(), drawn=True))
     return ways
 
