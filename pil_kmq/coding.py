@@ -11,7 +11,9 @@ repeats one above is then a repeated byte string, which zstd finds.
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
@@ -113,6 +115,13 @@ NEAR_SURE = (0.7, 0.5)
 # the sprite sheet), and at 0.8 the files were byte for byte those of 0.9 for 1.3 to 2.2 x the
 # coding time.
 NEAR_SURE_PHOTO = 0.9
+# A floor under what zstd's real levels make of a strip, as a share of the quick trial's bytes
+# (runs, rows): compression="auto" near codes a label map without coding its zstd strips where
+# near coding comes out under that floor (codec.auto_coded). On the drawings made for tuning,
+# the held-out graphics and Kodak photos that look drawn, at 4 to 256 colours, the real levels
+# made runs 0.63-0.93 x and rows 0.55-0.94 x trials of 2,048 bytes or more, and a 685-byte
+# pixel art's 0.50 and 0.35 x (zstd_floor.py).
+ZSTD_FLOOR = (0.5, 0.4)
 # Rows are tried for a strip of at most 1 literal in ROWS_TRY_FRACTION pixels: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
 # of more only in an image cut as a drawing (ROWS_REPEAT).
@@ -192,6 +201,29 @@ def strip_height_for(width: int, height: int, strip_pixels: int | None = None) -
 def looks_drawn(indices: np.ndarray) -> bool:
     """Few literals: a drawing, a label map, a screenshot - not a photo."""
     return _few_literals(_run_flags(indices))
+
+
+def one_drawn_strip(indices: np.ndarray, bits_per_index: int, ordered: bool) -> bool:
+    """Whether RUNS_ZSTD stores these indices as one strip cut as a drawing, runs or rows as the
+    quick trial says (so that runs_floor and rows_floor bound it): more than SMALL_STRIP_PIXELS
+    (a smaller strip is coded every way) and at most DRAWING_STRIP_PIXELS pixels whose first
+    strip has few literals (writer_strips), unless an `ordered` codebook's residuals may be
+    tried (MED_ROWS_ZSTD, which can come out far below the trial's runs)."""
+    height, width = indices.shape
+    if not SMALL_STRIP_PIXELS < indices.size <= DRAWING_STRIP_PIXELS or (ordered and _predicted_fits(indices, bits_per_index)):
+        return False
+    return _few_literals(_run_flags(indices[: strip_height_for(width, height)]))
+
+
+def runs_floor(indices: np.ndarray, bits_per_index: int) -> int:
+    """A floor under a runs strip's bytes of these indices (ZSTD_FLOOR), or their bytes uncoded."""
+    streams = _runs_streams(indices, _run_flags(indices), bits_per_index)
+    return min(int(ZSTD_FLOOR[0] * sum(_probe_size(stream) for stream in streams)), raw_stream_length(indices.size, 1, bits_per_index))
+
+
+def rows_floor(indices: np.ndarray, bits_per_index: int) -> int:
+    """A floor under a rows strip's bytes of these indices (ZSTD_FLOOR)."""
+    return int(ZSTD_FLOOR[1] * _probe_size(_packed_rows(indices, bits_per_index)))
 
 
 def _literals(flags: np.ndarray) -> int:
@@ -675,9 +707,32 @@ def _probe_size(data: bytes) -> int:
     """zstd's bytes for data at PROBE_LEVEL (~20x faster than the real levels) with long-distance
     matching, which finds the repeats far apart that the real levels' deeper search finds and
     PROBE_LEVEL alone misses (a text page's lines of glyphs: without it the trial chose runs,
-    where rows came out 31 % smaller). The window spans the data and no more."""
+    where rows came out 31 % smaller). The window spans the data and no more. Within
+    trials_kept, a trial of the same bytes is run once."""
+    kept: dict[bytes, int] | None = getattr(_kept_trials, "sizes", None)
+    if kept is not None and (size := kept.get(data)) is not None:
+        return size
     parameters = zstandard.ZstdCompressionParameters.from_level(PROBE_LEVEL, source_size=len(data), enable_ldm=True, window_log=_window_log(len(data)))
-    return len(zstandard.ZstdCompressor(compression_params=parameters).compress(data))
+    size = len(zstandard.ZstdCompressor(compression_params=parameters).compress(data))
+    if kept is not None:
+        kept[data] = size
+    return size
+
+
+_kept_trials = threading.local()
+
+
+@contextlib.contextmanager
+def trials_kept() -> Iterator[None]:
+    """Within the block, this thread keeps its quick trials' results by the bytes tried: a writer
+    that takes a floor from the trial (runs_floor, rows_floor) and then codes that one strip
+    (coded on this thread: a single job) does not run the trial twice (a twentieth of a small
+    drawing's save)."""
+    _kept_trials.sizes = {}
+    try:
+        yield
+    finally:
+        del _kept_trials.sizes
 
 
 def _runs_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:

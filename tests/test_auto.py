@@ -12,7 +12,7 @@ from conftest import kmq_bytes
 from PIL import Image, ImageDraw
 from test_near import strip_methods
 
-from pil_kmq import codec, coding, encode_kmq, near
+from pil_kmq import codec, coding, decode_kmq, encode_kmq, near
 from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image, for_writing
 from pil_kmq.format import StripMethod
 
@@ -180,3 +180,72 @@ def test_sampled_rows_find_the_edges_of_blocks_a_row_step_high() -> None:
     codebook = rng.integers(0, 256, (12, 3), dtype=np.uint8)
     real = len(near.encode_near(indices, near.Palette(codebook)))
     assert 0.6 * real <= near.estimated_size(indices, codebook, 16) <= 1.4 * real
+
+
+# --- zstd's strips spared where near coding comes in under the quick trial's floor ---------------
+
+
+def _counting_coded(monkeypatch: pytest.MonkeyPatch) -> list[StripMethod | None]:
+    """The methods codec.coded is called with from here on, in order."""
+    methods: list[StripMethod | None] = []
+    coded = codec.coded
+
+    def counting(quantized: codec.Quantized, method: StripMethod | None, weigh: bool = True) -> codec.Coded:
+        methods.append(method)
+        return coded(quantized, method, weigh)
+
+    monkeypatch.setattr(codec, "coded", counting)
+    return methods
+
+
+def _without_floor(image: Image.Image, k: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The file the writer makes with zstd's strips always coded first."""
+    with monkeypatch.context() as patch:
+        patch.setattr(codec, "_zstd_floor", lambda quantized, estimate: None)
+        return kmq_bytes(image, k=k)
+
+
+@pytest.mark.parametrize("k", [16, 64])
+def test_a_label_map_near_codes_under_the_floor_without_coding_zstds_strips(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _image(_label_map(800, 600, 30, seed=3))
+    without = _without_floor(image, k, monkeypatch)
+    methods = _counting_coded(monkeypatch)
+    auto = kmq_bytes(image, k=k)
+    assert methods == [StripMethod.NEAR_FLAT], "coded zstd's strips though near coding is under their floor"
+    assert auto == without and set(strip_methods(auto)) == {StripMethod.NEAR_FLAT}
+
+
+def test_near_coding_at_or_above_the_floor_is_weighed_against_zstds_strips_coded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the floor leaves the choice open, zstd's strips are coded and near coding is not
+    coded again: the file is the one the writer makes without the floor."""
+    image = _image(_label_map(900, 700, 120, seed=5))
+    without = _without_floor(image, 64, monkeypatch)
+    header, (indices, _) = decode_kmq(without)
+    near_bytes = header.index_stream_length
+    assert set(strip_methods(without)) == {StripMethod.NEAR_FLAT} and coding.runs_floor(indices, 7) >= near_bytes >= codec.AUTO_MIN_BYTES
+    monkeypatch.setattr(codec, "rows_floor", lambda indices, bits: near_bytes)  # near coding not under it
+    monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)  # near coding is tried
+    methods = _counting_coded(monkeypatch)
+    assert kmq_bytes(image, k=64) == without
+    assert methods == [StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD]
+
+
+def test_the_floor_is_under_what_zstds_real_levels_make_of_label_maps() -> None:
+    for seed, regions in ((0, 12), (1, 40), (2, 90)):
+        indices = _label_map(700, 500, regions, seed)
+        bits = int(indices.max()).bit_length()
+        flags = coding._run_flags(indices)
+        runs = len(coding._coded_runs(*coding._runs_streams(indices, flags, bits), StripMethod.RUNS_ZSTD, bits))
+        rows = len(coding._coded_rows(coding._packed_rows(indices, bits)))
+        assert coding.runs_floor(indices, bits) < runs and coding.rows_floor(indices, bits) < rows
+
+
+def test_one_drawn_strip_is_a_drawing_of_one_strip_that_no_residuals_are_tried_for(ihc: Image.Image) -> None:
+    label_map = _label_map(700, 500)
+    assert coding.one_drawn_strip(label_map, 6, ordered=False)
+    assert not coding.one_drawn_strip(label_map, 6, ordered=True)  # MED may beat the trial's floor
+    assert not coding.one_drawn_strip(label_map[:100, :160], 6, ordered=False)  # small: coded every way
+    wide = np.zeros((2, coding.DRAWING_STRIP_PIXELS // 2 + 1), np.uint8)
+    assert not coding.one_drawn_strip(wide, 1, ordered=False)  # two strips
+    photo = np.asarray(ihc.quantize(16, method=Image.Quantize.MEDIANCUT))
+    assert not coding.one_drawn_strip(photo, 4, ordered=False)  # many literals
