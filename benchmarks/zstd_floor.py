@@ -6,8 +6,8 @@ near coding's bytes, codes the image near coded when the estimate is within
 `codec.AUTO_NEAR_MARGIN` of zstd's, and keeps the smaller. On a label map near coding wins four
 to one, yet coding the zstd strips took 40 % of its save. Where one drawn strip holds the image
 (`coding.one_drawn_strip`), the writer now takes a floor under those strips from the quick
-trial (`coding.ZSTD_FLOOR` x the trial's runs and rows, `coding.runs_floor` and
-`coding.rows_floor`) and weighs near coding against that first; zstd's strips are coded only
+trial (`coding.ZSTD_FLOOR` x the trial's runs, and rows or, for a grey image's codebook,
+MED residuals: `coding.runs_floor` and `coding.rows_floor`) and weighs near coding against that first; zstd's strips are coded only
 where near coding does not come in below it. The file is the same as long as the floor is
 one: a strip that zstd's real levels code below it could make the writer keep near coding
 where zstd's strips were smaller.
@@ -15,17 +15,19 @@ where zstd's strips were smaller.
 Two tables:
 
 1. The floor. For every image and K whose strips are one drawn strip: the real levels' bytes
-   ÷ the quick trial's, runs and rows (`coding._coded_runs`, `coding._coded_rows`), with the
-   least of each over trials of 2,048 bytes and more (where a floor can pass
-   `codec.AUTO_MIN_BYTES`) and below. `ZSTD_FLOOR` was set on the drawings made for tuning,
-   the held-out graphics and the Kodak photos that look drawn at K = 4 and 16; the generated
+   ÷ the quick trial's, runs and rows (`coding._coded_runs`, `coding._coded_rows`) and, for a
+   codebook that runs from dark to light, MED residuals (`coding._coded_predicted`, compressed
+   as rows are), with the least of each over trials of 2,048 bytes and more (where a floor
+   can pass `codec.AUTO_MIN_BYTES`) and below. `ZSTD_FLOOR` was set on the drawings made for
+   tuning, the held-out graphics and the Kodak photos that look drawn at K = 4 and 16, and
+   the residuals' share (the rows') checked on both sets of drawings as grey; the generated
    label maps below were not looked at before.
 2. Saves with the floor ÷ without it (`codec._zstd_floor` returning None: the writer before),
    taken in turns (best of --repeat), whether the file is byte for byte the same, whether the
    floor spared zstd's strips, and both saves ÷ Pillow's median cut + PNG save.
 
 Sets: the drawings made for tuning (`rows_level.py`, `many_colours.py`), the held-out graphics
-(`heldout.py`), and label maps generated here that no choice was made on (Voronoi maps of 5 to
+(`heldout.py`), both also as grey images, and label maps generated here that no choice was made on (Voronoi maps of 5 to
 200 regions at 0.3 to 3 MP, discs on black as grey levels and with red specks, and a photo's
 colour segmentation: scikit-image's astronaut at 8 median-cut colours, smoothed by a mode
 filter). K = 4, 16, 64, 256 and each image's exact colour count (up to 4,096).
@@ -81,6 +83,11 @@ def label_maps() -> dict[str, Image.Image]:
     return maps
 
 
+def _grey(images: dict[str, Image.Image]) -> dict[str, Image.Image]:
+    """The images as grey levels: their codebooks run from dark to light (MED residuals are tried)."""
+    return {name: image.convert("L") for name, image in images.items()}
+
+
 def _ks(image: Image.Image) -> list[int]:
     colours = len(image.getcolors(MAX_EXACT) or ())
     return [*KS, colours] if 1 < colours <= MAX_EXACT and colours not in KS else list(KS)
@@ -95,15 +102,19 @@ def _indices(image: Image.Image, k: int) -> tuple[np.ndarray, np.ndarray]:
 # --- 1. the floor -----------------------------------------------------------------------------
 
 
-def floor_rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]]) -> list[tuple[str, int, int, float, int, float]]:
-    """(image, k, runs' trial bytes, real ÷ trial, rows' trial bytes, real ÷ trial) where one drawn strip holds the image."""
-    found = []
+Floor = tuple[str, int, int, float, int, float, int | None, float | None]
+
+
+def floor_rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]]) -> list[Floor]:
+    """(image, k, runs' trial bytes, real ÷ trial, rows' trial bytes, real ÷ trial, and for an
+    ordered codebook MED residuals' trial bytes and real ÷ trial) where one drawn strip holds the image."""
+    found: list[Floor] = []
     for name, image in images.items():
         seen = set()
         for k in ks(image):
             indices, codebook = _indices(image, k)
             bits = bits_for_k(len(codebook))
-            if len(codebook) in seen or not coding.one_drawn_strip(indices, bits, coding.predictable(codebook)):
+            if len(codebook) in seen or not coding.one_drawn_strip(indices):
                 continue  # K above the image's colours stores the same indices
             seen.add(len(codebook))
             streams = coding._runs_streams(indices, coding._run_flags(indices), bits)
@@ -112,22 +123,29 @@ def floor_rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[
             rows_trial = coding._probe_size(rows)
             runs_real = len(coding._coded_runs(*streams, StripMethod.RUNS_ZSTD, bits))
             rows_real = len(coding._coded_rows(rows))
-            found.append((name, len(codebook), runs_trial, runs_real / runs_trial, rows_trial, rows_real / rows_trial))
+            med_trial = med = None
+            if coding.predictable(codebook) and coding._predicted_fits(indices, bits):
+                predicted = coding.residuals(indices).tobytes()
+                med_trial = coding._probe_size(predicted)
+                med = len(coding._coded_predicted(predicted, drawn=True)) / med_trial
+            found.append((name, len(codebook), runs_trial, runs_real / runs_trial, rows_trial, rows_real / rows_trial, med_trial, med))
     return found
 
 
-def print_floor(title: str, found: list[tuple[str, int, int, float, int, float]]) -> None:
+def print_floor(title: str, found: list[Floor]) -> None:
     print(f"\n#### {title}: real levels ÷ quick trial, one drawn strip (ZSTD_FLOOR {coding.ZSTD_FLOOR})\n")
-    print("| image | k | runs' trial, bytes | runs: real ÷ trial | rows' trial, bytes | rows: real ÷ trial |")
-    print("|---|---|---|---|---|---|")
-    for name, k, runs_trial, runs, rows_trial, rows in found:
-        print(f"| {name} | {k} | {runs_trial:,} | {runs:.3f} | {rows_trial:,} | {rows:.3f} |")
+    print("| image | k | runs' trial, bytes | runs: real ÷ trial | rows' trial, bytes | rows: real ÷ trial | residuals' trial, bytes | residuals: real ÷ trial |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, k, runs_trial, runs, rows_trial, rows, med_trial, med in found:
+        residuals = f"{med_trial:,} | {med:.3f}" if med_trial is not None else "— | —"
+        print(f"| {name} | {k} | {runs_trial:,} | {runs:.3f} | {rows_trial:,} | {rows:.3f} | {residuals} |")
     for label, test in (("2,048 bytes and more", lambda trial: trial >= codec.AUTO_MIN_BYTES), ("below 2,048", lambda trial: trial < codec.AUTO_MIN_BYTES)):
-        runs = [ratio for _, _, trial, ratio, _, _ in found if test(trial)]
-        rows = [ratio for _, _, _, _, trial, ratio in found if test(trial)]
-        least = f"runs {min(runs):.3f}" if runs else "runs —"
-        print(f"| **least, trials of {label}** | | | {least} | | {f'rows {min(rows):.3f}' if rows else 'rows —'} |")
-    under = [(name, k, runs_trial) for name, k, runs_trial, runs, _, rows in found if runs < coding.ZSTD_FLOOR[0] or rows < coding.ZSTD_FLOOR[1]]
+        least = []
+        for what, trial_at, ratio_at in (("runs", 2, 3), ("rows", 4, 5), ("residuals", 6, 7)):
+            ratios = [row[ratio_at] for row in found if row[trial_at] is not None and test(row[trial_at])]
+            least.append(f"{what} {min(ratios):.3f}" if ratios else f"{what} —")  # type: ignore[type-var]
+        print(f"| **least, trials of {label}** | | | {least[0]} | | {least[1]} | | {least[2]} |")
+    under = [(row[0], row[1], row[2]) for row in found if row[3] < coding.ZSTD_FLOOR[0] or min(row[5], row[7] if row[7] is not None else 1) < coding.ZSTD_FLOOR[1]]
     told = ", ".join(f"{name} at {k} (runs' floor {int(coding.ZSTD_FLOOR[0] * trial):,} bytes{', under AUTO_MIN_BYTES: never used' if coding.ZSTD_FLOOR[0] * trial < codec.AUTO_MIN_BYTES else ''})" for name, k, trial in under)
     print(f"\nBelow the floor: {told or 'none'}")
 
@@ -207,8 +225,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     print(f"pil_kmq {pil_kmq.__version__}; ZSTD_FLOOR {coding.ZSTD_FLOOR}, AUTO_NEAR_MARGIN {codec.AUTO_NEAR_MARGIN}, AUTO_MIN_BYTES {codec.AUTO_MIN_BYTES:,}")
-    sets = {"Drawings made for tuning": {**rows_level.drawings(), **many_colours.graphics()},
-            "Held-out graphics": heldout.graphics(),
+    tuning, held_out = {**rows_level.drawings(), **many_colours.graphics()}, heldout.graphics()
+    sets = {"Drawings made for tuning": tuning,
+            "Drawings made for tuning, as grey": _grey(tuning),
+            "Held-out graphics": held_out,
+            "Held-out graphics, as grey": _grey(held_out),
             "Label maps generated here (unseen)": label_maps()}
     kodak = dict(kodak_images())
     for title, images in sets.items():

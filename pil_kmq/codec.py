@@ -156,12 +156,12 @@ def _zstd_floor(quantized: Quantized, estimate: Callable[[], int]) -> int | None
     chance (at least AUTO_MIN_BYTES, the estimate within AUTO_NEAR_MARGIN of it); else None."""
     indices, codebook = quantized
     bits_per_index = bits_for_k(len(codebook))
-    if not 1 < len(codebook) <= MAX_K or not one_drawn_strip(indices, bits_per_index, predictable(codebook)):
+    if not 1 < len(codebook) <= MAX_K or not one_drawn_strip(indices):
         return None
     floor = runs_floor(indices, bits_per_index)
     if floor < AUTO_MIN_BYTES or estimate() > AUTO_NEAR_MARGIN * floor:
         return None
-    return min(floor, rows_floor(indices, bits_per_index))
+    return min(floor, rows_floor(indices, bits_per_index, predictable(codebook)))
 
 
 # compression="auto" searches psnr= for near coded strips where a near_rans estimate of the

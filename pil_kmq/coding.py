@@ -120,7 +120,8 @@ NEAR_SURE_PHOTO = 0.9
 # near coding comes out under that floor (codec.auto_coded). On the drawings made for tuning,
 # the held-out graphics and Kodak photos that look drawn, at 4 to 256 colours, the real levels
 # made runs 0.63-0.93 x and rows 0.55-0.94 x trials of 2,048 bytes or more, and a 685-byte
-# pixel art's 0.50 and 0.35 x (zstd_floor.py).
+# pixel art's 0.50 and 0.35 x; as grey images, MED residuals (compressed as rows are) 0.53-0.92 x
+# (zstd_floor.py).
 ZSTD_FLOOR = (0.5, 0.4)
 # Rows are tried for a strip of at most 1 literal in ROWS_TRY_FRACTION pixels: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
@@ -203,14 +204,13 @@ def looks_drawn(indices: np.ndarray) -> bool:
     return _few_literals(_run_flags(indices))
 
 
-def one_drawn_strip(indices: np.ndarray, bits_per_index: int, ordered: bool) -> bool:
-    """Whether RUNS_ZSTD stores these indices as one strip cut as a drawing, runs or rows as the
-    quick trial says (so that runs_floor and rows_floor bound it): more than SMALL_STRIP_PIXELS
-    (a smaller strip is coded every way) and at most DRAWING_STRIP_PIXELS pixels whose first
-    strip has few literals (writer_strips), unless an `ordered` codebook's residuals may be
-    tried (MED_ROWS_ZSTD, which can come out far below the trial's runs)."""
+def one_drawn_strip(indices: np.ndarray) -> bool:
+    """Whether RUNS_ZSTD stores these indices as one strip cut as a drawing, coded as the quick
+    trial says (so that runs_floor and rows_floor bound it): more than SMALL_STRIP_PIXELS (a
+    smaller strip is coded every way) and at most DRAWING_STRIP_PIXELS pixels whose first
+    strip has few literals (writer_strips)."""
     height, width = indices.shape
-    if not SMALL_STRIP_PIXELS < indices.size <= DRAWING_STRIP_PIXELS or (ordered and _predicted_fits(indices, bits_per_index)):
+    if not SMALL_STRIP_PIXELS < indices.size <= DRAWING_STRIP_PIXELS:
         return False
     return _few_literals(_run_flags(indices[: strip_height_for(width, height)]))
 
@@ -221,9 +221,13 @@ def runs_floor(indices: np.ndarray, bits_per_index: int) -> int:
     return min(int(ZSTD_FLOOR[0] * sum(_probe_size(stream) for stream in streams)), raw_stream_length(indices.size, 1, bits_per_index))
 
 
-def rows_floor(indices: np.ndarray, bits_per_index: int) -> int:
-    """A floor under a rows strip's bytes of these indices (ZSTD_FLOOR)."""
-    return int(ZSTD_FLOOR[1] * _probe_size(_packed_rows(indices, bits_per_index)))
+def rows_floor(indices: np.ndarray, bits_per_index: int, ordered: bool) -> int:
+    """A floor under a rows strip's bytes of these indices (ZSTD_FLOOR), or for an `ordered`
+    codebook's, under MED_ROWS_ZSTD's too, whose residuals are compressed as rows are."""
+    trial = _probe_size(_packed_rows(indices, bits_per_index))
+    if ordered and _predicted_fits(indices, bits_per_index):
+        trial = min(trial, _probe_size(residuals(indices).tobytes()))
+    return int(ZSTD_FLOOR[1] * trial)
 
 
 def _literals(flags: np.ndarray) -> int:

@@ -205,9 +205,10 @@ def _without_floor(image: Image.Image, k: int, monkeypatch: pytest.MonkeyPatch) 
         return kmq_bytes(image, k=k)
 
 
-@pytest.mark.parametrize("k", [16, 64])
-def test_a_label_map_near_codes_under_the_floor_without_coding_zstds_strips(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    image = _image(_label_map(800, 600, 30, seed=3))
+@pytest.mark.parametrize(("k", "mode"), [(16, "RGB"), (64, "RGB"), (16, "L")])
+def test_a_label_map_near_codes_under_the_floor_without_coding_zstds_strips(k: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In colour, and as grey levels, whose codebook MED_ROWS_ZSTD predicts."""
+    image = _image(_label_map(800, 600, 30, seed=3)).convert(mode)
     without = _without_floor(image, k, monkeypatch)
     methods = _counting_coded(monkeypatch)
     auto = kmq_bytes(image, k=k)
@@ -223,7 +224,7 @@ def test_near_coding_at_or_above_the_floor_is_weighed_against_zstds_strips_coded
     header, (indices, _) = decode_kmq(without)
     near_bytes = header.index_stream_length
     assert set(strip_methods(without)) == {StripMethod.NEAR_FLAT} and coding.runs_floor(indices, 7) >= near_bytes >= codec.AUTO_MIN_BYTES
-    monkeypatch.setattr(codec, "rows_floor", lambda indices, bits: near_bytes)  # near coding not under it
+    monkeypatch.setattr(codec, "rows_floor", lambda indices, bits, ordered: near_bytes)  # near coding not under it
     monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)  # near coding is tried
     methods = _counting_coded(monkeypatch)
     assert kmq_bytes(image, k=64) == without
@@ -231,21 +232,21 @@ def test_near_coding_at_or_above_the_floor_is_weighed_against_zstds_strips_coded
 
 
 def test_the_floor_is_under_what_zstds_real_levels_make_of_label_maps() -> None:
+    """Runs, rows and (grey levels, an ordered codebook) MED residuals, as a drawn strip codes them."""
     for seed, regions in ((0, 12), (1, 40), (2, 90)):
         indices = _label_map(700, 500, regions, seed)
         bits = int(indices.max()).bit_length()
         flags = coding._run_flags(indices)
         runs = len(coding._coded_runs(*coding._runs_streams(indices, flags, bits), StripMethod.RUNS_ZSTD, bits))
         rows = len(coding._coded_rows(coding._packed_rows(indices, bits)))
-        assert coding.runs_floor(indices, bits) < runs and coding.rows_floor(indices, bits) < rows
+        med = len(coding._coded_predicted(coding.residuals(indices).tobytes(), drawn=True))
+        assert coding.runs_floor(indices, bits) < runs and coding.rows_floor(indices, bits, ordered=False) < rows
+        assert coding.rows_floor(indices, bits, ordered=True) < min(rows, med)
 
 
-def test_one_drawn_strip_is_a_drawing_of_one_strip_that_no_residuals_are_tried_for(ihc: Image.Image) -> None:
+def test_one_drawn_strip_is_a_drawing_of_one_strip(ihc: Image.Image) -> None:
     label_map = _label_map(700, 500)
-    assert coding.one_drawn_strip(label_map, 6, ordered=False)
-    assert not coding.one_drawn_strip(label_map, 6, ordered=True)  # MED may beat the trial's floor
-    assert not coding.one_drawn_strip(label_map[:100, :160], 6, ordered=False)  # small: coded every way
-    wide = np.zeros((2, coding.DRAWING_STRIP_PIXELS // 2 + 1), np.uint8)
-    assert not coding.one_drawn_strip(wide, 1, ordered=False)  # two strips
-    photo = np.asarray(ihc.quantize(16, method=Image.Quantize.MEDIANCUT))
-    assert not coding.one_drawn_strip(photo, 4, ordered=False)  # many literals
+    assert coding.one_drawn_strip(label_map)
+    assert not coding.one_drawn_strip(label_map[:100, :160])  # small: coded every way
+    assert not coding.one_drawn_strip(np.zeros((2, coding.DRAWING_STRIP_PIXELS // 2 + 1), np.uint8))  # two strips
+    assert not coding.one_drawn_strip(np.asarray(ihc.quantize(16, method=Image.Quantize.MEDIANCUT)))  # many literals
