@@ -732,11 +732,12 @@ def trials_kept() -> Iterator[None]:
     that takes a floor from the trial (runs_floor, rows_floor) and then codes that one strip
     (coded on this thread: a single job) does not run the trial twice (a twentieth of a small
     drawing's save)."""
-    _kept_trials.sizes = {}
+    outer = getattr(_kept_trials, "sizes", None)
+    _kept_trials.sizes = {} if outer is None else outer
     try:
         yield
     finally:
-        del _kept_trials.sizes
+        _kept_trials.sizes = outer
 
 
 def _runs_strip(indices: np.ndarray, bits_per_index: int, method: StripMethod) -> bytes:

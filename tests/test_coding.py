@@ -1024,3 +1024,27 @@ def test_sixteen_bit_literals_are_compressed_at_their_own_level() -> None:
         assert strip[9 + flag_length :] == level(literals, expected)
         zlib_strip = coding._coded_runs(flags, literals, StripMethod.RUNS_ZLIB, bits)
         assert zlib.decompress(zlib_strip[9 + struct.unpack(">Q", zlib_strip[1:9])[0] :]) == literals
+
+
+def test_trials_kept_runs_a_trial_of_the_same_bytes_once_within_the_block_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = []
+    compressor = zstandard.ZstdCompressor
+
+    class Counting:
+        def __init__(self, **options: object) -> None:
+            self._compressor = compressor(**options)
+
+        def compress(self, data: bytes) -> bytes:
+            runs.append(len(data))
+            return self._compressor.compress(data)
+
+    monkeypatch.setattr(coding.zstandard, "ZstdCompressor", Counting)
+    data, other = bytes(range(256)) * 40, bytes(5000)
+    with coding.trials_kept():
+        first = coding._probe_size(data)
+        with coding.trials_kept():  # a nested block keeps the same trials
+            assert coding._probe_size(bytes(bytearray(data))) == first  # equal bytes, another object
+            coding._probe_size(other)
+        assert coding._probe_size(other) == coding._probe_size(other)
+    assert runs == [len(data), len(other)]
+    assert coding._probe_size(data) == first and runs == [len(data), len(other), len(data)]  # outside: run again
