@@ -128,7 +128,7 @@ def auto_coded(quantized: Quantized, exact: bool, zstd: Coded | None = None) -> 
     near = None
     if zstd is None:
         with trials_kept():  # the floor's trials, run again in coding zstd's strip
-            floor = _zstd_floor(quantized, estimate)
+            floor = _zstd_floor(quantized, exact, estimate)
             if floor is not None:
                 near = _near_within(quantized, exact, floor, estimate)
                 if near is not None and _stream_length(near) < floor:
@@ -141,8 +141,9 @@ def auto_coded(quantized: Quantized, exact: bool, zstd: Coded | None = None) -> 
 
 
 def _near_within(quantized: Quantized, exact: bool, size: int, estimate: Callable[[], int]) -> Coded | None:
-    """quantized near coded as auto_coded codes it, where zstd's strips take `size` bytes and
-    the estimate (`estimate`()) is within AUTO_NEAR_MARGIN of them; else None."""
+    """quantized near coded as auto_coded codes it, where zstd's strips take `size` bytes (or at
+    least that many: a floor) and the estimate (`estimate`()) is within AUTO_NEAR_MARGIN of
+    them; else None."""
     if not auto_estimates(quantized, exact, size) or estimate() > AUTO_NEAR_MARGIN * size:
         return None
     near = coded(quantized, StripMethod.NEAR_FLAT, weigh=False)
@@ -150,16 +151,16 @@ def _near_within(quantized: Quantized, exact: bool, size: int, estimate: Callabl
     return near
 
 
-def _zstd_floor(quantized: Quantized, estimate: Callable[[], int]) -> int | None:
+def _zstd_floor(quantized: Quantized, exact: bool, estimate: Callable[[], int]) -> int | None:
     """A floor under the bytes of quantized's zstd strips from zstd's quick trial, where one
     drawn strip holds them (coding.one_drawn_strip) and the runs' floor leaves near coding a
-    chance (at least AUTO_MIN_BYTES, the estimate within AUTO_NEAR_MARGIN of it); else None."""
+    chance (auto_estimates' gates, the estimate within AUTO_NEAR_MARGIN of it); else None."""
     indices, codebook = quantized
     bits_per_index = bits_for_k(len(codebook))
     if not 1 < len(codebook) <= MAX_K or not one_drawn_strip(indices):
         return None
     floor = runs_floor(indices, bits_per_index)
-    if floor < AUTO_MIN_BYTES or estimate() > AUTO_NEAR_MARGIN * floor:
+    if not auto_estimates(quantized, exact, floor) or estimate() > AUTO_NEAR_MARGIN * floor:
         return None
     return min(floor, rows_floor(indices, bits_per_index, predictable(codebook)))
 

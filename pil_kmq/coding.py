@@ -12,6 +12,7 @@ repeats one above is then a repeated byte string, which zstd finds.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 import threading
 import zlib
@@ -118,10 +119,10 @@ NEAR_SURE_PHOTO = 0.9
 # A floor under what zstd's real levels make of a strip, as a share of the quick trial's bytes
 # (runs, rows): compression="auto" near codes a label map without coding its zstd strips where
 # near coding comes out under that floor (codec.auto_coded). On the drawings made for tuning,
-# the held-out graphics and Kodak photos that look drawn, at 4 to 256 colours, the real levels
-# made runs 0.63-0.93 x and rows 0.55-0.94 x trials of 2,048 bytes or more, and a 685-byte
-# pixel art's 0.50 and 0.35 x; as grey images, MED residuals (compressed as rows are) 0.53-0.92 x
-# (zstd_floor.py).
+# the held-out graphics and Kodak photos that look drawn, at 4 to 256 colours and their exact
+# counts (up to 2,934), the real levels made runs 0.65-0.93 x and rows 0.55-0.94 x trials of
+# 2,048 bytes or more, and a 685-byte pixel art's 0.50 and 0.35 x; as grey images, MED residuals
+# (compressed as rows are) 0.53-0.92 x (zstd_floor.py).
 ZSTD_FLOOR = (0.5, 0.4)
 # Rows are tried for a strip of at most 1 literal in ROWS_TRY_FRACTION pixels: drawings and
 # label maps (at most 1 in 9 measured), never photos (at least 1 in 5.4 at k = 16); for a strip
@@ -173,8 +174,9 @@ MED_MARGIN = 1.25
 # trial misjudges small strips: on drawings as grey images (med_drawn.py), residuals it put at
 # 0.71-0.79 x rows or runs came out 0.42-1.66 x for real (a pixel art's 1.66 x had been stored
 # unchecked, under 0.8 x), one it put at 0.41 x came out 0.45 x (a 5-region Voronoi map's
-# straight edges). From 0.5 x both ways are coded and the smaller kept: on 82 strips of three
-# sets that stored the smaller way but on five whose trial was 1.10 x or more (residuals 0.89-1.00 x).
+# straight edges). From 0.5 x both ways are coded and the smaller kept (strips only shrink): on 82
+# strips of three sets that stored the smaller way but on five whose trial was 1.10 x or more
+# (residuals 0.89-1.00 x).
 MED_DRAWN = (0.5, 1.1)
 PREDICTED_SEARCH_LOG = 1
 PREDICTED_MIN_MATCH = 4
@@ -209,10 +211,11 @@ def looks_drawn(indices: np.ndarray) -> bool:
 
 
 def one_drawn_strip(indices: np.ndarray) -> bool:
-    """Whether RUNS_ZSTD stores these indices as one strip cut as a drawing, coded as the quick
-    trial says (so that runs_floor and rows_floor bound it): more than SMALL_STRIP_PIXELS (a
-    smaller strip is coded every way) and at most DRAWING_STRIP_PIXELS pixels whose first
-    strip has few literals (writer_strips)."""
+    """Whether these indices are surely stored by RUNS_ZSTD as one strip cut as a drawing, coded
+    as the quick trial says (so that runs_floor and rows_floor bound it): more than
+    SMALL_STRIP_PIXELS (a smaller strip is coded every way) and at most DRAWING_STRIP_PIXELS
+    pixels whose first strip has few literals (writer_strips). Drawings the writer cuts as one
+    strip for their repeats (_drawn's other ways) are left out: False is always safe."""
     height, width = indices.shape
     if not SMALL_STRIP_PIXELS < indices.size <= DRAWING_STRIP_PIXELS:
         return False
@@ -717,13 +720,14 @@ def _probe_size(data: bytes) -> int:
     PROBE_LEVEL alone misses (a text page's lines of glyphs: without it the trial chose runs,
     where rows came out 31 % smaller). The window spans the data and no more. Within
     trials_kept, a trial of the same bytes is run once."""
-    kept: dict[bytes, int] | None = getattr(_kept_trials, "sizes", None)
-    if kept is not None and (size := kept.get(data)) is not None:
+    kept: dict[tuple[int, bytes], int] | None = getattr(_kept_trials, "sizes", None)
+    key = (len(data), hashlib.blake2b(data, digest_size=16).digest()) if kept is not None else None
+    if kept is not None and (size := kept.get(key)) is not None:  # type: ignore[arg-type]
         return size
     parameters = zstandard.ZstdCompressionParameters.from_level(PROBE_LEVEL, source_size=len(data), enable_ldm=True, window_log=_window_log(len(data)))
     size = len(zstandard.ZstdCompressor(compression_params=parameters).compress(data))
     if kept is not None:
-        kept[data] = size
+        kept[key] = size  # type: ignore[index]
     return size
 
 
@@ -732,7 +736,8 @@ _kept_trials = threading.local()
 
 @contextlib.contextmanager
 def trials_kept() -> Iterator[None]:
-    """Within the block, this thread keeps its quick trials' results by the bytes tried: a writer
+    """Within the block, this thread keeps its quick trials' results by a digest of the bytes
+    tried (not the bytes: a 4-megapixel drawing's rows and residuals are 8 MB): a writer
     that takes a floor from the trial (runs_floor, rows_floor) and then codes that one strip
     (coded on this thread: a single job) does not run the trial twice (a twentieth of a small
     drawing's save)."""

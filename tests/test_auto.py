@@ -14,7 +14,7 @@ from test_near import strip_methods
 
 from pil_kmq import codec, coding, decode_kmq, encode_kmq, near
 from pil_kmq.api import COMPRESSIONS, DEFAULT_COMPRESSION, Exact, Plain, compress_image, for_writing
-from pil_kmq.format import StripMethod
+from pil_kmq.format import StripMethod, bits_for_k
 
 
 def _label_map(width: int = 600, height: int = 400, regions: int = 40, seed: int = 0) -> np.ndarray:
@@ -201,13 +201,13 @@ def _counting_coded(monkeypatch: pytest.MonkeyPatch) -> list[StripMethod | None]
 def _without_floor(image: Image.Image, k: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
     """The file the writer makes with zstd's strips always coded first."""
     with monkeypatch.context() as patch:
-        patch.setattr(codec, "_zstd_floor", lambda quantized, estimate: None)
+        patch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate: None)
         return kmq_bytes(image, k=k)
 
 
 @pytest.mark.parametrize(("k", "mode"), [(16, "RGB"), (64, "RGB"), (16, "L")])
 def test_a_label_map_near_codes_under_the_floor_without_coding_zstds_strips(k: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In colour, and as grey levels, whose codebook MED_ROWS_ZSTD predicts."""
+    """In colour, and as grey levels (a codebook whose MED residuals the floor bounds too)."""
     image = _image(_label_map(800, 600, 30, seed=3)).convert(mode)
     without = _without_floor(image, k, monkeypatch)
     methods = _counting_coded(monkeypatch)
@@ -223,12 +223,33 @@ def test_near_coding_at_or_above_the_floor_is_weighed_against_zstds_strips_coded
     without = _without_floor(image, 64, monkeypatch)
     header, (indices, _) = decode_kmq(without)
     near_bytes = header.index_stream_length
-    assert set(strip_methods(without)) == {StripMethod.NEAR_FLAT} and coding.runs_floor(indices, 7) >= near_bytes >= codec.AUTO_MIN_BYTES
+    assert set(strip_methods(without)) == {StripMethod.NEAR_FLAT} and coding.runs_floor(indices, bits_for_k(header.k)) >= near_bytes >= codec.AUTO_MIN_BYTES
     monkeypatch.setattr(codec, "rows_floor", lambda indices, bits, ordered: near_bytes)  # near coding not under it
     monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)  # near coding is tried
     methods = _counting_coded(monkeypatch)
     assert kmq_bytes(image, k=64) == without
     assert methods == [StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD]
+
+
+def test_near_coding_over_the_floor_and_over_zstds_strips_keeps_zstds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text in two colours, near coding tried against the floor (the estimate made 0): near
+    coding is larger than the floor and than zstd's rows, which are kept, as without the floor."""
+    image = _text()
+    without = _without_floor(image, 2, monkeypatch)
+    monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)
+    methods = _counting_coded(monkeypatch)
+    assert kmq_bytes(image, k=2) == without and set(strip_methods(without)) == {StripMethod.ROWS_ZSTD}
+    assert methods == [StripMethod.NEAR_FLAT, StripMethod.RUNS_ZSTD]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_the_floor_is_under_zstds_strips_as_the_writer_codes_them(mode: str) -> None:
+    for seed, regions in ((0, 12), (1, 40), (2, 90)):
+        image = _image(_label_map(700, 500, regions, seed)).convert(mode)
+        header, (indices, codebook) = decode_kmq(kmq_bytes(image, k=64, compression="zstd"))
+        quantized = Exact(indices, codebook)
+        floor = codec._zstd_floor(quantized, True, lambda: 0)
+        assert floor is not None and floor < sum(len(part) for part in codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1])
 
 
 def test_the_floor_is_under_what_zstds_real_levels_make_of_label_maps() -> None:
@@ -247,6 +268,8 @@ def test_the_floor_is_under_what_zstds_real_levels_make_of_label_maps() -> None:
 def test_one_drawn_strip_is_a_drawing_of_one_strip(ihc: Image.Image) -> None:
     label_map = _label_map(700, 500)
     assert coding.one_drawn_strip(label_map)
+    first = label_map[: coding.strip_height_for(700, 500)]
+    assert coding.writer_strips(first, 700, 500, 6, StripMethod.RUNS_ZSTD) == (500, True)  # one strip, drawn
     assert not coding.one_drawn_strip(label_map[:100, :160])  # small: coded every way
     assert not coding.one_drawn_strip(np.zeros((2, coding.DRAWING_STRIP_PIXELS // 2 + 1), np.uint8))  # two strips
     assert not coding.one_drawn_strip(np.asarray(ihc.quantize(16, method=Image.Quantize.MEDIANCUT)))  # many literals
