@@ -12,7 +12,6 @@ repeats one above is then a repeated byte string, which zstd finds.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import struct
 import threading
 import zlib
@@ -720,8 +719,8 @@ def _probe_size(data: bytes) -> int:
     PROBE_LEVEL alone misses (a text page's lines of glyphs: without it the trial chose runs,
     where rows came out 31 % smaller). The window spans the data and no more. Within
     trials_kept, a trial of the same bytes is run once."""
-    kept: dict[tuple[int, bytes], int] | None = getattr(_kept_trials, "sizes", None)
-    key = (len(data), hashlib.blake2b(data, digest_size=16).digest()) if kept is not None else None
+    kept: dict[tuple[int, int], int] | None = getattr(_kept_trials, "sizes", None)
+    key = (len(data), zlib.crc32(data)) if kept is not None else None
     if kept is not None and (size := kept.get(key)) is not None:  # type: ignore[arg-type]
         return size
     parameters = zstandard.ZstdCompressionParameters.from_level(PROBE_LEVEL, source_size=len(data), enable_ldm=True, window_log=_window_log(len(data)))
@@ -736,11 +735,13 @@ _kept_trials = threading.local()
 
 @contextlib.contextmanager
 def trials_kept() -> Iterator[None]:
-    """Within the block, this thread keeps its quick trials' results by a digest of the bytes
-    tried (not the bytes: a 4-megapixel drawing's rows and residuals are 8 MB): a writer
-    that takes a floor from the trial (runs_floor, rows_floor) and then codes that one strip
-    (coded on this thread: a single job) does not run the trial twice (a twentieth of a small
-    drawing's save)."""
+    """Within the block, this thread keeps its quick trials' results by the length and CRC-32
+    of the bytes tried, so that a writer that takes a floor from the trial (runs_floor,
+    rows_floor) and then codes that one strip (on this thread: a single job) does not run the
+    trial twice (a twentieth of a small drawing's save). Not by the bytes themselves, which for
+    a 4-megapixel drawing's rows and residuals are 8 MB, nor by a BLAKE2b digest, which took
+    longer than the trial; trials that collide would only share a size (a choice between ways,
+    never what is stored)."""
     outer = getattr(_kept_trials, "sizes", None)
     _kept_trials.sizes = {} if outer is None else outer
     try:
