@@ -720,14 +720,17 @@ def _probe_size(data: bytes) -> int:
     where rows came out 31 % smaller). The window spans the data and no more. Within
     trials_kept, a trial of the same bytes is run once."""
     kept: dict[tuple[int, int], int] | None = getattr(_kept_trials, "sizes", None)
-    key = (len(data), zlib.crc32(data)) if kept is not None else None
-    if kept is not None and (size := kept.get(key)) is not None:  # type: ignore[arg-type]
-        return size
+    if kept is None:
+        return _trial(data)
+    key = (len(data), zlib.crc32(data))
+    if key not in kept:
+        kept[key] = _trial(data)
+    return kept[key]
+
+
+def _trial(data: bytes) -> int:
     parameters = zstandard.ZstdCompressionParameters.from_level(PROBE_LEVEL, source_size=len(data), enable_ldm=True, window_log=_window_log(len(data)))
-    size = len(zstandard.ZstdCompressor(compression_params=parameters).compress(data))
-    if kept is not None:
-        kept[key] = size  # type: ignore[index]
-    return size
+    return len(zstandard.ZstdCompressor(compression_params=parameters).compress(data))
 
 
 _kept_trials = threading.local()

@@ -855,20 +855,16 @@ def _rows_whole(data: memoryview, pixels: int, first_pixel: int, width: int, k: 
     spare = padded_row * 8 - width * packing  # padding bits each row ends with
     if spare and np.any(np.frombuffer(packed, np.uint8)[padded_row - 1 :: padded_row] & ((1 << spare) - 1)):
         raise KmqError(f"{what}: padding bits of a row are not zero")
-    if unpredictor is not None:
-        found = _unpredicted(unpredictor, packed, k, what, first_pixel, width)
-        if table is None:
-            out[:] = found
-        else:
-            lookup(table, found, out)
-        return
-    if _byte_rows(packing, width):
+    if unpredictor is not None:  # residuals: a byte an index, checked against k as they are undone
+        found = _unpredicted(unpredictor, packed, k, what, first_pixel, width).reshape(rows, width)
+    elif _byte_rows(packing, width):
         _look_up_rows(packed, packing, padded_row, width, k, table, out, what, first_pixel)
         return
-    found = unpack_rows(packed, packing, rows, padded_row * 8 // packing)[:, :width]
-    if k < 1 << packing and int(found.max()) >= k:  # else every value the bits can hold is < k
-        row, column = divmod(int(np.argmax(found >= k)), width)
-        raise range_error(what, int(found[row, column]), first_pixel + row * width + column, width, k)
+    else:
+        found = unpack_rows(packed, packing, rows, padded_row * 8 // packing)[:, :width]
+        if k < 1 << packing and int(found.max()) >= k:  # else every value the bits can hold is < k
+            row, column = divmod(int(np.argmax(found >= k)), width)
+            raise range_error(what, int(found[row, column]), first_pixel + row * width + column, width, k)
     if table is None:
         out.reshape(rows, width)[:] = found
     else:
