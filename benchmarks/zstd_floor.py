@@ -154,7 +154,7 @@ def print_floor(title: str, found: list[Floor]) -> None:
 
 
 def _without_floor() -> object:
-    return setting(codec, "_zstd_floor", lambda quantized, exact, estimate: None)
+    return setting(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
 
 
 def save_rows(images: dict[str, Image.Image], repeat: int) -> list[tuple[str, int, bool, bool, float, float, float]]:

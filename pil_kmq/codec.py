@@ -25,7 +25,9 @@ from .coding import (
     parse_table,
     predictable,
     rows_floor,
+    rows_trial,
     runs_floor,
+    runs_trial,
     strips_minor,
     table_size,
     trials_kept,
@@ -59,7 +61,7 @@ from .format import (
     parse_header,
     unpack_crc,
 )
-from .jobs import WORKERS, run_jobs
+from .jobs import WORKERS, run_jobs, side_by_side
 from .near import MAX_K, estimated_size
 from .quantize import Quantized
 
@@ -121,48 +123,104 @@ def auto_coded(quantized: Quantized, exact: bool, zstd: Coded | None = None) -> 
     takes near_rans only where that is far smaller. `zstd`: these indices' zstd strips, if
     coded already (coded(quantized, RUNS_ZSTD)); if not, where zstd's quick trial puts a floor
     under them (_zstd_floor), near coding is weighed against that first, and zstd's strips are
-    coded only where it is not below it: a label map's save spent 40 % of its time on them."""
+    coded only where it is not below it: a label map's save spent 40 % of its time on them.
+    Where near coding is likely to be weighed against that one strip all the same
+    (_near_likely), the two are coded side by side, as the strip leaves a worker idle."""
     if zstd is not None and (zstd.indices is not quantized.indices or zstd.method != StripMethod.RUNS_ZSTD):
         zstd = None
     estimate = functools.cache(lambda: estimated_size(quantized.indices, quantized.codebook, AUTO_STEP))
-    near = None
+    near = spare = None
     if zstd is None:
-        with trials_kept():  # the floor's trials, run again in coding zstd's strip
-            floor = _zstd_floor(quantized, exact, estimate)
+        with trials_kept() as kept:  # the floor's trials, run again in coding zstd's strip
+            trials = _DrawnTrials(quantized)
+            floor = _zstd_floor(quantized, exact, estimate, trials)
             if floor is not None:
                 near = _near_within(quantized, exact, floor, estimate)
                 if near is not None and _stream_length(near) < floor:
                     return near
-            zstd = coded(quantized, StripMethod.RUNS_ZSTD)
+            if near is None and _near_likely(quantized, exact, estimate, trials):
+                spare, zstd = side_by_side(lambda: _near_coded(quantized), lambda: _zstd_coded(quantized, kept))
+            else:
+                zstd = coded(quantized, StripMethod.RUNS_ZSTD)
     size = _stream_length(zstd)
     if near is None:  # near coding tried against the floor passes against zstd's bytes, at or above it
-        near = _near_within(quantized, exact, size, estimate)
+        near = _near_within(quantized, exact, size, estimate, spare)
     return near if near is not None and _stream_length(near) < size else zstd
 
 
-def _near_within(quantized: Quantized, exact: bool, size: int, estimate: Callable[[], int]) -> Coded | None:
-    """quantized near coded as auto_coded codes it, where zstd's strips take `size` bytes (or at
-    least that many: a floor) and the estimate (`estimate`()) is within AUTO_NEAR_MARGIN of
-    them; else None."""
+def _near_within(quantized: Quantized, exact: bool, size: int, estimate: Callable[[], int], known: Coded | None = None) -> Coded | None:
+    """quantized near coded as auto_coded codes it (`known`: so coded already), where zstd's
+    strips take `size` bytes (or at least that many: a floor) and the estimate (`estimate`())
+    is within AUTO_NEAR_MARGIN of them; else None."""
     if not auto_estimates(quantized, exact, size) or estimate() > AUTO_NEAR_MARGIN * size:
         return None
+    return known if known is not None else _near_coded(quantized)
+
+
+def _near_coded(quantized: Quantized) -> Coded:
     near = coded(quantized, StripMethod.NEAR_FLAT, weigh=False)
     near.weighed = True  # as a plain save writes it: weighed() leaves it so
     return near
 
 
-def _zstd_floor(quantized: Quantized, exact: bool, estimate: Callable[[], int]) -> int | None:
-    """A floor under the bytes of quantized's zstd strips from zstd's quick trial, where one
-    drawn strip holds them (coding.one_drawn_strip) and the runs' floor leaves near coding a
-    chance (auto_estimates' gates, the estimate within AUTO_NEAR_MARGIN of it); else None."""
-    indices, codebook = quantized
-    bits_per_index = bits_for_k(len(codebook))
-    if not 1 < len(codebook) <= MAX_K or not one_drawn_strip(indices):
+def _zstd_coded(quantized: Quantized, kept: dict[tuple[int, int], int]) -> Coded:
+    """quantized's zstd strips, coded on a pool thread with the caller's `kept` trials."""
+    with trials_kept(kept):
+        return coded(quantized, StripMethod.RUNS_ZSTD)
+
+
+class _DrawnTrials:
+    """Where one drawn strip holds quantized's zstd strips (coding.one_drawn_strip: `drawn`),
+    the quick trial's bytes of that strip as runs and as rows (or MED residuals), each tried
+    once, when first asked for."""
+
+    def __init__(self, quantized: Quantized) -> None:
+        self.indices, codebook = quantized
+        self.bits_per_index, self.ordered = bits_for_k(len(codebook)), predictable(codebook)
+        self.drawn = 1 < len(codebook) <= MAX_K and one_drawn_strip(self.indices)
+
+    @functools.cached_property
+    def runs(self) -> int:
+        return runs_trial(self.indices, self.bits_per_index)
+
+    @functools.cached_property
+    def rows(self) -> int:
+        return rows_trial(self.indices, self.bits_per_index, self.ordered)
+
+
+def _zstd_floor(quantized: Quantized, exact: bool, estimate: Callable[[], int], trials: _DrawnTrials) -> int | None:
+    """A floor under the bytes of quantized's zstd strips from zstd's quick trial (`trials`),
+    where one drawn strip holds them and the runs' floor leaves near coding a chance
+    (auto_estimates' gates, the estimate within AUTO_NEAR_MARGIN of it); else None."""
+    if not trials.drawn:
         return None
-    floor = runs_floor(indices, bits_per_index)
+    floor = runs_floor(trials.indices, trials.bits_per_index, trials.runs)
     if not auto_estimates(quantized, exact, floor) or estimate() > AUTO_NEAR_MARGIN * floor:
         return None
-    return min(floor, rows_floor(indices, bits_per_index, predictable(codebook)))
+    return min(floor, rows_floor(trials.indices, trials.bits_per_index, trials.ordered, trials.rows))
+
+
+# Where one drawn strip holds quantized's zstd strips, auto_coded takes it as likely that near
+# coding will be weighed against them where it would be against AUTO_TRIAL_SHARE x the quick
+# trial's bytes (the least of runs and rows), and codes both side by side. zstd's real levels
+# stored the strips where that held in 0.736 x the trial and more on the drawings made for
+# tuning, and near coding coded so was weighed every time there and on the held-out graphics
+# and label maps (benchmarks/side_by_side.py); but on label maps they can come out at 0.64 x,
+# and a strip stored in under AUTO_MIN_BYTES is not weighed: near coding was then for nothing.
+AUTO_TRIAL_SHARE = 0.73
+
+
+def _near_likely(quantized: Quantized, exact: bool, estimate: Callable[[], int], trials: _DrawnTrials) -> bool:
+    """Whether near coding is likely to be weighed against quantized's zstd strips
+    (AUTO_TRIAL_SHARE): the runs' trial first, which the floor has run, then the rows' only
+    where it may tell."""
+    if not trials.drawn:
+        return False
+    most = int(AUTO_TRIAL_SHARE * trials.runs)
+    if not auto_estimates(quantized, exact, most) or estimate() > AUTO_NEAR_MARGIN * most:
+        return False
+    expected = int(AUTO_TRIAL_SHARE * min(trials.runs, trials.rows))
+    return expected >= AUTO_MIN_BYTES and estimate() <= AUTO_NEAR_MARGIN * expected
 
 
 # compression="auto" searches psnr= for near coded strips where a near_rans estimate of the

@@ -35,7 +35,7 @@ from .format import (
     raw_stream_length,
     strip_minor,
 )
-from .jobs import WORKERS, kept_by_thread, run_jobs
+from .jobs import WORKERS, kept_by_thread, run_jobs, side_by_side
 from .near import MAX_K, NEAR_MAX_PIXELS, Palette, encode_near, estimated_size, flat_share
 from .predict import residuals
 
@@ -221,19 +221,32 @@ def one_drawn_strip(indices: np.ndarray) -> bool:
     return _few_literals(_run_flags(indices[: strip_height_for(width, height)]))
 
 
-def runs_floor(indices: np.ndarray, bits_per_index: int) -> int:
-    """A floor under a runs strip's bytes of these indices (ZSTD_FLOOR), or their bytes uncoded."""
-    streams = _runs_streams(indices, _run_flags(indices), bits_per_index)
-    return min(int(ZSTD_FLOOR[0] * sum(_probe_size(stream) for stream in streams)), raw_stream_length(indices.size, 1, bits_per_index))
+def runs_floor(indices: np.ndarray, bits_per_index: int, trial: int | None = None) -> int:
+    """A floor under a runs strip's bytes of these indices (ZSTD_FLOOR), or their bytes uncoded
+    (`trial`: runs_trial's, if known)."""
+    trial = runs_trial(indices, bits_per_index) if trial is None else trial
+    return min(int(ZSTD_FLOOR[0] * trial), raw_stream_length(indices.size, 1, bits_per_index))
 
 
-def rows_floor(indices: np.ndarray, bits_per_index: int, ordered: bool) -> int:
+def rows_floor(indices: np.ndarray, bits_per_index: int, ordered: bool, trial: int | None = None) -> int:
     """A floor under a rows strip's bytes of these indices (ZSTD_FLOOR), or for an `ordered`
-    codebook's, under MED_ROWS_ZSTD's too, whose residuals are compressed as rows are."""
+    codebook's, under MED_ROWS_ZSTD's too, whose residuals are compressed as rows are
+    (`trial`: rows_trial's, if known)."""
+    return int(ZSTD_FLOOR[1] * (rows_trial(indices, bits_per_index, ordered) if trial is None else trial))
+
+
+def runs_trial(indices: np.ndarray, bits_per_index: int) -> int:
+    """The quick trial's bytes for a runs strip of these indices."""
+    return sum(_probe_size(stream) for stream in _runs_streams(indices, _run_flags(indices), bits_per_index))
+
+
+def rows_trial(indices: np.ndarray, bits_per_index: int, ordered: bool) -> int:
+    """The quick trial's bytes for a rows strip of these indices, or for an `ordered` codebook's
+    MED residuals where fewer."""
     trial = _probe_size(_packed_rows(indices, bits_per_index))
     if ordered and _predicted_fits(indices, bits_per_index):
         trial = min(trial, _probe_size(residuals(indices).tobytes()))
-    return int(ZSTD_FLOOR[1] * trial)
+    return trial
 
 
 def _literals(flags: np.ndarray) -> int:
@@ -603,15 +616,18 @@ def _predicted_fits(indices: np.ndarray, bits_per_index: int) -> bool:
 def _predicted_or(indices: np.ndarray, trial: int, drawn: bool, unpredicted: Callable[[], bytes]) -> bytes | None:
     """A MED_ROWS_ZSTD strip of these indices (k <= 256) where the quick trial codes their
     residuals in under MED_SURE x `trial` (that of the way zstd's trial took); between that and
-    MED_MARGIN x, the smaller of it and `unpredicted`() (that way, coded); else None. For a
-    `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
+    MED_MARGIN x, the smaller of it and `unpredicted`() (that way, coded, side by side with
+    the residuals: a grey drawing's save spent two thirds of its time on the two); else None.
+    For a `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
     predicted = residuals(indices).tobytes()
     sure, margin = MED_DRAWN if drawn else (MED_SURE, MED_MARGIN)
     ratio = _probe_size(predicted) / max(1, trial)
     if ratio >= margin:
         return None
-    med = _coded_predicted(predicted, drawn)
-    return med if ratio < sure else min(med, unpredicted(), key=len)
+    if ratio < sure:
+        return _coded_predicted(predicted, drawn)
+    med, other = side_by_side(lambda: _coded_predicted(predicted, drawn), unpredicted)
+    return min(med, other, key=len)
 
 
 def _every_way(indices: np.ndarray, bits_per_index: int, method: StripMethod, flags: np.ndarray, whole_bytes: bool = False, ordered: bool = False) -> list[bytes]:
@@ -737,18 +753,18 @@ _kept_trials = threading.local()
 
 
 @contextlib.contextmanager
-def trials_kept() -> Iterator[None]:
+def trials_kept(sizes: dict[tuple[int, int], int] | None = None) -> Iterator[dict[tuple[int, int], int]]:
     """Within the block, this thread keeps its quick trials' results by the length and CRC-32
     of the bytes tried, so that a writer that takes a floor from the trial (runs_floor,
-    rows_floor) and then codes that one strip (on this thread: a single job) does not run the
-    trial twice (a twentieth of a small drawing's save). Not by the bytes themselves, which for
-    a 4-megapixel drawing's rows and residuals are 8 MB, nor by a BLAKE2b digest, which took
-    longer than the trial; trials that collide would only share a size (a choice between ways,
-    never what is stored)."""
+    rows_floor) and then codes that one strip (a single job) does not run the trial twice (a
+    twentieth of a small drawing's save). Not by the bytes themselves, which for a 4-megapixel
+    drawing's rows and residuals are 8 MB, nor by a BLAKE2b digest, which took longer than the
+    trial; trials that collide would only share a size (a choice between ways, never what is
+    stored). Yields the trials kept; given them (`sizes`), another thread shares them."""
     outer = getattr(_kept_trials, "sizes", None)
-    _kept_trials.sizes = {} if outer is None else outer
+    _kept_trials.sizes = sizes if sizes is not None else {} if outer is None else outer
     try:
-        yield
+        yield _kept_trials.sizes
     finally:
         _kept_trials.sizes = outer
 

@@ -5,6 +5,7 @@ estimate that far smaller, and the coding confirms it."""
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -201,7 +202,7 @@ def _counting_coded(monkeypatch: pytest.MonkeyPatch) -> list[StripMethod | None]
 def _without_floor(image: Image.Image, k: int, monkeypatch: pytest.MonkeyPatch) -> bytes:
     """The file the writer makes with zstd's strips always coded first."""
     with monkeypatch.context() as patch:
-        patch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate: None)
+        patch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
         return kmq_bytes(image, k=k)
 
 
@@ -224,7 +225,7 @@ def test_near_coding_at_or_above_the_floor_is_weighed_against_zstds_strips_coded
     header, (indices, _) = decode_kmq(without)
     near_bytes = header.index_stream_length
     assert set(strip_methods(without)) == {StripMethod.NEAR_FLAT} and coding.runs_floor(indices, bits_for_k(header.k)) >= near_bytes >= codec.AUTO_MIN_BYTES
-    monkeypatch.setattr(codec, "rows_floor", lambda indices, bits, ordered: near_bytes)  # near coding not under it
+    monkeypatch.setattr(codec, "rows_floor", lambda indices, bits, ordered, trial: near_bytes)  # near coding not under it
     monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)  # near coding is tried
     methods = _counting_coded(monkeypatch)
     assert kmq_bytes(image, k=64) == without
@@ -248,7 +249,7 @@ def test_the_floor_is_under_zstds_strips_as_the_writer_codes_them(mode: str) -> 
         image = _image(_label_map(700, 500, regions, seed)).convert(mode)
         header, (indices, codebook) = decode_kmq(kmq_bytes(image, k=64, compression="zstd"))
         quantized = Exact(indices, codebook)
-        floor = codec._zstd_floor(quantized, True, lambda: 0)
+        floor = codec._zstd_floor(quantized, True, lambda: 0, codec._DrawnTrials(quantized))
         assert floor is not None and floor < sum(len(part) for part in codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1])
 
 
@@ -273,3 +274,62 @@ def test_one_drawn_strip_is_a_drawing_of_one_strip(ihc: Image.Image) -> None:
     assert not coding.one_drawn_strip(label_map[:100, :160])  # small: coded every way
     assert not coding.one_drawn_strip(np.zeros((2, coding.DRAWING_STRIP_PIXELS // 2 + 1), np.uint8))  # two strips
     assert not coding.one_drawn_strip(np.asarray(ihc.quantize(16, method=Image.Quantize.MEDIANCUT)))  # many literals
+
+
+# --- near coding likely to be weighed, coded beside zstd's strips ----------------------------------
+
+
+def _threads_coded(monkeypatch: pytest.MonkeyPatch) -> dict[StripMethod | None, str]:
+    """The thread codec.coded runs on for each method from here on."""
+    threads: dict[StripMethod | None, str] = {}
+    coded = codec.coded
+
+    def recording(quantized: codec.Quantized, method: StripMethod | None, weigh: bool = True) -> codec.Coded:
+        threads[method] = threading.current_thread().name
+        return coded(quantized, method, weigh)
+
+    monkeypatch.setattr(codec, "coded", recording)
+    return threads
+
+
+@pytest.mark.skipif(codec.WORKERS < 2, reason="one worker: both in turn")
+@pytest.mark.parametrize(("image", "k", "kept"), [(_image(_label_map(900, 700, 120, seed=5)), 64, StripMethod.NEAR_FLAT), (_text(), 2, StripMethod.ROWS_ZSTD)])
+def test_near_coding_likely_to_be_weighed_is_coded_beside_zstds_strips_to_the_same_file(image: Image.Image, k: int, kept: StripMethod, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No floor, and an estimate that makes near coding likely to be weighed: near coding on this
+    thread, zstd's strip on a worker, and the file the writer makes coding them in turn, near
+    coding kept (a label map) or not (two-colour text)."""
+    monkeypatch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
+    monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)
+    with monkeypatch.context() as patch:
+        patch.setattr(codec, "_near_likely", lambda quantized, exact, estimate, trials: False)
+        in_turn = kmq_bytes(image, k=k)
+    threads = _threads_coded(monkeypatch)
+    assert kmq_bytes(image, k=k) == in_turn and set(strip_methods(in_turn)) == {kept}
+    assert threads[StripMethod.NEAR_FLAT] == threading.current_thread().name and threads[StripMethod.RUNS_ZSTD].startswith("kmq-pool")
+
+
+def test_near_coding_is_not_likely_where_its_estimate_or_zstds_bytes_leave_it_out() -> None:
+    image = _image(_label_map(900, 700, 120, seed=5))
+    header, (indices, codebook) = decode_kmq(kmq_bytes(image, k=64, compression="zstd"))
+    quantized = Exact(indices, codebook)
+    trials = codec._DrawnTrials(quantized)
+    expected = int(codec.AUTO_TRIAL_SHARE * min(trials.runs, trials.rows))
+    assert codec._near_likely(quantized, True, lambda: int(codec.AUTO_NEAR_MARGIN * expected), trials)
+    assert not codec._near_likely(quantized, True, lambda: int(codec.AUTO_NEAR_MARGIN * expected) + 2, trials)
+    small = _label_map(200, 150, 12)  # a drawn strip whose trial share is under AUTO_MIN_BYTES
+    small_quantized = Exact(small, np.zeros((12, 3), np.uint8) + np.arange(12, dtype=np.uint8)[:, None] * 20)
+    small_trials = codec._DrawnTrials(small_quantized)
+    assert small_trials.drawn and codec.AUTO_TRIAL_SHARE * min(small_trials.runs, small_trials.rows) < codec.AUTO_MIN_BYTES
+    assert not codec._near_likely(small_quantized, True, lambda: 0, small_trials)
+
+
+def test_near_coding_coded_beside_zstds_strips_and_then_not_weighed_leaves_zstds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guess that was wrong (zstd's strip under AUTO_MIN_BYTES: near coding is not weighed)
+    costs time, never the file."""
+    image = _image(_label_map(300, 200, 6, seed=2))
+    zstd = kmq_bytes(image, k=8, compression="zstd")
+    assert decode_kmq(zstd)[0].index_stream_length < codec.AUTO_MIN_BYTES
+    monkeypatch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
+    monkeypatch.setattr(codec, "_near_likely", lambda quantized, exact, estimate, trials: True)
+    threads = _threads_coded(monkeypatch)
+    assert kmq_bytes(image, k=8) == zstd and StripMethod.NEAR_FLAT in threads

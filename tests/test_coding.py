@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import threading
 import types
 import zlib
 
@@ -1074,3 +1075,28 @@ def test_a_drawings_residuals_are_stored_unchecked_only_far_under_the_trial(shar
         assert stored == b"\x02tiny" and calls == [1]
     else:
         assert stored is not None and stored[0] == StripMethod.MED_ROWS_ZSTD and not calls
+
+
+@pytest.mark.skipif(coding.WORKERS < 2, reason="one worker: both ways in turn")
+def test_a_drawings_residuals_and_its_other_way_are_coded_side_by_side_to_the_same_strip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within MED_DRAWN's band both ways are coded, the residuals on this thread and the way
+    the trial took on an idle worker; the strip is the one coding them in turn gives."""
+    indices = np.repeat(np.arange(256, dtype=np.uint8)[None, :] // 9, 256, axis=0)
+    indices[::7] = indices[::7, ::-1]  # rows that repeat far apart
+    residuals = coding.residuals(indices).tobytes()
+    trial = round(coding._probe_size(residuals) / 0.8)  # in the band: both ways coded
+    rows = coding._packed_rows(indices, 5)
+    threads: dict[str, str] = {}
+
+    def coded(name: str, code: object) -> object:
+        def recorded(*args: object, **kwargs: object) -> bytes:
+            threads[name] = threading.current_thread().name
+            return code(*args, **kwargs)  # type: ignore[operator]
+
+        return recorded
+
+    expected = min(coding._coded_predicted(residuals, True), coding._coded_rows(rows), key=len)
+    monkeypatch.setattr(coding, "_coded_predicted", coded("residuals", coding._coded_predicted))
+    stored = coding._predicted_or(indices, trial, True, coded("rows", lambda: coding._coded_rows(rows)))
+    assert stored == expected
+    assert threads["residuals"] == threading.current_thread().name and threads["rows"].startswith("kmq-pool")
