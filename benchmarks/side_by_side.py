@@ -26,7 +26,9 @@ Pillow's median cut + PNG save. Sets: the drawings made for tuning (`rows_level.
 `many_colours.py`), the held-out graphics (`heldout.py`), both also as grey images, the label
 maps of `zstd_floor.py`, K = 4, 16, 64, 256 and each image's exact colour count (up to 4,096);
 and every third Kodak photo, colour and grey, at K = 16 and 256, whose strips are more than
-one.
+one. Then `compression="near"` at K = 2, 4, 8, 16 on the drawings: where near coding stores a
+strip's rows, a sample of them is compressed packed and in whole bytes (`coding._rows_either_way`),
+now side by side ("whole bytes").
 
     python benchmarks/side_by_side.py
 """
@@ -64,13 +66,13 @@ def _without() -> Iterator[None]:
         yield
 
 
-def _saved(image: Image.Image, k: int) -> bytes:
+def _saved(image: Image.Image, k: int, compression: str = "auto") -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "KMQ", k=k)
+    image.save(buffer, "KMQ", k=k, compression=compression)
     return buffer.getvalue()
 
 
-def _what_ran(image: Image.Image, k: int) -> tuple[bytes, str]:
+def _what_ran(image: Image.Image, k: int, compression: str) -> tuple[bytes, str]:
     """The file saved with both ways side by side, and what ran so."""
     ran: list[str] = []
 
@@ -83,30 +85,30 @@ def _what_ran(image: Image.Image, k: int) -> tuple[bytes, str]:
 
         return count
 
-    with setting(coding, "side_by_side", counted(coding, "residuals")), setting(codec, "side_by_side", counted(codec, "near")):
-        saved = _saved(image, k)
+    with setting(coding, "side_by_side", counted(coding, "residuals" if compression == "auto" else "whole bytes")), setting(codec, "side_by_side", counted(codec, "near")):
+        saved = _saved(image, k, compression)
     if "near" in ran:
         kept = bool({StripMethod.NEAR_FLAT, StripMethod.NEAR_RANS} & set(strip_methods(saved)))
         ran[ran.index("near")] = "near, kept" if kept else "near, not kept"
     return saved, " + ".join(sorted(set(ran)))
 
 
-def rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]], repeat: int) -> list[Row]:
+def rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]], repeat: int, compression: str = "auto") -> list[Row]:
     found = []
     for name, image in images.items():
         for k in ks(image):
-            saved, ran = _what_ran(image, k)
+            saved, ran = _what_ran(image, k, compression)
             with _without():
-                same = _saved(image, k) == saved
+                same = _saved(image, k, compression) == saved
 
             def without(image: Image.Image = image, k: int = k) -> None:
                 with _without():
-                    _saved(image, k)
+                    _saved(image, k, compression)
 
             def median_cut(image: Image.Image = image, k: int = k) -> None:
                 image.quantize(k, method=Image.Quantize.MEDIANCUT).save(io.BytesIO(), "PNG")
 
-            functions = [lambda image=image, k=k: _saved(image, k), without]
+            functions = [lambda image=image, k=k: _saved(image, k, compression), without]
             if k <= 256:
                 functions.append(median_cut)
             times = best_times(functions, repeat)
@@ -126,7 +128,7 @@ def print_rows(title: str, found: list[Row]) -> None:
     slow_without = sum(row[6] > SLOW for row in anchored)
     print(f"| **all** ({len(found)}) | | {sum(row[2] for row in found)} of {len(found)} | | {_mean(row[4] for row in found)} | "
           f"{_mean(row[5] for row in anchored)}, {slow_with} above {SLOW} | {_mean(row[6] for row in anchored)}, {slow_without} above {SLOW} |")
-    for label in ("residuals", "near, kept", "near, not kept", ""):
+    for label in ("residuals", "whole bytes", "near, kept", "near, not kept", ""):
         chosen = [row[4] for row in found if (label in row[3] if label else not row[3])]
         if chosen:
             print(f"| {label or 'nothing side by side'} ({len(chosen)}) | | | | {_mean(chosen)} | | |")
@@ -157,6 +159,8 @@ def main() -> None:
     photos = dict(kodak_images()[::3])
     for title, images in {"Kodak photos, every third": photos, "Kodak photos, every third, as grey": zstd_floor._grey(photos)}.items():
         print_rows(title, rows(images, lambda image: [16, 256], args.repeat))
+    for title, images in {"Drawings made for tuning, compression=\"near\"": tuning, "Held-out graphics, compression=\"near\"": held_out}.items():
+        print_rows(title, rows(images, lambda image: [2, 4, 8, 16], args.repeat, "near"))
     print("done")
 
 

@@ -706,13 +706,15 @@ def _rows_either_way(indices: np.ndarray, bits_per_index: int, packed: bytes) ->
     strip no taller than the sample: the smaller of the two). Packed, a glyph or an edge repeats
     as bytes only at the same place within a byte: antialiased text at 4-16 colours comes out
     5-18 % smaller in whole bytes, drawings on a fixed pitch (a bitmap font's) no smaller
-    (byte_rows.py). zstd's quick levels do not see it (whole bytes come out larger there)."""
+    (byte_rows.py). zstd's quick levels do not see it (whole bytes come out larger there). The
+    two ways are compressed side by side."""
     if packing_width(bits_per_index) >= 8 or BYTE_ROWS_MARGIN <= 0:  # a margin of 0: packed rows, no sample
         return _coded_rows(packed)
     sample = _sampled_rows(indices)
     whole = len(sample) == len(indices)
-    narrow = _coded_rows(packed if whole else _packed_rows(sample, bits_per_index))
-    wide = _coded_rows(_packed_rows(sample, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD)
+    narrow, wide = side_by_side(
+        lambda: _coded_rows(packed if whole else _packed_rows(sample, bits_per_index)),
+        lambda: _coded_rows(_packed_rows(sample, bits_per_index, StripMethod.BYTE_ROWS_ZSTD), StripMethod.BYTE_ROWS_ZSTD))
     if whole:
         return min(narrow, wide, key=len)
     if len(wide) >= BYTE_ROWS_MARGIN * len(narrow):
