@@ -1,7 +1,7 @@
 """Two ways of coding one drawn strip, coded side by side on the pool's two workers.
 
-Where one strip holds a drawing (`coding.one_drawn_strip`), the writer's other worker was idle
-while it coded that strip, and on some images it coded it twice in turn:
+Where one strip holds a drawing (`coding.one_drawn_strip`), the second core sat idle while
+the writer coded that strip, and on some images it coded it twice in turn:
 
 - a grey drawing's strip whose MED residuals the quick trial puts within `coding.MED_DRAWN` of
   the way it took (rows or runs) is compressed both ways at the real levels, the smaller kept
@@ -11,8 +11,9 @@ while it coded that strip, and on some images it coded it twice in turn:
   within `codec.AUTO_NEAR_MARGIN` of their bytes, near codes the image and keeps the smaller
   (`codec.auto_coded`; a label map spared by zstd's floor, `zstd_floor.py`, is not coded twice).
 
-Now the two ways run side by side (`jobs.side_by_side`, only where the pool is idle: beside
-other strips a third busy thread on two cores held a strip back): the residuals beside the
+Now the two ways run side by side (`jobs.side_by_side`, only where a worker is spare,
+`jobs.spare_worker`: beside other strips a third busy thread on two cores held a strip back;
+elsewhere in turn, as before): the residuals beside the
 other way; near coding beside zstd's strips where auto_coded is likely to weigh it against
 them, its estimate within the margin of `codec.AUTO_TRIAL_SHARE` x the quick trial's bytes
 (`codec._near_likely`); where that guess is wrong, near coding was done for nothing. The file
@@ -21,14 +22,14 @@ cannot change: the choice is made as before, only sooner.
 Saves with ÷ without (both ways in turn, near coding only once zstd's bytes call for it: the
 writer before), taken in turns (best of --repeat); whether the file is byte for byte the same;
 what ran side by side (residuals, near coding kept or not; "residuals" counts a strip whose
-two ways were both coded, side by side or, the pool being busy, in turn); and both saves ÷
+two ways were both coded, side by side or, no worker being spare, in turn); and both saves ÷
 Pillow's median cut + PNG save. Sets: the drawings made for tuning (`rows_level.py`,
 `many_colours.py`), the held-out graphics (`heldout.py`), both also as grey images, the label
 maps of `zstd_floor.py`, K = 4, 16, 64, 256 and each image's exact colour count (up to 4,096);
 and every third Kodak photo, colour and grey, at K = 16 and 256, whose strips are more than
 one. Then `compression="near"` at K = 2, 4, 8, 16 on the drawings: where near coding stores a
 strip's rows, a sample of them is compressed packed and in whole bytes (`coding._rows_either_way`),
-now side by side ("whole bytes").
+now side by side ("two ways", which counts a grey codebook's residuals too).
 
     python benchmarks/side_by_side.py
 """
@@ -85,7 +86,7 @@ def _what_ran(image: Image.Image, k: int, compression: str) -> tuple[bytes, str]
 
         return count
 
-    with setting(coding, "side_by_side", counted(coding, "residuals" if compression == "auto" else "whole bytes")), setting(codec, "side_by_side", counted(codec, "near")):
+    with setting(coding, "side_by_side", counted(coding, "residuals" if compression == "auto" else "two ways")), setting(codec, "side_by_side", counted(codec, "near")):
         saved = _saved(image, k, compression)
     if "near" in ran:
         kept = bool({StripMethod.NEAR_FLAT, StripMethod.NEAR_RANS} & set(strip_methods(saved)))
@@ -128,7 +129,7 @@ def print_rows(title: str, found: list[Row]) -> None:
     slow_without = sum(row[6] > SLOW for row in anchored)
     print(f"| **all** ({len(found)}) | | {sum(row[2] for row in found)} of {len(found)} | | {_mean(row[4] for row in found)} | "
           f"{_mean(row[5] for row in anchored)}, {slow_with} above {SLOW} | {_mean(row[6] for row in anchored)}, {slow_without} above {SLOW} |")
-    for label in ("residuals", "whole bytes", "near, kept", "near, not kept", ""):
+    for label in ("residuals", "two ways", "near, kept", "near, not kept", ""):
         chosen = [row[4] for row in found if (label in row[3] if label else not row[3])]
         if chosen:
             print(f"| {label or 'nothing side by side'} ({len(chosen)}) | | | | {_mean(chosen)} | | |")

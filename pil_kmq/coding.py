@@ -617,7 +617,7 @@ def _predicted_or(indices: np.ndarray, trial: int, drawn: bool, unpredicted: Cal
     """A MED_ROWS_ZSTD strip of these indices (k <= 256) where the quick trial codes their
     residuals in under MED_SURE x `trial` (that of the way zstd's trial took); between that and
     MED_MARGIN x, the smaller of it and `unpredicted`() (that way, coded, side by side with
-    the residuals: a grey drawing's save spent two thirds of its time on the two); else None.
+    the residuals where a worker is spare: most of a grey drawing's save); else None.
     For a `drawn` strip, whose rows repeat, MED_DRAWN's bounds."""
     predicted = residuals(indices).tobytes()
     sure, margin = MED_DRAWN if drawn else (MED_SURE, MED_MARGIN)
@@ -707,7 +707,7 @@ def _rows_either_way(indices: np.ndarray, bits_per_index: int, packed: bytes) ->
     as bytes only at the same place within a byte: antialiased text at 4-16 colours comes out
     5-18 % smaller in whole bytes, drawings on a fixed pitch (a bitmap font's) no smaller
     (byte_rows.py). zstd's quick levels do not see it (whole bytes come out larger there). The
-    two ways are compressed side by side."""
+    two ways are compressed side by side where a worker is spare."""
     if packing_width(bits_per_index) >= 8 or BYTE_ROWS_MARGIN <= 0:  # a margin of 0: packed rows, no sample
         return _coded_rows(packed)
     sample = _sampled_rows(indices)

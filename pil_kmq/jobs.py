@@ -50,22 +50,27 @@ class _Pool:
             del future, function, args, kwargs  # hold nothing of a finished job while waiting for the next
 
     def _run(self, future: Future, function: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]) -> None:
-        if not future.set_running_or_notify_cancel():
+        if future.set_running_or_notify_cancel():
+            _settle(future, function, args, kwargs, self._finished)
+        else:
             self._finished()
-            return
-        try:
-            result = function(*args, **kwargs)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller, as concurrent.futures does
-            self._finished()
-            future.set_exception(error)
-            return
-        self._finished()
-        future.set_result(result)
 
     def _finished(self) -> None:
-        """A job counted out before its caller hears of it, which may then ask idle()."""
         with self._lock:
             self._pending -= 1
+
+
+def _settle(future: Future, function: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object], counted_out: Callable[[], None]) -> None:
+    """function's result or error handed to `future`, the job counted out first: a caller that
+    has its result may at once ask spare_worker()."""
+    try:
+        result = function(*args, **kwargs)
+    except BaseException as error:  # noqa: BLE001 - handed to the caller, as concurrent.futures does
+        counted_out()
+        future.set_exception(error)
+    else:
+        counted_out()
+        future.set_result(result)
 
 
 _pool: _Pool | None = None
@@ -118,13 +123,18 @@ def run_jobs(function: Callable[..., object], jobs: Sequence[tuple[object, ...]]
     return [first, *(future.result() for future in futures)]
 
 
+def spare_worker() -> bool:
+    """Whether a second way of coding a strip may run on the pool beside this thread: two
+    workers, this not one of the pool's threads, and nothing else busy (no job queued or
+    running on the pool, no thread of on_own_thread's, such as a psnr= search beside this one):
+    a third busy thread on two cores held a grey photo's second strip back, 1.24 x its save."""
+    return WORKERS > 1 and not in_pool() and _own_threads == 0 and _shared_pool().idle()
+
+
 def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
-    """first() on this thread while the pool runs second(): two ways of coding one strip, where
-    that strip is the only job. Both on this thread, in turn, where the pool is not idle (other
-    strips are being coded: a third busy thread on WORKERS cores held a grey photo's second
-    strip back, 1.24 x its save's time), where this is one of the pool's own threads, or where
-    there is one worker."""
-    if WORKERS < 2 or in_pool() or not _shared_pool().idle():
+    """first() on this thread while the pool runs second(), where a worker is spare
+    (spare_worker); else both here, in turn."""
+    if not spare_worker():
         return first(), second()
     one, other = run_jobs(_called, [(first,), (second,)])
     return one, other
@@ -179,16 +189,25 @@ def interrupts_kept(function: Callable[P, T]) -> Callable[P, T]:
     return kept
 
 
+_own_threads = 0  # on_own_thread's jobs running: each keeps a core busy
+_own_lock = threading.Lock()
+
+
 def on_own_thread(name: str, function: Callable[..., T], *args: object) -> Future[T]:
     """function(*args) on a daemon thread of its own (see _Pool for why daemon)."""
+    global _own_threads
     future: Future[T] = Future()
+    with _own_lock:
+        _own_threads += 1
+
+    def counted_out() -> None:
+        global _own_threads
+        with _own_lock:
+            _own_threads -= 1
 
     def run() -> None:
         future.set_running_or_notify_cancel()
-        try:
-            future.set_result(function(*args))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller
-            future.set_exception(error)
+        _settle(future, function, args, {}, counted_out)
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import threading
+import types
+import zlib
 
 import numpy as np
 import pytest
@@ -308,19 +310,53 @@ def test_near_coding_likely_to_be_weighed_is_coded_beside_zstds_strips_to_the_sa
     assert threads[StripMethod.NEAR_FLAT] == threading.current_thread().name and threads[StripMethod.RUNS_ZSTD].startswith("kmq-pool")
 
 
-def test_near_coding_is_not_likely_where_its_estimate_or_zstds_bytes_leave_it_out() -> None:
-    image = _image(_label_map(900, 700, 120, seed=5))
-    header, (indices, codebook) = decode_kmq(kmq_bytes(image, k=64, compression="zstd"))
-    quantized = Exact(indices, codebook)
-    trials = codec._DrawnTrials(quantized)
-    expected = int(codec.AUTO_TRIAL_SHARE * min(trials.runs, trials.rows))
-    assert codec._near_likely(quantized, True, lambda: int(codec.AUTO_NEAR_MARGIN * expected), trials)
-    assert not codec._near_likely(quantized, True, lambda: int(codec.AUTO_NEAR_MARGIN * expected) + 2, trials)
-    small = _label_map(200, 150, 12)  # a drawn strip whose trial share is under AUTO_MIN_BYTES
-    small_quantized = Exact(small, np.zeros((12, 3), np.uint8) + np.arange(12, dtype=np.uint8)[:, None] * 20)
-    small_trials = codec._DrawnTrials(small_quantized)
-    assert small_trials.drawn and codec.AUTO_TRIAL_SHARE * min(small_trials.runs, small_trials.rows) < codec.AUTO_MIN_BYTES
-    assert not codec._near_likely(small_quantized, True, lambda: 0, small_trials)
+def test_near_coding_is_likely_only_within_the_margin_of_the_trial_share_of_at_least_auto_min_bytes() -> None:
+    """Against AUTO_TRIAL_SHARE x the least of the runs' and the rows' trials (here made up:
+    rows far under runs), which must reach AUTO_MIN_BYTES, below which near coding is not
+    weighed; a strip that is not one drawn strip is never guessed at."""
+    indices = _label_map(900, 700, 120, seed=5)
+    quantized = Exact(indices, np.random.default_rng(0).integers(0, 256, (120, 3), dtype=np.uint8))
+    margin = codec.AUTO_NEAR_MARGIN
+
+    def trials(runs: int, rows: int, drawn: bool = True) -> object:
+        return types.SimpleNamespace(drawn=drawn, runs=runs, rows=rows)
+
+    expected = int(codec.AUTO_TRIAL_SHARE * 10_000)
+    assert codec._near_likely(quantized, True, lambda: int(margin * expected), trials(100_000, 10_000))
+    assert not codec._near_likely(quantized, True, lambda: int(margin * expected) + 2, trials(100_000, 10_000))  # the rows' trial tells
+    assert not codec._near_likely(quantized, True, lambda: 0, trials(100_000, 2_000))  # 0.73 x 2,000 is under AUTO_MIN_BYTES
+    assert not codec._near_likely(quantized, True, lambda: 0, trials(100_000, 10_000, drawn=False))
+
+
+@pytest.mark.skipif(codec.WORKERS < 2, reason="one worker: no guess is made")
+def test_near_coding_is_not_guessed_at_where_no_worker_is_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In turn, near coding would only come first: zstd's strips are coded first, as before."""
+    monkeypatch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
+    monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)
+    monkeypatch.setattr(codec, "spare_worker", lambda: False)
+    threads = _threads_coded(monkeypatch)
+    methods = _counting_coded(monkeypatch)
+    kmq_bytes(_image(_label_map(900, 700, 120, seed=5)), k=64)
+    assert methods == [StripMethod.RUNS_ZSTD, StripMethod.NEAR_FLAT]
+    assert set(threads.values()) == {threading.current_thread().name}
+
+
+@pytest.mark.skipif(codec.WORKERS < 2, reason="one worker: both in turn")
+def test_zstds_strip_coded_beside_near_coding_runs_no_trial_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's job shares the caller's kept trials (the floor's and the guess's)."""
+    monkeypatch.setattr(codec, "_zstd_floor", lambda quantized, exact, estimate, trials: None)
+    monkeypatch.setattr(codec, "estimated_size", lambda indices, codebook, step: 0)
+    threads = _threads_coded(monkeypatch)
+    tried: list[tuple[int, int]] = []
+    trial = coding._trial
+
+    def counted(data: bytes) -> int:
+        tried.append((len(data), zlib.crc32(data)))
+        return trial(data)
+
+    monkeypatch.setattr(coding, "_trial", counted)
+    kmq_bytes(_image(_label_map(900, 700, 120, seed=5)), k=64)
+    assert threads[StripMethod.RUNS_ZSTD].startswith("kmq-pool") and tried and len(tried) == len(set(tried))
 
 
 def test_near_coding_coded_beside_zstds_strips_and_then_not_weighed_leaves_zstds(monkeypatch: pytest.MonkeyPatch) -> None:

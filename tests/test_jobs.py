@@ -1,4 +1,4 @@
-"""The shared pool: two ways of coding one strip side by side, only where the pool is idle."""
+"""The shared pool: two ways of coding one strip side by side, only where a worker is spare."""
 
 from __future__ import annotations
 
@@ -15,43 +15,56 @@ def _thread() -> str:
     return threading.current_thread().name
 
 
-def test_side_by_side_runs_the_second_on_an_idle_worker_and_returns_both_in_order() -> None:
+def test_side_by_side_runs_the_second_on_a_spare_worker_and_returns_both_in_order() -> None:
+    assert jobs.spare_worker()
     first, second = jobs.side_by_side(lambda: ("first", _thread()), lambda: ("second", _thread()))
     assert first == ("first", threading.current_thread().name)
     assert second[0] == "second" and second[1].startswith("kmq-pool")
 
 
 def test_side_by_side_on_a_pool_thread_runs_both_there() -> None:
-    """A strip coded on a worker (one of many strips) must not wait on the pool it is part of."""
-    names = jobs.run_jobs(lambda _: jobs.side_by_side(_thread, _thread), [(0,), (1,)])
-    for first, second in names:
-        assert first == second
+    """A strip coded on a worker must not wait on the pool it is part of."""
+    first, second = jobs._shared_pool().submit(jobs.side_by_side, _thread, _thread).result(timeout=10)
+    assert first == second and first.startswith("kmq-pool")
 
 
-def test_side_by_side_runs_both_here_where_the_pool_is_not_idle() -> None:
-    """Another strip is being coded: a third busy thread on two cores would hold it back."""
+@pytest.mark.parametrize("busy", ["pool", "own thread"])
+def test_side_by_side_runs_both_here_where_another_thread_is_busy(busy: str) -> None:
+    """Another strip being coded, or a psnr= search on a thread of its own: a third busy
+    thread on two cores would hold one of them back."""
     release = threading.Event()
-    pool = jobs._shared_pool()
-    held = pool.submit(release.wait, 10)
+    held = jobs._shared_pool().submit(release.wait, 10) if busy == "pool" else jobs.on_own_thread("kmq-test", release.wait, 10)
     try:
-        assert not pool.idle()
+        assert not jobs.spare_worker()
         first, second = jobs.side_by_side(_thread, _thread)
         assert first == second == threading.current_thread().name
     finally:
         release.set()
         held.result(timeout=10)
+    assert jobs.spare_worker()
 
 
-def test_the_pool_counts_its_jobs_out_before_their_callers_hear_of_them_failed_or_not() -> None:
-    """A caller that has its results may at once ask whether the pool is idle."""
+@pytest.mark.parametrize("busy", ["pool", "own thread"])
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_job_is_counted_out_before_its_caller_hears_of_it(busy: str, fails: bool) -> None:
+    """A caller that has its result may at once ask whether a worker is spare: the counts are
+    read in the future's callback, which runs as the result is handed over (on the job's
+    thread, so not through spare_worker, which is False on a pool thread)."""
+    release = threading.Event()
 
-    def fail() -> None:
-        raise ValueError("a job's own error")
+    def job() -> None:
+        release.wait(10)
+        if fails:
+            raise ValueError("a job's own error")
 
-    pool = jobs._shared_pool()
-    for _ in range(50):
+    held = jobs._shared_pool().submit(job) if busy == "pool" else jobs.on_own_thread("kmq-test", job)
+    seen: list[bool] = []
+    held.add_done_callback(lambda _: seen.append(jobs._shared_pool().idle() and jobs._own_threads == 0))
+    assert not jobs.spare_worker()
+    release.set()
+    if fails:
         with pytest.raises(ValueError, match="a job's own error"):
-            jobs.side_by_side(lambda: None, fail)
-        assert pool.idle()
-        pool.submit(lambda: None).result(timeout=10)
-        assert pool.idle()
+            held.result(timeout=10)
+    else:
+        held.result(timeout=10)
+    assert seen == [True]
