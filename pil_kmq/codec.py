@@ -208,7 +208,7 @@ def _zstd_floor(quantized: Quantized, exact: bool, estimate: Callable[[], int], 
 # time on them, the held-out graphics and generated label maps (benchmarks/side_by_side.py).
 # Label maps can come out at 0.64 x, and a strip stored in under AUTO_MIN_BYTES is not
 # weighed: a grey Voronoi map of 12 regions at k = 4, its trial 3,024 bytes and its strip
-# 2,015, near coded for nothing and saved in 1.09 x the time.
+# 2,015, was near coded for nothing and saved in 1.09 x the time (measured once).
 AUTO_TRIAL_SHARE = 0.73
 
 
