@@ -75,6 +75,8 @@ def _settle(future: Future, function: Callable[..., object], args: tuple[object,
 
 _pool: _Pool | None = None
 _pool_lock = threading.Lock()
+_own_threads = 0  # on_own_thread's jobs running: each keeps a core busy
+_own_lock = threading.Lock()
 
 
 def _shared_pool() -> _Pool:
@@ -87,13 +89,15 @@ def _shared_pool() -> _Pool:
         return _pool
 
 
-def _forget_pool() -> None:
-    global _pool
-    _pool = None
+def _forget_threads() -> None:
+    """In a forked child, which has none of the parent's other threads: no pool, no own threads
+    busy, and a new lock for their count (the parent's may have been held as it forked)."""
+    global _pool, _own_threads, _own_lock
+    _pool, _own_threads, _own_lock = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)  # a forked child has no pool threads
+    os.register_at_fork(after_in_child=_forget_threads)
 
 
 def in_pool() -> bool:
@@ -187,10 +191,6 @@ def interrupts_kept(function: Callable[P, T]) -> Callable[P, T]:
             raise
 
     return kept
-
-
-_own_threads = 0  # on_own_thread's jobs running: each keeps a core busy
-_own_lock = threading.Lock()
 
 
 def on_own_thread(name: str, function: Callable[..., T], *args: object) -> Future[T]:

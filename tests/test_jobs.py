@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import pytest
@@ -68,3 +70,23 @@ def test_a_job_is_counted_out_before_its_caller_hears_of_it(busy: str, fails: bo
     else:
         held.result(timeout=10)
     assert seen == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_has_a_spare_worker_whatever_ran_in_the_parent() -> None:
+    """The child has none of the parent's other threads: an own thread busy as the parent
+    forked (its count's lock perhaps held) must not keep the child's writer in turn for good."""
+    release = threading.Event()
+    held = jobs.on_own_thread("kmq-test", release.wait, 10)
+    try:
+        with jobs._own_lock:  # held as the parent forks
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child reports by its exit status
+                signal.alarm(20)  # a lock left held would hang it: killed, it fails the test
+                ok = jobs.spare_worker() and jobs.on_own_thread("kmq-child", lambda: 7).result(timeout=10) == 7
+                os._exit(0 if ok else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        held.result(timeout=10)
