@@ -124,3 +124,14 @@ def jxl_lossless(image: Image.Image) -> bytes:
 def geomean(values: Iterable[float]) -> float:
     values = list(values)
     return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def ratio_text(value: float) -> str:
+    """A ratio for a table, "—" where there is none (NaN)."""
+    return "—" if value != value else f"{value:.3f}"
+
+
+def spread_text(values: Iterable[float]) -> str:
+    """Geometric mean (least-most) for a table, "—" for no values."""
+    values = list(values)
+    return f"{geomean(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "—"

@@ -45,7 +45,7 @@ import heldout
 import many_colours
 import rows_level
 import zstd_floor
-from common import best_times, geomean, kodak_images, setting
+from common import best_times, kodak_images, ratio_text, setting, spread_text
 from med_rows import strip_methods
 from PIL import Image
 
@@ -123,25 +123,16 @@ def print_rows(title: str, found: list[Row]) -> None:
     print("| image | K | same file | side by side | save ÷ without | save ÷ median cut + PNG | without ÷ median cut + PNG |")
     print("|---|---|---|---|---|---|---|")
     for name, k, same, ran, ratio, with_anchor, without_anchor in found:
-        print(f"| {name} | {k} | {'yes' if same else '**no**'} | {ran} | {ratio:.3f} | {_ratio(with_anchor)} | {_ratio(without_anchor)} |")
+        print(f"| {name} | {k} | {'yes' if same else '**no**'} | {ran} | {ratio:.3f} | {ratio_text(with_anchor)} | {ratio_text(without_anchor)} |")
     anchored = [row for row in found if row[1] <= 256]
     slow_with = sum(row[5] > SLOW for row in anchored)
     slow_without = sum(row[6] > SLOW for row in anchored)
-    print(f"| **all** ({len(found)}) | | {sum(row[2] for row in found)} of {len(found)} | | {_mean(row[4] for row in found)} | "
-          f"{_mean(row[5] for row in anchored)}, {slow_with} above {SLOW} | {_mean(row[6] for row in anchored)}, {slow_without} above {SLOW} |")
+    print(f"| **all** ({len(found)}) | | {sum(row[2] for row in found)} of {len(found)} | | {spread_text(row[4] for row in found)} | "
+          f"{spread_text(row[5] for row in anchored)}, {slow_with} above {SLOW} | {spread_text(row[6] for row in anchored)}, {slow_without} above {SLOW} |")
     for label in ("residuals", "two ways", "near, kept", "near, not kept", ""):
         chosen = [row[4] for row in found if (label in row[3] if label else not row[3])]
         if chosen:
-            print(f"| {label or 'nothing side by side'} ({len(chosen)}) | | | | {_mean(chosen)} | | |")
-
-
-def _ratio(value: float) -> str:
-    return "—" if value != value else f"{value:.3f}"
-
-
-def _mean(values: object) -> str:
-    values = list(values)  # type: ignore[call-overload]
-    return f"{geomean(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "—"
+            print(f"| {label or 'nothing side by side'} ({len(chosen)}) | | | | {spread_text(chosen)} | | |")
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ import heldout
 import many_colours
 import numpy as np
 import rows_level
-from common import best_times, geomean, kodak_images, setting
+from common import best_times, kodak_images, ratio_text, setting, spread_text
 from PIL import Image, ImageDraw, ImageFilter
 
 import pil_kmq
@@ -203,21 +203,12 @@ def print_saves(title: str, found: list[tuple[str, int, bool, bool, float, float
     print("| image | K | same file | zstd's strips spared | save ÷ without | save ÷ median cut + PNG | without ÷ median cut + PNG |")
     print("|---|---|---|---|---|---|---|")
     for name, k, same, spared, ratio, with_anchor, without_anchor in found:
-        print(f"| {name} | {k} | {'yes' if same else '**no**'} | {'yes' if spared else ''} | {ratio:.3f} | {_ratio(with_anchor)} | {_ratio(without_anchor)} |")
+        print(f"| {name} | {k} | {'yes' if same else '**no**'} | {'yes' if spared else ''} | {ratio:.3f} | {ratio_text(with_anchor)} | {ratio_text(without_anchor)} |")
     spared_ratios = [row[4] for row in found if row[3]]
     other = [row[4] for row in found if not row[3]]
     anchored = [row for row in found if row[1] <= 256]
     print(f"| **geometric mean**, spared ({len(spared_ratios)}) / not ({len(other)}) | | {sum(row[2] for row in found)} of {len(found)} | | "
-          f"{_mean(spared_ratios)} / {_mean(other)} | {_mean(row[5] for row in anchored)} | {_mean(row[6] for row in anchored)} |")
-
-
-def _ratio(value: float) -> str:
-    return "—" if value != value else f"{value:.3f}"
-
-
-def _mean(values: object) -> str:
-    values = list(values)  # type: ignore[call-overload]
-    return f"{geomean(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "—"
+          f"{spread_text(spared_ratios)} / {spread_text(other)} | {spread_text(row[5] for row in anchored)} | {spread_text(row[6] for row in anchored)} |")
 
 
 def main() -> None:
