@@ -42,10 +42,6 @@ BLOCK_PIXELS = 1 << 20  # pixels per piece: the decoder's temporaries are a few 
 # over both workers.
 JOB_PIXELS = 1 << 19
 NEAR_JOB_WEIGHT = 4
-# From this many coded bits a pixel, a near strip is decoded to indices and its entries looked
-# up after; below, its kernel writes each pixel's entry (a drawing's strips hold 0.02-0.45 bits a
-# pixel, a photo's mostly 0.7 and more: benchmarks/near_lookup.py).
-NEAR_LOOKUP_BITS = 0.5
 READ_SIZE = 1 << 20  # compressed bytes read from a file, or handed to a decompressor, at a time
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_ZSTD_WINDOW = 1 << 23  # 8 MiB: what RFC 8878 asks every decoder to support
@@ -541,23 +537,20 @@ class StripDecoder:
 
     def _near_piece(self, count: int) -> np.ndarray | None:
         """The next `count` indices (or their table values) in the next piece's place, once the
-        whole payload has arrived. Decoded straight into it, but for a photo's strip (at least
-        NEAR_LOOKUP_BITS a pixel) with a table, decoded to indices and looked up after: there
-        the kernel's lookups made loads 1-4 % slower (measured once), where drawings' near
-        strips load in 0.92-0.95 x the time (benchmarks/near_lookup.py)."""
+        whole payload has arrived. Without a table they are decoded straight into it."""
         assert self._near_bytes is not None and self._palette is not None
         if self._near is None:
             if not self._near_bytes.complete:
                 return None
             payload = self._near_bytes.take(self._near_bytes.length)
             self._near = NearStrip(payload, self._palette, self.width, self.k, self.what, self._method == StripMethod.NEAR_FLAT)
-        if self._table is not None and 8 * self._near_bytes.length >= NEAR_LOOKUP_BITS * self.pixels:
-            found = np.empty(count, dtype=self._dtype)
+        if self._table is None and (self._out is not None or self._scratch is not None):
+            found = self._piece(count)
             self._near.decode(found)
-            return self._placed(found)
-        found = self._piece(count)
-        self._near.decode(found, self._table)
-        return found
+            return found
+        found = np.empty(count, dtype=self._dtype)
+        self._near.decode(found)
+        return self._placed(found)
 
     # -- pieces out
 

@@ -778,12 +778,10 @@ def _read_symbol(words: np.ndarray, cursor: int, state: int, frequency: np.ndarr
 def _decode(
     words: np.ndarray, cursor: int, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray,
     colours: np.ndarray, levels: np.ndarray | None, order: np.ndarray | None, position: np.ndarray | None, k: int,
-    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray, table: np.ndarray | None, stretches: bool, carry: np.ndarray, memo: np.ndarray,
+    rows: np.ndarray, y: int, x: int, count: int, out: np.ndarray, stretches: bool, carry: np.ndarray, memo: np.ndarray,
 ) -> tuple[int, int, int, int]:
     """`count` pixels from (y, x) of the strip into out (and rows, the last two rows):
-    returns (cursor, state, status, pixels done). With a `table` (k values or more), out takes
-    table[index], a codebook entry as one word, a run's written at once: for a drawing,
-    cheaper than a pass over the indices after (decoding.NEAR_LOOKUP_BITS). Along a row the neighbours slide one
+    returns (cursor, state, status, pixels done). Along a row the neighbours slide one
     column (the values _neighbours gives): each pixel reads only its above-right. With
     `stretches` (near_flat), carry holds what a stretch owed when the last call ended: its
     pixels still to come (the value of the pixel before them: a call that ends inside a
@@ -797,7 +795,7 @@ def _decode(
     seen_row, seen_value, seen_end = int(memo[0]), int(memo[1]), int(memo[2])  # _stretch's last end
     done = min(pending, count)  # a stretch never passes its row's end, nor x its start
     if done:
-        _fill(rows[y & 1], out, table, x, x + done, 0, int(rows[y & 1, x - 1]))
+        _fill(rows[y & 1], out, x, x + done, 0, int(rows[y & 1, x - 1]))
         x, pending = x + done, pending - done
         if x == width:
             x, y = 0, y + 1
@@ -826,7 +824,7 @@ def _decode(
                         return cursor, state, _LONG_STRETCH, done
                     same = _stopped_at(length, symbol)
                     run, interrupt = min(same, end - column), int(symbol > 0)
-                    _fill(rows[now], out, table, column, column + run, done, left)
+                    _fill(rows[now], out, column, column + run, done, left)
                     carry[0] = same - run  # owed past this call's end
                     column, done = column + run, done + run
                     if column < width:
@@ -841,7 +839,7 @@ def _decode(
                         state = flat * (state >> PROB_BITS) + (state & (PROB_SCALE - 1))
                         if state < STATE_LOW:
                             if cursor >= words.size:
-                                _fill(rows[now], out, table, first, column, done, left)
+                                _fill(rows[now], out, first, column, done, left)
                                 return cursor, state, _NO_WORDS, done + column - first
                             state = (state << 16) | int(words[cursor])
                             cursor += 1
@@ -850,7 +848,7 @@ def _decode(
                             break
                         if y > 0 and column + 1 < width and int(rows[1 - now, column + 1]) != left:
                             break
-                    _fill(rows[now], out, table, first, column, done, left)
+                    _fill(rows[now], out, first, column, done, left)
                     done += column - first
                     continue
             # the pixel that stops a stretch (its four neighbours are the stretch's value, which it
@@ -904,7 +902,7 @@ def _decode(
                         return cursor, state, _BAD_RANK, done
                     value = _entry(order, k, anchor, rank)
             rows[now, column] = value
-            out[done] = value if table is None else table[value]
+            out[done] = value
             done += 1
             column += 1
             left, above_left, above = value, above, above_right
@@ -917,11 +915,10 @@ def _decode(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fill(row: np.ndarray, out: np.ndarray, table: np.ndarray | None, first: int, end: int, done: int, value: int) -> None:
-    """A run of `value` from column `first` to `end` of the row, and into out from `done`
-    (table[value] there, given a table)."""
+def _fill(row: np.ndarray, out: np.ndarray, first: int, end: int, done: int, value: int) -> None:
+    """A run of `value` from column `first` to `end` of the row, and into out from `done`."""
     row[first:end] = value
-    out[done : done + end - first] = value if table is None else table[value]
+    out[done : done + end - first] = value
 
 
 class NearStrip:
@@ -948,14 +945,10 @@ class NearStrip:
         self._rows = np.zeros((2, width), dtype=index_dtype(k))
         self._y = self._x = 0
 
-    def decode(self, out: np.ndarray, table: np.ndarray | None = None) -> None:
-        """The next out.size indices, into out (index_dtype(k)), or given a `table` (at least k
-        values, of out's dtype), their values table[index]."""
-        if table is not None and (table.ndim != 1 or table.size < self._k or table.dtype != out.dtype):
-            raise ValueError(f"the table must hold at least k = {self._k} values of the output's dtype")
+    def decode(self, out: np.ndarray) -> None:
+        """The next out.size indices, into out (index_dtype(k))."""
         cursor, state, status, done = _decode(
-            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out, table,
-            self._stretches, self._carry, self._memo,
+            self._words, self._cursor, self._state, self._frequency, self._start, self._slots, *self._palette.tables, self._k, self._rows, self._y, self._x, out.size, out, self._stretches, self._carry, self._memo,
         )
         if status != _OK:
             width = self._rows.shape[1]

@@ -197,26 +197,13 @@ def test_near_flat_decodes_as_the_spec_says_in_pieces_of_any_length(k: int, shap
     payload = near.encode_near(indices, palette, stretches=True)
     assert (_stretch_symbols(indices, palette) > 0).any() and (_stretch_symbols(indices, palette) == 0).any()
     assert np.array_equal(spec_decode(payload, codebook, shape[1], shape[0], flat=True), indices)
-    table = rng.integers(0, 1 << 32, k + 3, dtype=np.uint32)  # a codebook entry as one word, and spare values
     for piece in (1, 5, 17, shape[1] - 1, shape[1] + 3, indices.size):
         strip = near.NearStrip(payload, palette, shape[1], k, "strip", stretches=True)
-        looked_up = near.NearStrip(payload, palette, shape[1], k, "strip", stretches=True)
-        out, words = np.empty(indices.size, dtype=near.index_dtype(k)), np.empty(indices.size, dtype=np.uint32)
+        out = np.empty(indices.size, dtype=near.index_dtype(k))
         for start in range(0, out.size, piece):
             strip.decode(out[start : start + piece])
-            looked_up.decode(words[start : start + piece], table)
         strip.finish()
-        looked_up.finish()
-        assert np.array_equal(out.reshape(shape), indices) and np.array_equal(words.reshape(shape), table[indices])
-
-
-def test_a_table_must_hold_every_index_in_the_output_s_dtype() -> None:
-    indices = _label_map(np.random.default_rng(4), 20, 30, 5)
-    palette = near.Palette(np.random.default_rng(5).integers(0, 256, (5, 3), dtype=np.uint8))
-    strip = near.NearStrip(near.encode_near(indices, palette, stretches=True), palette, 30, 5, "strip", stretches=True)
-    for table, out in ((np.arange(4, dtype=np.uint32), np.empty(600, np.uint32)), (np.arange(5, dtype=np.uint16), np.empty(600, np.uint32)), (np.arange(10, dtype=np.uint32).reshape(5, 2), np.empty(600, np.uint32))):
-        with pytest.raises(ValueError, match="at least k = 5 values"):
-            strip.decode(out, table)
+        assert np.array_equal(out.reshape(shape), indices)
 
 
 def test_a_flat_row_of_9000_pixels_is_three_stretches_the_first_two_of_4095() -> None:
@@ -365,35 +352,6 @@ def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: obje
         assert np.array_equal(np.asarray(image), expected)
     with stream.open_kmq(io.BytesIO(photo_near)) as reader:
         assert np.array_equal(reader.read_rows(0, header.height), expected)
-
-
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
-def test_a_near_file_loads_the_same_whether_its_kernel_looks_entries_up_or_a_pass_after(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """decoding.NEAR_LOOKUP_BITS sends a drawing's near strips through the kernel's table (one
-    word an entry: 1, 2 or 4 bytes by mode) and a photo's through a lookup after: both must
-    give the pixels decode_kmq does, pulled whole or in pieces, pushed in chunks."""
-    rng = np.random.default_rng(11)
-    labels = _label_map(rng, 120, 200, 7)
-    labels[rng.random(labels.shape) < 0.01] = 7  # specks stop stretches short
-    colours = rng.integers(0, 256, (8, len(mode)), dtype=np.uint8)
-    image = Image.fromarray(colours[labels].squeeze(), mode)
-    out = io.BytesIO()
-    image.save(out, "KMQ", k=8, compression="near")
-    data = out.getvalue()
-    assert set(strip_methods(data)) <= set(NEAR_METHODS)
-    _, quantized = decode_kmq(data)
-    expected = quantized.codebook[quantized.indices].squeeze()
-    for bits in (0, 1e9):  # a pass after for every strip, then the kernel's table for every one
-        monkeypatch.setattr("pil_kmq.decoding.NEAR_LOOKUP_BITS", bits)
-        for block in (1 << 20, 3001):
-            monkeypatch.setattr("pil_kmq.decoding.BLOCK_PIXELS", block)
-            monkeypatch.setattr("pil_kmq.codec.BLOCK_PIXELS", block)
-            with Image.open(io.BytesIO(data)) as loaded:
-                assert np.array_equal(np.asarray(loaded), expected)
-            parser = ImageFile.Parser()
-            for at in range(0, len(data), 501):
-                parser.feed(data[at : at + 501])
-            assert np.array_equal(np.asarray(parser.close()), expected)
 
 
 def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
