@@ -15,7 +15,17 @@ default (`compression="auto"`) keeps zstd's strips for photos. This script measu
   neighbour's index, 1 for the one above (when it differs), else the rank in left's order past
   those two. near_rans ranks among four neighbours, then from an entry predicted from them;
 - and, for scale, WebP lossless's own load (`method=6`, the anchor of the byte targets) ÷
-  PNG-8's, the same pixels.
+  PNG-8's, the same pixels;
+- the kernel's two halves apart, ns a pixel: the model alone (`near._symbols`: every pixel's
+  symbol and context worked out with all indices known, as the encoder does, so no pixel waits
+  for the one before and nothing is entropy coded), and the coder alone (the same tokens
+  decoded by the same static rANS coder, their contexts given). A decoder must make the model's
+  decisions: "model ÷ (2 × PNG-8 load)" above 1 means no coder could make near_rans's model
+  load as fast as PNG-8 on two threads;
+- and the bytes of a finer model of the same kind, as the entropy of near_rans's own tokens in
+  96 contexts (the 16 patterns × 6 levels of the four neighbours' summed squared colour
+  differences, <= 16, 64, 256, 1024, 4096, more) ÷ in its 48: what refining its contexts could
+  still gain.
 
 Photos only: the Kodak set (tuning) and the held-out photos (never tuned on), K = 16, 64, 256,
 nearest-entry indices of Pillow's median cut (the model's costs, not k-means', are measured).
@@ -33,6 +43,7 @@ import time
 import heldout
 import numpy as np
 from common import geomean, kodak_images
+from numba import njit
 from PIL import Image
 
 from pil_kmq import near
@@ -60,6 +71,63 @@ def kernel_ns(indices: np.ndarray, palette: near.Palette, repeat: int) -> float:
         strip.decode(out)
         best = min(best, time.perf_counter() - start)
     assert np.array_equal(out, indices.reshape(-1))
+    return 1e9 * best / indices.size
+
+
+def _symbols(indices: np.ndarray, palette: near.Palette) -> tuple[np.ndarray, np.ndarray]:
+    """near_rans's tokens and contexts of every pixel (uint8 each)."""
+    tokens, contexts = np.empty(indices.size, np.uint8), np.empty(indices.size, np.uint8)
+    near._symbols(indices, *palette.tables, tokens, np.empty(indices.size, np.uint16), contexts, False)
+    return tokens, contexts
+
+
+def model_ns(indices: np.ndarray, palette: near.Palette, repeat: int) -> float:
+    """The model alone, best time a pixel: every symbol and context from known indices."""
+    tokens, contexts, extras = np.empty(indices.size, np.uint8), np.empty(indices.size, np.uint8), np.empty(indices.size, np.uint16)
+    tables = palette.tables
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        near._symbols(indices, *tables, tokens, extras, contexts, False)
+        best = min(best, time.perf_counter() - start)
+    return 1e9 * best / indices.size
+
+
+@njit(nogil=True)
+def _coder(words: np.ndarray, state: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray, contexts: np.ndarray, out: np.ndarray) -> int:
+    """near_rans's static rANS decoder (spec 7.2's steps) on tokens whose contexts are given."""
+    cursor = 0
+    for at in range(contexts.size):
+        context = contexts[at]
+        slot = state & (near.PROB_SCALE - 1)
+        token = int(slots[context, slot])
+        state = int(frequency[context, token]) * (state >> near.PROB_BITS) + slot - int(start[context, token])
+        if state < near.STATE_LOW:
+            state = (state << 16) | int(words[cursor])
+            cursor += 1
+        if token >= near.DIRECT_SYMBOLS:
+            state >>= 3 + (token - near.DIRECT_SYMBOLS) // 2  # the extra bits, not kept
+            if state < near.STATE_LOW:
+                state = (state << 16) | int(words[cursor])
+                cursor += 1
+        out[at] = token
+    return state
+
+
+def coder_ns(indices: np.ndarray, palette: near.Palette, repeat: int) -> float:
+    """The coder alone, best time a pixel: the near_rans payload's tokens, contexts given."""
+    data = np.frombuffer(near.encode_near(indices, palette), np.uint8)
+    frequency, start, slots, used = near.parse_model(data, "strip", len(palette.codebook))
+    state = int.from_bytes(data[used : used + 4].tobytes(), "big")
+    words = data[used + 4 :].view(">u2").astype(np.uint16)
+    tokens, contexts = _symbols(indices, palette)
+    out = np.empty_like(tokens)
+    best = float("inf")
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        _coder(words, state, frequency, start, slots, contexts, out)
+        best = min(best, time.perf_counter() - begin)
+    assert np.array_equal(out, tokens)
     return 1e9 * best / indices.size
 
 
@@ -117,11 +185,34 @@ def _coded_bytes(contexts: np.ndarray, symbols: np.ndarray) -> float:
     octave = np.floor(np.log2(np.maximum(symbols, 1))).astype(np.int64)
     tokens = np.where(symbols < near.DIRECT_SYMBOLS, symbols, near.DIRECT_SYMBOLS + 2 * (octave - 4) + ((symbols >> np.maximum(octave - 1, 0)) & 1))
     extra = np.where(symbols < near.DIRECT_SYMBOLS, 0, octave - 1)
-    counts = np.bincount(contexts * near.TOKENS + tokens, minlength=near.CONTEXTS * near.TOKENS).reshape(near.CONTEXTS, near.TOKENS)
+    return _token_bytes(contexts, tokens) + float(extra.sum()) / 8
+
+
+def _token_bytes(contexts: np.ndarray, tokens: np.ndarray) -> float:
+    """The entropy of tokens in these contexts, and 2 bytes a token used in a context."""
+    count = int(contexts.max()) + 1
+    counts = np.bincount(contexts * near.TOKENS + tokens, minlength=count * near.TOKENS).reshape(count, near.TOKENS)
     totals = np.broadcast_to(counts.sum(axis=1, keepdims=True), counts.shape)
     used = counts > 0
-    bits = float(np.sum(counts[used] * np.log2(totals[used] / counts[used]))) + float(extra.sum())
-    return bits / 8 + 2 * int(used.sum())
+    return float(np.sum(counts[used] * np.log2(totals[used] / counts[used]))) / 8 + 2 * int(used.sum())
+
+
+FINER_LEVELS = (16, 64, 256, 1024, 4096)
+
+
+def finer_ratio(indices: np.ndarray, palette: near.Palette) -> float:
+    """near_rans's tokens in 96 contexts (16 patterns x 6 levels of the neighbours' summed
+    squared colour differences) ÷ in its own 48, as entropy (the extra bits, the same in both, left out)."""
+    tokens, contexts = (array.astype(np.int64) for array in _symbols(indices, palette))
+    left, above, above_left, above_right = _neighbours(indices)
+    colours = palette.codebook.astype(np.int64)
+
+    def apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return ((colours[a] - colours[b]) ** 2).sum(axis=1)
+
+    differences = apart(left, above) + apart(above_left, above_right) + apart(left, above_left) + apart(above, above_left)
+    finer = contexts // 3 * (len(FINER_LEVELS) + 1) + np.searchsorted(np.array(FINER_LEVELS), differences)
+    return _token_bytes(finer, tokens) / _token_bytes(contexts, tokens)
 
 
 def lean_ratios(indices: np.ndarray, palette: near.Palette) -> tuple[float, float]:
@@ -145,8 +236,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     sets = {"Kodak": kodak_images(), "held-out photo": list(heldout.photos().items())}
-    print("| set | K | near_rans kernel, ns a pixel, one thread | PNG-8 load, ns a pixel | kernel ÷ (2 × PNG-8 load) | left's order ÷ near_rans bytes | left, above, left's order ÷ near_rans bytes | WebP-LL load ÷ PNG-8 load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| set | K | near_rans kernel, ns a pixel, one thread | PNG-8 load, ns a pixel | kernel ÷ (2 × PNG-8 load) | left's order ÷ near_rans bytes | left, above, left's order ÷ near_rans bytes | WebP-LL load ÷ PNG-8 load "
+          "| model alone, ns a pixel | coder alone, ns a pixel | model ÷ (2 × PNG-8 load) | 96 contexts ÷ 48, tokens' bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, images in sets.items():
         images = images[::3] if args.quick else images
         for k in KS:
@@ -156,12 +248,16 @@ def main() -> None:
                 palette = near.Palette(codebook)
                 kernel, png = kernel_ns(indices, palette, args.repeat), png_load_ns(paletted, args.repeat)
                 webp = webp_load_ns(paletted, args.repeat)
-                rows.append((kernel, png, kernel / (2 * png), *lean_ratios(indices, palette), webp / png))
+                model, coder = model_ns(indices, palette, args.repeat), coder_ns(indices, palette, args.repeat)
+                rows.append((kernel, png, kernel / (2 * png), *lean_ratios(indices, palette), webp / png, model, coder, model / (2 * png), finer_ratio(indices, palette)))
             columns = list(zip(*rows))
             cells = [f"{geomean(column):.2f} ({min(column):.2f}-{max(column):.2f})" for column in columns[:2]]
             cells += [f"{geomean(column):.2f} × (up to {max(column):.2f})" for column in columns[2:3]]
             cells += [f"{geomean(column):.3f} (worst {max(column):.3f})" for column in columns[3:5]]
-            cells += [f"{geomean(column):.2f} × ({min(column):.2f}-{max(column):.2f})" for column in columns[5:]]
+            cells += [f"{geomean(column):.2f} × ({min(column):.2f}-{max(column):.2f})" for column in columns[5:6]]
+            cells += [f"{geomean(column):.2f} ({min(column):.2f}-{max(column):.2f})" for column in columns[6:8]]
+            cells += [f"{geomean(column):.2f} × ({min(column):.2f}-{max(column):.2f})" for column in columns[8:9]]
+            cells += [f"{geomean(column):.3f} ({min(column):.3f}-{max(column):.3f})" for column in columns[9:]]
             print(f"| {name} | {k} | " + " | ".join(cells) + " |", flush=True)
 
 
