@@ -62,7 +62,7 @@ from .format import (
     unpack_crc,
 )
 from .jobs import WORKERS, run_jobs, side_by_side, spare_worker
-from .near import MAX_K, estimated_size
+from .near import MAX_K, coding_palette, estimated_size, split_tables
 from .quantize import Quantized
 
 
@@ -270,7 +270,7 @@ def index_stream(indices: np.ndarray, codebook: np.ndarray, method: StripMethod 
     bits_per_index = bits_for_k(k)
     if method is None or k == 1:
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
-    palette = Palette(codebook) if method == StripMethod.NEAR_FLAT else None
+    palette = coding_palette(codebook) if method == StripMethod.NEAR_FLAT else None
     strips = list(encode_strips(indices, bits_per_index, method, palette, weigh, known, predictable(codebook)))
     if uncoded_is_no_longer(indices.size, bits_per_index, sum(len(part) for part in strips)):
         return IndexCoding.NONE, [pack_indices(indices, bits_per_index)]
@@ -345,6 +345,14 @@ def decode_rows(strips: list[Strip], header: Header, out: np.ndarray | None = No
         check_strip_crc(crc32(data), stored, number)
         decode_whole(data, rows * width, row * width, width, header.k, header.bits_per_index, f"KMQ strip {number}", table, out[row - first : row - first + rows].reshape(-1), palette)
     return out
+
+
+def tables_first(jobs: list[list[Strip]], palette: Palette | None) -> None:
+    """Make the codebook's near tables on this thread before these jobs of decode_rows go to
+    the pool, where they hold a near strip and the tables are made in halves side by side
+    (near.split_tables): made in a job, one core made them while the other job waited."""
+    if palette is not None and split_tables(len(palette.codebook)) and any(strip[1][0] in NEAR_METHODS for job in jobs for strip in job):
+        palette.tables  # noqa: B018 - made and kept
 
 
 class _Spare:
@@ -512,6 +520,7 @@ class IndexStreamDecoder:
             jobs = self._ready_jobs(table)
             if jobs:
                 outs = [self._job_rows(job) for job in jobs]
+                tables_first(jobs, self._palette)
                 for rows in run_jobs(decode_rows, [(job, header, out, self._values, self._palette) for job, out in zip(jobs, outs)]):
                     first = jobs.pop(0)[0][2]
                     self._pixels_done = (first + len(rows)) * header.width

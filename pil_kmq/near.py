@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .format import KmqError, index_dtype
+from .jobs import side_by_side
 
 CONTEXTS = 48  # 16 patterns of equal neighbours x 3 levels of colour difference
 TOKENS = 32  # symbols 0 … 15 as themselves, then 2 tokens an octave up to 4095
@@ -42,6 +43,9 @@ MAX_K = 4096  # near_rans needs bits_per_index <= 12
 # and a reader needs nearly every one of them (~0.4 s and 70 MB at 2,934 entries, even made
 # as pixels first need them).
 COLOUR_ORDER_K = 1024
+# Above this many entries the tables are made in two halves of the rows side by side, where a
+# worker is spare (jobs.side_by_side): at 1,024 they took ~6 ms, most of it numpy's sort.
+SPLIT_TABLES_K = 256
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
 NEAR_MAX_PIXELS = 1 << 22
@@ -99,6 +103,21 @@ class Palette:
             return self._tables
 
 
+def split_tables(k: int) -> bool:
+    """Whether a codebook of k entries has tables made in halves side by side (SPLIT_TABLES_K)."""
+    return SPLIT_TABLES_K < k <= COLOUR_ORDER_K
+
+
+def coding_palette(codebook: np.ndarray) -> Palette:
+    """The Palette a writer near codes strips with, its tables made here where they are split
+    (split_tables), before strips are coded on the pool: made in a strip's job, one core made
+    them while the other's job waited for them."""
+    palette = Palette(codebook)
+    if split_tables(len(codebook)):
+        palette.tables  # noqa: B018 - made and kept
+    return palette
+
+
 def palette_tables(codebook: np.ndarray) -> Tables:
     """The tables of Palette.tables, for k <= MAX_K entries of 1 to 4 channels."""
     k, channels = codebook.shape
@@ -110,12 +129,27 @@ def palette_tables(codebook: np.ndarray) -> Tables:
     # a look-up: on Kodak photos at k = 16 loads took ~5 % longer working each level out
     levels = np.empty((k, k), dtype=np.uint8)
     keys = np.empty((k, k), dtype=np.int32)
-    _levels_and_keys(colours, levels, keys)
-    keys.sort(axis=1)
-    order = (keys & (MAX_K - 1)).astype(index_dtype(k))
+    order = np.empty((k, k), dtype=index_dtype(k))
     position = np.empty_like(order)
-    _invert(order, position)
+
+    def rows(first: int, end: int) -> None:
+        _table_rows(colours, levels, keys, order, position, first, end)
+
+    if split_tables(k):
+        side_by_side(lambda: rows(0, k // 2), lambda: rows(k // 2, k))
+    else:
+        rows(0, k)
     return colours, levels, order, position
+
+
+def _table_rows(colours: np.ndarray, levels: np.ndarray, keys: np.ndarray, order: np.ndarray, position: np.ndarray, first: int, end: int) -> None:
+    """Rows first to end of palette_tables' levels, order and position (keys: their sort keys).
+    Every step releases the GIL: two parts of the rows can be made at once."""
+    _levels_and_keys(colours, levels[first:end], keys[first:end], first)
+    part = keys[first:end]
+    part.sort(axis=1)
+    np.bitwise_and(part, MAX_K - 1, out=order[first:end], casting="unsafe")  # entries < MAX_K: the cast keeps them
+    _invert(order[first:end], position[first:end])
 
 
 def _padded(codebook: np.ndarray) -> np.ndarray:
@@ -126,15 +160,16 @@ def _padded(codebook: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _levels_and_keys(colours: np.ndarray, levels: np.ndarray, keys: np.ndarray) -> None:
-    """levels[p, q]: the level of the squared distance d of entries p and q; keys[p, q] =
-    d x MAX_K + q (< 2**31, unique: sorted, ties go to the lower index). One pass without
-    temporaries: 5x faster than numpy's broadcasting at k = 256 (int32, as the kernels read)."""
+def _levels_and_keys(colours: np.ndarray, levels: np.ndarray, keys: np.ndarray, first: int) -> None:
+    """The rows of entries first, first + 1, ... (as many as levels holds): levels[p, q], the
+    level of the squared distance d of entries first + p and q; keys[p, q] = d x MAX_K + q
+    (< 2**31, unique: sorted, ties go to the lower index). One pass without temporaries: 5x
+    faster than numpy's broadcasting at k = 256 (int32, as the kernels read)."""
     k = colours.shape[0]
     c0, c1, c2, c3 = colours[:, 0].copy(), colours[:, 1].copy(), colours[:, 2].copy(), colours[:, 3].copy()
     low, high, scale = np.int32(ACTIVITY_LEVELS[0]), np.int32(ACTIVITY_LEVELS[1]), np.int32(MAX_K)
-    for p in range(k):
-        a0, a1, a2, a3 = c0[p], c1[p], c2[p], c3[p]
+    for p in range(levels.shape[0]):
+        a0, a1, a2, a3 = c0[first + p], c1[first + p], c2[first + p], c3[first + p]
         level_row, key_row = levels[p], keys[p]
         for q in range(k):
             d0, d1, d2, d3 = a0 - c0[q], a1 - c1[q], a2 - c2[q], a3 - c3[q]

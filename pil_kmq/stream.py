@@ -37,7 +37,7 @@ from .api import (
 )
 from .atomic import atomic_output
 from .bitpack import pack_indices
-from .codec import IndexStreamDecoder, Piece, Strip, codebook_section, decode_rows, place, read_codebook, read_prefix
+from .codec import IndexStreamDecoder, Piece, Strip, codebook_section, decode_rows, place, read_codebook, read_prefix, tables_first
 from .coding import (
     STRIP_HEAD_SIZE,
     Palette,
@@ -80,6 +80,7 @@ from .format import (
     unpack_metadata,
 )
 from .jobs import WORKERS, run_jobs
+from .near import coding_palette
 from .quantize import (
     Histogram,
     RowSource,
@@ -231,7 +232,7 @@ def _write_strips(fp: IO[bytes], rows: _Rows, lookup: _Lookup, codebook: np.ndar
     packed indices, the source is read once more and written uncoded, as Image.save does."""
     height, width, channels = rows.shape
     bits = bits_for_k(len(codebook))
-    palette = Palette(codebook) if method == StripMethod.NEAR_FLAT else None
+    palette = coding_palette(codebook) if method == StripMethod.NEAR_FLAT else None
     strip_height, drawn = writer_strips(lookup(rows[0 : strip_height_for(width, height)]), width, height, bits, method, palette)
     lengths, crcs = [], []
     minor = 0
@@ -465,6 +466,7 @@ class KmqReader:
                 if not job:
                     break
                 jobs.append(job)
+            tables_first(jobs, self._palette)
             for job, found in zip(jobs, run_jobs(decode_rows, [(job, header, None, None, self._palette) for job in jobs])):
                 yield job[0][2], 0, found
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import SAMPLES
 from PIL import Image, ImageFile
 
-from pil_kmq import KmqError, decode_kmq, encode_kmq, near, stream
+from pil_kmq import KmqError, decode_kmq, encode_kmq, jobs, near, stream
 from pil_kmq.coding import looks_drawn, parse_table
 from pil_kmq.format import NEAR_METHODS, StripMethod, crc32, pack_crc
 
@@ -352,6 +352,46 @@ def test_every_read_path_gives_the_same_pixels(photo_near: bytes, tmp_path: obje
         assert np.array_equal(np.asarray(image), expected)
     with stream.open_kmq(io.BytesIO(photo_near)) as reader:
         assert np.array_equal(reader.read_rows(0, header.height), expected)
+
+
+@pytest.mark.parametrize("k", [2, 255, 257, 600, 1024])
+@pytest.mark.parametrize("halves", [False, True])
+def test_the_tables_hold_every_entry_s_order_by_distance_made_whole_or_in_halves(k: int, halves: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """order[p] = the entries by (squared distance from entry p, index), position its inverse,
+    levels by distance: the same made whole on one thread or in two halves of the rows side by
+    side (a codebook with repeated entries, so that distances tie)."""
+    monkeypatch.setattr(near, "SPLIT_TABLES_K", 1 if halves else near.MAX_K)  # k = 2 is split too
+    threads = []
+    monkeypatch.setattr(near, "side_by_side", lambda first, second: threads.append(jobs.spare_worker()) or jobs.side_by_side(first, second))
+    rng = np.random.default_rng(k)
+    codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    codebook[k // 2 :: 3] = codebook[: len(codebook[k // 2 :: 3])]
+    colours, levels, order, position = near.palette_tables(codebook)
+    assert threads == ([True] if halves else [])  # side by side, the pool being idle
+    distance = ((codebook[:, None, :].astype(np.int64) - codebook[None, :, :]) ** 2).sum(axis=2)
+    expected = np.argsort(distance, axis=1, kind="stable")
+    assert np.array_equal(order, expected) and order.dtype == near.index_dtype(k)
+    assert np.array_equal(np.take_along_axis(position, order, axis=1), np.broadcast_to(np.arange(k), (k, k)))
+    assert np.array_equal(levels, (distance > 16).astype(np.uint8) + (distance > 256))
+    assert np.array_equal(colours[:, :3], codebook) and not colours[:, 3].any()
+
+
+def test_a_reader_and_a_writer_make_the_tables_before_the_strips_go_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above SPLIT_TABLES_K entries the tables are made on the caller's thread, where their
+    halves can run side by side, not in the first strip's job while the other waits."""
+    made_in_pool = []
+    original = near.palette_tables
+    monkeypatch.setattr(near, "palette_tables", lambda codebook: made_in_pool.append(jobs.in_pool()) or original(codebook))
+    image = _enlarged_photo().crop((0, 0, 600, 900))
+    out = io.BytesIO()
+    image.save(out, "KMQ", k=400, compression="near")
+    data = out.getvalue()
+    assert len(strip_methods(data)) > 1 and set(strip_methods(data)) <= set(NEAR_METHODS)
+    assert made_in_pool and not any(made_in_pool)  # the writer's
+    for read in (lambda: Image.open(io.BytesIO(data)).load(), lambda: stream.open_kmq(io.BytesIO(data)).read_rows(0, 900)):
+        made_in_pool.clear()
+        read()
+        assert made_in_pool == [False]
 
 
 def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
