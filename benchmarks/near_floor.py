@@ -18,14 +18,14 @@ default (`compression="auto"`) keeps zstd's strips for photos. This script measu
   PNG-8's, the same pixels;
 - the kernel's two halves apart, ns a pixel: the model alone (`near._symbols`: every pixel's
   symbol and context worked out with all indices known, as the encoder does, so no pixel waits
-  for the one before and nothing is entropy coded), and the coder alone (the same tokens
-  decoded by the same static rANS coder, their contexts given). A decoder must make the model's
-  decisions: "model ÷ (2 × PNG-8 load)" above 1 means no coder could make near_rans's model
-  load as fast as PNG-8 on two threads;
-- and the bytes of a finer model of the same kind, as the entropy of near_rans's own tokens in
-  96 contexts (the 16 patterns × 6 levels of the four neighbours' summed squared colour
-  differences, <= 16, 64, 256, 1024, 4096, more) ÷ in its 48: what refining its contexts could
-  still gain.
+  for the one before and nothing is entropy coded; it also splits symbols into tokens and
+  extra bits, which a decoder does not), and the coder alone (the same tokens decoded by the
+  same static rANS coder, their contexts given). A decoder must make the model's decisions:
+  "model ÷ (2 × PNG-8 load)" well above 1 leaves a coder for near_rans's model no room to load
+  as fast as PNG-8 on two threads;
+- and near_rans's own tokens in 96 contexts (its 16 patterns × 6 levels of the four
+  neighbours' summed squared colour differences, <= 16, 64, 256, 1024, 4096, more) ÷ in its
+  48, as entropy: what contexts split by that measure could still gain.
 
 Photos only: the Kodak set (tuning) and the held-out photos (never tuned on), K = 16, 64, 256,
 nearest-entry indices of Pillow's median cut (the model's costs, not k-means', are measured).

@@ -19,6 +19,7 @@ from .coding import (
     check_strip_crc,
     encode_codebook,
     encode_strips,
+    is_near,
     looks_drawn,
     one_drawn_strip,
     parse_strip_height,
@@ -351,7 +352,7 @@ def tables_first(jobs: list[list[Strip]], palette: Palette | None) -> None:
     """Make the codebook's near tables on this thread before these jobs of decode_rows go to
     the pool, where they hold a near strip and the tables are made in halves side by side
     (near.split_tables): made in a job, one core made them while the other job waited."""
-    if palette is not None and split_tables(len(palette.codebook)) and any(strip[1][0] in NEAR_METHODS for job in jobs for strip in job):
+    if palette is not None and split_tables(len(palette.codebook)) and any(is_near(strip[1]) for job in jobs for strip in job):
         palette.tables  # noqa: B018 - made and kept
 
 

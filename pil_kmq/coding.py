@@ -854,7 +854,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     known_height = _U32.unpack_from(known[0])[0] if known else 0
     if weigh or method != StripMethod.NEAR_FLAT or not _near_fits(1 << bits_per_index, width):
         # a known first strip of the same rows, near coded, spares coding it again to judge it
-        same_first = known_height == len(first) and len(known) > 1 and _is_near(known[1])
+        same_first = known_height == len(first) and len(known) > 1 and is_near(known[1])
         strip_height, drawn = writer_strips(first, width, height, bits_per_index, method, palette, len(known[1]) - 1 if same_first else None)
     else:  # unweighed, strips are sized as a photo's (which near coding codes), as the writer sizes a photo's
         # but where decoding is cheap, a drawing's (an image of at most NEAR_SPLIT_PIXELS is one strip either way)
@@ -863,7 +863,7 @@ def encode_strips(indices: np.ndarray, bits_per_index: int, method: StripMethod,
     tops = range(0, height, strip_height)
     reused: list[bytes | None] = [None] * len(tops)
     if known_height == strip_height and len(known) == len(tops) + 1:
-        reused = [strip if _is_near(strip) else None for strip in known[1:]]
+        reused = [strip if is_near(strip) else None for strip in known[1:]]
     jobs = [(indices[top : top + strip_height], bits_per_index, method, palette, weigh, strip, drawn, ordered) for top, strip in zip(tops, reused, strict=True)]
     strips = parallel_map(encode_strip, jobs)
     table = StripTable(strip_height, tuple(len(strip) for strip in strips), tuple(crc32(strip) for strip in strips))
@@ -886,7 +886,8 @@ def _flat_near(indices: np.ndarray, palette: Palette) -> bool:
     return estimated_size(indices, palette.codebook, NEAR_ONE_STRIP_STEP) * 8 < NEAR_ONE_STRIP_BITS * indices.size
 
 
-def _is_near(strip: bytes) -> bool:
+def is_near(strip: bytes) -> bool:
+    """Whether a strip's bytes start with a near coded strip_method."""
     return bool(strip) and strip[0] in NEAR_METHODS
 
 

@@ -36,7 +36,7 @@ PROB_SCALE = 1 << PROB_BITS  # each context's frequencies sum to this
 STATE_LOW = 1 << 16  # the coder's state stays in [STATE_LOW, 2**32) between symbols
 MAX_K = 4096  # near_rans needs bits_per_index <= 12
 # Up to COLOUR_ORDER_K entries the order past the neighbours is by colour distance, and a
-# reader builds all k x k orders (~9 MB at its peak, ~25 ms at 1,024). Above, it is by index
+# reader builds all k x k orders (~9 MB at its peak, ~6 ms at 1,024). Above, it is by index
 # distance, which needs no table: a drawing's exact colours come sorted, so index distance
 # follows colour distance well enough. On five tuning drawings of 1,110 to 2,886 colours,
 # orders by colour made near_rans strips 0.4-4.3 % smaller (three held-out graphics: 1.4-2.4 %),
@@ -44,7 +44,8 @@ MAX_K = 4096  # near_rans needs bits_per_index <= 12
 # as pixels first need them).
 COLOUR_ORDER_K = 1024
 # Above this many entries the tables are made in two halves of the rows side by side, where a
-# worker is spare (jobs.side_by_side): at 1,024 they took ~6 ms, most of it numpy's sort.
+# worker is spare (jobs.side_by_side): from here the halves took less time than the whole on
+# average (benchmarks/near_tables.py), and at 512 and more they took loads' time down.
 SPLIT_TABLES_K = 256
 # A reader holds a near_rans strip's payload whole: strips are kept to the size a drawing's
 # strip has (coding.DRAWING_STRIP_PIXELS), so that stays a few MB whatever the file says.
@@ -97,6 +98,8 @@ class Palette:
         entry p, index), position its inverse; levels[a, b] = 0, 1 or 2 by their distance.
         Above COLOUR_ORDER_K all but colours are None (numba then compiles the kernels for
         the index order, a level worked out per pixel)."""
+        # Held while palette_tables may wait on the pool: it sends a half there only where the
+        # pool is idle (jobs.spare_worker), so no job there can be waiting on this lock.
         with self._lock:
             if self._tables is None:
                 self._tables = palette_tables(self.codebook)
@@ -148,7 +151,7 @@ def _table_rows(colours: np.ndarray, levels: np.ndarray, keys: np.ndarray, order
     _levels_and_keys(colours, levels[first:end], keys[first:end], first)
     part = keys[first:end]
     part.sort(axis=1)
-    np.bitwise_and(part, MAX_K - 1, out=order[first:end], casting="unsafe")  # entries < MAX_K: the cast keeps them
+    np.bitwise_and(part, MAX_K - 1, out=order[first:end], casting="unsafe")  # entries < k: index_dtype(k) holds them
     _invert(order[first:end], position[first:end])
 
 

@@ -4,6 +4,7 @@ reader rules refuse what they name."""
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 from conftest import SAMPLES
 from PIL import Image, ImageFile
 
-from pil_kmq import KmqError, decode_kmq, encode_kmq, jobs, near, stream
+from pil_kmq import KmqError, codec, decode_kmq, encode_kmq, jobs, near, stream
 from pil_kmq.coding import looks_drawn, parse_table
 from pil_kmq.format import NEAR_METHODS, StripMethod, crc32, pack_crc
 
@@ -361,13 +362,13 @@ def test_the_tables_hold_every_entry_s_order_by_distance_made_whole_or_in_halves
     levels by distance: the same made whole on one thread or in two halves of the rows side by
     side (a codebook with repeated entries, so that distances tie)."""
     monkeypatch.setattr(near, "SPLIT_TABLES_K", 1 if halves else near.MAX_K)  # k = 2 is split too
-    threads = []
-    monkeypatch.setattr(near, "side_by_side", lambda first, second: threads.append(jobs.spare_worker()) or jobs.side_by_side(first, second))
+    split = []
+    monkeypatch.setattr(near, "side_by_side", lambda first, second: split.append(1) or jobs.side_by_side(first, second))
     rng = np.random.default_rng(k)
     codebook = rng.integers(0, 256, (k, 3), dtype=np.uint8)
     codebook[k // 2 :: 3] = codebook[: len(codebook[k // 2 :: 3])]
     colours, levels, order, position = near.palette_tables(codebook)
-    assert threads == ([True] if halves else [])  # side by side, the pool being idle
+    assert len(split) == halves
     distance = ((codebook[:, None, :].astype(np.int64) - codebook[None, :, :]) ** 2).sum(axis=2)
     expected = np.argsort(distance, axis=1, kind="stable")
     assert np.array_equal(order, expected) and order.dtype == near.index_dtype(k)
@@ -377,23 +378,27 @@ def test_the_tables_hold_every_entry_s_order_by_distance_made_whole_or_in_halves
 
 
 def test_a_reader_and_a_writer_make_the_tables_before_the_strips_go_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above SPLIT_TABLES_K entries the tables are made on the caller's thread, where their
-    halves can run side by side, not in the first strip's job while the other waits."""
-    made_in_pool = []
+    """Above SPLIT_TABLES_K entries the tables are made before the strips are handed out
+    (where their halves can run side by side), not in the first strip's job while the other
+    waits: a writer before encode_strips, Pillow's reader and a row reader before run_jobs."""
+    events = []
     original = near.palette_tables
-    monkeypatch.setattr(near, "palette_tables", lambda codebook: made_in_pool.append(jobs.in_pool()) or original(codebook))
-    image = _enlarged_photo().crop((0, 0, 600, 900))
-    out = io.BytesIO()
-    image.save(out, "KMQ", k=400, compression="near")
-    data = out.getvalue()
+    monkeypatch.setattr(near, "palette_tables", lambda codebook: events.append("tables") or original(codebook))
+    for owner, name in ((codec, "encode_strips"), (codec, "run_jobs"), (stream, "run_jobs")):
+        monkeypatch.setattr(owner, name, functools.partial(lambda original, label, *args, **kwargs: events.append(label) or original(*args, **kwargs), getattr(owner, name), name))
+    indices, codebook = _image(np.random.default_rng(3), 600, 400, 300, 3)
+    data = encode_kmq(indices, codebook, compression="near")
     assert len(strip_methods(data)) > 1 and set(strip_methods(data)) <= set(NEAR_METHODS)
-    assert made_in_pool and not any(made_in_pool)  # the writer's
-    made_in_pool.clear()
+    assert events[:2] == ["tables", "encode_strips"]
+    expected = codebook[indices]
+    events.clear()
     with Image.open(io.BytesIO(data)) as loaded:
-        loaded.load()
-    with stream.open_kmq(io.BytesIO(data)) as reader:
-        reader.read_rows(0, 900)
-    assert made_in_pool == [False, False]  # Pillow's reader, the row reader
+        assert np.array_equal(np.asarray(loaded), expected)
+    assert events[:2] == ["tables", "run_jobs"] and events.count("tables") == 1
+    events.clear()
+    with stream.open_kmq(io.BytesIO(data)) as reader:  # some rows: strips read by their own jobs
+        assert np.array_equal(reader.read_rows(1, 600), expected[1:])
+    assert events[:2] == ["tables", "run_jobs"] and events.count("tables") == 1
 
 
 def test_a_drawing_keeps_what_zstd_makes_of_it_when_that_is_smaller() -> None:
