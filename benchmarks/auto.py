@@ -26,7 +26,7 @@ import heldout
 import many_colours
 import numpy as np
 import rows_level
-from common import best_time, geomean
+from common import best_time, geomean, saved_kmq
 from size import load_kmq, load_png8
 from PIL import Image
 
@@ -42,12 +42,6 @@ KS = (16, 64, 256)  # lossy saves, besides each image's exact colours
 def _colours(image: Image.Image) -> int:
     pixels = np.asarray(image).reshape(-1, 3)
     return len(np.unique(pixels.view(np.dtype((np.void, 3)))))
-
-
-def _saved(image: Image.Image, k: int, compression: str) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "KMQ", k=k, compression=compression)
-    return out.getvalue()
 
 
 def _png(image: Image.Image, colours: int) -> bytes:
@@ -72,13 +66,13 @@ def measure(name: str, image: Image.Image, k: int | None) -> list[str] | None:
     k = colours if k is None else k
     if k > near.MAX_K:
         return None
-    zstd, auto, nearest = (_saved(image, k, c) for c in ("zstd", "auto", "near"))
+    zstd, auto, nearest = (saved_kmq(image, k, c) for c in ("zstd", "auto", "near"))
     quantized = compress_image(np.asarray(image), k, compression="zstd")
     exact = isinstance(quantized, Exact)
     estimate = near.estimated_size(quantized.indices, quantized.codebook, codec.AUTO_STEP)
     zstd_stream = sum(len(part) for part in codec.coded(quantized, StripMethod.RUNS_ZSTD).index_stream[1])
     chose = "zstd" if auto == zstd else "near_rans"
-    save_zstd, save_auto = _alternated(lambda: _saved(image, k, "zstd"), lambda: _saved(image, k, "auto"))
+    save_zstd, save_auto = _alternated(lambda: saved_kmq(image, k, "zstd"), lambda: saved_kmq(image, k, "auto"))
     probe = best_time(lambda: near.estimated_size(quantized.indices, quantized.codebook, codec.AUTO_STEP), REPEAT)
     with Image.open(io.BytesIO(zstd)) as decoded:
         png = _png(decoded.convert("RGB"), len(quantized.codebook))  # the same pixels

@@ -25,7 +25,6 @@ codebooks at an exact colour count code between `coding.CODEBOOK_KEEP` and 1 x t
 from __future__ import annotations
 
 import argparse
-import io
 from contextlib import AbstractContextManager
 
 import heldout
@@ -33,7 +32,8 @@ import many_colours
 import numpy as np
 import rows_level
 import small
-from common import best_time, best_times, geomean, kodak_images, setting, timed, webp_lossless_of
+from common import best_time, best_times, geomean, kodak_images, saved_kmq, setting, timed, webp_lossless_of
+from size import load_kmq
 from PIL import Image
 
 import pil_kmq  # noqa: F401  (registers KMQ)
@@ -50,17 +50,6 @@ def path_max_k(limit: int) -> AbstractContextManager[None]:
     return setting(quantize, "PATH_MAX_K", limit)
 
 
-def _saved(image: Image.Image, k: int, compression: str) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "KMQ", k=k, compression=compression)
-    return buffer.getvalue()
-
-
-def _load(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-
-
 def measure(image: Image.Image, k: int, repeat: int, compression: str = "auto") -> tuple[bytes, bytes, float, float]:
     """(file now, file before, save time now ÷ before, load time now ÷ before): best of
     `repeat` saves and of at least 7 loads, now and before taken in turns."""
@@ -68,13 +57,13 @@ def measure(image: Image.Image, k: int, repeat: int, compression: str = "auto") 
     saves_before: list[float] = []
     now = before = b""
     for _ in range(repeat):
-        now, seconds = timed(lambda: _saved(image, k, compression))
+        now, seconds = timed(lambda: saved_kmq(image, k, compression))
         saves_now.append(seconds)
         with path_max_k(0):
-            before, seconds = timed(lambda: _saved(image, k, compression))
+            before, seconds = timed(lambda: saved_kmq(image, k, compression))
         saves_before.append(seconds)
     # after the saves, in turns: a first load is slower
-    load_now, load_before = best_times((lambda: _load(now), lambda: _load(before)), max(repeat, 7))
+    load_now, load_before = best_times((lambda: load_kmq(now), lambda: load_kmq(before)), max(repeat, 7))
     return now, before, min(saves_now) / min(saves_before), load_now / load_before
 
 

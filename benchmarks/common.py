@@ -76,6 +76,13 @@ def setting(owner: object, name: str, value: object) -> Iterator[None]:
         setattr(owner, name, saved)
 
 
+def saved_kmq(image: Image.Image, k: int, compression: str = "auto") -> bytes:
+    """The KMQ file of image.save(..., k=k, compression=compression)."""
+    out = io.BytesIO()
+    image.save(out, "KMQ", k=k, compression=compression)
+    return out.getvalue()
+
+
 def timed(function: Callable[[], T]) -> tuple[T, float]:
     """function()'s result and the seconds it took."""
     start = time.perf_counter()

@@ -22,15 +22,15 @@ files with near strips count, the rest are listed).
 from __future__ import annotations
 
 import argparse
-import io
 from collections.abc import Callable
 
 import heldout
 import many_colours
 import numpy as np
 import rows_level
-from common import best_times, kodak_images, setting, spread_text
+from common import best_times, kodak_images, saved_kmq, setting, spread_text
 from med_rows import strip_methods
+from size import load_kmq
 from PIL import Image
 
 import pil_kmq
@@ -40,17 +40,6 @@ from pil_kmq.format import NEAR_METHODS
 KS = (257, 512, 768, 1024)
 
 Row = tuple[str, int, bool, float, float, float, float]  # image, k, same file, load ÷ without, save ÷ without, tables: halves ÷ whole, whole in ms
-
-
-def _saved(image: Image.Image, k: int, compression: str) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "KMQ", k=k, compression=compression)
-    return out.getvalue()
-
-
-def _load(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
 
 
 def _without() -> object:
@@ -74,23 +63,23 @@ def rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]],
     found, skipped = [], []
     for name, image in images.items():
         for k in ks(image):
-            data = _saved(image, k, compression)
+            data = saved_kmq(image, k, compression)
             if not set(strip_methods(data)) & set(NEAR_METHODS):
                 skipped.append(f"{name} at {k}")
                 continue
             with _without():
-                same = _saved(image, k, compression) == data
+                same = saved_kmq(image, k, compression) == data
 
             def load_without(data: bytes = data) -> None:
                 with _without():
-                    _load(data)
+                    load_kmq(data)
 
             def save_without(image: Image.Image = image, k: int = k) -> None:
                 with _without():
-                    _saved(image, k, compression)
+                    saved_kmq(image, k, compression)
 
-            load, load_before = best_times((lambda data=data: _load(data), load_without), 2 * repeat)  # loads apart from saves, which upset them
-            save, save_before = best_times((lambda image=image, k=k: _saved(image, k, compression), save_without), repeat)
+            load, load_before = best_times((lambda data=data: load_kmq(data), load_without), 2 * repeat)  # loads apart from saves, which upset them
+            save, save_before = best_times((lambda image=image, k=k: saved_kmq(image, k, compression), save_without), repeat)
             found.append((name, k, same, load / load_before, save / save_before, *_tables_times(data, repeat)))
     return found, skipped
 

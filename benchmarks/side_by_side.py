@@ -45,7 +45,7 @@ import heldout
 import many_colours
 import rows_level
 import zstd_floor
-from common import best_times, kodak_images, ratio_text, setting, spread_text
+from common import best_times, kodak_images, ratio_text, saved_kmq, setting, spread_text
 from med_rows import strip_methods
 from PIL import Image
 
@@ -67,12 +67,6 @@ def _without() -> Iterator[None]:
         yield
 
 
-def _saved(image: Image.Image, k: int, compression: str = "auto") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "KMQ", k=k, compression=compression)
-    return buffer.getvalue()
-
-
 def _what_ran(image: Image.Image, k: int, compression: str) -> tuple[bytes, str]:
     """The file saved with both ways side by side, and what ran so."""
     ran: list[str] = []
@@ -87,7 +81,7 @@ def _what_ran(image: Image.Image, k: int, compression: str) -> tuple[bytes, str]
         return count
 
     with setting(coding, "side_by_side", counted(coding, "residuals" if compression == "auto" else "two ways")), setting(codec, "side_by_side", counted(codec, "near")):
-        saved = _saved(image, k, compression)
+        saved = saved_kmq(image, k, compression)
     if "near" in ran:
         kept = bool({StripMethod.NEAR_FLAT, StripMethod.NEAR_RANS} & set(strip_methods(saved)))
         ran[ran.index("near")] = "near, kept" if kept else "near, not kept"
@@ -100,16 +94,16 @@ def rows(images: dict[str, Image.Image], ks: Callable[[Image.Image], list[int]],
         for k in ks(image):
             saved, ran = _what_ran(image, k, compression)
             with _without():
-                same = _saved(image, k, compression) == saved
+                same = saved_kmq(image, k, compression) == saved
 
             def without(image: Image.Image = image, k: int = k) -> None:
                 with _without():
-                    _saved(image, k, compression)
+                    saved_kmq(image, k, compression)
 
             def median_cut(image: Image.Image = image, k: int = k) -> None:
                 image.quantize(k, method=Image.Quantize.MEDIANCUT).save(io.BytesIO(), "PNG")
 
-            functions = [lambda image=image, k=k: _saved(image, k, compression), without]
+            functions = [lambda image=image, k=k: saved_kmq(image, k, compression), without]
             if k <= 256:
                 functions.append(median_cut)
             times = best_times(functions, repeat)
