@@ -113,28 +113,6 @@ def _tokens(symbols: np.ndarray, tokens: np.ndarray, extras: np.ndarray) -> None
         extras[at] = symbols[at] & ((1 << bits) - 1)
 
 
-@njit(cache=True)
-def _encode_stream(tokens: np.ndarray, extras: np.ndarray, frequency: np.ndarray, start: np.ndarray, words: np.ndarray) -> tuple[int, int]:
-    """near_rans's static rANS coding of one context's tokens (in reverse): (state, words)."""
-    state, written = near.STATE_LOW, 0
-    for at in range(tokens.size - 1, -1, -1):
-        token = int(tokens[at])
-        bits = near._extra_bits(token)
-        if bits:
-            if state >= 1 << (32 - bits):
-                words[written] = state & 0xFFFF
-                written += 1
-                state >>= 16
-            state = (state << bits) | int(extras[at])
-        f = int(frequency[token])
-        if state >= (near.STATE_LOW >> near.PROB_BITS << 16) * f:
-            words[written] = state & 0xFFFF
-            written += 1
-            state >>= 16
-        state = (state // f << near.PROB_BITS) + state % f + int(start[token])
-    return state, written
-
-
 @njit(cache=True, nogil=True)
 def _decode_stream(words: np.ndarray, state: int, count: int, frequency: np.ndarray, start: np.ndarray, slots: np.ndarray, out: np.ndarray, at: int) -> int:
     """`count` symbols of one stream into out[at:], one frequency table for them all: a status."""
@@ -232,7 +210,7 @@ class Split:
         self.shape, self.dtype = indices.shape, indices.dtype
         symbols, contexts = np.empty(indices.size, np.int64), np.empty(indices.size, np.int64)
         _lean_symbols(indices, self.levels, self.position, symbols, contexts)
-        tokens, extras = np.empty_like(symbols), np.empty_like(symbols)
+        tokens, extras = np.empty(symbols.size, np.uint8), np.empty(symbols.size, np.uint16)  # near_rans's own types
         _tokens(symbols, tokens, extras)
         self.streams, self.bytes = [], 0
         counts = np.bincount(contexts, minlength=near.CONTEXTS)
@@ -252,7 +230,8 @@ class Split:
         start = np.zeros_like(frequency)
         np.cumsum(frequency[:-1], out=start[1:])
         words = np.empty(2 * tokens.size + 2, np.uint16)
-        state, written = _encode_stream(tokens, extras, frequency, start, words)
+        # near_rans's own coder, given one context: the stream is what near_rans would write
+        state, written = near._rans_encode(tokens, extras, np.zeros(tokens.size, np.uint8), frequency[None], start[None], words)
         slots = np.repeat(np.arange(near.TOKENS, dtype=np.uint8), frequency)
         self.streams.append((words[:written][::-1].copy(), state, tokens.size, frequency, start, slots))
         # where near_rans has one state and one stream, each context has its own, and a count
