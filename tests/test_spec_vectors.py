@@ -32,8 +32,8 @@ INVALID = _blocks("kmq-invalid")
 
 
 def test_spec_has_the_vectors_it_promises() -> None:
-    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "N", "P", "R", "U", "W", "X", "Z", "Z3"}
-    assert set(INVALID) == {"G", "H", "K", "L", "M", "O", "Q", "S", "T", "V", "Y", "Z2", "Z4"}
+    assert set(VECTORS) == set(PIXELS) == {"A", "B", "C", "D", "E", "F", "I", "J", "J2", "N", "P", "P2", "R", "U", "W", "X", "Z", "Z3", "Z5"}
+    assert set(INVALID) == {"G", "H", "J3", "K", "L", "M", "M2", "O", "Q", "S", "T", "V", "Y", "Z2", "Z4"}
 
 
 def test_vectors_are_named_in_the_order_the_document_reads() -> None:
@@ -105,6 +105,22 @@ def test_writer_reproduces_the_near_rans_vector() -> None:
     header, (indices, codebook) = decode_kmq(VECTORS["P"][1])
     assert b"\x04" + near.encode_near(indices, near.Palette(codebook)) == VECTORS["P"][1][-74:-4]
     assert header.version_minor == 4
+
+
+def test_writer_reproduces_each_strip_of_the_two_strip_vectors() -> None:
+    """Vectors P2 and Z5: each strip is what the writer's coder makes of its own rows alone,
+    with no row above its first (the edge rules of 7.2), and each begins with the one-strip
+    vector's strip."""
+    from pil_kmq import coding, near, predict
+
+    header, (indices, codebook) = decode_kmq(VECTORS["P2"][1])
+    strips = [b"\x04" + near.encode_near(indices[top : top + 2], near.Palette(codebook)) for top in (0, 2)]
+    assert VECTORS["P2"][1][-4 - sum(map(len, strips)) : -4] == b"".join(strips)
+    assert strips[0] == VECTORS["P"][1][-74:-4] and header.version_minor == 4
+    header, (indices, codebook) = decode_kmq(VECTORS["Z5"][1])
+    strips = [coding._coded_predicted(predict.residuals(indices[top : top + 2]).tobytes(), drawn=True) for top in (0, 2)]
+    assert VECTORS["Z5"][1][-4 - sum(map(len, strips)) : -4] == b"".join(strips)
+    assert strips[0] == VECTORS["Z3"][1][-20:-4] and predict.residuals(indices[1:])[1].tolist() == [0, 0, 0]
 
 
 def test_writer_reproduces_the_near_flat_vector() -> None:
