@@ -121,6 +121,7 @@ def test_writer_reproduces_each_strip_of_the_two_strip_vectors() -> None:
     strips = [coding._coded_predicted(predict.residuals(indices[top : top + 2]).tobytes(), drawn=True) for top in (0, 2)]
     assert VECTORS["Z5"][1][-4 - sum(map(len, strips)) : -4] == b"".join(strips)
     assert strips[0] == VECTORS["Z3"][1][-20:-4] and predict.residuals(indices[1:])[1].tolist() == [0, 0, 0]
+    assert header.version_minor == 10
 
 
 def test_writer_reproduces_the_near_flat_vector() -> None:
