@@ -211,7 +211,7 @@ def _table(kmq: KmqFile, rng: random.Random) -> None:
     choice = rng.randrange(4)
     height = kmq.fields[6]
     if choice == 0:
-        kmq.strip_height = rng.choice((1, 2, height, height + 1, max(1, height // 2), 0))
+        kmq.strip_height = rng.choice((1, 2, height, min(height + 1, 2**32 - 1), max(1, height // 2), 0))  # height may be mutated to u32's top
     elif choice == 1 and kmq.strips:
         kmq.strips.pop(rng.randrange(len(kmq.strips)))
     elif choice == 2 and kmq.strips:
