@@ -37,22 +37,11 @@ import heldout
 import numpy as np
 from common import best_times, geomean, kodak_images, saved_kmq, webp_lossless_of
 from PIL import Image
-
-import pil_kmq
+from rate import png_of
 
 KS = (16, 64, 256)
 BYTE_TARGETS = {"photo": 0.85, "graphic": 0.95}
 MOST_SPEED_UP = 20.0
-
-
-def png8_of(kmq: bytes) -> bytes:
-    """PNG-8 (`optimize=True`) of the indices and codebook a KMQ file holds."""
-    _, (indices, codebook) = pil_kmq.decode_kmq(kmq)
-    paletted = Image.fromarray(indices.astype(np.uint8), "P")
-    paletted.putpalette(codebook.tobytes())
-    out = io.BytesIO()
-    paletted.save(out, "PNG", optimize=True)
-    return out.getvalue()
 
 
 class Ratios(NamedTuple):
@@ -67,7 +56,7 @@ class Ratios(NamedTuple):
 def measure(image: Image.Image, k: int, repeat: int) -> Ratios:
     """Both files of image.save(k=k): the default's and compression="near"'s."""
     default, near = saved_kmq(image, k), saved_kmq(image, k, "near")
-    png8, webp = png8_of(default), webp_lossless_of(default)
+    png8, webp = png_of(default), webp_lossless_of(default)  # PNG-8: K <= 256 here
     default_load, near_load, png8_load = best_times((
         lambda: Image.open(io.BytesIO(default)).load(),
         lambda: Image.open(io.BytesIO(near)).load(),
